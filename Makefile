@@ -1,0 +1,80 @@
+# sonde - top-level build. `make demo` and `make test` are all a newcomer runs.
+
+PREFIX   ?= /usr/local
+BUILD    ?= build
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARN     := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
+            -Wmissing-prototypes -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN     += -Werror
+endif
+LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
+UV_LIBS       := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
+              -Iengine/include -Iengine
+ALL_LDFLAGS := $(LDFLAGS) $(EXTRA_LDFLAGS)
+
+# Debian packages that building, testing and the demo need.
+DEPS := build-essential pkg-config luajit libluajit-5.1-dev libuv1-dev \
+        lua-busted lua-cjson iproute2 nftables procps
+
+ENGINE_SRC := $(wildcard engine/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+CORE_OBJ   := $(BUILD)/bindings/core.o $(BUILD)/bindings/lpacket.o
+MAIN_OBJ   := $(BUILD)/bindings/main.o
+TOOLS      := $(BUILD)/labpeer
+
+-include engine/fuzz/fuzz.mk
+
+.PHONY: all deps demo test check fuzz clean install
+all: $(BUILD)/libsonde.a $(BUILD)/libsonde.so $(BUILD)/lua/sonde/core.so \
+     $(BUILD)/sonde $(TOOLS)
+
+# Installs only what is missing: one `apt-get update`, then `apt-get install -y`.
+deps:
+	@missing=""; for p in $(DEPS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: need root to install:$$missing" >&2; exit 1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/%.o: %.c $(wildcard engine/*.h engine/include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/bindings/%.o: bindings/%.c $(wildcard engine/include/*.h bindings/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LUAJIT_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libsonde.a: $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libsonde.so: $(ENGINE_OBJ)
+	$(CC) -shared -Wl,-soname,libsonde.so.0 -o $@ $^ $(ALL_LDFLAGS) $(UV_LIBS)
+
+$(BUILD)/lua/sonde/core.so: $(CORE_OBJ) $(BUILD)/libsonde.a
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(CORE_OBJ) $(BUILD)/libsonde.a $(ALL_LDFLAGS) $(UV_LIBS)
+
+$(BUILD)/sonde: $(MAIN_OBJ) $(CORE_OBJ) $(BUILD)/libsonde.a
+	$(CC) -o $@ $(MAIN_OBJ) $(CORE_OBJ) $(BUILD)/libsonde.a $(ALL_LDFLAGS) $(LUAJIT_LIBS) $(UV_LIBS) -lm -Wl,-E
+
+$(BUILD)/labpeer: spec/tools/labpeer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
+
+demo: deps all
+	@sh scripts/demo.sh
+
+test: deps all
+	@spec/run
+
+clean:
+	rm -rf $(BUILD)

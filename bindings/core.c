@@ -1,0 +1,829 @@
+/*
+ * core.c - the Lua module `sonde.core`: the engine, timers, name
+ * resolution and signals for Lua. It converts; it adds no policy.
+ *
+ * Callbacks into Lua run only inside e:run() and e:close(), on the Lua
+ * thread that called them, each through one protected call. An error in a
+ * callback stops the loop and e:run() returns it (nil, message): it is never
+ * swallowed. Misuse (a wrong type, an unknown field) raises a Lua error that
+ * names the field; runtime failures return nil, "ENAME: message", "ENAME".
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lauxlib.h"
+#include "lua.h"
+#include "luajit.h"
+
+#include "lpacket.h"
+#include "sonde.h"
+
+#define ENGINE_MT "sonde.engine"
+
+/* Something of the binding's own that holds a uv handle or request and a
+ * Lua callback: timers, signals, resolver requests. */
+typedef struct lreq lreq_t;
+typedef struct lengine lengine_t;
+
+struct lreq {
+  lreq_t *next, *prev;
+  lengine_t *le;
+  int ref;     /* the Lua callback */
+  int kind;    /* REQ_* */
+  int done;    /* the callback ran, or the request was cancelled */
+  uint64_t token;
+  union {
+    uv_handle_t handle;
+    uv_timer_t timer;
+    uv_signal_t signal;
+    uv_getaddrinfo_t gai;
+    uv_getnameinfo_t gni;
+  } u;
+};
+
+enum { REQ_TIMER, REQ_SIGNAL, REQ_GAI, REQ_GNI };
+
+struct lengine {
+  sonde_engine_t *eng; /* NULL once closed */
+  uv_loop_t loop;
+  int loop_init;
+  lua_State *L;        /* the running thread, inside run()/close() only */
+  int err_ref;         /* first callback error, LUA_NOREF if none */
+  int engine_closed;   /* sonde_engine_close's callback ran */
+  lreq_t reqs;         /* list head */
+  uint64_t next_token;
+};
+
+/* --- errors ---------------------------------------------------------------- */
+
+/* nil, "ENAME: message", "ENAME" (luv's convention). */
+static int push_fail(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", sonde_err_name(err), sonde_strerror(err));
+  lua_pushstring(L, sonde_err_name(err));
+  return 3;
+}
+
+/* The same, for libuv's own errors (resolver: EAI_NONAME, ...). */
+static int push_uv_fail(lua_State *L, int status) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", uv_err_name(status), uv_strerror(status));
+  lua_pushstring(L, uv_err_name(status));
+  return 3;
+}
+
+static lengine_t *check_engine(lua_State *L, int idx) {
+  lengine_t *le = luaL_checkudata(L, idx, ENGINE_MT);
+  if (le->eng == NULL)
+    luaL_error(L, "sonde engine is closed");
+  return le;
+}
+
+/* --- calling back into Lua -------------------------------------------------- */
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL)
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  lua_getglobal(L, "debug");
+  lua_getfield(L, -1, "traceback");
+  lua_pushstring(L, msg);
+  lua_pushinteger(L, 2);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+/* Push the callback of ref (and release the ref) or return 0 if there is no
+ * thread to call it on (garbage collection: nothing may run then). */
+static int push_callback(lengine_t *le, int ref) {
+  lua_State *L = le->L;
+  if (L == NULL || ref == LUA_NOREF)
+    return 0;
+  lua_pushcfunction(L, traceback);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  return 1;
+}
+
+/* Call the function below nargs arguments on le->L, protected. The first
+ * error stops the loop and is kept for run() to return. */
+static void call_protected(lengine_t *le, int nargs) {
+  lua_State *L = le->L;
+  int base = lua_gettop(L) - nargs - 1;
+  if (lua_pcall(L, nargs, 0, base) != 0) {
+    if (le->err_ref == LUA_NOREF)
+      le->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+      lua_pop(L, 1);
+    uv_stop(&le->loop);
+  }
+  lua_pop(L, 1); /* traceback */
+}
+
+static void unref(lengine_t *le, lua_State *L, int *ref) {
+  if (*ref != LUA_NOREF && L) {
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    *ref = LUA_NOREF;
+  }
+}
+
+/* --- results ------------------------------------------------------------------ */
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void set_addr(lua_State *L, const char *k,
+                     const struct sockaddr_storage *ss) {
+  char buf[INET6_ADDRSTRLEN];
+  if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+    set_str(L, k, sonde_addr_format(ss, buf, sizeof(buf)));
+}
+
+/* The result table: the outcome vocabulary of DESIGN.md. */
+static void push_result(lua_State *L, uint64_t id, const sonde_result_t *r) {
+  int i;
+  lua_createtable(L, 0, 24);
+  set_int(L, "id", (lua_Integer)id);
+  set_str(L, "status", sonde_status_name(r->status));
+  if (r->status == SONDE_STATUS_REPLY) {
+    set_str(L, "kind", sonde_kind_name(r->kind));
+    if (r->kind == SONDE_KIND_DEST_UNREACHABLE)
+      set_str(L, "code", sonde_unreach_name(r->unreach));
+  }
+  set_addr(L, "addr", &r->addr);
+  set_addr(L, "src", &r->src);
+  if (r->rtt >= 0) {
+    lua_pushnumber(L, r->rtt);
+    lua_setfield(L, -2, "rtt");
+  }
+  set_int(L, "ttl", r->ttl);
+  if (r->reply_ttl >= 0)
+    set_int(L, "reply_ttl", r->reply_ttl);
+  if (r->icmp_type >= 0) {
+    set_int(L, "icmp_type", r->icmp_type);
+    set_int(L, "icmp_code", r->icmp_code);
+  }
+  if (r->quoted_ttl >= 0)
+    set_int(L, "quoted_ttl", r->quoted_ttl);
+  if (r->mtu > 0)
+    set_int(L, "mtu", r->mtu);
+  set_int(L, "seq", r->seq);
+  if (r->sport || r->dport) {
+    set_int(L, "sport", r->sport);
+    set_int(L, "dport", r->dport);
+  }
+  if (r->echo_id || r->echo_seq) {
+    set_int(L, "icmp_id", r->echo_id);
+    set_int(L, "icmp_seq", r->echo_seq);
+  }
+  if (r->attempts > 1)
+    set_int(L, "attempts", r->attempts);
+  if (r->error) {
+    lua_createtable(L, 0, 3);
+    set_str(L, "name", sonde_err_name(r->error));
+    set_str(L, "message", sonde_strerror(r->error));
+    if (r->call)
+      set_str(L, "call", r->call);
+    lua_setfield(L, -2, "error");
+  }
+  if (r->n_mpls == 0)
+    return;
+  lua_createtable(L, r->n_mpls, 0);
+  for (i = 0; i < r->n_mpls; i++) {
+    lua_createtable(L, 0, 4);
+    set_int(L, "label", r->mpls[i].label);
+    set_int(L, "exp", r->mpls[i].exp);
+    lua_pushboolean(L, r->mpls[i].s);
+    lua_setfield(L, -2, "s");
+    set_int(L, "ttl", r->mpls[i].ttl);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "mpls");
+}
+
+/* --- option tables --------------------------------------------------------- */
+
+/* Every key of the table at idx must be in allowed (NULL-terminated). */
+static void check_fields(lua_State *L, int idx, const char *what,
+                         const char *const *allowed) {
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    const char *const *a = allowed;
+    while (k && *a && strcmp(*a, k) != 0)
+      a++;
+    if (k == NULL || *a == NULL)
+      luaL_error(L, "%s: unknown field '%s'", what,
+                 k ? k : luaL_typename(L, -2));
+    lua_pop(L, 1);
+  }
+}
+
+static double opt_number(lua_State *L, int idx, const char *what,
+                         const char *k, double def, double min, double max) {
+  double v;
+  lua_getfield(L, idx, k);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return def;
+  }
+  if (lua_type(L, -1) != LUA_TNUMBER)
+    luaL_error(L, "%s: field '%s' must be a number (got %s)", what, k,
+               luaL_typename(L, -1));
+  v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (isnan(v) || v < min || v > max)
+    luaL_error(L, "%s: field '%s' must be from %f to %f (got %f)", what, k,
+               min, max, v);
+  return v;
+}
+
+static long opt_int(lua_State *L, int idx, const char *what, const char *k,
+                    long def, long min, long max) {
+  double v = opt_number(L, idx, what, k, (double)def, (double)min, (double)max);
+  if (v != floor(v))
+    luaL_error(L, "%s: field '%s' must be an integer (got %f)", what, k, v);
+  return (long)v;
+}
+
+static int opt_choice(lua_State *L, int idx, const char *what, const char *k,
+                      const char *const *names, int def) {
+  int i;
+  const char *s;
+  lua_getfield(L, idx, k);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return def;
+  }
+  s = lua_tostring(L, -1);
+  for (i = 0; s && names[i]; i++)
+    if (strcmp(names[i], s) == 0) {
+      lua_pop(L, 1);
+      return i;
+    }
+  return luaL_error(L, "%s: field '%s' has an invalid value '%s'", what, k,
+                    s ? s : luaL_typename(L, -1));
+}
+
+/* --- the engine ------------------------------------------------------------ */
+
+static void engine_closed(sonde_engine_t *eng, void *data) {
+  ((lengine_t *)data)->engine_closed = 1;
+}
+
+static int l_engine(lua_State *L) {
+  static const char *const fields[] = {"rate", "window", "wait", "icmp_id",
+                                       NULL};
+  sonde_engine_opts_t opts;
+  lengine_t *le;
+  int r;
+
+  memset(&opts, 0, sizeof(opts));
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    check_fields(L, 1, "engine", fields);
+    opts.rate = opt_number(L, 1, "engine", "rate", 0, 0, 1e9);
+    opts.window = (int)opt_int(L, 1, "engine", "window", 0, 0, 1 << 20);
+    opts.wait = opt_number(L, 1, "engine", "wait", 0, 0, 3600);
+    opts.echo_id = (uint16_t)opt_int(L, 1, "engine", "icmp_id", 0, 0, 65535);
+  }
+  /* Userdata first, every field invalid, metatable attached: only then is
+   * anything acquired, so __gc always finds a consistent state. */
+  le = lua_newuserdata(L, sizeof(*le));
+  memset(le, 0, sizeof(*le));
+  le->err_ref = LUA_NOREF;
+  le->reqs.next = le->reqs.prev = &le->reqs;
+  luaL_getmetatable(L, ENGINE_MT);
+  lua_setmetatable(L, -2);
+  r = uv_loop_init(&le->loop);
+  if (r < 0)
+    return push_uv_fail(L, r);
+  le->loop_init = 1;
+  r = sonde_engine_new(&le->loop, &opts, &le->eng);
+  if (r < 0)
+    return push_fail(L, r);
+  return 1;
+}
+
+static void on_result(sonde_engine_t *eng, uint64_t id,
+                      const sonde_result_t *res, void *data) {
+  lengine_t *le = uv_loop_get_data(sonde_engine_loop(eng));
+  int ref = (int)(intptr_t)data;
+  if (push_callback(le, ref)) {
+    unref(le, le->L, &ref);
+    push_result(le->L, id, res);
+    call_protected(le, 1);
+  }
+}
+
+static void spec_addr(lua_State *L, const char *k, struct sockaddr_storage *ss) {
+  const char *s;
+  lua_getfield(L, 2, k);
+  s = lua_tostring(L, -1);
+  if (s == NULL || lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "probe: field '%s' must be a numeric IP address string", k);
+  if (sonde_addr_parse(s, 0, ss) < 0)
+    luaL_error(L, "probe: field '%s' is not a numeric IPv4/IPv6 address: '%s'",
+               k, s);
+  lua_pop(L, 1);
+}
+
+/* e:probe{dst=, proto=, ttl=, ...}, function(result) end) -> id */
+static int l_probe(lua_State *L) {
+  static const char *const fields[] = {
+      "dst", "proto", "ttl", "wait", "sport", "dport", "bind", "seq", "size",
+      "icmp_id", "icmp_seq", NULL};
+  static const char *const protos[] = {"", "icmp", "udp", "tcp", NULL};
+  static const char *const binds[] = {"kernel", "sequence", "fixed", NULL};
+  lengine_t *le = check_engine(L, 1);
+  sonde_probe_spec_t spec;
+  int64_t id;
+  int ref;
+
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  check_fields(L, 2, "probe", fields);
+  memset(&spec, 0, sizeof(spec));
+  spec_addr(L, "dst", &spec.dst);
+  spec.proto = (sonde_proto_t)opt_choice(L, 2, "probe", "proto", protos, 0);
+  if (spec.proto == 0)
+    luaL_error(L, "probe: field 'proto' is required (icmp, udp or tcp)");
+  spec.ttl = (int)opt_int(L, 2, "probe", "ttl", 64, 1, 255);
+  spec.wait = opt_number(L, 2, "probe", "wait", 0, 0, 3600);
+  spec.sport = (uint16_t)opt_int(L, 2, "probe", "sport", 0, 0, 65535);
+  spec.dport = (uint16_t)opt_int(L, 2, "probe", "dport",
+                                 spec.proto == SONDE_PROTO_TCP ? 80 : 33434, 0,
+                                 65535);
+  spec.bind = (sonde_bind_t)opt_choice(L, 2, "probe", "bind", binds,
+                                       SONDE_BIND_KERNEL);
+  spec.seq = (uint32_t)opt_int(L, 2, "probe", "seq", 0, 0, 4294967295.0);
+  spec.size = (uint16_t)opt_int(L, 2, "probe", "size", 0, 0, 1400);
+  spec.echo_id = (uint16_t)opt_int(L, 2, "probe", "icmp_id", 0, 0, 65535);
+  spec.echo_seq = (uint16_t)opt_int(L, 2, "probe", "icmp_seq", 0, 0, 65535);
+  lua_pushvalue(L, 3);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  id = sonde_probe_start(le->eng, &spec, on_result, (void *)(intptr_t)ref);
+  if (id < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return push_fail(L, (int)id);
+  }
+  lua_pushnumber(L, (lua_Number)id);
+  return 1;
+}
+
+static uint64_t check_id(lua_State *L, int idx) {
+  lua_Number n = luaL_checknumber(L, idx);
+  if (n < 1 || n != floor(n))
+    luaL_argerror(L, idx, "not a probe id");
+  return (uint64_t)n;
+}
+
+static int l_set_wait(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  int r = sonde_probe_set_wait(le->eng, check_id(L, 2), luaL_checknumber(L, 3));
+  if (r < 0)
+    return push_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_cancel(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  lua_State *outer = le->L;
+  int r;
+  /* The cancelled probe's callback runs now, on this thread. */
+  le->L = L;
+  r = sonde_probe_cancel(le->eng, check_id(L, 2));
+  le->L = outer;
+  if (r < 0)
+    return push_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_stats(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  sonde_stats_t s;
+  sonde_engine_stats(le->eng, &s);
+  lua_createtable(L, 0, 12);
+#define F(name)                                                               \
+  lua_pushnumber(L, (lua_Number)s.name);                                     \
+  lua_setfield(L, -2, #name);
+  F(started) F(sent) F(replies) F(timeouts) F(skipped) F(failed) F(received)
+  F(ignored) F(malformed) F(send_retries) F(in_flight) F(queued)
+#undef F
+  return 1;
+}
+
+/* Monotonic seconds (the clock RTTs are measured on). */
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
+/* Push the first callback error as (nil, message) and clear it. */
+static int take_error(lua_State *L, lengine_t *le) {
+  lua_pushnil(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, le->err_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, le->err_ref);
+  le->err_ref = LUA_NOREF;
+  return 2;
+}
+
+/* e:run(): run the loop until nothing is pending or a callback fails. */
+static int l_run(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  if (le->L)
+    return luaL_error(L, "engine:run() called from inside a callback");
+  uv_loop_set_data(&le->loop, le);
+  le->L = L;
+  uv_run(&le->loop, UV_RUN_DEFAULT);
+  le->L = NULL;
+  if (le->err_ref != LUA_NOREF)
+    return take_error(L, le);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_stop(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  uv_stop(&le->loop);
+  return 0;
+}
+
+/* --- timers, signals, resolver --------------------------------------------- */
+
+static lreq_t *req_new(lua_State *L, lengine_t *le, int kind, int fn_idx) {
+  lreq_t *q = calloc(1, sizeof(*q));
+  if (q == NULL)
+    luaL_error(L, "out of memory");
+  q->le = le;
+  q->kind = kind;
+  q->token = ++le->next_token;
+  lua_pushvalue(L, fn_idx);
+  q->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  q->next = &le->reqs;
+  q->prev = le->reqs.prev;
+  le->reqs.prev->next = q;
+  le->reqs.prev = q;
+  uv_loop_set_data(&le->loop, le);
+  return q;
+}
+
+static void req_free(lreq_t *q) {
+  q->prev->next = q->next;
+  q->next->prev = q->prev;
+  free(q);
+}
+
+/* A request failed to start: release it (its handle never existed). */
+static int req_abort(lua_State *L, lreq_t *q, int status) {
+  luaL_unref(L, LUA_REGISTRYINDEX, q->ref);
+  req_free(q);
+  return push_uv_fail(L, status);
+}
+
+static void handle_closed(uv_handle_t *h) {
+  lreq_t *q = h->data;
+  req_free(q);
+}
+
+/* Stop a timer or signal for good: drop its callback, close its handle. */
+static void req_close(lreq_t *q, lua_State *L) {
+  if (q->done)
+    return;
+  q->done = 1;
+  unref(q->le, L, &q->ref);
+  if (q->kind == REQ_TIMER || q->kind == REQ_SIGNAL)
+    uv_close(&q->u.handle, handle_closed);
+  else
+    uv_cancel((uv_req_t *)&q->u.gai); /* its callback frees it */
+}
+
+static void on_timer(uv_timer_t *t) {
+  lreq_t *q = t->data;
+  lengine_t *le = q->le;
+  int ref = q->ref;
+  q->ref = LUA_NOREF;
+  q->done = 1;
+  uv_close(&q->u.handle, handle_closed);
+  if (push_callback(le, ref)) {
+    unref(le, le->L, &ref);
+    call_protected(le, 0);
+  }
+}
+
+/* e:after(seconds, fn) -> token: call fn once after seconds. */
+static int l_after(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  double s = luaL_checknumber(L, 2);
+  lreq_t *q;
+  int r;
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (isnan(s) || s < 0 || s > 1e7)
+    return luaL_argerror(L, 2, "seconds must be from 0 to 1e7");
+  q = req_new(L, le, REQ_TIMER, 3);
+  r = uv_timer_init(&le->loop, &q->u.timer);
+  if (r < 0)
+    return req_abort(L, q, r);
+  q->u.timer.data = q;
+  uv_timer_start(&q->u.timer, on_timer, (uint64_t)ceil(s * 1000), 0);
+  lua_pushnumber(L, (lua_Number)q->token);
+  return 1;
+}
+
+/* e:cancel_timer(token) / e:unwatch(token): stop a timer or signal watch. */
+static int l_unwatch(lua_State *L) {
+  lengine_t *le = luaL_checkudata(L, 1, ENGINE_MT);
+  uint64_t token = (uint64_t)luaL_checknumber(L, 2);
+  lreq_t *q;
+  for (q = le->reqs.next; q != &le->reqs; q = q->next)
+    if (q->token == token && !q->done) {
+      req_close(q, L);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  lreq_t *q = h->data;
+  lengine_t *le = q->le;
+  if (push_callback(le, q->ref)) {
+    lua_pushinteger(le->L, signum);
+    call_protected(le, 1);
+  }
+}
+
+/* e:on_signal("SIGINT"|"SIGTERM"|"SIGHUP", fn) -> token. The watch does not
+ * keep the loop running. */
+static int l_on_signal(lua_State *L) {
+  static const char *const names[] = {"SIGINT", "SIGTERM", "SIGHUP", NULL};
+  static const int nums[] = {SIGINT, SIGTERM, SIGHUP};
+  lengine_t *le = check_engine(L, 1);
+  int i = luaL_checkoption(L, 2, NULL, names), r;
+  lreq_t *q;
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  q = req_new(L, le, REQ_SIGNAL, 3);
+  r = uv_signal_init(&le->loop, &q->u.signal);
+  if (r < 0)
+    return req_abort(L, q, r);
+  q->u.signal.data = q;
+  r = uv_signal_start(&q->u.signal, on_signal, nums[i]);
+  if (r < 0) {
+    req_close(q, L);
+    return push_uv_fail(L, r);
+  }
+  uv_unref(&q->u.handle);
+  lua_pushnumber(L, (lua_Number)q->token);
+  return 1;
+}
+
+static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  lreq_t *q = req->data;
+  lengine_t *le = q->le;
+  if (!q->done && push_callback(le, q->ref)) {
+    lua_State *L = le->L;
+    unref(le, L, &q->ref);
+    if (status < 0) {
+      push_uv_fail(L, status);
+      call_protected(le, 3);
+    } else {
+      struct addrinfo *ai;
+      int n = 0;
+      lua_newtable(L);
+      for (ai = res; ai; ai = ai->ai_next) {
+        char buf[INET6_ADDRSTRLEN];
+        struct sockaddr_storage ss;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+          continue;
+        memset(&ss, 0, sizeof(ss));
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        lua_pushstring(L, sonde_addr_format(&ss, buf, sizeof(buf)));
+        lua_rawseti(L, -2, ++n);
+      }
+      call_protected(le, 1);
+    }
+  }
+  uv_freeaddrinfo(res);
+  unref(le, le->L, &q->ref);
+  req_free(q);
+}
+
+/* e:resolve(host, family (0|4|6), fn(addrs | nil, msg, name)): addresses
+ * in the resolver's order, de-duplicated by the caller. */
+static int l_resolve(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  int fam = (int)luaL_optinteger(L, 3, 0), r;
+  struct addrinfo hints;
+  lreq_t *q;
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  if (fam != 0 && fam != 4 && fam != 6)
+    return luaL_argerror(L, 3, "family must be 0, 4 or 6");
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = fam == 4 ? AF_INET : fam == 6 ? AF_INET6 : AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  q = req_new(L, le, REQ_GAI, 4);
+  q->u.gai.data = q;
+  r = uv_getaddrinfo(&le->loop, &q->u.gai, on_gai, host, NULL, &hints);
+  if (r < 0)
+    return req_abort(L, q, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void on_gni(uv_getnameinfo_t *req, int status, const char *host,
+                   const char *service) {
+  lreq_t *q = req->data;
+  lengine_t *le = q->le;
+  if (!q->done && push_callback(le, q->ref)) {
+    unref(le, le->L, &q->ref);
+    if (status < 0) {
+      push_uv_fail(le->L, status);
+      call_protected(le, 3);
+    } else {
+      lua_pushstring(le->L, host);
+      call_protected(le, 1);
+    }
+  }
+  unref(le, le->L, &q->ref);
+  req_free(q);
+}
+
+/* e:reverse(addr, fn(name | nil, msg, name)): the name of a numeric
+ * address (NI_NAMEREQD: no name is an error, not the address back). */
+static int l_reverse(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  struct sockaddr_storage ss;
+  lreq_t *q;
+  int r;
+  if (sonde_addr_parse(luaL_checkstring(L, 2), 0, &ss) < 0)
+    return luaL_argerror(L, 2, "not a numeric IP address");
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  q = req_new(L, le, REQ_GNI, 3);
+  q->u.gni.data = q;
+  r = uv_getnameinfo(&le->loop, &q->u.gni, on_gni, (struct sockaddr *)&ss,
+                     NI_NAMEREQD);
+  if (r < 0)
+    return req_abort(L, q, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* --- closing ----------------------------------------------------------------- */
+
+static void walk_count(uv_handle_t *h, void *arg) { (*(int *)arg)++; }
+
+/*
+ * Close everything: probes end with ECANCELED (their callbacks run if L is
+ * given, i.e. from e:close(); not from __gc), timers and signals stop,
+ * resolver requests are cancelled; then the loop runs until every handle
+ * is closed and is closed itself, with a check that nothing is left.
+ * Returns the number of handles left (0 when all is well).
+ */
+static int engine_close(lengine_t *le, lua_State *L, int callbacks) {
+  lreq_t *q, *next;
+  int left = 0;
+  if (le->eng == NULL)
+    return 0;
+  uv_loop_set_data(&le->loop, le);
+  le->L = callbacks ? L : NULL;
+  sonde_engine_close(le->eng, engine_closed, le);
+  le->L = NULL;
+  for (q = le->reqs.next; q != &le->reqs; q = next) {
+    next = q->next;
+    req_close(q, L);
+  }
+  while (!le->engine_closed || le->reqs.next != &le->reqs)
+    if (uv_run(&le->loop, UV_RUN_ONCE) == 0 && !le->engine_closed)
+      break;
+  le->eng = NULL;
+  uv_walk(&le->loop, walk_count, &left);
+  if (le->loop_init && uv_loop_close(&le->loop) == 0)
+    le->loop_init = 0;
+  if (le->err_ref != LUA_NOREF)
+    unref(le, L, &le->err_ref);
+  return left;
+}
+
+static int l_close(lua_State *L) {
+  lengine_t *le = luaL_checkudata(L, 1, ENGINE_MT);
+  int left;
+  if (le->eng == NULL) {
+    /* Closing twice is a soft error (nmap's l_close), never a second close. */
+    lua_pushnil(L);
+    lua_pushliteral(L, "engine already closed");
+    return 2;
+  }
+  if (le->L)
+    return luaL_error(L, "engine:close() called from inside a callback");
+  left = engine_close(le, L, 1);
+  if (left)
+    return luaL_error(L, "engine closed with %d libuv handle(s) left open",
+                      left);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_gc(lua_State *L) {
+  lengine_t *le = luaL_checkudata(L, 1, ENGINE_MT);
+  engine_close(le, L, 0);
+  if (le->loop_init) {
+    uv_loop_close(&le->loop);
+    le->loop_init = 0;
+  }
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  lengine_t *le = luaL_checkudata(L, 1, ENGINE_MT);
+  lua_pushfstring(L, "sonde.engine (%s)", le->eng ? "open" : "closed");
+  return 1;
+}
+
+/* --- module functions ----------------------------------------------------------- */
+
+static int l_version(lua_State *L) {
+  lua_createtable(L, 0, 3);
+  set_str(L, "sonde", SONDE_VERSION_STRING);
+  set_str(L, "libuv", uv_version_string());
+  set_str(L, "luajit", LUAJIT_VERSION);
+  return 1;
+}
+
+/* core.strerror(name) -> message, status: the errno map for Lua. */
+static int l_strerror(lua_State *L) {
+  int err = lua_type(L, 1) == LUA_TNUMBER
+                ? -abs((int)lua_tointeger(L, 1))
+                : sonde_err_from_name(luaL_checkstring(L, 1));
+  if (err == 0)
+    return 0;
+  lua_pushstring(L, sonde_strerror(err));
+  lua_pushstring(L, sonde_status_name(sonde_err_status(err)));
+  lua_pushstring(L, sonde_err_name(err));
+  return 3;
+}
+
+/* core.errors: { EADDRINUSE = {errno = 98, message = ..., status = ...} } */
+static void push_errors(lua_State *L) {
+  static const int errs[] = {
+#define XX(name, msg, st) SONDE_##name,
+      SONDE_ERRNO_MAP(XX)
+#undef XX
+  };
+  size_t i;
+  lua_newtable(L);
+  for (i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+    lua_createtable(L, 0, 3);
+    set_int(L, "errno", -errs[i]);
+    set_str(L, "message", sonde_strerror(errs[i]));
+    set_str(L, "status", sonde_status_name(sonde_err_status(errs[i])));
+    lua_setfield(L, -2, sonde_err_name(errs[i]));
+  }
+}
+
+int luaopen_sonde_core(lua_State *L);
+
+int luaopen_sonde_core(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"probe", l_probe},       {"set_wait", l_set_wait},
+      {"cancel", l_cancel},     {"stats", l_stats},
+      {"run", l_run},           {"stop", l_stop},
+      {"after", l_after},       {"unwatch", l_unwatch},
+      {"on_signal", l_on_signal}, {"resolve", l_resolve},
+      {"reverse", l_reverse},   {"close", l_close},
+      {"now", l_now},           {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"engine", l_engine},
+                                   {"version", l_version},
+                                   {"strerror", l_strerror},
+                                   {"now", l_now},
+                                   {"parse_icmp", sonde__lua_parse_icmp},
+                                   {NULL, NULL}};
+  luaL_newmetatable(L, ENGINE_MT);
+  lua_newtable(L);
+  luaL_register(L, NULL, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaL_register(L, NULL, funcs);
+  push_errors(L);
+  lua_setfield(L, -2, "errors");
+  return 1;
+}

@@ -1,0 +1,496 @@
+/* engine.c - the engine: probe pool, send queue, rate and window, the one
+ * deadline timer, completion, and closing. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CHUNK 256          /* probes allocated together; pointers stay put */
+#define SLOT_BITS 20       /* id = generation << 20 | slot: exact in a double */
+#define MAX_SLOTS (1u << SLOT_BITS)
+
+static void arm(sonde_engine_t *eng);
+static void maybe_finish(sonde_engine_t *eng);
+
+uint64_t sonde__now(void) { return uv_hrtime(); }
+
+void sonde__close_fd(int *fd) {
+  if (*fd != -1) {
+    close(*fd);
+    *fd = -1;
+  }
+}
+
+int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
+                     sonde_engine_t **out) {
+  static uint16_t instances;
+  sonde_engine_t *eng;
+  int i;
+
+  *out = NULL;
+  if (loop == NULL)
+    return SONDE_EINVAL;
+  if (opts && (opts->rate < 0 || opts->window < 0 || opts->wait < 0 ||
+               isnan(opts->rate) || isnan(opts->wait)))
+    return SONDE_EINVAL;
+  eng = calloc(1, sizeof(*eng));
+  if (eng == NULL)
+    return SONDE_ENOMEM;
+  if (opts)
+    eng->opts = *opts;
+  if (eng->opts.window == 0)
+    eng->opts.window = SONDE__DEFAULT_WINDOW;
+  if (eng->opts.wait == 0)
+    eng->opts.wait = SONDE__DEFAULT_WAIT;
+  eng->echo_id = eng->opts.echo_id
+                     ? eng->opts.echo_id
+                     : (uint16_t)(getpid() + 7919u * instances++);
+  for (i = 0; i < 2; i++) {
+    eng->icmp[i].fd = -1;
+    eng->udp[i].fd = -1;
+  }
+  eng->loop = loop;
+  eng->generation = 1;
+  eng->tokens = 1;
+  eng->tokens_ns = sonde__now();
+  uv_timer_init(loop, &eng->timer);
+  eng->timer.data = eng;
+  *out = eng;
+  return 0;
+}
+
+uv_loop_t *sonde_engine_loop(sonde_engine_t *eng) { return eng->loop; }
+
+void sonde_engine_stats(const sonde_engine_t *eng, sonde_stats_t *out) {
+  *out = eng->stats;
+}
+
+/* --- the probe pool ----------------------------------------------------- */
+
+static int grow_pool(sonde_engine_t *eng) {
+  sonde__probe_t *chunk;
+  uint32_t i;
+  if (eng->n_slots + CHUNK > MAX_SLOTS)
+    return SONDE_ENOMEM;
+  if (eng->n_slots + CHUNK > eng->cap_slots) {
+    uint32_t cap = eng->cap_slots ? eng->cap_slots * 2 : 4 * CHUNK;
+    sonde__probe_t **s = realloc(eng->slots, cap * sizeof(*s));
+    if (s == NULL)
+      return SONDE_ENOMEM;
+    eng->slots = s;
+    eng->cap_slots = cap;
+  }
+  chunk = calloc(CHUNK, sizeof(*chunk));
+  if (chunk == NULL)
+    return SONDE_ENOMEM;
+  for (i = CHUNK; i-- > 0;) {
+    sonde__probe_t *p = &chunk[i];
+    p->slot = eng->n_slots + i;
+    p->fd = -1;
+    p->heap_idx = SIZE_MAX;
+    p->eng = eng;
+    eng->slots[p->slot] = p;
+    p->qnext = eng->free_list;
+    eng->free_list = p;
+  }
+  eng->n_slots += CHUNK;
+  return 0;
+}
+
+static sonde__probe_t *probe_alloc(sonde_engine_t *eng) {
+  sonde__probe_t *p;
+  if (eng->free_list == NULL && grow_pool(eng) < 0)
+    return NULL;
+  p = eng->free_list;
+  eng->free_list = p->qnext;
+  if (++eng->generation >= (1u << 31))
+    eng->generation = 1;
+  p->id = ((uint64_t)eng->generation << SLOT_BITS) | p->slot;
+  p->qnext = NULL;
+  return p;
+}
+
+static void probe_release(sonde_engine_t *eng, sonde__probe_t *p) {
+  uint32_t slot = p->slot;
+  memset(p, 0, sizeof(*p));
+  p->slot = slot;
+  p->fd = -1;
+  p->heap_idx = SIZE_MAX;
+  p->eng = eng;
+  p->qnext = eng->free_list;
+  eng->free_list = p;
+}
+
+static sonde__probe_t *probe_find(sonde_engine_t *eng, uint64_t id) {
+  uint32_t slot = (uint32_t)(id & (MAX_SLOTS - 1));
+  sonde__probe_t *p;
+  if (id == 0 || slot >= eng->n_slots)
+    return NULL;
+  p = eng->slots[slot];
+  if (p->id != id || (p->state != SONDE__QUEUED && p->state != SONDE__INFLIGHT))
+    return NULL;
+  return p;
+}
+
+/* --- the send queue ------------------------------------------------------ */
+
+static void enqueue(sonde_engine_t *eng, sonde__probe_t *p, int front) {
+  p->state = SONDE__QUEUED;
+  if (front) {
+    p->qnext = eng->q_head;
+    eng->q_head = p;
+    if (eng->q_tail == NULL)
+      eng->q_tail = p;
+  } else {
+    p->qnext = NULL;
+    if (eng->q_tail)
+      eng->q_tail->qnext = p;
+    else
+      eng->q_head = p;
+    eng->q_tail = p;
+  }
+  eng->stats.queued++;
+}
+
+static void unqueue(sonde_engine_t *eng, sonde__probe_t *p) {
+  sonde__probe_t **pp, *prev = NULL;
+  for (pp = &eng->q_head; *pp; prev = *pp, pp = &(*pp)->qnext) {
+    if (*pp == p) {
+      *pp = p->qnext;
+      if (eng->q_tail == p)
+        eng->q_tail = prev;
+      p->qnext = NULL;
+      eng->stats.queued--;
+      return;
+    }
+  }
+}
+
+int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+                          sonde_probe_cb cb, void *data) {
+  sonde__probe_t *p;
+  int af = spec->dst.ss_family;
+
+  if (eng->closing)
+    return SONDE_ECANCELED;
+  if (af != AF_INET && af != AF_INET6)
+    return SONDE_EAFNOSUPPORT;
+  if (cb == NULL || spec->ttl < 1 || spec->ttl > 255 ||
+      spec->proto < SONDE_PROTO_ICMP || spec->proto > SONDE_PROTO_TCP ||
+      spec->bind < SONDE_BIND_KERNEL || spec->bind > SONDE_BIND_FIXED ||
+      isnan(spec->wait) || spec->size > SONDE__MAX_PAYLOAD)
+    return SONDE_EINVAL;
+  p = probe_alloc(eng);
+  if (p == NULL)
+    return SONDE_ENOMEM;
+  p->spec = *spec;
+  p->cb = cb;
+  p->data = data;
+  p->wait = spec->wait > 0 ? spec->wait : eng->opts.wait;
+  enqueue(eng, p, 0);
+  eng->stats.started++;
+  arm(eng);
+  return (int64_t)p->id;
+}
+
+/* --- sending ------------------------------------------------------------- */
+
+void sonde__probe_sent(sonde_engine_t *eng, sonde__probe_t *p) {
+  p->sent_ns = sonde__now();
+  p->deadline_ns = p->sent_ns + (uint64_t)(p->wait * 1e9);
+  if (sonde__heap_push(eng, p) < 0) {
+    sonde__probe_fail(eng, p, SONDE_ENOMEM);
+    return;
+  }
+  eng->stats.sent++;
+}
+
+static void send_one(sonde_engine_t *eng, sonde__probe_t *p) {
+  int r;
+  p->state = SONDE__INFLIGHT;
+  eng->stats.in_flight++;
+  switch (p->spec.proto) {
+  case SONDE_PROTO_ICMP: r = sonde__icmp_send(eng, p); break;
+  case SONDE_PROTO_UDP: r = sonde__udp_send(eng, p); break;
+  default: r = sonde__tcp_send(eng, p); break;
+  }
+  if (r == 0)
+    return;
+  if ((r == SONDE_ENOBUFS || r == SONDE_EAGAIN) && p->fd == -1 &&
+      ++p->send_tries < SONDE__SEND_RETRIES) {
+    /* A shared socket's buffer or the qdisc is full: back off and resend.
+     * (A probe with a socket of its own fails instead, naming the errno.) */
+    eng->stats.in_flight--;
+    eng->stats.send_retries++;
+    enqueue(eng, p, 1);
+    eng->retry_ns = sonde__now() + 1000000ull * (uint64_t)p->send_tries;
+    return;
+  }
+  sonde__probe_fail(eng, p, r);
+}
+
+static void refill(sonde_engine_t *eng, uint64_t now) {
+  double burst;
+  if (eng->opts.rate <= 0)
+    return;
+  burst = eng->opts.rate / 100.0 < 1 ? 1 : eng->opts.rate / 100.0;
+  eng->tokens += (double)(now - eng->tokens_ns) * eng->opts.rate / 1e9;
+  if (eng->tokens > burst)
+    eng->tokens = burst;
+  eng->tokens_ns = now;
+}
+
+static void pump(sonde_engine_t *eng) {
+  uint64_t now = sonde__now();
+  if (now < eng->retry_ns)
+    return;
+  refill(eng, now);
+  while (eng->q_head && !eng->closing &&
+         eng->stats.in_flight < (uint64_t)eng->opts.window &&
+         now >= eng->retry_ns) {
+    sonde__probe_t *p = eng->q_head;
+    if (eng->opts.rate > 0) {
+      if (eng->tokens < 1)
+        break;
+      eng->tokens -= 1;
+    }
+    eng->q_head = p->qnext;
+    if (eng->q_head == NULL)
+      eng->q_tail = NULL;
+    p->qnext = NULL;
+    eng->stats.queued--;
+    send_one(eng, p);
+  }
+}
+
+/* --- the timer ------------------------------------------------------------ */
+
+static void on_timer(uv_timer_t *t) {
+  sonde_engine_t *eng = t->data;
+  uint64_t now = sonde__now();
+  sonde__probe_t *p;
+
+  eng->in_timer = 1;
+  while (!eng->closing && (p = sonde__heap_top(eng)) && p->deadline_ns <= now) {
+    sonde_result_t res;
+    sonde__result_init(p, &res);
+    res.status = SONDE_STATUS_TIMEOUT;
+    sonde__probe_done(eng, p, &res);
+  }
+  if (!eng->closing)
+    pump(eng);
+  eng->in_timer = 0;
+  arm(eng);
+}
+
+/* Arm the timer for whatever comes first: a deadline, a token, a resend. */
+static void arm(sonde_engine_t *eng) {
+  uint64_t now, next = UINT64_MAX, delay;
+  sonde__probe_t *top;
+
+  if (eng->closing || eng->in_timer)
+    return;
+  now = sonde__now();
+  if (eng->q_head && eng->stats.in_flight < (uint64_t)eng->opts.window) {
+    next = now;
+    if (eng->retry_ns > now)
+      next = eng->retry_ns;
+    if (eng->opts.rate > 0) {
+      refill(eng, now);
+      if (eng->tokens < 1) {
+        uint64_t t = now + (uint64_t)((1 - eng->tokens) * 1e9 / eng->opts.rate);
+        if (t > next)
+          next = t;
+      }
+    }
+  }
+  top = sonde__heap_top(eng);
+  if (top && top->deadline_ns < next)
+    next = top->deadline_ns;
+  if (next == UINT64_MAX) {
+    uv_timer_stop(&eng->timer);
+    return;
+  }
+  delay = next > now ? (next - now + 999999) / 1000000 : 0;
+  uv_timer_start(&eng->timer, on_timer, delay, 0);
+}
+
+/* --- ending probes ------------------------------------------------------- */
+
+void sonde__result_init(const sonde__probe_t *p, sonde_result_t *res) {
+  memset(res, 0, sizeof(*res));
+  res->status = SONDE_STATUS_FAILED;
+  res->rtt = -1;
+  res->ttl = p->spec.ttl;
+  res->reply_ttl = -1;
+  res->icmp_type = -1;
+  res->icmp_code = -1;
+  res->quoted_ttl = -1;
+  res->seq = p->spec.seq;
+  res->attempts = p->attempts;
+  res->call = p->call;
+  res->src = p->local;
+  if (p->key.proto == SONDE_PROTO_ICMP) {
+    res->echo_id = p->key.a;
+    res->echo_seq = p->key.b;
+  } else if (p->key.proto) {
+    res->sport = p->key.a;
+    res->dport = p->key.b;
+  } else if (p->spec.proto == SONDE_PROTO_ICMP) {
+    res->echo_id = p->spec.echo_id;
+    res->echo_seq = p->spec.echo_seq;
+  } else {
+    res->sport = p->spec.sport;
+    res->dport = p->spec.dport;
+  }
+}
+
+static void probe_poll_closed(uv_handle_t *h) {
+  sonde__probe_t *p = h->data;
+  sonde_engine_t *eng = p->eng;
+  p->poll_init = 0;
+  eng->pending_closes--;
+  if (p->state == SONDE__CLOSING)
+    probe_release(eng, p);
+  else if (p->restart)
+    p->restart(eng, p);
+  maybe_finish(eng);
+}
+
+/*
+ * Release a probe's own socket. Its poll handle is stopped before the fd is
+ * closed (libuv must not poll a closed fd), and the handle's memory, inside
+ * the probe, is reused only after its close callback.
+ */
+void sonde__probe_close_socket(sonde_engine_t *eng, sonde__probe_t *p,
+                               sonde__restart_fn restart) {
+  p->restart = restart;
+  if (p->poll_init && !p->poll_closing) {
+    uv_poll_stop(&p->poll);
+    sonde__close_fd(&p->fd);
+    p->poll_closing = 1;
+    eng->pending_closes++;
+    uv_close((uv_handle_t *)&p->poll, probe_poll_closed);
+  } else {
+    sonde__close_fd(&p->fd);
+  }
+}
+
+void sonde__probe_done(sonde_engine_t *eng, sonde__probe_t *p,
+                       sonde_result_t *res) {
+  sonde_probe_cb cb = p->cb;
+  void *data = p->data;
+  uint64_t id = p->id;
+
+  if (p->state == SONDE__QUEUED)
+    unqueue(eng, p);
+  else if (p->state == SONDE__INFLIGHT)
+    eng->stats.in_flight--;
+  else
+    return;
+  sonde__table_remove(eng, p);
+  sonde__heap_remove(eng, p);
+  switch (res->status) {
+  case SONDE_STATUS_REPLY: eng->stats.replies++; break;
+  case SONDE_STATUS_TIMEOUT: eng->stats.timeouts++; break;
+  case SONDE_STATUS_SKIPPED: eng->stats.skipped++; break;
+  default: eng->stats.failed++; break;
+  }
+  p->state = SONDE__CLOSING;
+  p->id = 0;
+  sonde__probe_close_socket(eng, p, NULL);
+  if (!p->poll_closing)
+    probe_release(eng, p);
+  cb(eng, id, res, data);
+  arm(eng);
+}
+
+void sonde__probe_fail(sonde_engine_t *eng, sonde__probe_t *p, int err) {
+  sonde_result_t res;
+  sonde__result_init(p, &res);
+  res.status = sonde_err_status(err);
+  if (res.status == SONDE_STATUS_REPLY)
+    res.status = SONDE_STATUS_FAILED;
+  res.error = err;
+  sonde__probe_done(eng, p, &res);
+}
+
+int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id, double wait) {
+  sonde__probe_t *p = probe_find(eng, id);
+  if (p == NULL)
+    return SONDE_ENOENT;
+  if (isnan(wait) || wait < 0)
+    return SONDE_EINVAL;
+  p->wait = wait;
+  if (p->state == SONDE__INFLIGHT && p->heap_idx != SIZE_MAX) {
+    p->deadline_ns = p->sent_ns + (uint64_t)(wait * 1e9);
+    sonde__heap_update(eng, p);
+    arm(eng);
+  }
+  return 0;
+}
+
+int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id) {
+  sonde__probe_t *p = probe_find(eng, id);
+  if (p == NULL)
+    return SONDE_ENOENT;
+  sonde__probe_fail(eng, p, SONDE_ECANCELED);
+  return 0;
+}
+
+/* --- closing ---------------------------------------------------------------- */
+
+static void engine_handle_closed(uv_handle_t *h) {
+  sonde_engine_t *eng = h->data;
+  eng->pending_closes--;
+  maybe_finish(eng);
+}
+
+void sonde__handle_close(sonde_engine_t *eng, uv_handle_t *h) {
+  h->data = eng;
+  eng->pending_closes++;
+  uv_close(h, engine_handle_closed);
+}
+
+static void maybe_finish(sonde_engine_t *eng) {
+  uint32_t i;
+  if (!eng->closing || eng->pending_closes > 0 || eng->finished)
+    return;
+  eng->finished = 1;
+  if (eng->close_cb)
+    eng->close_cb(eng, eng->close_data);
+  for (i = 0; i < eng->n_slots; i += CHUNK)
+    free(eng->slots[i]);
+  free(eng->slots);
+  free(eng->heap);
+  sonde__table_free(eng);
+  free(eng);
+}
+
+void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data) {
+  uint32_t i;
+  int k;
+  if (eng->closing)
+    return;
+  /* Refuse new probes first, so that a callback cannot keep the engine open
+   * by starting another probe from its cancellation. */
+  eng->closing = 1;
+  while (eng->q_head)
+    sonde__probe_fail(eng, eng->q_head, SONDE_ECANCELED);
+  for (i = 0; i < eng->n_slots; i++) {
+    sonde__probe_t *p = eng->slots[i];
+    if (p->state == SONDE__INFLIGHT)
+      sonde__probe_fail(eng, p, SONDE_ECANCELED);
+  }
+  eng->close_cb = cb;
+  eng->close_data = data;
+  for (k = 0; k < 2; k++) {
+    sonde__sock_close(eng, &eng->icmp[k]);
+    sonde__sock_close(eng, &eng->udp[k]);
+  }
+  uv_timer_stop(&eng->timer);
+  sonde__handle_close(eng, (uv_handle_t *)&eng->timer);
+}

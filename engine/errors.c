@@ -1,0 +1,115 @@
+/* errors.c - the errno taxonomy and the outcome vocabulary, from one map. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct {
+  int err;
+  const char *name;
+  const char *msg;
+  sonde_status_t status;
+} errent_t;
+
+static const errent_t errmap[] = {
+#define XX(name, msg, st) {-name, #name, msg, SONDE_STATUS_##st},
+    SONDE_ERRNO_MAP(XX)
+#undef XX
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static const errent_t *lookup(int err) {
+  size_t i;
+  if (err > 0)
+    err = -err;
+  for (i = 0; i < NELEM(errmap); i++)
+    if (errmap[i].err == err)
+      return &errmap[i];
+  return NULL;
+}
+
+const char *sonde_err_name(int err) {
+  const errent_t *e = lookup(err);
+  const char *name;
+  if (e)
+    return e->name;
+  /* An errno outside the map still gets its own name, never "error". */
+  name = err ? strerrorname_np(err < 0 ? -err : err) : NULL;
+  return name ? name : "UNKNOWN";
+}
+
+const char *sonde_strerror(int err) {
+  const errent_t *e = lookup(err);
+  if (e)
+    return e->msg;
+  return err ? strerror(err < 0 ? -err : err) : "success";
+}
+
+sonde_status_t sonde_err_status(int err) {
+  const errent_t *e = lookup(err);
+  return e ? e->status : SONDE_STATUS_FAILED;
+}
+
+int sonde_err_from_name(const char *name) {
+  size_t i;
+  for (i = 0; name && i < NELEM(errmap); i++)
+    if (strcmp(errmap[i].name, name) == 0)
+      return errmap[i].err;
+  return 0;
+}
+
+const char *sonde_status_name(sonde_status_t st) {
+  static const char *names[] = {"reply", "timeout", "skipped", "failed"};
+  return (unsigned)st < NELEM(names) ? names[st] : "unknown";
+}
+
+const char *sonde_kind_name(sonde_kind_t kind) {
+  static const char *names[SONDE_KIND_MAX] = {
+      "none",         "time_exceeded", "dest_unreachable", "echo_reply",
+      "tcp_synack",   "tcp_rst",       "udp_reply",        "packet_too_big",
+      "param_problem", "self_connect", "reset"};
+  return (unsigned)kind < NELEM(names) ? names[kind] : "unknown";
+}
+
+const char *sonde_unreach_name(sonde_unreach_t code) {
+  static const char *names[SONDE_UNREACH_MAX] = {
+      "none",        "net",          "host",         "protocol",
+      "port",        "frag_needed",  "source_route", "prohibited",
+      "net_unknown", "host_unknown", "precedence",   "beyond_scope",
+      "address",     "policy",       "reject_route", "other"};
+  return (unsigned)code < NELEM(names) ? names[code] : "unknown";
+}
+
+int sonde_addr_parse(const char *text, uint16_t port,
+                     struct sockaddr_storage *out) {
+  memset(out, 0, sizeof(*out));
+  if (text == NULL)
+    return SONDE_EINVAL;
+  if (strchr(text, ':')) {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET6, text, &s6->sin6_addr) != 1)
+      return SONDE_EINVAL;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+  } else {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+    if (inet_pton(AF_INET, text, &s4->sin_addr) != 1)
+      return SONDE_EINVAL;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+  }
+  return 0;
+}
+
+const char *sonde_addr_format(const struct sockaddr_storage *addr, char *buf,
+                              size_t len) {
+  const void *bytes = sonde__addr_bytes(addr);
+  if (len == 0)
+    return buf;
+  buf[0] = '\0';
+  if (bytes == NULL || !inet_ntop(addr->ss_family, bytes, buf, (socklen_t)len))
+    buf[0] = '\0';
+  return buf;
+}

@@ -1,0 +1,297 @@
+/*
+ * sonde.h - the embeddable sonde probing engine.
+ *
+ * One engine drives one libuv loop (its own or the embedder's). Probes are
+ * started with sonde_probe_start(); each started probe ends in exactly one
+ * call of its callback with a sonde_result_t. The engine never prints, never
+ * exits and never raises SIGPIPE.
+ *
+ * Errors: functions return >= 0 on success and a negative errno on failure
+ * (as libuv does). sonde_err_name() and sonde_strerror() name them.
+ */
+#ifndef SONDE_H
+#define SONDE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SONDE_VERSION_MAJOR 0
+#define SONDE_VERSION_MINOR 1
+#define SONDE_VERSION_PATCH 0
+#define SONDE_VERSION_STRING "0.1.0"
+
+/*
+ * The errno taxonomy: every errno that a probe can meet, with its message and
+ * what it means for a probe (its status). Written once; the enum, the names,
+ * the messages and the Lua/JSON names all come from this list.
+ *
+ *   XX(NAME, "message", STATUS)
+ *
+ * STATUS is what a probe becomes when a call the engine makes to send it
+ * (socket, bind, connect, sendmsg) fails with this errno: SKIPPED (source port
+ * busy: re-issue under another sequence), FAILED (a local error), TIMEOUT, or
+ * REPLY (the errno is the peer's answer, e.g. ECONNREFUSED: the port is
+ * closed). Errors that a TCP probe's socket reports after connect() are
+ * mapped by engine/tcp.c (EHOSTUNREACH there is an ICMP error from a hop).
+ */
+#define SONDE_ERRNO_MAP(XX)                                                   \
+  XX(EADDRINUSE, "address already in use (source port busy)", SKIPPED)        \
+  XX(EADDRNOTAVAIL, "cannot assign requested address (address not local or "  \
+                    "ephemeral ports exhausted)", FAILED)                     \
+  XX(ECONNREFUSED, "connection refused (peer answered RST)", REPLY)           \
+  XX(ECONNRESET, "connection reset by peer", REPLY)                           \
+  XX(ECONNABORTED, "connection aborted", REPLY)                               \
+  XX(EPIPE, "broken pipe (peer closed the connection)", REPLY)                \
+  XX(ETIMEDOUT, "timed out", TIMEOUT)                                         \
+  XX(EHOSTUNREACH, "no route to host", FAILED)                                \
+  XX(ENETUNREACH, "network is unreachable", FAILED)                           \
+  XX(EHOSTDOWN, "host is down", FAILED)                                       \
+  XX(EPROTO, "protocol error", FAILED)                                        \
+  XX(EMSGSIZE, "message too long for the path MTU", FAILED)                   \
+  XX(EACCES, "permission denied (prohibited by a local firewall or policy)",  \
+         FAILED)                                                              \
+  XX(EPERM, "operation not permitted (raw sockets need root or "              \
+            "CAP_NET_RAW)", FAILED)                                           \
+  XX(ENOBUFS, "no buffer space available", FAILED)                            \
+  XX(EAGAIN, "resource temporarily unavailable", FAILED)                      \
+  XX(ENOPROTOOPT, "protocol option not supported by this system", FAILED)     \
+  XX(EPROTONOSUPPORT, "protocol not supported by this system", FAILED)        \
+  XX(EAFNOSUPPORT, "address family not supported by this system", FAILED)     \
+  XX(EINVAL, "invalid argument", FAILED)                                      \
+  XX(ENOMEM, "out of memory", FAILED)                                         \
+  XX(EMFILE, "too many open files", FAILED)                                   \
+  XX(ENFILE, "too many open files in system", FAILED)                         \
+  XX(EEXIST, "a probe with the same identity is already in flight", FAILED)   \
+  XX(ECANCELED, "cancelled (engine closed or probe cancelled)", FAILED)       \
+  XX(ENOENT, "no such probe", FAILED)                                         \
+  XX(EBUSY, "engine busy", FAILED)                                            \
+  XX(EINTR, "interrupted system call", FAILED)                                \
+  XX(ENODEV, "no such device", FAILED)                                        \
+  XX(ENOTSUP, "operation not supported", FAILED)                            \
+  XX(EBADMSG, "malformed packet", FAILED)                                     \
+  XX(ENOMSG, "packet of a type sonde does not use", FAILED)
+
+/* Probe status: the one vocabulary from C to JSON (see DESIGN.md). */
+typedef enum {
+  SONDE_STATUS_REPLY = 0,   /* something answered; kind says what */
+  SONDE_STATUS_TIMEOUT,     /* nothing matched within the probe's wait */
+  SONDE_STATUS_SKIPPED,     /* not sent: source port busy (EADDRINUSE) */
+  SONDE_STATUS_FAILED       /* a local error prevented the probe */
+} sonde_status_t;
+
+/* What answered. */
+typedef enum {
+  SONDE_KIND_NONE = 0,
+  SONDE_KIND_TIME_EXCEEDED,
+  SONDE_KIND_DEST_UNREACHABLE,
+  SONDE_KIND_ECHO_REPLY,
+  SONDE_KIND_TCP_SYNACK,     /* connect succeeded: port open */
+  SONDE_KIND_TCP_RST,        /* connect refused: port closed */
+  SONDE_KIND_UDP_REPLY,
+  SONDE_KIND_PACKET_TOO_BIG, /* ICMPv6 packet too big / IPv4 frag needed */
+  SONDE_KIND_PARAM_PROBLEM,
+  SONDE_KIND_SELF_CONNECT,   /* a TCP connect that connected to itself */
+  SONDE_KIND_RESET,          /* peer reset an established connection */
+  SONDE_KIND_MAX
+} sonde_kind_t;
+
+/* Destination unreachable codes, one vocabulary for IPv4 and IPv6. */
+typedef enum {
+  SONDE_UNREACH_NONE = 0,
+  SONDE_UNREACH_NET,
+  SONDE_UNREACH_HOST,
+  SONDE_UNREACH_PROTOCOL,
+  SONDE_UNREACH_PORT,
+  SONDE_UNREACH_FRAG_NEEDED,
+  SONDE_UNREACH_SOURCE_ROUTE,
+  SONDE_UNREACH_PROHIBITED,     /* administratively prohibited (any flavour) */
+  SONDE_UNREACH_NET_UNKNOWN,
+  SONDE_UNREACH_HOST_UNKNOWN,
+  SONDE_UNREACH_PRECEDENCE,
+  SONDE_UNREACH_BEYOND_SCOPE,   /* ICMPv6 code 2 */
+  SONDE_UNREACH_ADDRESS,        /* ICMPv6 code 3: address unreachable */
+  SONDE_UNREACH_POLICY,         /* ICMPv6 code 5: source address failed policy */
+  SONDE_UNREACH_REJECT_ROUTE,   /* ICMPv6 code 6 */
+  SONDE_UNREACH_OTHER,
+  SONDE_UNREACH_MAX
+} sonde_unreach_t;
+
+typedef enum {
+  SONDE_PROTO_ICMP = 1,  /* ICMP / ICMPv6 echo request */
+  SONDE_PROTO_UDP,
+  SONDE_PROTO_TCP        /* non-blocking connect with the probe's TTL */
+} sonde_proto_t;
+
+/* Source-port binding policy for probes that own a socket (TCP, and UDP with
+ * a source port). See DESIGN.md "Source-port binding policy". */
+typedef enum {
+  SONDE_BIND_KERNEL = 0, /* port 0: the kernel chooses */
+  SONDE_BIND_SEQUENCE,   /* source port = sport (the caller adds the sequence) */
+  SONDE_BIND_FIXED       /* one port for every probe */
+} sonde_bind_t;
+
+/* An errno of the map as a negative number, e.g. SONDE_EADDRINUSE. */
+typedef enum {
+#define XX(name, msg, st) SONDE_##name = -name,
+  SONDE_ERRNO_MAP(XX)
+#undef XX
+  SONDE_ERRNO_END_ = 0
+} sonde_errno_t;
+
+#define SONDE_MPLS_MAX 8
+
+typedef struct {
+  uint32_t label; /* 20 bits */
+  uint8_t exp;    /* traffic class, 3 bits */
+  uint8_t s;      /* bottom of stack */
+  uint8_t ttl;
+} sonde_mpls_t;
+
+/* What to send. Zero-initialise, then set dst, proto and ttl at least. */
+typedef struct {
+  struct sockaddr_storage dst;  /* AF_INET or AF_INET6; port ignored */
+  sonde_proto_t proto;
+  int ttl;                      /* 1..255 */
+  double wait;                  /* seconds; <= 0 means the engine default */
+  /* ICMP echo identity; 0 id means the engine's id */
+  uint16_t echo_id;
+  uint16_t echo_seq;
+  /* UDP/TCP ports. UDP with sport 0 uses the engine's shared UDP socket. */
+  uint16_t sport;
+  uint16_t dport;
+  sonde_bind_t bind;
+  uint32_t seq;                 /* caller's sequence number, reported back */
+  uint16_t size;                /* ICMP/UDP payload bytes; 0 = default (32) */
+} sonde_probe_spec_t;
+
+/* How a probe ended. Valid only during the callback: copy what you keep. */
+typedef struct {
+  sonde_status_t status;
+  sonde_kind_t kind;             /* for SONDE_STATUS_REPLY */
+  sonde_unreach_t unreach;       /* for SONDE_KIND_DEST_UNREACHABLE */
+  int error;                     /* negative errno, 0 if none */
+  struct sockaddr_storage addr;  /* who answered; ss_family 0 if unknown */
+  struct sockaddr_storage src;   /* our source address, if known */
+  double rtt;                    /* seconds, monotonic; < 0 if none */
+  int ttl;                       /* the probe's TTL */
+  int reply_ttl;                 /* TTL/hop limit of the reply; -1 unknown */
+  int icmp_type;                 /* -1 if the reply was not ICMP */
+  int icmp_code;
+  int quoted_ttl;                /* TTL in the quoted header; -1 unknown */
+  int mtu;                       /* next-hop MTU (frag needed / too big) */
+  uint32_t seq;
+  uint16_t sport;
+  uint16_t dport;
+  uint16_t echo_id;
+  uint16_t echo_seq;
+  int attempts;                  /* sockets tried (self-connect/EADDRNOTAVAIL retries) */
+  const char *call;              /* with error: the call that failed ("bind",
+                                    "connect", "sendmsg", ...); static string */
+  int n_mpls;
+  sonde_mpls_t mpls[SONDE_MPLS_MAX];
+} sonde_result_t;
+
+typedef struct sonde_engine sonde_engine_t;
+
+/* Called exactly once for every probe that sonde_probe_start() accepted. */
+typedef void (*sonde_probe_cb)(sonde_engine_t *eng, uint64_t id,
+                               const sonde_result_t *res, void *data);
+/* Called once the engine has released every handle, from sonde_engine_close. */
+typedef void (*sonde_close_cb)(sonde_engine_t *eng, void *data);
+
+typedef struct {
+  double rate;       /* probes per second, engine-wide; 0 = unlimited */
+  int window;        /* probes in flight at most; 0 = default (256) */
+  double wait;       /* default per-probe wait in seconds; 0 = 5.0 */
+  uint16_t echo_id;  /* ICMP echo id; 0 = derived from the pid */
+} sonde_engine_opts_t;
+
+typedef struct {
+  uint64_t started;      /* probes accepted */
+  uint64_t sent;         /* probes put on the wire */
+  uint64_t replies;      /* probes ended with a reply */
+  uint64_t timeouts;
+  uint64_t skipped;
+  uint64_t failed;
+  uint64_t received;     /* ICMP packets read from the receive sockets */
+  uint64_t ignored;      /* packets read that matched no probe of ours */
+  uint64_t malformed;    /* packets that failed to parse */
+  uint64_t send_retries; /* ENOBUFS/EAGAIN at send, retried */
+  uint64_t in_flight;    /* now */
+  uint64_t queued;       /* now: accepted, waiting for rate or window */
+} sonde_stats_t;
+
+/*
+ * Create an engine on loop (which the caller owns and runs). opts may be NULL.
+ * On success *out owns no socket yet: receive sockets open with the first
+ * probe that needs them. Returns 0 or a negative errno.
+ */
+int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
+                     sonde_engine_t **out);
+
+/*
+ * Cancel every probe (their callbacks run with status FAILED, ECANCELED),
+ * close every socket and handle, then call cb (may be NULL) and free the
+ * engine. The caller keeps running the loop until cb has run.
+ */
+void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data);
+
+/* The loop the engine runs on. */
+uv_loop_t *sonde_engine_loop(sonde_engine_t *eng);
+
+/*
+ * Start a probe. It is queued, sent as rate and window allow, and ends in
+ * exactly one call of cb. Returns the probe's id (> 0) or a negative errno
+ * for a spec that cannot be sent at all (EINVAL, EAFNOSUPPORT); then cb is
+ * never called.
+ */
+int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+                          sonde_probe_cb cb, void *data);
+
+/*
+ * Change a probe's wait to `wait` seconds after it was sent (before it is
+ * sent: after it will be sent). A wait already past ends the probe as a
+ * timeout on the next loop iteration. Returns 0 or -ENOENT if the probe has
+ * already ended.
+ */
+int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id, double wait);
+
+/*
+ * End a probe now: its callback runs with status FAILED, error ECANCELED.
+ * Returns 0 or -ENOENT.
+ */
+int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id);
+
+/* Copy the engine's counters. */
+void sonde_engine_stats(const sonde_engine_t *eng, sonde_stats_t *out);
+
+/* Names and messages. Unknown values give "UNKNOWN"/"unknown error". */
+const char *sonde_err_name(int err);   /* -EADDRINUSE -> "EADDRINUSE" */
+const char *sonde_strerror(int err);   /* message of the map */
+/* The status a probe takes when the engine meets err while sending. */
+sonde_status_t sonde_err_status(int err);
+/* Look up an errno by name ("EADDRINUSE" -> -EADDRINUSE); 0 if unknown. */
+int sonde_err_from_name(const char *name);
+
+const char *sonde_status_name(sonde_status_t st); /* "reply", "timeout", ... */
+const char *sonde_kind_name(sonde_kind_t kind);   /* "time_exceeded", ... */
+const char *sonde_unreach_name(sonde_unreach_t code); /* "port", "host", ... */
+
+/* Fill *out with addr:port parsed from a numeric IPv4/IPv6 string. */
+int sonde_addr_parse(const char *text, uint16_t port,
+                     struct sockaddr_storage *out);
+/* Format an address (no port) into buf; returns buf, or "" on error. */
+const char *sonde_addr_format(const struct sockaddr_storage *addr, char *buf,
+                              size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SONDE_H */

@@ -1,0 +1,177 @@
+/* internal.h - private declarations shared by the engine's files. */
+#ifndef SONDE_INTERNAL_H
+#define SONDE_INTERNAL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "sonde.h"
+#include "packet.h"
+
+#define SONDE__DEFAULT_WINDOW 256
+#define SONDE__DEFAULT_WAIT 5.0
+#define SONDE__DEFAULT_PAYLOAD 32
+#define SONDE__MAX_PAYLOAD 1400
+#define SONDE__CONNECT_ATTEMPTS 3 /* one try and at most two retries (Go) */
+#define SONDE__SEND_RETRIES 3     /* ENOBUFS/EAGAIN at send, then failed */
+#define SONDE__RECV_BURST 64      /* packets read per poll callback */
+
+/* What a reply carries back that names its probe. a/b: ports or ICMP id/seq. */
+typedef struct {
+  uint8_t proto; /* sonde_proto_t */
+  uint8_t af;    /* 4 or 6 */
+  uint16_t a, b;
+  uint8_t addr[16]; /* the probe's destination */
+} sonde__key_t;
+
+enum {
+  SONDE__FREE = 0,
+  SONDE__QUEUED,   /* accepted, waiting for rate/window */
+  SONDE__INFLIGHT, /* sent (or connecting), waiting for an answer */
+  SONDE__CLOSING   /* ended; its poll handle is closing */
+};
+
+typedef struct sonde__probe sonde__probe_t;
+/* Called when a probe's poll handle has closed and the probe goes on (a TCP
+ * connect retried on a new socket). */
+typedef void (*sonde__restart_fn)(sonde_engine_t *eng, sonde__probe_t *p);
+
+struct sonde__probe {
+  sonde_engine_t *eng;
+  uint64_t id;
+  int state;
+  uint32_t slot;
+  sonde_probe_spec_t spec;
+  sonde_probe_cb cb;
+  void *data;
+  uint64_t sent_ns;
+  uint64_t deadline_ns;
+  double wait;
+  size_t heap_idx;          /* SIZE_MAX when not in the heap */
+  sonde__key_t key;
+  int in_table;
+  sonde__probe_t *hnext;    /* hash chain */
+  sonde__probe_t *qnext;    /* send queue / free list */
+  int send_tries;
+  int attempts;             /* sockets tried */
+  const char *call;         /* the call that failed, for the result */
+  int fd;                   /* per-probe socket; -1 when none. Owned here. */
+  int poll_init;            /* poll handle initialised (must be uv_close'd) */
+  int poll_closing;         /* uv_close called, close callback pending */
+  sonde__restart_fn restart;
+  uv_poll_t poll;
+  struct sockaddr_storage local; /* our address of a per-probe socket */
+};
+
+/* One receive socket (raw ICMP/ICMPv6 or the shared UDP socket). */
+typedef struct {
+  int fd;        /* -1 when not open; owned here */
+  int poll_init;
+  int err;       /* negative errno of a failed open, remembered */
+  uv_poll_t poll;
+  uint16_t port; /* shared UDP socket: our source port */
+} sonde__sock_t;
+
+struct sonde_engine {
+  uv_loop_t *loop;
+  sonde_engine_opts_t opts;
+  uv_timer_t timer;     /* the one timer: deadlines and rate pacing */
+  int closing;
+  int finished;
+  int in_timer;         /* inside the timer callback: it re-arms at its end */
+  uint64_t retry_ns;    /* no send before this (ENOBUFS back-off) */
+  int pending_closes;   /* handles whose close callback has not run */
+  sonde_close_cb close_cb;
+  void *close_data;
+  /* probes: slabs of fixed-size chunks so pointers stay put */
+  sonde__probe_t **slots;
+  uint32_t n_slots, cap_slots;
+  sonde__probe_t *free_list;
+  uint32_t generation;
+  /* send queue (FIFO) */
+  sonde__probe_t *q_head, *q_tail;
+  /* in-flight deadline heap */
+  sonde__probe_t **heap;
+  size_t heap_len, heap_cap;
+  /* in-flight identity table */
+  sonde__probe_t **buckets;
+  size_t n_buckets, n_keys;
+  /* rate */
+  double tokens;
+  uint64_t tokens_ns;
+  /* sockets: [0] IPv4, [1] IPv6 */
+  sonde__sock_t icmp[2];
+  sonde__sock_t udp[2];
+  uint16_t echo_id;
+  uint16_t echo_seq;
+  sonde_stats_t stats;
+  uint8_t buf[4096];    /* receive buffer */
+  uint8_t sbuf[SONDE__MAX_PAYLOAD + 64]; /* send buffer */
+};
+
+static inline int sonde__afi(int af) { return af == AF_INET6 ? 1 : 0; }
+
+/* engine.c */
+uint64_t sonde__now(void);
+void sonde__probe_sent(sonde_engine_t *eng, sonde__probe_t *p);
+void sonde__probe_done(sonde_engine_t *eng, sonde__probe_t *p,
+                       sonde_result_t *res);
+void sonde__probe_fail(sonde_engine_t *eng, sonde__probe_t *p, int err);
+void sonde__result_init(const sonde__probe_t *p, sonde_result_t *res);
+void sonde__close_fd(int *fd);
+/* uv_close an engine-owned handle; the engine finishes closing after it. */
+void sonde__handle_close(sonde_engine_t *eng, uv_handle_t *h);
+/* Close a probe's socket and poll handle; restart (may be NULL) runs once the
+ * handle has closed if the probe is still in flight. */
+void sonde__probe_close_socket(sonde_engine_t *eng, sonde__probe_t *p,
+                               sonde__restart_fn restart);
+
+/* heap.c: the deadline heap */
+int sonde__heap_push(sonde_engine_t *eng, sonde__probe_t *p);
+void sonde__heap_remove(sonde_engine_t *eng, sonde__probe_t *p);
+void sonde__heap_update(sonde_engine_t *eng, sonde__probe_t *p);
+sonde__probe_t *sonde__heap_top(sonde_engine_t *eng);
+
+/* table.c: in-flight probes by identity */
+int sonde__table_insert(sonde_engine_t *eng, sonde__probe_t *p);
+void sonde__table_remove(sonde_engine_t *eng, sonde__probe_t *p);
+sonde__probe_t *sonde__table_find(sonde_engine_t *eng, const sonde__key_t *k);
+void sonde__key_make(sonde__key_t *k, int proto, int af, const void *addr,
+                     uint16_t a, uint16_t b);
+void sonde__table_free(sonde_engine_t *eng);
+
+/* net.c: socket helpers */
+int sonde__socket(int af, int type, int proto);
+int sonde__set_ttl(int fd, int af, int ttl);
+int sonde__sendto_ttl(int fd, const void *buf, size_t len,
+                      const struct sockaddr_storage *dst, int ttl);
+socklen_t sonde__addr_len(const struct sockaddr_storage *ss);
+const void *sonde__addr_bytes(const struct sockaddr_storage *ss);
+uint16_t sonde__addr_port(const struct sockaddr_storage *ss);
+int sonde__addr_equal(const struct sockaddr_storage *a,
+                      const struct sockaddr_storage *b, int with_port);
+
+/* portbind.c: the source-port binding policy */
+int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto);
+
+/* recv.c: receive sockets and reply matching */
+int sonde__recv_open(sonde_engine_t *eng, int af);
+int sonde__udp_open(sonde_engine_t *eng, int af);
+void sonde__recv_drain(sonde_engine_t *eng, int af);
+void sonde__sock_close(sonde_engine_t *eng, sonde__sock_t *s);
+void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port);
+
+/* errqueue.c: ICMP errors from a socket's error queue (IP_RECVERR) */
+int sonde__recverr_enable(int fd, int af);
+int sonde__errqueue_read(int fd, sonde_result_t *res);
+void sonde__icmp_classify(int af, int type, int code, sonde_kind_t *kind,
+                          sonde_unreach_t *unreach);
+
+/* icmp.c, udp.c, tcp.c: send one probe. 0 on success (in flight), or a
+ * negative errno: the caller ends the probe per sonde_err_status(). */
+int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p);
+int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p);
+int sonde__tcp_send(sonde_engine_t *eng, sonde__probe_t *p);
+
+#endif /* SONDE_INTERNAL_H */

@@ -1,0 +1,394 @@
+/*
+ * packet.c - building probe packets and parsing ICMP/ICMPv6 replies.
+ *
+ * Every byte comes from the network and is read through get16()/get32() or
+ * plain byte access after a length check: no casts of the buffer to header
+ * structs (the quote inside an ICMP error is not aligned).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "packet.h"
+
+/* IPv6 extension headers the quote walker steps over (RFC 8200 4.1). */
+#define NH_HOPOPTS 0
+#define NH_ROUTING 43
+#define NH_FRAGMENT 44
+#define NH_DSTOPTS 60
+#define MAX_EXT_HDRS 8
+
+/* RFC 4884: an extension structure follows at least 128 bytes of quote. */
+#define RFC4884_MIN_QUOTE 128
+#define EXT_VERSION 2
+#define EXT_CLASS_MPLS 1 /* RFC 4950 */
+#define EXT_CTYPE_MPLS 1
+
+static uint16_t get16(const uint8_t *p) {
+  return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static uint32_t get32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+         ((uint32_t)p[2] << 8) | p[3];
+}
+
+static void put16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+
+/*
+ * RFC 1071 one's complement sum, folded and complemented: the value to store
+ * in a checksum field, or 0 when run over data that carries a valid checksum.
+ * `sum` is a partial sum (e.g. a pseudo-header) of big-endian 16-bit words.
+ */
+uint16_t sonde__cksum(const void *buf, size_t len, uint32_t sum) {
+  const uint8_t *p = buf;
+  uint64_t acc = sum;
+  size_t i;
+
+  for (i = 0; i + 1 < len; i += 2)
+    acc += get16(p + i);
+  if (len & 1)
+    acc += (uint32_t)p[len - 1] << 8;
+  while (acc >> 16)
+    acc = (acc & 0xffff) + (acc >> 16);
+  return (uint16_t)~acc;
+}
+
+/*
+ * Write an echo request: type, code, checksum, id, seq, then payload_len bytes
+ * of the pattern 0x00, 0x01, ... (mod 256). The ICMPv4 checksum is filled in;
+ * the ICMPv6 one is left 0 because the kernel computes it on raw ICMPv6
+ * sockets (RFC 3542 3.1). Returns the length, -ENOBUFS if cap is too small,
+ * -EMSGSIZE if the message cannot fit an IP datagram, -EAFNOSUPPORT for an
+ * af other than AF_INET/AF_INET6. buf stays the caller's.
+ */
+int sonde__build_echo(int af, uint8_t *buf, size_t cap, uint16_t id,
+                      uint16_t seq, size_t payload_len) {
+  size_t i;
+
+  if (af != AF_INET && af != AF_INET6)
+    return -EAFNOSUPPORT;
+  if (payload_len > 0xffff - 8)
+    return -EMSGSIZE;
+  if (cap < 8 + payload_len)
+    return -ENOBUFS;
+  buf[0] = af == AF_INET ? 8 : 128;
+  buf[1] = 0;
+  put16(buf + 2, 0);
+  put16(buf + 4, id);
+  put16(buf + 6, seq);
+  for (i = 0; i < payload_len; i++)
+    buf[8 + i] = (uint8_t)i;
+  if (af == AF_INET)
+    put16(buf + 2, sonde__cksum(buf, 8 + payload_len, 0));
+  return (int)(8 + payload_len);
+}
+
+/* The transport header fields that identify a probe, as far as present. */
+static void parse_l4(sonde__quote_t *q, const uint8_t *p, size_t n) {
+  uint8_t echo_type = q->af == AF_INET ? 8 : 128;
+  uint8_t icmp_proto = q->af == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+
+  q->l4_len = n;
+  if (q->proto == IPPROTO_UDP || q->proto == IPPROTO_TCP) {
+    if (n >= 4) {
+      q->has_ports = 1;
+      q->sport = get16(p);
+      q->dport = get16(p + 2);
+    }
+    if (n >= 8 && q->proto == IPPROTO_UDP) {
+      q->has_udp_csum = 1;
+      q->udp_len = get16(p + 4);
+      q->udp_csum = get16(p + 6);
+    } else if (n >= 8) {
+      q->has_tcp_seq = 1;
+      q->tcp_seq = get32(p + 4);
+    }
+  } else if (q->proto == icmp_proto && n >= 8 && p[0] == echo_type) {
+    q->has_icmp_echo = 1;
+    q->icmp_csum = get16(p + 2);
+    q->icmp_id = get16(p + 4);
+    q->icmp_seq = get16(p + 6);
+  }
+}
+
+static int parse_quote4(const uint8_t *b, size_t len, sonde__quote_t *q) {
+  size_t ihl;
+
+  if (len < 20 || b[0] >> 4 != 4)
+    return -EBADMSG;
+  ihl = (size_t)(b[0] & 0x0f) * 4;
+  if (ihl < 20 || ihl > len)
+    return -EBADMSG;
+  q->tos = b[1];
+  q->ip_total_len = get16(b + 2);
+  q->ip_id = get16(b + 4);
+  q->ttl = b[8];
+  q->proto = b[9];
+  memcpy(&q->src4, b + 12, 4);
+  memcpy(&q->dst4, b + 16, 4);
+  /* A non-first fragment carries no transport header. Routers only send
+   * errors about first fragments (RFC 1812 4.3.2.7), but do not rely on it. */
+  if (get16(b + 6) & 0x1fff)
+    return 0;
+  parse_l4(q, b + ihl, len - ihl);
+  return 0;
+}
+
+static int is_ext_hdr(uint8_t nh) {
+  return nh == NH_HOPOPTS || nh == NH_ROUTING || nh == NH_DSTOPTS ||
+         nh == NH_FRAGMENT;
+}
+
+static int parse_quote6(const uint8_t *b, size_t len, sonde__quote_t *q) {
+  size_t off = 40, hl;
+  uint8_t nh;
+  int i;
+
+  if (len < 40 || b[0] >> 4 != 6)
+    return -EBADMSG;
+  q->tos = (uint8_t)(((b[0] & 0x0f) << 4) | (b[1] >> 4));
+  q->flow = get32(b) & 0xfffff;
+  q->ip_total_len = get16(b + 4);
+  nh = b[6];
+  q->ttl = b[7];
+  memcpy(&q->src6, b + 8, 16);
+  memcpy(&q->dst6, b + 24, 16);
+  /* Step over extension headers to the transport header. If one is cut off
+   * (or there are too many), proto names it and l4_len stays 0: the quote is
+   * valid, the ports are not there. */
+  for (i = 0; is_ext_hdr(nh); i++) {
+    if (i == MAX_EXT_HDRS || len - off < 8)
+      break;
+    if (nh == NH_FRAGMENT && (get16(b + off + 2) & 0xfff8)) {
+      q->proto = b[off]; /* a non-first fragment: no transport header */
+      return 0;
+    }
+    hl = nh == NH_FRAGMENT ? 8 : ((size_t)b[off + 1] + 1) * 8;
+    if (hl > len - off)
+      break;
+    nh = b[off];
+    off += hl;
+  }
+  q->proto = nh;
+  if (is_ext_hdr(nh))
+    return 0;
+  parse_l4(q, b + off, len - off);
+  return 0;
+}
+
+/*
+ * Parse the packet quoted in an ICMP error: the IP header, IPv6 extension
+ * headers, then the transport header fields that are present (routers may
+ * keep only 8 bytes of it: RFC 792). A quote without a complete IP header is
+ * -EBADMSG; a shorter transport header just leaves its has_* flags 0.
+ * l4_len counts every byte after the IP (and extension) headers, padding
+ * included: quoted length fields are not trusted, some routers rewrite them.
+ * Returns 0, -EBADMSG, or -EAFNOSUPPORT for an af other than AF_INET/6.
+ */
+int sonde__parse_quote(int af, const uint8_t *buf, size_t len,
+                       sonde__quote_t *out) {
+  memset(out, 0, sizeof(*out));
+  out->af = af;
+  if (af == AF_INET)
+    return parse_quote4(buf, len, out);
+  if (af == AF_INET6)
+    return parse_quote6(buf, len, out);
+  return -EAFNOSUPPORT;
+}
+
+/* RFC 4884 7: extension header (version 2, checksum), then objects. */
+static void parse_ext(const uint8_t *p, size_t len, sonde__icmp_t *out) {
+  size_t off, olen, i;
+
+  if (len < 4 || p[0] >> 4 != EXT_VERSION)
+    return;
+  /* A zero checksum means none was sent (RFC 4884 7). */
+  if (get16(p + 2) != 0 && sonde__cksum(p, len, 0) != 0)
+    return;
+  out->has_ext = 1;
+  for (off = 4; len - off >= 4; off += olen) {
+    olen = get16(p + off);
+    if (olen < 4 || olen > len - off)
+      break;
+    if (p[off + 2] != EXT_CLASS_MPLS || p[off + 3] != EXT_CTYPE_MPLS)
+      continue;
+    for (i = off + 4; i + 4 <= off + olen && out->n_mpls < SONDE_MPLS_MAX;
+         i += 4) {
+      uint32_t e = get32(p + i);
+      sonde_mpls_t *m = &out->mpls[out->n_mpls++];
+      m->label = e >> 12;
+      m->exp = (e >> 9) & 7;
+      m->s = (e >> 8) & 1;
+      m->ttl = e & 0xff;
+    }
+  }
+}
+
+/* Non-compliant extensions (length attribute 0, quote padded to exactly 128
+ * bytes, as pre-RFC 4884 MPLS routers send and mtr/Trippy accept): only taken
+ * if a well-formed extension header sits at byte 128. */
+static int looks_like_ext(const uint8_t *p, size_t len) {
+  if (len < 4 || p[0] != EXT_VERSION << 4 || p[1] != 0)
+    return 0;
+  return get16(p + 2) == 0 || sonde__cksum(p, len, 0) == 0;
+}
+
+/*
+ * The body of an ICMP error: data is everything after the 8-byte ICMP
+ * header, rfc4884_len the original-datagram length in bytes (0 if unset).
+ * Splits off an extension structure, then parses the quote.
+ */
+static int parse_error_body(const uint8_t *data, size_t len,
+                            size_t rfc4884_len, sonde__icmp_t *out) {
+  size_t qlen = len;
+
+  /* RFC 4884 requires at least 128 bytes of original datagram. A smaller
+   * length is a pre-RFC 4884 router's garbage in an unused byte: ignore it,
+   * as Linux does (ip_icmp_error_rfc4884). One past the end: no extension. */
+  if (rfc4884_len >= RFC4884_MIN_QUOTE && rfc4884_len <= len) {
+    qlen = rfc4884_len;
+    parse_ext(data + qlen, len - qlen, out);
+  } else if (rfc4884_len < RFC4884_MIN_QUOTE && len > RFC4884_MIN_QUOTE &&
+             looks_like_ext(data + RFC4884_MIN_QUOTE,
+                            len - RFC4884_MIN_QUOTE)) {
+    qlen = RFC4884_MIN_QUOTE;
+    parse_ext(data + qlen, len - qlen, out);
+  }
+  if (sonde__parse_quote(out->af, data, qlen, &out->quote) != 0)
+    return -EBADMSG;
+  out->has_quote = 1;
+  return 0;
+}
+
+static const uint8_t unreach4[16] = {
+    SONDE_UNREACH_NET,         SONDE_UNREACH_HOST,
+    SONDE_UNREACH_PROTOCOL,    SONDE_UNREACH_PORT,
+    SONDE_UNREACH_FRAG_NEEDED, SONDE_UNREACH_SOURCE_ROUTE,
+    SONDE_UNREACH_NET_UNKNOWN, SONDE_UNREACH_HOST_UNKNOWN,
+    SONDE_UNREACH_OTHER,       /* 8: source host isolated (obsolete) */
+    SONDE_UNREACH_PROHIBITED,  /* 9: network administratively prohibited */
+    SONDE_UNREACH_PROHIBITED,  /* 10: host administratively prohibited */
+    SONDE_UNREACH_NET,         /* 11: network unreachable for TOS */
+    SONDE_UNREACH_HOST,        /* 12: host unreachable for TOS */
+    SONDE_UNREACH_PROHIBITED,  /* 13: communication prohibited (RFC 1812) */
+    SONDE_UNREACH_PRECEDENCE,  /* 14: host precedence violation */
+    SONDE_UNREACH_PRECEDENCE,  /* 15: precedence cutoff in effect */
+};
+
+static const uint8_t unreach6[7] = {
+    SONDE_UNREACH_NET, /* 0: no route to destination */
+    SONDE_UNREACH_PROHIBITED,   SONDE_UNREACH_BEYOND_SCOPE,
+    SONDE_UNREACH_ADDRESS,      SONDE_UNREACH_PORT,
+    SONDE_UNREACH_POLICY,       SONDE_UNREACH_REJECT_ROUTE,
+};
+
+/* ICMPv6 types in the same switch as ICMPv4 ones. */
+#define V6(type) (0x100 | (type))
+
+/*
+ * The ICMP message proper, either family. RFC 4884 puts the length
+ * attribute in byte 5 (ICMPv4, 32-bit words) or byte 4 (ICMPv6, 64-bit
+ * words) of the errors that have one.
+ */
+static int parse_icmp(const uint8_t *p, size_t len, sonde__icmp_t *out) {
+  int v4 = out->af == AF_INET;
+  size_t rfc4884_len = 0;
+
+  if (len < 8)
+    return -EBADMSG;
+  out->type = p[0];
+  out->code = p[1];
+  switch (v4 ? p[0] : V6(p[0])) {
+  case 0:
+  case V6(129):
+    out->kind = SONDE_KIND_ECHO_REPLY;
+    out->echo_id = get16(p + 4);
+    out->echo_seq = get16(p + 6);
+    return 0;
+  case 3:
+    out->kind = SONDE_KIND_DEST_UNREACHABLE;
+    out->unreach = p[1] < 16 ? unreach4[p[1]] : SONDE_UNREACH_OTHER;
+    if (p[1] == 4) /* RFC 1191: next-hop MTU, 0 from older routers */
+      out->mtu = get16(p + 6);
+    rfc4884_len = (size_t)p[5] * 4;
+    break;
+  case V6(1):
+    out->kind = SONDE_KIND_DEST_UNREACHABLE;
+    out->unreach = p[1] < 7 ? unreach6[p[1]] : SONDE_UNREACH_OTHER;
+    rfc4884_len = (size_t)p[4] * 8;
+    break;
+  case 11:
+    out->kind = SONDE_KIND_TIME_EXCEEDED;
+    rfc4884_len = (size_t)p[5] * 4;
+    break;
+  case V6(3):
+    out->kind = SONDE_KIND_TIME_EXCEEDED;
+    rfc4884_len = (size_t)p[4] * 8;
+    break;
+  case 12:
+    out->kind = SONDE_KIND_PARAM_PROBLEM;
+    out->pointer = p[4];
+    rfc4884_len = (size_t)p[5] * 4;
+    break;
+  case V6(4):
+    out->kind = SONDE_KIND_PARAM_PROBLEM;
+    out->pointer = get32(p + 4);
+    break;
+  case V6(2):
+    out->kind = SONDE_KIND_PACKET_TOO_BIG;
+    out->mtu = get32(p + 4);
+    break;
+  default:
+    return -ENOMSG; /* echo request, redirect, neighbour discovery, ... */
+  }
+  return parse_error_body(p + 8, len - 8, rfc4884_len, out);
+}
+
+/*
+ * Parse an IPv4 datagram from a raw IPPROTO_ICMP socket. Linux hands over
+ * the IP header as received (total length in network order, unlike the
+ * BSDs). The datagram is cut to min(total length, len). The ICMP checksum is
+ * checked here because the kernel does not check it for raw sockets; a
+ * truncated read or a first fragment cannot be checked and is parsed as far
+ * as it goes. Returns 0, -EBADMSG or -ENOMSG; out is fully written on 0.
+ */
+int sonde__parse_icmp4(const uint8_t *buf, size_t len, sonde__icmp_t *out) {
+  size_t ihl, total;
+  uint16_t frag;
+
+  memset(out, 0, sizeof(*out));
+  out->af = AF_INET;
+  if (len < 20 || buf[0] >> 4 != 4)
+    return -EBADMSG;
+  ihl = (size_t)(buf[0] & 0x0f) * 4;
+  total = get16(buf + 2);
+  frag = get16(buf + 6);
+  if (ihl < 20 || ihl > len || total < ihl || buf[9] != IPPROTO_ICMP)
+    return -EBADMSG;
+  if (frag & 0x1fff)
+    return -EBADMSG; /* a later fragment: no ICMP header in it */
+  if (total <= len && !(frag & 0x2000) &&
+      sonde__cksum(buf + ihl, total - ihl, 0) != 0)
+    return -EBADMSG;
+  if (total > len)
+    total = len;
+  out->reply_ttl = buf[8];
+  memcpy(&out->from4, buf + 12, 4);
+  memcpy(&out->to4, buf + 16, 4);
+  return parse_icmp(buf + ihl, total - ihl, out);
+}
+
+/*
+ * Parse an ICMPv6 message from a raw IPPROTO_ICMPV6 socket (no IPv6 header;
+ * the kernel has verified the checksum). reply_ttl is -1: the hop limit comes
+ * in a cmsg. Returns 0, -EBADMSG or -ENOMSG; out is fully written on 0.
+ */
+int sonde__parse_icmp6(const uint8_t *buf, size_t len, sonde__icmp_t *out) {
+  memset(out, 0, sizeof(*out));
+  out->af = AF_INET6;
+  out->reply_ttl = -1;
+  return parse_icmp(buf, len, out);
+}

@@ -1,0 +1,78 @@
+/* portbind.c - the source-port binding policy for probes that own a socket
+ * (TCP connect probes; UDP probes that ask for a source port). The decisions
+ * that follow from bind's and connect's errors are in sonde_err_status()
+ * (the errno map in sonde.h) and engine/tcp.c. */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+
+/* The source port a probe asks for under its policy; -EINVAL if none fits. */
+static int policy_port(const sonde_probe_spec_t *spec) {
+  uint32_t port;
+  switch (spec->bind) {
+  case SONDE_BIND_KERNEL:
+    return 0;
+  case SONDE_BIND_SEQUENCE:
+    /* source port = base + sequence: the port names the probe (Trippy). */
+    port = (uint32_t)spec->sport + spec->seq;
+    return port >= 1 && port <= 65535 ? (int)port : SONDE_EINVAL;
+  default:
+    return spec->sport ? spec->sport : SONDE_EINVAL;
+  }
+}
+
+/*
+ * Create p's own socket (stored in p->fd at once: the probe owns it from
+ * here on and closes it when it ends) and bind it to the policy's port.
+ * p->local gets the bound address. Returns 0 or a negative errno, with
+ * p->call naming the call that failed.
+ */
+int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  int af = p->spec.dst.ss_family, on = 1, port, fd;
+
+  port = policy_port(&p->spec);
+  if (port < 0) {
+    p->call = "bind";
+    return port;
+  }
+  fd = sonde__socket(af, type, proto);
+  if (fd < 0) {
+    p->call = "socket";
+    return fd;
+  }
+  p->fd = fd;
+  /*
+   * SO_REUSEPORT on Linux stream sockets avoids a spurious EADDRNOTAVAIL
+   * when many probe sockets share a port range (SEEDS.md 000). Its price: a
+   * port held in TIME_WAIT no longer fails bind() but connect(), with
+   * EADDRINUSE; tcp.c checks both calls. On macOS it affects UDP only.
+   * ENOPROTOOPT (no such option on this system) is not fatal: bind() then
+   * reports a busy port itself.
+   */
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0 &&
+      errno != ENOPROTOOPT) {
+    p->call = "setsockopt(SO_REUSEPORT)";
+    return -errno;
+  }
+  if (port != 0) {
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = (sa_family_t)af;
+    if (af == AF_INET6)
+      ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    else
+      ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0) {
+      p->call = "bind";
+      return -errno;
+    }
+  }
+  if (getsockname(fd, (struct sockaddr *)&p->local, &len) < 0) {
+    p->call = "getsockname";
+    return -errno;
+  }
+  return 0;
+}

@@ -1,0 +1,290 @@
+/* recv.c - the engine's receive sockets (one raw ICMP and one raw ICMPv6,
+ * opened lazily; one shared UDP socket per family) and the matching of what
+ * they read to the probe that caused it. */
+#include <errno.h>
+#include <netinet/icmp6.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+
+static void on_icmp(uv_poll_t *h, int status, int events);
+static void on_udp(uv_poll_t *h, int status, int events);
+
+void sonde__sock_close(sonde_engine_t *eng, sonde__sock_t *s) {
+  if (s->poll_init) {
+    uv_poll_stop(&s->poll);
+    s->poll_init = 0;
+    sonde__close_fd(&s->fd);
+    sonde__handle_close(eng, (uv_handle_t *)&s->poll);
+  } else {
+    sonde__close_fd(&s->fd);
+  }
+}
+
+/* Poll an engine socket for reading. The poll handle is unreferenced: the
+ * receive sockets alone do not keep the loop running; pending probes do,
+ * through the timer. */
+static int sock_watch(sonde_engine_t *eng, sonde__sock_t *s, uv_poll_cb cb) {
+  int r = uv_poll_init(eng->loop, &s->poll, s->fd);
+  if (r < 0) {
+    sonde__close_fd(&s->fd);
+    return r;
+  }
+  s->poll_init = 1;
+  s->poll.data = eng;
+  uv_unref((uv_handle_t *)&s->poll);
+  return uv_poll_start(&s->poll, UV_READABLE, cb);
+}
+
+/*
+ * Open the raw receive socket of a family. The ICMP socket also sends echo
+ * requests. A failure is remembered so that every probe of that family fails
+ * with the same named error (EPERM without CAP_NET_RAW) without retrying a
+ * socket() call per probe.
+ */
+int sonde__recv_open(sonde_engine_t *eng, int af) {
+  sonde__sock_t *s = &eng->icmp[sonde__afi(af)];
+  int fd, on = 1;
+
+  if (s->fd != -1)
+    return 0;
+  if (s->err)
+    return s->err;
+  fd = sonde__socket(af, SOCK_RAW,
+                     af == AF_INET6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+  if (fd < 0) {
+    s->err = fd == SONDE_EACCES ? SONDE_EPERM : fd;
+    return s->err;
+  }
+  s->fd = fd;
+  if (af == AF_INET6) {
+    struct icmp6_filter filt;
+    ICMP6_FILTER_SETBLOCKALL(&filt);
+    ICMP6_FILTER_SETPASS(ICMP6_DST_UNREACH, &filt);
+    ICMP6_FILTER_SETPASS(ICMP6_PACKET_TOO_BIG, &filt);
+    ICMP6_FILTER_SETPASS(ICMP6_TIME_EXCEEDED, &filt);
+    ICMP6_FILTER_SETPASS(ICMP6_PARAM_PROB, &filt);
+    ICMP6_FILTER_SETPASS(ICMP6_ECHO_REPLY, &filt);
+    /* The filter and the hop limit of replies are best effort: without them
+     * more packets are read and reply_ttl is unknown, nothing is wrong. */
+    (void)setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &filt, sizeof(filt));
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &on, sizeof(on));
+  }
+  return sock_watch(eng, s, on_icmp);
+}
+
+/* The shared UDP socket of a family: bound to a kernel-chosen port, sends
+ * every UDP probe that does not ask for its own source port. */
+int sonde__udp_open(sonde_engine_t *eng, int af) {
+  sonde__sock_t *s = &eng->udp[sonde__afi(af)];
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  int fd;
+
+  if (s->fd != -1)
+    return 0;
+  fd = sonde__socket(af, SOCK_DGRAM, IPPROTO_UDP);
+  if (fd < 0)
+    return fd;
+  s->fd = fd;
+  memset(&ss, 0, sizeof(ss));
+  ss.ss_family = (sa_family_t)af;
+  if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0 ||
+      getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+    int err = -errno;
+    sonde__close_fd(&s->fd);
+    return err;
+  }
+  s->port = sonde__addr_port(&ss);
+  return sock_watch(eng, s, on_udp);
+}
+
+/* The key under which the probe that caused this ICMP message is filed. */
+static int icmp_key(const sonde__icmp_t *m, const struct sockaddr_storage *from,
+                    sonde__key_t *k) {
+  const sonde__quote_t *q = &m->quote;
+  const void *dst;
+
+  if (m->kind == SONDE_KIND_ECHO_REPLY) {
+    sonde__key_make(k, SONDE_PROTO_ICMP, from->ss_family,
+                    sonde__addr_bytes(from), m->echo_id, m->echo_seq);
+    return 0;
+  }
+  if (!m->has_quote || q->af != m->af)
+    return -1;
+  dst = q->af == AF_INET6 ? (const void *)&q->dst6 : (const void *)&q->dst4;
+  if ((q->proto == IPPROTO_ICMP || q->proto == IPPROTO_ICMPV6) &&
+      q->has_icmp_echo) {
+    sonde__key_make(k, SONDE_PROTO_ICMP, q->af, dst, q->icmp_id, q->icmp_seq);
+    return 0;
+  }
+  if (q->proto == IPPROTO_UDP && q->has_ports) {
+    sonde__key_make(k, SONDE_PROTO_UDP, q->af, dst, q->sport, q->dport);
+    return 0;
+  }
+  if (q->proto == IPPROTO_TCP && q->has_ports) {
+    sonde__key_make(k, SONDE_PROTO_TCP, q->af, dst, q->sport, q->dport);
+    return 0;
+  }
+  return -1;
+}
+
+static void icmp_matched(sonde_engine_t *eng, sonde__probe_t *p,
+                         const sonde__icmp_t *m,
+                         const struct sockaddr_storage *from, int reply_ttl,
+                         uint64_t now) {
+  sonde_result_t res;
+  int i;
+
+  sonde__result_init(p, &res);
+  res.status = SONDE_STATUS_REPLY;
+  res.kind = m->kind;
+  res.unreach = m->unreach;
+  res.addr = *from;
+  res.rtt = (double)(now - p->sent_ns) / 1e9;
+  res.reply_ttl = reply_ttl;
+  res.icmp_type = m->type;
+  res.icmp_code = m->code;
+  res.quoted_ttl = m->has_quote ? m->quote.ttl : -1;
+  res.mtu = (int)m->mtu;
+  res.n_mpls = m->n_mpls;
+  for (i = 0; i < m->n_mpls && i < SONDE_MPLS_MAX; i++)
+    res.mpls[i] = m->mpls[i];
+  sonde__probe_done(eng, p, &res);
+}
+
+/* Read one packet from a raw socket. Returns its length, 0 when there is
+ * nothing more to read, or a negative errno. */
+static ssize_t read_icmp(sonde_engine_t *eng, int fd,
+                         struct sockaddr_storage *from, int *hoplimit) {
+  union {
+    char buf[CMSG_SPACE(sizeof(int)) * 2];
+    struct cmsghdr align;
+  } control;
+  struct iovec iov = {eng->buf, sizeof(eng->buf)};
+  struct msghdr msg;
+  struct cmsghdr *cm;
+  ssize_t n;
+
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_name = from;
+  msg.msg_namelen = sizeof(*from);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof(control.buf);
+  do
+    n = recvmsg(fd, &msg, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+  *hoplimit = -1;
+  for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+    if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_HOPLIMIT &&
+        cm->cmsg_len >= CMSG_LEN(sizeof(int)))
+      memcpy(hoplimit, CMSG_DATA(cm), sizeof(int));
+  return n == 0 ? -EBADMSG : n;
+}
+
+/*
+ * Read and match what is waiting on the raw socket of a family, at most a
+ * burst (the poll is level-triggered and comes back for the rest). Also
+ * called by a TCP probe whose socket reports an ICMP-caused error: the
+ * kernel queues the ICMP packet to raw sockets before the TCP error handler
+ * runs, so draining here attributes the error to its hop.
+ */
+void sonde__recv_drain(sonde_engine_t *eng, int af) {
+  sonde__sock_t *s = &eng->icmp[sonde__afi(af)];
+  int i;
+
+  for (i = 0; i < SONDE__RECV_BURST && s->fd != -1 && !eng->closing; i++) {
+    struct sockaddr_storage from;
+    sonde__icmp_t m;
+    sonde__key_t key;
+    sonde__probe_t *p;
+    int hoplimit = -1, r;
+    ssize_t n = read_icmp(eng, s->fd, &from, &hoplimit);
+    uint64_t now = sonde__now();
+
+    if (n == 0)
+      break;
+    if (n < 0) {
+      /* ICMP errors about our own sends can surface here (e.g. EHOSTUNREACH
+       * from a local route); they are not replies. */
+      eng->stats.ignored++;
+      continue;
+    }
+    eng->stats.received++;
+    r = af == AF_INET6 ? sonde__parse_icmp6(eng->buf, (size_t)n, &m)
+                       : sonde__parse_icmp4(eng->buf, (size_t)n, &m);
+    if (r == SONDE_EBADMSG) {
+      eng->stats.malformed++;
+      continue;
+    }
+    if (r < 0 || icmp_key(&m, &from, &key) < 0 ||
+        (p = sonde__table_find(eng, &key)) == NULL) {
+      eng->stats.ignored++;
+      continue;
+    }
+    icmp_matched(eng, p, &m, &from, af == AF_INET6 ? hoplimit : m.reply_ttl,
+                 now);
+  }
+}
+
+static void on_icmp(uv_poll_t *h, int status, int events) {
+  sonde_engine_t *eng = h->data;
+  sonde__recv_drain(eng, h == &eng->icmp[1].poll ? AF_INET6 : AF_INET);
+}
+
+/*
+ * A UDP datagram from the destination answering a probe (a UDP service that
+ * replied). Matched by the destination's address and port and our port.
+ */
+void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port) {
+  int i;
+  for (i = 0; i < SONDE__RECV_BURST && !eng->closing; i++) {
+    struct sockaddr_storage from;
+    socklen_t len = sizeof(from);
+    sonde__key_t key;
+    sonde__probe_t *p;
+    ssize_t n;
+
+    n = recvfrom(fd, eng->buf, sizeof(eng->buf), 0, (struct sockaddr *)&from,
+                 &len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      /* EAGAIN ends the burst; other errors are ICMP errors that the raw
+       * socket reports in full. */
+      break;
+    }
+    eng->stats.received++;
+    sonde__key_make(&key, SONDE_PROTO_UDP, from.ss_family,
+                    sonde__addr_bytes(&from), local_port,
+                    sonde__addr_port(&from));
+    p = sonde__table_find(eng, &key);
+    if (p == NULL) {
+      eng->stats.ignored++;
+      continue;
+    }
+    {
+      sonde_result_t res;
+      sonde__result_init(p, &res);
+      res.status = SONDE_STATUS_REPLY;
+      res.kind = SONDE_KIND_UDP_REPLY;
+      res.addr = from;
+      res.rtt = (double)(sonde__now() - p->sent_ns) / 1e9;
+      sonde__probe_done(eng, p, &res);
+    }
+    /* A per-probe socket is closed once its probe ends. */
+    if (fd != eng->udp[0].fd && fd != eng->udp[1].fd)
+      break;
+  }
+}
+
+static void on_udp(uv_poll_t *h, int status, int events) {
+  sonde_engine_t *eng = h->data;
+  sonde__sock_t *s = h == &eng->udp[1].poll ? &eng->udp[1] : &eng->udp[0];
+  sonde__udp_read(eng, s->fd, s->port);
+}

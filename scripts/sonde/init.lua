@@ -1,0 +1,238 @@
+-- sonde: the coroutine API over sonde.core (DESIGN.md, "Lua API").
+--
+--   local sonde = require "sonde"
+--   local eng = sonde.engine{ rate = 1000, window = 256 }
+--   eng:run(function()
+--     local r = eng:probe{ dst = "198.18.8.2", proto = "udp", ttl = 3, wait = 1 }
+--     print(r.status, r.kind, r.addr, r.rtt)
+--   end)
+--
+-- A probe call yields its coroutine and is resumed with the result; many
+-- coroutines run at once on one loop. The yields live here, in Lua: the core
+-- only calls back.
+
+local core = require "sonde.core"
+
+local M = { core = core }
+
+local Engine = {}
+Engine.__index = Engine
+
+local yield, running, resume, status = coroutine.yield, coroutine.running,
+  coroutine.resume, coroutine.status
+
+-- Create an engine. opts: rate (probes/s, 0 = unlimited), window (probes in
+-- flight), wait (default seconds per probe), icmp_id.
+-- Returns the engine or nil, "ENAME: message", "ENAME".
+function M.engine(opts)
+  local c, err, name = core.engine(opts)
+  if not c then return nil, err, name end
+  return setmetatable({ core = c, live = 0, waiting = {} }, Engine)
+end
+
+local function current(method)
+  local co, main = running()
+  if not co or main then
+    error("sonde: engine:" .. method .. "() must be called inside engine:run()", 3)
+  end
+  return co
+end
+
+-- Resume co with the values; a coroutine's error becomes the script's error,
+-- with the coroutine's own traceback.
+function Engine:_resume(co, ...)
+  local ok, err = resume(co, ...)
+  if not ok then
+    error(debug.traceback(co, tostring(err)), 0)
+  end
+  if status(co) == "dead" then
+    self.live = self.live - 1
+    self.waiting[co] = nil
+  end
+end
+
+-- Wait for a callback-style core call: start(done) gets a function to call
+-- with the results; the coroutine sleeps until then.
+function Engine:_await(method, start)
+  local co = current(method)
+  local finished, results = false, nil
+  local woke = false
+  start(function(...)
+    if finished then return end
+    finished = true
+    if woke then
+      self.waiting[co] = nil
+      self:_resume(co, ...)
+    else
+      results = { n = select("#", ...), ... }
+    end
+  end)
+  if finished then return unpack(results, 1, results.n) end
+  woke = true
+  self.waiting[co] = method
+  return yield()
+end
+
+-- Start fn(...) as a coroutine of its own; it runs until its first wait.
+function Engine:spawn(fn, ...)
+  local co = coroutine.create(fn)
+  self.live = self.live + 1
+  self:_resume(co, ...)
+  return co
+end
+
+-- Run fn(...) and everything it spawns until all of it has finished.
+-- Returns fn's results. A script error closes nothing by itself: the caller
+-- (or the garbage collector) closes the engine.
+function Engine:run(fn, ...)
+  local results
+  local function pack(...) return { n = select("#", ...), ... } end
+  self:spawn(function(...) results = pack(fn(...)) end, ...)
+  local ok, err = self.core:run()
+  if not ok then error(err, 0) end
+  if not results then
+    local what = {}
+    for _, m in pairs(self.waiting) do what[#what + 1] = m end
+    error("sonde: engine:run() ended with coroutines still waiting (in "
+      .. table.concat(what, ", ") .. ") and nothing pending", 0)
+  end
+  return unpack(results, 1, results.n)
+end
+
+-- Send one probe and wait for its outcome (a result table, DESIGN.md).
+-- A probe the engine refuses outright returns nil, "ENAME: message", "ENAME".
+function Engine:probe(spec)
+  local id, err, name
+  local r = { self:_await("probe", function(done)
+    id, err, name = self.core:probe(spec, done)
+    if not id then done(nil) end
+  end) }
+  if not id then return nil, err, name end
+  return r[1]
+end
+
+-- Start a probe without waiting: cb(result) runs when it ends. Returns the
+-- probe's id (for set_wait/cancel) or nil, message, name.
+function Engine:probe_async(spec, cb)
+  return self.core:probe(spec, cb)
+end
+
+-- Send every spec at once; wait for all; results in the order of specs.
+function Engine:probe_all(specs)
+  local results, left = {}, #specs
+  if left == 0 then return results end
+  self:_await("probe_all", function(done)
+    for i, spec in ipairs(specs) do
+      local id, err, name = self.core:probe(spec, function(r)
+        results[i] = r
+        left = left - 1
+        if left == 0 then done() end
+      end)
+      if not id then
+        results[i] = { status = "failed", ttl = spec.ttl, error = { name = name, message = err } }
+        left = left - 1
+      end
+    end
+    if left == 0 then done() end
+  end)
+  return results
+end
+
+function Engine:sleep(seconds)
+  self:_await("sleep", function(done) self.core:after(seconds, done) end)
+end
+
+-- Call fn() once after seconds; returns a token for cancel_timer.
+function Engine:after(seconds, fn)
+  return self.core:after(seconds, fn)
+end
+
+function Engine:cancel_timer(token) return self.core:unwatch(token) end
+
+-- Resolve a host name: a list of address strings (family 4, 6 or nil for
+-- both), or nil, "ENAME: message", "ENAME".
+function Engine:resolve(host, family)
+  return self:_await("resolve", function(done)
+    self.core:resolve(host, family or 0, done)
+  end)
+end
+
+-- The name of an address, or nil, message, name; gives up after timeout
+-- seconds (default 2) with ETIMEDOUT.
+function Engine:reverse(addr, timeout)
+  return self:_await("reverse", function(done)
+    local token = self.core:after(timeout or 2, function()
+      done(nil, "ETIMEDOUT: reverse lookup timed out", "ETIMEDOUT")
+    end)
+    self.core:reverse(addr, function(...)
+      self.core:unwatch(token)
+      done(...)
+    end)
+  end)
+end
+
+-- A one-shot event: any number of coroutines wait(); fire(...) wakes them
+-- all with its values (and later waits return them at once).
+function Engine:event()
+  local eng, waiters, fired = self, {}, nil
+  local ev = {}
+  function ev.wait()
+    if fired then return unpack(fired, 1, fired.n) end
+    return eng:_await("event", function(done) waiters[#waiters + 1] = done end)
+  end
+  function ev.fire(...)
+    if fired then return end
+    fired = { n = select("#", ...), ... }
+    for _, w in ipairs(waiters) do w(...) end
+  end
+  function ev.fired() return fired ~= nil end
+  return ev
+end
+
+-- A FIFO between coroutines: push(v) never waits; pop() waits while empty.
+-- close() wakes a waiting pop() with nil.
+function Engine:queue()
+  local eng, items, head, waiter, closed = self, {}, 1, nil, false
+  local q = {}
+  function q.push(v)
+    if waiter then
+      local w = waiter
+      waiter = nil
+      w(v)
+    else
+      items[#items + 1] = v
+    end
+  end
+  function q.pop()
+    if items[head] ~= nil then
+      local v = items[head]
+      items[head] = nil
+      head = head + 1
+      return v
+    end
+    if closed then return nil end
+    return eng:_await("queue", function(done) waiter = done end)
+  end
+  function q.close()
+    closed = true
+    if waiter then
+      local w = waiter
+      waiter = nil
+      w(nil)
+    end
+  end
+  return q
+end
+
+function Engine:set_wait(id, seconds) return self.core:set_wait(id, seconds) end
+function Engine:cancel(id) return self.core:cancel(id) end
+function Engine:now() return self.core:now() end
+function Engine:stats() return self.core:stats() end
+function Engine:on_signal(name, fn) return self.core:on_signal(name, fn) end
+function Engine:close() return self.core:close() end
+
+M.now = core.now
+M.version = core.version
+M.errors = core.errors
+
+return M

@@ -1,0 +1,22 @@
+-- sonde.retry: what a strategy does after a probe's outcome. A rule is a
+-- function(result, probe) -> action, where probe = { ttl, q, reissues } and
+-- action is "accept" (keep the outcome) or "reissue" (send the same TTL
+-- again under the next sequence). A user's rule replaces this one
+-- (`--retry FILE.lua`, a file returning such a function).
+
+local M = {}
+
+-- Re-issues of one probe at most, so that a run of busy ports cannot loop.
+M.MAX_REISSUES = 3
+
+-- The default rule (DESIGN.md): a skipped probe (its source port was busy,
+-- EADDRINUSE) was never sent, so it is re-issued under the next sequence;
+-- everything else is an outcome: failed names its error, timeout is loss.
+function M.default(result, probe)
+  if result.status == "skipped" and probe.reissues < M.MAX_REISSUES then
+    return "reissue"
+  end
+  return "accept"
+end
+
+return M

@@ -1,0 +1,218 @@
+-- sonde.trace: run one trace on an engine. Probes go out concurrently (up
+-- to `sim` in flight, lowest TTL first), each hop's probes keep their order,
+-- and the wait is adaptive like traceroute's -w MAX,HERE,NEAR: a probe is
+-- given up HERE times the RTT of a reply from its own hop, or NEAR times the
+-- RTT of a reply from a later hop, after it was sent, and MAX seconds at most.
+-- So a silent hop costs little when the hops behind it answer.
+
+local retry = require "sonde.retry"
+local json = require "sonde.json"
+
+local M = {}
+
+-- Kinds that say the destination itself answered.
+local REACHED = { echo_reply = true, tcp_synack = true, tcp_rst = true,
+  udp_reply = true }
+
+-- Does this outcome end the trace at its TTL? (reached, or a router that
+-- says the destination is unreachable from here)
+local function final(r, dst)
+  if r.status ~= "reply" then return false end
+  if REACHED[r.kind] then return "reached" end
+  if r.kind == "dest_unreachable" then
+    if r.addr == dst and (r.code == "port" or r.code == "protocol") then
+      return "reached"
+    end
+    return "unreachable"
+  end
+  return false
+end
+M.final = final
+
+-- o: eng, dst (numeric address), af, proto, strategy (an instance from a
+-- strategy module), first_ttl, max_ttl, queries, wait = {max, here, near},
+-- sim (probes in flight), rule (retry rule), on_hop(hop) (called for each
+-- hop in TTL order once it is complete), interrupted() (true to stop).
+-- Returns the trace table of DESIGN.md (without target naming fields).
+function M.run(o)
+  local eng = o.eng
+  local wmax, here, near = o.wait[1], o.wait[2], o.wait[3]
+  local rule = o.rule or retry.default
+  local hops = {}          -- [ttl] = { ttl =, probes = { [q] = result } }
+  local inflight = {}      -- id -> rec
+  local n_inflight = 0
+  local limit = o.max_ttl  -- no probe beyond this TTL
+  local stop_reason
+  local next_ttl, next_q = o.first_ttl, 1
+  local seq = 0
+  local printed = o.first_ttl - 1
+  local started = os.time()
+  local t0 = eng:now()
+  local done = eng:event()
+  local reissue_queue = {}
+  local failed_error
+
+  for ttl = o.first_ttl, o.max_ttl do
+    hops[ttl] = { ttl = ttl, probes = json.array{} , got = 0 }
+  end
+
+  local function hop_complete(ttl)
+    return hops[ttl].got >= o.queries
+  end
+
+  -- Hand finished hops to on_hop, in order, as soon as all before are done.
+  local function flush()
+    while printed < limit and hop_complete(printed + 1) do
+      printed = printed + 1
+      if o.on_hop then o.on_hop(hops[printed]) end
+    end
+  end
+
+  local issue
+
+  local function adapt(r, ttl)
+    if not r.rtt then return end
+    for id, rec in pairs(inflight) do
+      local w
+      if rec.ttl == ttl then w = here * r.rtt
+      elseif rec.ttl < ttl then w = near * r.rtt end
+      if w and w < rec.wait then
+        rec.wait = w
+        eng:set_wait(id, w)
+      end
+    end
+  end
+
+  local function record(rec, r)
+    r.id = nil
+    local hop = hops[rec.ttl]
+    hop.probes[rec.q] = r
+    hop.got = hop.got + 1
+  end
+
+  local function finish_if_idle()
+    if n_inflight == 0 and #reissue_queue == 0 and
+       (next_ttl > limit or o.interrupted()) then
+      done.fire()
+    end
+  end
+
+  local function on_result(rec, r)
+    inflight[rec.id] = nil
+    n_inflight = n_inflight - 1
+    if r.status == "failed" and r.error and r.error.name == "ECANCELED" then
+      -- Ours: past the destination, or interrupted. Not a network outcome.
+      rec.cancelled = true
+    elseif rec.ttl <= limit then
+      local action = rule(r, { ttl = rec.ttl, q = rec.q, reissues = rec.reissues })
+      if action == "reissue" then
+        reissue_queue[#reissue_queue + 1] = { ttl = rec.ttl, q = rec.q,
+          reissues = rec.reissues + 1 }
+      else
+        if action ~= "accept" then
+          error("retry rule returned '" .. tostring(action) ..
+            "' (expected 'accept' or 'reissue')", 0)
+        end
+        record(rec, r)
+        local f = final(r, o.dst)
+        if r.status == "failed" then
+          -- A local error (no route, no permission, no ports) would fail
+          -- every later probe too: finish this TTL and stop.
+          failed_error = failed_error or r.error
+          f = "error"
+        end
+        if f and rec.ttl <= limit then
+          if rec.ttl < limit or not stop_reason or f == "reached" or
+             stop_reason == "error" then
+            stop_reason = f
+          end
+          limit = rec.ttl
+          for id, other in pairs(inflight) do
+            if other.ttl > limit then eng:cancel(id) end
+          end
+        end
+        adapt(r, rec.ttl)
+      end
+    end
+    flush()
+    issue()
+    finish_if_idle()
+  end
+
+  local function send(ttl, q, reissues)
+    local spec = o.strategy.spec(ttl, seq)
+    seq = seq + 1
+    spec.wait = wmax
+    local rec = { ttl = ttl, q = q, reissues = reissues or 0, wait = wmax }
+    local id, err, name = eng:probe_async(spec, function(r) on_result(rec, r) end)
+    if not id then
+      record(rec, { status = "failed", ttl = ttl, seq = spec.seq,
+        error = { name = name, message = err } })
+      failed_error = failed_error or { name = name, message = err }
+      return
+    end
+    rec.id = id
+    inflight[id] = rec
+    n_inflight = n_inflight + 1
+  end
+
+  function issue()
+    while n_inflight < o.sim and not o.interrupted() do
+      local re = table.remove(reissue_queue, 1)
+      if re then
+        if re.ttl <= limit then send(re.ttl, re.q, re.reissues) end
+      elseif next_ttl <= limit then
+        send(next_ttl, next_q)
+        next_q = next_q + 1
+        if next_q > o.queries then next_ttl, next_q = next_ttl + 1, 1 end
+      else
+        break
+      end
+    end
+  end
+
+  -- Stop early: cancel what is in flight; what finished is kept.
+  local function interrupt()
+    for id in pairs(inflight) do eng:cancel(id) end
+    finish_if_idle()
+  end
+
+  issue()
+  flush()
+  finish_if_idle()
+  if not done.fired() then
+    if o.on_interrupt then o.on_interrupt(interrupt) end
+    done.wait()
+  end
+  -- Interrupted or cut short: hand over what is left, complete or not.
+  if o.on_hop then
+    for ttl = printed + 1, math.min(limit, o.max_ttl) do
+      if #hops[ttl].probes > 0 then o.on_hop(hops[ttl]) end
+    end
+  end
+
+  local out = json.array{}
+  for ttl = o.first_ttl, math.min(limit, o.max_ttl) do
+    local hop = hops[ttl]
+    if #hop.probes > 0 then
+      out[#out + 1] = { ttl = ttl, probes = hop.probes }
+    end
+  end
+  if o.interrupted() then
+    stop_reason = "interrupted"
+  elseif not stop_reason then
+    stop_reason = "max_ttl"
+  end
+  return {
+    type = "trace", version = 1,
+    first_ttl = o.first_ttl, max_ttl = o.max_ttl, queries = o.queries,
+    reached = stop_reason == "reached",
+    stop_reason = stop_reason,
+    error = stop_reason == "error" and failed_error or nil,
+    hops = out,
+    started = started,
+    duration = eng:now() - t0,
+  }
+end
+
+return M

@@ -1,0 +1,214 @@
+-- sonde trace: print the route packets take to a host.
+
+local sonde = require "sonde"
+local cli = require "sonde.cli"
+local tracer = require "sonde.trace"
+local retry = require "sonde.retry"
+
+local function parse_wait(v)
+  local parts = {}
+  for p in (v .. ","):gmatch("([^,]*),") do parts[#parts + 1] = p end
+  if #parts > 3 then return nil, "expected MAX[,HERE[,NEAR]]" end
+  local out = { 5, 3, 10 }
+  for i, p in ipairs(parts) do
+    local n = tonumber(p)
+    if p ~= "" then
+      if not n or n ~= n or n < 0 or n == math.huge then
+        return nil, "'" .. p .. "' is not a non-negative number"
+      end
+      out[i] = n
+    end
+  end
+  if out[1] <= 0 or out[1] > 60 then return nil, "MAX must be above 0 and at most 60 seconds" end
+  return out
+end
+
+local spec = {
+  name = "trace",
+  summary = "print the route packets take to a host",
+  usage = "sonde trace [options] TARGET",
+  description = [[
+Sends probes with increasing TTL (hop limit) towards TARGET and reports, hop by hop, who answered and how fast, as traceroute does. Probes go out concurrently (-N at a time), lowest TTL first; a hop that does not answer costs only a short wait when the hops behind it answer (see -w).
+
+Each probe ends in one outcome: a reply (time_exceeded from a router, or the destination's echo_reply, port unreachable, tcp_synack or tcp_rst), a timeout (shown as *), skipped (its source port was busy: it is re-issued under the next sequence) or failed (a local error, named, e.g. !ENETUNREACH).
+
+Raw sockets are used to read ICMP errors: run as root or give the executable CAP_NET_RAW.
+
+Exit status: 0 the destination was reached, 1 it was not (max TTL, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted.]],
+  options = {
+    { "-p", "--protocol", arg = "PROTO", choices = { "udp", "icmp", "tcp" }, default = "udp",
+      help = "probe protocol: UDP to closed ports, ICMP echo, or TCP SYN (connect)" },
+    { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
+    { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
+    { "-f", "--first-ttl", arg = "N", type = "int", min = 1, max = 255, default = 1,
+      help = "TTL of the first hop probed" },
+    { "-m", "--max-ttl", arg = "N", type = "int", min = 1, max = 255, default = 30,
+      help = "largest TTL probed" },
+    { "-q", "--queries", arg = "N", type = "int", min = 1, max = 10, default = 3,
+      help = "probes per hop" },
+    { "-w", "--wait", arg = "MAX[,HERE,NEAR]", type = "string", default = "5,3,10", check = parse_wait,
+      help = "wait at most MAX seconds for a probe; less: HERE times the RTT of a reply from the same hop, NEAR times the RTT of a reply from a later hop (as traceroute)" },
+    { "-N", "--sim-queries", arg = "N", type = "int", min = 1, max = 1024, default = 16,
+      help = "probes in flight at once" },
+    { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
+      help = "destination port: the base port for UDP (default 33434, one more per probe), the port for TCP (default 80)" },
+    { nil, "--sport", arg = "PORT", type = "int", min = 1, max = 65535, default = 33434,
+      help = "TCP: the source port base (source port = base + sequence)" },
+    { nil, "--bind", arg = "POLICY", choices = { "sequence", "fixed", "kernel" },
+      help = "TCP: source-port binding: sequence (base + sequence, the default), fixed (--sport for every probe), kernel (port 0)" },
+    { nil, "--strategy", arg = "NAME", choices = { "classic" }, default = "classic",
+      help = "trace strategy (a module in sonde/strategy/)" },
+    { nil, "--retry", arg = "FILE", type = "string",
+      help = "a Lua file returning a retry rule function(result, probe) -> 'accept'|'reissue' (see examples/retry_rule.lua)" },
+    { "-n", key = "numeric", flag = true, help = "print addresses only, do not look up hop names" },
+    { nil, "--format", arg = "FORMAT", choices = { "text", "json" }, default = "text",
+      help = "output format" },
+  },
+  positionals = { { name = "TARGET", required = true } },
+  exclusive = { { "ipv4", "ipv6" } },
+  examples = {
+    "sonde trace -n 198.18.8.2",
+    "sonde trace -p icmp -6 2001:db8:8::2",
+    "sonde trace -p tcp --port 443 --format json example.net",
+  },
+}
+
+local function numeric_family(s)
+  if s:find(":", 1, true) then return 6 end
+  if s:match("^%d+%.%d+%.%d+%.%d+$") then return 4 end
+end
+
+-- The address to trace: a numeric address as given, else the first of the
+-- wanted family that the resolver returns.
+local function target_addr(eng, target, family)
+  local fam = numeric_family(target)
+  if fam then
+    if family and fam ~= family then
+      cli.usage_error("%s is an IPv%d address, but -%d was given", target, fam, family)
+    end
+    return target, fam
+  end
+  local addrs, err = eng:resolve(target, family)
+  if not addrs then
+    cli.runtime_error("cannot resolve '%s': %s", target, err)
+  end
+  for _, a in ipairs(addrs) do
+    local f = numeric_family(a)
+    if not family or f == family then return a, f end
+  end
+  cli.runtime_error("'%s' has no IPv%d address", target, family or 4)
+end
+
+local function load_rule(path)
+  local chunk, err = loadfile(path)
+  if not chunk then cli.usage_error("--retry: %s", err) end
+  local ok, rule = pcall(chunk)
+  if not ok then cli.runtime_error("--retry %s: %s", path, tostring(rule)) end
+  if type(rule) ~= "function" then
+    cli.usage_error("--retry %s: the file must return a function (got %s)", path, type(rule))
+  end
+  return rule
+end
+
+-- Names of the addresses in a hop, looked up concurrently, cached per run.
+local function namer(eng)
+  local cache = {}
+  return function(probes)
+    local wanted = {}
+    for _, r in ipairs(probes) do
+      if r.addr and cache[r.addr] == nil then wanted[#wanted + 1] = r.addr end
+    end
+    if #wanted > 0 then
+      local left, ev = #wanted, eng:event()
+      for _, a in ipairs(wanted) do
+        cache[a] = false
+        eng:spawn(function()
+          cache[a] = eng:reverse(a, 1) or false
+          left = left - 1
+          if left == 0 then ev.fire() end
+        end)
+      end
+      if left > 0 then ev.wait() end
+    end
+    for _, r in ipairs(probes) do
+      if r.addr and cache[r.addr] then r.name = cache[r.addr] end
+    end
+  end
+end
+
+local function run(opts, ctx)
+  local stream
+  local fmt = require("sonde.format." .. opts.format)
+  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
+  local rule = opts.retry and load_rule(opts.retry) or retry.default
+  if opts.first_ttl > opts.max_ttl then
+    cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
+  end
+  local eng, err = sonde.engine{ window = 1024 }
+  if not eng then cli.runtime_error("%s", err) end
+  local signal, stopping
+  for _, name in ipairs{ "SIGINT", "SIGTERM" } do
+    eng:on_signal(name, function()
+      if signal then return end
+      signal = name
+      if stopping then stopping() end
+    end)
+  end
+  local trace = eng:run(function()
+    local addr, af = target_addr(eng, opts.target, family)
+    local port = opts.port or (opts.protocol == "tcp" and 80 or 33434)
+    local strategy = require("sonde.strategy." .. opts.strategy)
+    local meta = { target = opts.target, addr = addr, af = af, protocol = opts.protocol,
+      port = opts.protocol ~= "icmp" and port or nil, max_ttl = opts.max_ttl }
+    local names = not opts.numeric and namer(eng)
+    local printer = eng:queue()
+    stream = fmt.hop ~= nil
+    if stream then
+      ctx.stdout:write(fmt.header(meta))
+      eng:spawn(function()
+        for hop in printer.pop do
+          if names then names(hop.probes) end
+          ctx.stdout:write(fmt.hop(hop, meta))
+          ctx.stdout:flush()
+        end
+      end)
+    end
+    local t = tracer.run{
+      eng = eng, dst = addr, af = af, proto = opts.protocol,
+      strategy = strategy.new{ dst = addr, proto = opts.protocol, port = port,
+        sport = opts.sport, bind = opts.bind },
+      first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, queries = opts.queries,
+      wait = opts.wait, sim = opts.sim_queries, rule = rule,
+      on_hop = stream and printer.push or nil,
+      interrupted = function() return signal ~= nil end,
+      on_interrupt = function(stop) stopping = stop end,
+    }
+    for k, v in pairs(meta) do t[k] = v end
+    t.strategy = opts.strategy
+    t.port = nil
+    printer.close()
+    if not stream and names then
+      for _, hop in ipairs(t.hops) do names(hop.probes) end
+    end
+    t.src = nil
+    for _, hop in ipairs(t.hops) do
+      for _, r in ipairs(hop.probes) do t.src = t.src or r.src; r.src = nil end
+    end
+    return t
+  end)
+  eng:close()
+  if fmt.document then
+    ctx.stdout:write(fmt.document(trace))
+  else
+    ctx.stdout:write(fmt.footer(trace))
+  end
+  if trace.stop_reason == "error" then
+    ctx.stderr:write(string.format("sonde trace: %s: %s\n", trace.error.name, trace.error.message))
+    return cli.EXIT.RUNTIME
+  elseif trace.stop_reason == "interrupted" then
+    return signal == "SIGTERM" and 143 or cli.EXIT.INTERRUPTED
+  end
+  return trace.reached and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+end
+
+return { spec = spec, run = run }
