@@ -85,11 +85,12 @@ static lengine_t *check_engine(lua_State *L, int idx) {
 
 /* --- calling back into Lua -------------------------------------------------- */
 
+/* Message handler: a string error gets the traceback; any other error
+ * object (a script's own error table) passes through unchanged. */
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (msg == NULL)
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
+  if (msg == NULL || lua_type(L, 1) != LUA_TSTRING)
+    return 1;
   lua_getglobal(L, "debug");
   lua_getfield(L, -1, "traceback");
   lua_pushstring(L, msg);
@@ -310,6 +311,8 @@ static int l_engine(lua_State *L) {
   if (r < 0)
     return push_uv_fail(L, r);
   le->loop_init = 1;
+  /* Callbacks find their engine through the loop (userdata never moves). */
+  uv_loop_set_data(&le->loop, le);
   r = sonde_engine_new(&le->loop, &opts, &le->eng);
   if (r < 0)
     return push_fail(L, r);
@@ -446,7 +449,6 @@ static int l_run(lua_State *L) {
   lengine_t *le = check_engine(L, 1);
   if (le->L)
     return luaL_error(L, "engine:run() called from inside a callback");
-  uv_loop_set_data(&le->loop, le);
   le->L = L;
   uv_run(&le->loop, UV_RUN_DEFAULT);
   le->L = NULL;
@@ -477,7 +479,6 @@ static lreq_t *req_new(lua_State *L, lengine_t *le, int kind, int fn_idx) {
   q->prev = le->reqs.prev;
   le->reqs.prev->next = q;
   le->reqs.prev = q;
-  uv_loop_set_data(&le->loop, le);
   return q;
 }
 
@@ -699,7 +700,6 @@ static int engine_close(lengine_t *le, lua_State *L, int callbacks) {
   int left = 0;
   if (le->eng == NULL)
     return 0;
-  uv_loop_set_data(&le->loop, le);
   le->L = callbacks ? L : NULL;
   sonde_engine_close(le->eng, engine_closed, le);
   le->L = NULL;

@@ -43,7 +43,8 @@ end
 function Engine:_resume(co, ...)
   local ok, err = resume(co, ...)
   if not ok then
-    error(debug.traceback(co, tostring(err)), 0)
+    if type(err) ~= "string" then error(err, 0) end
+    error(debug.traceback(co, err), 0)
   end
   if status(co) == "dead" then
     self.live = self.live - 1

@@ -1,0 +1,206 @@
+-- The Lua API of the engine (require "sonde"), over loopback only.
+
+local helpers = require "helpers"
+local sonde = require "sonde"
+
+local function fds()
+  return helpers.fd_count()
+end
+
+describe("sonde.core without privileges", function()
+  it("names every errno of the map with its message and status", function()
+    local e = sonde.errors.EADDRINUSE
+    assert.are.equal("skipped", e.status)
+    assert.matches("address already in use", e.message)
+    assert.are.equal("failed", sonde.errors.EADDRNOTAVAIL.status)
+    assert.are.equal("reply", sonde.errors.ECONNREFUSED.status)
+  end)
+
+  it("rejects an unknown engine option, naming it", function()
+    assert.has_error(function() sonde.engine{ rat = 5 } end, "engine: unknown field 'rat'")
+  end)
+
+  it("rejects a probe field of the wrong type or range, naming it", function()
+    local eng = assert(sonde.engine())
+    assert.has_error(function() eng.core:probe({ dst = "127.0.0.1", proto = "udp", ttl = 300 }, print) end)
+    local ok, err = pcall(eng.core.probe, eng.core, { dst = "127.0.0.1", proto = "udp", bogus = 1 }, print)
+    assert.is_false(ok)
+    assert.matches("probe: unknown field 'bogus'", err)
+    ok, err = pcall(eng.core.probe, eng.core, { dst = "not-an-address", proto = "udp" }, print)
+    assert.is_false(ok)
+    assert.matches("field 'dst' is not a numeric IPv4/IPv6 address: 'not%-an%-address'", err)
+    ok, err = pcall(eng.core.probe, eng.core, { dst = "127.0.0.1", proto = "sctp" }, print)
+    assert.is_false(ok)
+    assert.matches("field 'proto' has an invalid value 'sctp'", err)
+    assert.is_true(eng:close())
+  end)
+
+  it("treats a second close as a soft error, not a second close", function()
+    local eng = assert(sonde.engine())
+    assert.is_true(eng:close())
+    local ok, err = eng:close()
+    assert.is_nil(ok)
+    assert.are.equal("engine already closed", err)
+  end)
+
+  it("reports a coroutine left waiting with nothing pending", function()
+    local eng = assert(sonde.engine())
+    local ok, err = pcall(eng.run, eng, function() eng:event().wait() end)
+    assert.is_false(ok)
+    assert.matches("coroutines still waiting %(in event%)", err)
+    eng:close()
+  end)
+
+  it("sleeps and runs spawned coroutines concurrently", function()
+    local eng = assert(sonde.engine())
+    local order = {}
+    local t0 = sonde.now()
+    eng:run(function()
+      eng:spawn(function() eng:sleep(0.05); order[#order + 1] = "b" end)
+      eng:spawn(function() eng:sleep(0.01); order[#order + 1] = "a" end)
+    end)
+    local dt = sonde.now() - t0
+    assert.are.same({ "a", "b" }, order)
+    -- libuv's timers count whole milliseconds from the loop's cached time.
+    assert.is_true(dt >= 0.045 and dt < 0.5)
+    eng:close()
+  end)
+
+  it("gives a script error its traceback with file:line and leaks nothing", function()
+    local before = fds()
+    local eng = assert(sonde.engine())
+    local ok, err = pcall(eng.run, eng, function()
+      eng:sleep(0.001)
+      local t = nil
+      return t.field -- line of the error
+    end)
+    assert.is_false(ok)
+    assert.matches("engine_spec%.lua:%d+: attempt to index", err)
+    assert.matches("stack traceback", err)
+    assert.is_true(eng:close())
+    assert.are.equal(before, fds())
+  end)
+end)
+
+helpers.lab_describe("the engine over loopback (raw sockets)", function()
+  it("answers ICMP echo on IPv4 and IPv6 with echo_reply", function()
+    local eng = assert(sonde.engine())
+    local r4, r6 = eng:run(function()
+      return eng:probe{ dst = "127.0.0.1", proto = "icmp", ttl = 5, wait = 1 },
+        eng:probe{ dst = "::1", proto = "icmp", ttl = 5, wait = 1 }
+    end)
+    for _, r in ipairs{ r4, r6 } do
+      assert.are.equal("reply", r.status)
+      assert.are.equal("echo_reply", r.kind)
+      assert.is_true(r.rtt > 0 and r.rtt < 1)
+      assert.are.equal(5, r.ttl)
+    end
+    assert.are.equal("127.0.0.1", r4.addr)
+    assert.are.equal("::1", r6.addr)
+    assert.is_true(eng:close())
+  end)
+
+  it("reports a closed UDP port as dest_unreachable/port and a closed TCP port as tcp_rst", function()
+    local eng = assert(sonde.engine())
+    local rs = eng:run(function()
+      return eng:probe_all{
+        { dst = "127.0.0.1", proto = "udp", dport = 9, wait = 1 },
+        { dst = "::1", proto = "udp", dport = 9, wait = 1 },
+        { dst = "127.0.0.1", proto = "tcp", dport = 9, wait = 1 },
+        { dst = "::1", proto = "tcp", dport = 9, wait = 1 },
+      }
+    end)
+    assert.are.equal("dest_unreachable", rs[1].kind)
+    assert.are.equal("port", rs[1].code)
+    assert.are.equal("dest_unreachable", rs[2].kind)
+    assert.are.equal("port", rs[2].code)
+    for i = 3, 4 do
+      assert.are.equal("reply", rs[i].status)
+      assert.are.equal("tcp_rst", rs[i].kind)
+      assert.are.equal("ECONNREFUSED", rs[i].error.name)
+      assert.are.equal(9, rs[i].dport)
+    end
+    assert.is_true(eng:close())
+  end)
+
+  it("ends a cancelled probe as failed/ECANCELED and refuses set_wait after it ended", function()
+    local eng = assert(sonde.engine())
+    local result, id
+    eng:run(function()
+      local ev = eng:event()
+      id = eng:probe_async({ dst = "127.0.0.1", proto = "icmp", wait = 1 }, function(r)
+        result = r
+        ev.fire()
+      end)
+      eng:cancel(id)
+      ev.wait()
+    end)
+    assert.are.equal("failed", result.status)
+    assert.are.equal("ECANCELED", result.error.name)
+    local ok, err, name = eng:set_wait(id, 1)
+    assert.is_nil(ok)
+    assert.are.equal("ENOENT", name)
+    assert.matches("^ENOENT: ", err)
+    eng:close()
+  end)
+
+  it("cancels probes still pending at close with ECANCELED", function()
+    local eng = assert(sonde.engine())
+    local got
+    eng.core:probe({ dst = "127.0.0.1", proto = "icmp" }, function(r) got = r end)
+    assert.is_true(eng:close())
+    assert.are.equal("ECANCELED", got.error.name)
+  end)
+
+  it("refuses a second in-flight probe with the same identity (EEXIST)", function()
+    local eng = assert(sonde.engine())
+    local rs = eng:run(function()
+      return eng:probe_all{
+        { dst = "127.0.0.1", proto = "udp", dport = 9, wait = 1 },
+        { dst = "127.0.0.1", proto = "udp", dport = 9, wait = 1 },
+      }
+    end)
+    assert.are.equal("dest_unreachable", rs[1].kind)
+    assert.are.equal("failed", rs[2].status)
+    assert.are.equal("EEXIST", rs[2].error.name)
+    eng:close()
+  end)
+
+  it("paces probes at --rate and keeps at most --window in flight", function()
+    local eng = assert(sonde.engine{ rate = 200, window = 4 })
+    local t0 = sonde.now()
+    local rs = eng:run(function()
+      local specs = {}
+      for i = 1, 40 do specs[i] = { dst = "127.0.0.1", proto = "icmp", wait = 1 } end
+      return eng:probe_all(specs)
+    end)
+    local dt = sonde.now() - t0
+    for _, r in ipairs(rs) do assert.are.equal("echo_reply", r.kind) end
+    -- 40 probes at 200/s take about 0.2 s (the first few go out at once).
+    assert.is_true(dt > 0.12, "rate not applied: " .. dt)
+    assert.is_true(eng:close())
+  end)
+
+  it("closes every descriptor it opened, after thousands of probes", function()
+    local before = fds()
+    local eng = assert(sonde.engine{ window = 64 })
+    local n = 0
+    eng:run(function()
+      for round = 1, 5 do
+        local specs = {}
+        for i = 1, 200 do
+          local proto = ({ "icmp", "udp", "tcp" })[i % 3 + 1]
+          -- UDP probes share a socket: each needs its own port to be told apart.
+          specs[i] = { dst = i % 2 == 0 and "127.0.0.1" or "::1", proto = proto,
+            dport = proto == "udp" and 20000 + i or 9, wait = 1 }
+        end
+        for _, r in ipairs(eng:probe_all(specs)) do
+          if r.status == "reply" then n = n + 1 end
+        end
+      end
+    end)
+    assert.are.equal(1000, n)
+    assert.is_true(eng:close())
+    assert.are.equal(before, fds())
+  end)
+end)
