@@ -190,6 +190,20 @@ static void push_result(lua_State *L, uint64_t id, const sonde_result_t *r) {
   }
   if (r->attempts > 1)
     set_int(L, "attempts", r->attempts);
+  if (r->connected) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "connected");
+  }
+  if (r->response >= 0) {
+    lua_pushnumber(L, r->response);
+    lua_setfield(L, -2, "response");
+  }
+  if (r->received)
+    set_int(L, "received", (lua_Integer)r->received);
+  if (r->matched) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "matched");
+  }
   if (r->error) {
     lua_createtable(L, 0, 3);
     set_str(L, "name", sonde_err_name(r->error));
@@ -330,6 +344,25 @@ static void on_result(sonde_engine_t *eng, uint64_t id,
   }
 }
 
+/* A string field of the probe table (nil if absent); its bytes stay valid
+ * while the table is on the stack. */
+static const char *opt_string(lua_State *L, int idx, const char *k,
+                              size_t *len) {
+  const char *v;
+  *len = 0;
+  lua_getfield(L, idx, k);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "probe: field '%s' must be a string (got %s)", k,
+               luaL_typename(L, -1));
+  v = lua_tolstring(L, -1, len);
+  lua_pop(L, 1);
+  return v;
+}
+
 static void spec_addr(lua_State *L, const char *k, struct sockaddr_storage *ss) {
   const char *s;
   lua_getfield(L, 2, k);
@@ -346,7 +379,7 @@ static void spec_addr(lua_State *L, const char *k, struct sockaddr_storage *ss) 
 static int l_probe(lua_State *L) {
   static const char *const fields[] = {
       "dst", "proto", "ttl", "wait", "sport", "dport", "bind", "seq", "size",
-      "icmp_id", "icmp_seq", NULL};
+      "icmp_id", "icmp_seq", "payload", "expect", NULL};
   static const char *const protos[] = {"", "icmp", "udp", "tcp", NULL};
   static const char *const binds[] = {"kernel", "sequence", "fixed", NULL};
   lengine_t *le = check_engine(L, 1);
@@ -374,8 +407,17 @@ static int l_probe(lua_State *L) {
   spec.size = (uint16_t)opt_int(L, 2, "probe", "size", 0, 0, 1400);
   spec.echo_id = (uint16_t)opt_int(L, 2, "probe", "icmp_id", 0, 0, 65535);
   spec.echo_seq = (uint16_t)opt_int(L, 2, "probe", "icmp_seq", 0, 0, 65535);
+  spec.payload = (const uint8_t *)opt_string(L, 2, "payload", &spec.payload_len);
+  spec.expect = (const uint8_t *)opt_string(L, 2, "expect", &spec.expect_len);
+  if ((spec.payload || spec.expect) && spec.proto != SONDE_PROTO_TCP)
+    luaL_error(L, "probe: fields 'payload' and 'expect' are for proto 'tcp'");
+  if (spec.expect_len > 2048)
+    luaL_error(L, "probe: field 'expect' is longer than 2048 bytes");
+  if (spec.payload_len > 65536)
+    luaL_error(L, "probe: field 'payload' is longer than 65536 bytes");
   lua_pushvalue(L, 3);
   ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* The engine copies payload and expect before this returns. */
   id = sonde_probe_start(le->eng, &spec, on_result, (void *)(intptr_t)ref);
   if (id < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);

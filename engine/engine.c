@@ -115,6 +115,7 @@ static sonde__probe_t *probe_alloc(sonde_engine_t *eng) {
 
 static void probe_release(sonde_engine_t *eng, sonde__probe_t *p) {
   uint32_t slot = p->slot;
+  free(p->session);
   memset(p, 0, sizeof(*p));
   p->slot = slot;
   p->fd = -1;
@@ -183,10 +184,29 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
       spec->bind < SONDE_BIND_KERNEL || spec->bind > SONDE_BIND_FIXED ||
       isnan(spec->wait) || spec->size > SONDE__MAX_PAYLOAD)
     return SONDE_EINVAL;
+  if ((spec->payload_len || spec->expect_len) &&
+      (spec->proto != SONDE_PROTO_TCP || spec->payload_len > 65536 ||
+       spec->expect_len > SONDE__SESSION_RBUF / 2))
+    return SONDE_EINVAL;
   p = probe_alloc(eng);
   if (p == NULL)
     return SONDE_ENOMEM;
   p->spec = *spec;
+  if (spec->payload_len || spec->expect_len) {
+    /* The session's own copy: payload, expect, then the read buffer. */
+    p->session = malloc(spec->payload_len + spec->expect_len +
+                        SONDE__SESSION_RBUF);
+    if (p->session == NULL) {
+      probe_release(eng, p);
+      return SONDE_ENOMEM;
+    }
+    if (spec->payload_len)
+      memcpy(p->session, spec->payload, spec->payload_len);
+    if (spec->expect_len)
+      memcpy(p->session + spec->payload_len, spec->expect, spec->expect_len);
+    p->spec.payload = p->session;
+    p->spec.expect = p->session + spec->payload_len;
+  }
   p->cb = cb;
   p->data = data;
   p->wait = spec->wait > 0 ? spec->wait : eng->opts.wait;
@@ -332,6 +352,9 @@ void sonde__result_init(const sonde__probe_t *p, sonde_result_t *res) {
   res->seq = p->spec.seq;
   res->attempts = p->attempts;
   res->call = p->call;
+  res->connected = p->connected_ns != 0;
+  res->response = -1;
+  res->received = p->received;
   res->src = p->local;
   if (p->key.proto == SONDE_PROTO_ICMP) {
     res->echo_id = p->key.a;

@@ -69,7 +69,7 @@ const char *sonde_kind_name(sonde_kind_t kind) {
   static const char *names[SONDE_KIND_MAX] = {
       "none",         "time_exceeded", "dest_unreachable", "echo_reply",
       "tcp_synack",   "tcp_rst",       "udp_reply",        "packet_too_big",
-      "param_problem", "self_connect", "reset"};
+      "param_problem", "self_connect", "reset",         "closed"};
   return (unsigned)kind < NELEM(names) ? names[kind] : "unknown";
 }
 

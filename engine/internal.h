@@ -62,7 +62,23 @@ struct sonde__probe {
   sonde__restart_fn restart;
   uv_poll_t poll;
   struct sockaddr_storage local; /* our address of a per-probe socket */
+  /* TCP session (payload/expect): one allocation, freed at release */
+  uint8_t *session;         /* payload, then expect, then the read buffer */
+  size_t sent;              /* payload bytes written */
+  size_t rlen;              /* bytes in the read buffer */
+  size_t received;
+  int stage;                /* SONDE__SESSION_* */
+  uint64_t connected_ns;
 };
+
+enum {
+  SONDE__SESSION_NONE = 0,
+  SONDE__SESSION_SEND,      /* writing the payload */
+  SONDE__SESSION_RECV,      /* reading until expect */
+  SONDE__SESSION_AFTER_FIN  /* peer closed, payload written again: wait for
+                               its RST to surface as EPIPE */
+};
+#define SONDE__SESSION_RBUF 4096
 
 /* One receive socket (raw ICMP/ICMPv6 or the shared UDP socket). */
 typedef struct {

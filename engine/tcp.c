@@ -100,6 +100,170 @@ static void reply(sonde_engine_t *eng, sonde__probe_t *p, sonde_kind_t kind,
   sonde__probe_done(eng, p, &res);
 }
 
+/* --- the session after connect (tcping's --payload / --expect) ----------- */
+
+static void on_session(uv_poll_t *h, int status, int events);
+
+static void session_done(sonde_engine_t *eng, sonde__probe_t *p,
+                         sonde_kind_t kind, int err, int matched) {
+  sonde_result_t res;
+  sonde__result_init(p, &res);
+  res.status = SONDE_STATUS_REPLY;
+  res.kind = kind;
+  res.error = err;
+  res.addr = p->spec.dst;
+  res.rtt = (double)(p->connected_ns - p->sent_ns) / 1e9;
+  if (kind == SONDE_KIND_TCP_SYNACK)
+    res.response = (double)(sonde__now() - p->sent_ns) / 1e9;
+  res.matched = matched;
+  if (err)
+    res.call = p->stage == SONDE__SESSION_RECV ? "recv" : "send";
+  abort_close(eng, p, NULL);
+  sonde__probe_done(eng, p, &res);
+}
+
+/* An error while writing or reading: RST (ECONNRESET), or EPIPE when we
+ * wrote after the peer had closed and its RST came back (SEEDS.md 002). */
+static void session_error(sonde_engine_t *eng, sonde__probe_t *p, int err) {
+  if (err == SONDE_ECONNRESET || err == SONDE_EPIPE)
+    session_done(eng, p, SONDE_KIND_RESET, err, 0);
+  else if (err == SONDE_ETIMEDOUT) {
+    sonde_result_t res;
+    sonde__result_init(p, &res);
+    res.status = SONDE_STATUS_TIMEOUT;
+    res.error = err;
+    abort_close(eng, p, NULL);
+    sonde__probe_done(eng, p, &res);
+  } else {
+    sonde_result_t res;
+    sonde__result_init(p, &res);
+    res.status = SONDE_STATUS_FAILED;
+    res.error = err;
+    res.call = p->stage == SONDE__SESSION_RECV ? "recv" : "send";
+    abort_close(eng, p, NULL);
+    sonde__probe_done(eng, p, &res);
+  }
+}
+
+static int session_poll(sonde__probe_t *p, int events) {
+  int r = uv_poll_start(&p->poll, events, on_session);
+  if (r < 0)
+    session_error(p->eng, p, r);
+  return r;
+}
+
+/* Write what is left of the payload; "sent" only means "in the local
+ * buffer": delivery shows in the reply, never in send()'s return. */
+static void session_write(sonde_engine_t *eng, sonde__probe_t *p) {
+  while (p->sent < p->spec.payload_len) {
+    ssize_t n = send(p->fd, p->spec.payload + p->sent,
+                     p->spec.payload_len - p->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        session_poll(p, UV_WRITABLE);
+        return;
+      }
+      session_error(eng, p, -errno);
+      return;
+    }
+    p->sent += (size_t)n;
+  }
+  p->stage = SONDE__SESSION_RECV;
+  session_poll(p, UV_READABLE);
+}
+
+static void session_read(sonde_engine_t *eng, sonde__probe_t *p) {
+  const uint8_t *expect = p->spec.expect;
+  size_t elen = p->spec.expect_len;
+  uint8_t *buf = p->session + p->spec.payload_len + elen;
+  ssize_t n;
+
+  do
+    n = recv(p->fd, buf + p->rlen, SONDE__SESSION_RBUF - p->rlen, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      session_error(eng, p, -errno);
+    return;
+  }
+  if (n == 0) {
+    /*
+     * The peer closed (FIN). With a payload, write it again: the kernel
+     * accepts it (the first send after a FIN succeeds), the peer answers
+     * with RST, and that RST surfaces as EPIPE (SEEDS.md 002). Poll only
+     * for errors: the socket stays readable (EOF) from now on.
+     */
+    if (p->spec.payload_len && p->stage == SONDE__SESSION_RECV) {
+      if (send(p->fd, p->spec.payload, p->spec.payload_len,
+               MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        session_error(eng, p, -errno);
+        return;
+      }
+      p->stage = SONDE__SESSION_AFTER_FIN;
+      session_poll(p, UV_PRIORITIZED);
+      return;
+    }
+    session_done(eng, p, SONDE_KIND_CLOSED, 0, 0);
+    return;
+  }
+  p->received += (size_t)n;
+  p->rlen += (size_t)n;
+  if (elen == 0) {
+    session_done(eng, p, SONDE_KIND_TCP_SYNACK, 0, 0);
+    return;
+  }
+  if (memmem(buf, p->rlen, expect, elen)) {
+    session_done(eng, p, SONDE_KIND_TCP_SYNACK, 0, 1);
+    return;
+  }
+  /* Keep the tail that could start a match; drop the rest. */
+  if (p->rlen >= elen) {
+    memmove(buf, buf + p->rlen - (elen - 1), elen - 1);
+    p->rlen = elen - 1;
+  }
+}
+
+static void on_session(uv_poll_t *h, int status, int events) {
+  sonde__probe_t *p = h->data;
+  sonde_engine_t *eng = p->eng;
+  int err = 0;
+  socklen_t len = sizeof(err);
+
+  if (p->state != SONDE__INFLIGHT || p->poll_closing)
+    return;
+  if (status < 0 || p->stage == SONDE__SESSION_AFTER_FIN) {
+    /* An error or a hang-up: the socket's error names it. */
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+      err = errno;
+    if (err == 0 && p->stage == SONDE__SESSION_AFTER_FIN &&
+        send(p->fd, p->spec.payload, p->spec.payload_len,
+             MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+      err = errno;
+    if (err) {
+      session_error(eng, p, -err);
+      return;
+    }
+    if (p->stage == SONDE__SESSION_AFTER_FIN) {
+      session_done(eng, p, SONDE_KIND_CLOSED, 0, 0);
+      return;
+    }
+  }
+  if (p->stage == SONDE__SESSION_SEND)
+    session_write(eng, p);
+  else
+    session_read(eng, p);
+}
+
+static void session_start(sonde_engine_t *eng, sonde__probe_t *p) {
+  p->connected_ns = sonde__now();
+  p->stage = SONDE__SESSION_SEND;
+  session_write(eng, p);
+}
+
+/* --- connect ------------------------------------------------------------- */
+
 static void restart(sonde_engine_t *eng, sonde__probe_t *p) {
   int r = tcp_connect(eng, p);
   if (r < 0)
@@ -127,6 +291,11 @@ static void connected(sonde_engine_t *eng, sonde__probe_t *p) {
     reply(eng, p, SONDE_KIND_SELF_CONNECT, 0);
     return;
   }
+  if (p->session) {
+    session_start(eng, p);
+    return;
+  }
+  p->connected_ns = sonde__now();
   reply(eng, p, SONDE_KIND_TCP_SYNACK, 0);
 }
 

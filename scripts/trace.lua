@@ -4,6 +4,7 @@ local sonde = require "sonde"
 local cli = require "sonde.cli"
 local tracer = require "sonde.trace"
 local retry = require "sonde.retry"
+local target = require "sonde.target"
 
 local function parse_wait(v)
   local parts = {}
@@ -73,32 +74,6 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, or a router s
   },
 }
 
-local function numeric_family(s)
-  if s:find(":", 1, true) then return 6 end
-  if s:match("^%d+%.%d+%.%d+%.%d+$") then return 4 end
-end
-
--- The address to trace: a numeric address as given, else the first of the
--- wanted family that the resolver returns.
-local function target_addr(eng, target, family)
-  local fam = numeric_family(target)
-  if fam then
-    if family and fam ~= family then
-      cli.usage_error("%s is an IPv%d address, but -%d was given", target, fam, family)
-    end
-    return target, fam
-  end
-  local addrs, err = eng:resolve(target, family)
-  if not addrs then
-    cli.runtime_error("cannot resolve '%s': %s", target, err)
-  end
-  for _, a in ipairs(addrs) do
-    local f = numeric_family(a)
-    if not family or f == family then return a, f end
-  end
-  cli.runtime_error("'%s' has no IPv%d address", target, family or 4)
-end
-
 local function load_rule(path)
   local chunk, err = loadfile(path)
   if not chunk then cli.usage_error("--retry: %s", err) end
@@ -147,15 +122,12 @@ local function run(opts, ctx)
   local eng, err = sonde.engine{ window = 1024 }
   if not eng then cli.runtime_error("%s", err) end
   local signal, stopping
-  for _, name in ipairs{ "SIGINT", "SIGTERM" } do
-    eng:on_signal(name, function()
-      if signal then return end
-      signal = name
-      if stopping then stopping() end
-    end)
-  end
+  target.on_interrupt(eng, function(name)
+    signal = name
+    if stopping then stopping() end
+  end)
   local trace = eng:run(function()
-    local addr, af = target_addr(eng, opts.target, family)
+    local addr, af = target.resolve(eng, opts.target, family)
     local port = opts.port or (opts.protocol == "tcp" and 80 or 33434)
     local strategy = require("sonde.strategy." .. opts.strategy)
     local meta = { target = opts.target, addr = addr, af = af, protocol = opts.protocol,
@@ -206,7 +178,7 @@ local function run(opts, ctx)
     ctx.stderr:write(string.format("sonde trace: %s: %s\n", trace.error.name, trace.error.message))
     return cli.EXIT.RUNTIME
   elseif trace.stop_reason == "interrupted" then
-    return signal == "SIGTERM" and 143 or cli.EXIT.INTERRUPTED
+    return target.signal_status(signal)
   end
   return trace.reached and cli.EXIT.OK or cli.EXIT.NOT_REACHED
 end

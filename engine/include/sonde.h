@@ -98,7 +98,10 @@ typedef enum {
   SONDE_KIND_PACKET_TOO_BIG, /* ICMPv6 packet too big / IPv4 frag needed */
   SONDE_KIND_PARAM_PROBLEM,
   SONDE_KIND_SELF_CONNECT,   /* a TCP connect that connected to itself */
-  SONDE_KIND_RESET,          /* peer reset an established connection */
+  SONDE_KIND_RESET,          /* peer reset an established connection (RST;
+                                error ECONNRESET, or EPIPE when we wrote
+                                after the peer had closed) */
+  SONDE_KIND_CLOSED,         /* peer closed (FIN) before the expected reply */
   SONDE_KIND_MAX
 } sonde_kind_t;
 
@@ -169,6 +172,12 @@ typedef struct {
   sonde_bind_t bind;
   uint32_t seq;                 /* caller's sequence number, reported back */
   uint16_t size;                /* ICMP/UDP payload bytes; 0 = default (32) */
+  /* TCP only: after connect, write payload (if any), then read until expect
+   * appears (if any; else until the first bytes). Copied at start. */
+  const uint8_t *payload;
+  size_t payload_len;
+  const uint8_t *expect;
+  size_t expect_len;
 } sonde_probe_spec_t;
 
 /* How a probe ended. Valid only during the callback: copy what you keep. */
@@ -192,6 +201,11 @@ typedef struct {
   uint16_t echo_id;
   uint16_t echo_seq;
   int attempts;                  /* sockets tried (self-connect/EADDRNOTAVAIL retries) */
+  int connected;                 /* TCP: the connection was established */
+  double response;               /* TCP session: seconds from send to the
+                                    reply data / match; < 0 if none */
+  size_t received;               /* TCP session: bytes read */
+  int matched;                   /* TCP session: expect was found */
   const char *call;              /* with error: the call that failed ("bind",
                                     "connect", "sendmsg", ...); static string */
   int n_mpls;

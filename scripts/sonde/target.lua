@@ -1,0 +1,52 @@
+-- sonde.target: turning what a user typed into an address to probe.
+
+local cli = require "sonde.cli"
+
+local M = {}
+
+-- 4 or 6 for a numeric IPv4/IPv6 address, nil for a name.
+function M.family(s)
+  if s:find(":", 1, true) then return 6 end
+  if s:match("^%d+%.%d+%.%d+%.%d+$") then return 4 end
+end
+
+-- The address to probe: a numeric address as given, else the first of the
+-- wanted family (4, 6 or nil for either) that the resolver returns.
+-- Raises the CLI's usage/runtime errors; must run inside eng:run().
+function M.resolve(eng, target, family)
+  local fam = M.family(target)
+  if fam then
+    if family and fam ~= family then
+      cli.usage_error("%s is an IPv%d address, but -%d was given", target, fam, family)
+    end
+    return target, fam
+  end
+  local addrs, err = eng:resolve(target, family)
+  if not addrs then
+    cli.runtime_error("cannot resolve '%s': %s", target, err)
+  end
+  for _, a in ipairs(addrs) do
+    local f = M.family(a)
+    if not family or f == family then return a, f end
+  end
+  cli.runtime_error("'%s' has no IPv%d address", target, family or 4)
+end
+
+-- Call on_stop(name) once on the first SIGINT or SIGTERM; the exit status
+-- that goes with it is M.signal_status(name).
+function M.on_interrupt(eng, on_stop)
+  local seen
+  for _, name in ipairs{ "SIGINT", "SIGTERM" } do
+    eng:on_signal(name, function()
+      if seen then return end
+      seen = name
+      on_stop(name)
+    end)
+  end
+end
+
+function M.signal_status(name)
+  return name == "SIGTERM" and 143 or 130
+end
+
+return M

@@ -1,0 +1,165 @@
+-- sonde tcping: TCP connect latency, attempt after attempt.
+
+local sonde = require "sonde"
+local cli = require "sonde.cli"
+local target = require "sonde.target"
+local json = require "sonde.json"
+
+local spec = {
+  name = "tcping",
+  summary = "measure TCP connect latency to a port",
+  usage = "sonde tcping [options] HOST PORT",
+  description = [[
+Connects to HOST:PORT again and again (-c times, one every -i seconds) and reports each attempt's outcome and the connect time (SYN to SYN-ACK), then min/avg/max and loss, like tcping and paping.
+
+With --payload the text is written once connected; with --expect the reply is read until the text appears. An attempt succeeds when the connection is established (and, with --expect, the text arrived).
+
+Every attempt ends in one outcome, named as trace's probes are: tcp_synack (connected), tcp_rst (refused: the host answered, the port is closed), reset (ECONNRESET: the peer reset the connection; EPIPE: it had closed and we wrote), closed (the peer closed before the expected text), dest_unreachable (a router or the host said so), timeout (no answer within -w: sonde never waits for the kernel's SYN retries), skipped (the source port was busy), failed (a local error, named: EADDRNOTAVAIL, ENETUNREACH, ...), self_connect (the kernel connected the socket to itself; never counted as open).
+
+Exit status: 0 at least one attempt succeeded, 1 none did, 2 usage error, 3 runtime error, 130 interrupted.]],
+  options = {
+    { "-c", "--count", arg = "N", type = "int", min = 1, max = 1000000, default = 4,
+      help = "number of attempts" },
+    { "-i", "--interval", arg = "SECONDS", type = "number", min = 0, max = 3600, default = "1",
+      help = "time between the starts of two attempts" },
+    { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "2",
+      help = "how long one attempt may take (connect, and the reply with --expect)" },
+    { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
+    { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
+    { nil, "--bind", arg = "POLICY", choices = { "kernel", "sequence", "fixed" }, default = "kernel",
+      help = "source port: kernel (port 0), sequence (--sport + attempt number), fixed (--sport)" },
+    { nil, "--sport", arg = "PORT", type = "int", min = 1, max = 65535,
+      help = "source port (fixed) or its base (sequence)" },
+    { nil, "--ttl", arg = "N", type = "int", min = 1, max = 255, default = 64,
+      help = "TTL of the SYN" },
+    { nil, "--payload", arg = "TEXT", type = "string",
+      help = "write TEXT once connected (\\r, \\n and \\t are understood)" },
+    { nil, "--expect", arg = "TEXT", type = "string",
+      help = "read until TEXT arrives (\\r, \\n and \\t are understood)" },
+    { nil, "--format", arg = "FORMAT", choices = { "text", "json" }, default = "text",
+      help = "output format" },
+  },
+  positionals = { { name = "HOST", required = true },
+    { name = "PORT", required = true, type = "int", min = 1, max = 65535 } },
+  exclusive = { { "ipv4", "ipv6" } },
+  examples = {
+    "sonde tcping -c 10 198.18.8.2 80",
+    "sonde tcping --payload 'GET / HTTP/1.0\\r\\n\\r\\n' --expect 'HTTP/1.' 198.18.8.2 80",
+    "sonde tcping --bind sequence --sport 40000 -i 0.2 2001:db8:8::2 443",
+  },
+}
+
+local ESCAPES = { r = "\r", n = "\n", t = "\t", ["\\"] = "\\" }
+
+local function unescape(s)
+  return s and (s:gsub("\\(.)", function(c) return ESCAPES[c] or "\\" .. c end))
+end
+
+local function succeeded(r, expecting)
+  return r.status == "reply" and r.kind == "tcp_synack" and (not expecting or r.matched)
+end
+
+local function describe(r)
+  if r.status == "reply" then
+    local what = r.kind
+    if r.kind == "tcp_synack" then what = r.matched and "connected, reply matched" or "connected"
+    elseif r.kind == "tcp_rst" then what = "refused (port closed)"
+    elseif r.kind == "dest_unreachable" then what = "unreachable (" .. r.code .. ") from " .. (r.addr or "?")
+    end
+    if r.error then what = what .. " " .. r.error.name end
+    return what
+  elseif r.status == "timeout" then
+    return r.connected and "timeout (connected, no matching reply)" or "timeout"
+  end
+  return r.status .. " " .. (r.error and (r.error.name .. ": " .. r.error.message) or "")
+end
+
+local function summary(results, expecting)
+  local s = { sent = #results, ok = 0 }
+  local sum, sq = 0, 0
+  for _, r in ipairs(results) do
+    if succeeded(r, expecting) then
+      s.ok = s.ok + 1
+      local t = r.rtt
+      s.min = math.min(s.min or t, t)
+      s.max = math.max(s.max or t, t)
+      sum, sq = sum + t, sq + t * t
+    end
+  end
+  s.loss = s.sent > 0 and (s.sent - s.ok) / s.sent * 100 or 0
+  if s.ok > 0 then
+    s.avg = sum / s.ok
+    s.stddev = math.sqrt(math.max(0, sq / s.ok - s.avg * s.avg))
+  end
+  return s
+end
+
+local function run(opts, ctx)
+  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
+  if opts.bind ~= "kernel" and not opts.sport then
+    cli.usage_error("--bind %s needs --sport", opts.bind)
+  end
+  local payload, expect = unescape(opts.payload), unescape(opts.expect)
+  local text = opts.format == "text"
+  local eng, err = sonde.engine()
+  if not eng then cli.runtime_error("%s", err) end
+  local signal, current, results = nil, nil, json.array{}
+  local addr
+  target.on_interrupt(eng, function(name)
+    signal = name
+    if current then eng:cancel(current) end
+  end)
+  eng:run(function()
+    addr = target.resolve(eng, opts.host, family)
+    if text then
+      ctx.stdout:write(string.format("tcping %s (%s) port %d\n", opts.host, addr, opts.port))
+    end
+    for seq = 0, opts.count - 1 do
+      if signal then break end
+      local started = eng:now()
+      local ev = eng:event()
+      local id, perr, pname = eng:probe_async({ dst = addr, proto = "tcp", dport = opts.port,
+        ttl = opts.ttl, wait = opts.wait, bind = opts.bind, sport = opts.sport,
+        seq = opts.bind == "sequence" and seq % (65536 - opts.sport) or seq,
+        payload = payload, expect = expect }, function(r) ev.fire(r) end)
+      local r
+      if id then
+        current = id
+        r = ev.wait()
+        current = nil
+      else
+        r = { status = "failed", seq = seq, error = { name = pname, message = perr } }
+      end
+      if signal and r.error and r.error.name == "ECANCELED" then break end
+      r.id, r.src = nil, nil
+      r.seq = seq
+      results[#results + 1] = r
+      if text then
+        ctx.stdout:write(string.format("%s:%d seq=%d %s%s\n", addr, opts.port, seq,
+          describe(r), r.rtt and string.format(" time=%.3f ms", r.rtt * 1000) or ""))
+        ctx.stdout:flush()
+      end
+      local rest = opts.interval - (eng:now() - started)
+      if seq < opts.count - 1 and rest > 0 and not signal then eng:sleep(rest) end
+    end
+  end)
+  eng:close()
+  local s = summary(results, expect ~= nil)
+  if text then
+    ctx.stdout:write(string.format("--- %s port %d tcping statistics ---\n", opts.host, opts.port))
+    ctx.stdout:write(string.format("%d attempts, %d succeeded, %.1f%% loss", s.sent, s.ok, s.loss))
+    if s.ok > 0 then
+      ctx.stdout:write(string.format(", min/avg/max/stddev = %.3f/%.3f/%.3f/%.3f ms",
+        s.min * 1000, s.avg * 1000, s.max * 1000, s.stddev * 1000))
+    end
+    ctx.stdout:write("\n")
+  else
+    ctx.stdout:write(json.encode{ type = "tcping", version = 1, target = opts.host,
+      addr = addr, port = opts.port, attempts = results, summary = s,
+      stop_reason = signal and "interrupted" or "done" }, "\n")
+  end
+  if signal then return target.signal_status(signal) end
+  return s.ok > 0 and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+end
+
+return { spec = spec, run = run }
