@@ -5,8 +5,6 @@
 #include <errno.h>
 #include <time.h>
 #include <linux/errqueue.h>
-#include <netinet/icmp6.h>
-#include <linux/icmp.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -20,50 +18,6 @@ int sonde__recverr_enable(int fd, int af) {
   else
     r = setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof(on));
   return r < 0 ? -errno : 0;
-}
-
-/* Kind and unreachable code of an ICMP/ICMPv6 type and code. */
-void sonde__icmp_classify(int af, int type, int code, sonde_kind_t *kind,
-                          sonde_unreach_t *unreach) {
-  static const sonde_unreach_t v4[16] = {
-      SONDE_UNREACH_NET,          SONDE_UNREACH_HOST,
-      SONDE_UNREACH_PROTOCOL,     SONDE_UNREACH_PORT,
-      SONDE_UNREACH_FRAG_NEEDED,  SONDE_UNREACH_SOURCE_ROUTE,
-      SONDE_UNREACH_NET_UNKNOWN,  SONDE_UNREACH_HOST_UNKNOWN,
-      SONDE_UNREACH_OTHER,        SONDE_UNREACH_PROHIBITED,
-      SONDE_UNREACH_PROHIBITED,   SONDE_UNREACH_NET,
-      SONDE_UNREACH_HOST,         SONDE_UNREACH_PROHIBITED,
-      SONDE_UNREACH_PRECEDENCE,   SONDE_UNREACH_PRECEDENCE};
-  static const sonde_unreach_t v6[7] = {
-      SONDE_UNREACH_NET,         SONDE_UNREACH_PROHIBITED,
-      SONDE_UNREACH_BEYOND_SCOPE, SONDE_UNREACH_ADDRESS,
-      SONDE_UNREACH_PORT,        SONDE_UNREACH_POLICY,
-      SONDE_UNREACH_REJECT_ROUTE};
-
-  *kind = SONDE_KIND_NONE;
-  *unreach = SONDE_UNREACH_NONE;
-  if (af == AF_INET6) {
-    switch (type) {
-    case ICMP6_ECHO_REPLY: *kind = SONDE_KIND_ECHO_REPLY; break;
-    case ICMP6_TIME_EXCEEDED: *kind = SONDE_KIND_TIME_EXCEEDED; break;
-    case ICMP6_PACKET_TOO_BIG: *kind = SONDE_KIND_PACKET_TOO_BIG; break;
-    case ICMP6_PARAM_PROB: *kind = SONDE_KIND_PARAM_PROBLEM; break;
-    case ICMP6_DST_UNREACH:
-      *kind = SONDE_KIND_DEST_UNREACHABLE;
-      *unreach = code >= 0 && code < 7 ? v6[code] : SONDE_UNREACH_OTHER;
-      break;
-    }
-    return;
-  }
-  switch (type) {
-  case ICMP_ECHOREPLY: *kind = SONDE_KIND_ECHO_REPLY; break;
-  case ICMP_TIME_EXCEEDED: *kind = SONDE_KIND_TIME_EXCEEDED; break;
-  case ICMP_PARAMETERPROB: *kind = SONDE_KIND_PARAM_PROBLEM; break;
-  case ICMP_DEST_UNREACH:
-    *kind = SONDE_KIND_DEST_UNREACHABLE;
-    *unreach = code >= 0 && code < 16 ? v4[code] : SONDE_UNREACH_OTHER;
-    break;
-  }
 }
 
 /*

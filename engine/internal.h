@@ -181,8 +181,6 @@ void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port);
 /* errqueue.c: ICMP errors from a socket's error queue (IP_RECVERR) */
 int sonde__recverr_enable(int fd, int af);
 int sonde__errqueue_read(int fd, sonde_result_t *res);
-void sonde__icmp_classify(int af, int type, int code, sonde_kind_t *kind,
-                          sonde_unreach_t *unreach);
 
 /* icmp.c, udp.c, tcp.c: send one probe. 0 on success (in flight), or a
  * negative errno: the caller ends the probe per sonde_err_status(). */

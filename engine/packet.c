@@ -289,6 +289,45 @@ static const uint8_t unreach6[7] = {
 #define V6(type) (0x100 | (type))
 
 /*
+ * Kind and unreachable code of an ICMP (af AF_INET) or ICMPv6 type and code:
+ * the one table, used by the parser and by the error-queue path (where the
+ * kernel hands over type and code without the packet). SONDE_KIND_NONE for
+ * a type sonde has no use for.
+ */
+void sonde__icmp_classify(int af, int type, int code, sonde_kind_t *kind,
+                          sonde_unreach_t *unreach) {
+  *kind = SONDE_KIND_NONE;
+  *unreach = SONDE_UNREACH_NONE;
+  switch (af == AF_INET6 ? V6(type) : type) {
+  case 0:
+  case V6(129):
+    *kind = SONDE_KIND_ECHO_REPLY;
+    break;
+  case 3:
+    *kind = SONDE_KIND_DEST_UNREACHABLE;
+    *unreach = code >= 0 && code < 16 ? (sonde_unreach_t)unreach4[code]
+                                      : SONDE_UNREACH_OTHER;
+    break;
+  case V6(1):
+    *kind = SONDE_KIND_DEST_UNREACHABLE;
+    *unreach = code >= 0 && code < 7 ? (sonde_unreach_t)unreach6[code]
+                                     : SONDE_UNREACH_OTHER;
+    break;
+  case 11:
+  case V6(3):
+    *kind = SONDE_KIND_TIME_EXCEEDED;
+    break;
+  case 12:
+  case V6(4):
+    *kind = SONDE_KIND_PARAM_PROBLEM;
+    break;
+  case V6(2):
+    *kind = SONDE_KIND_PACKET_TOO_BIG;
+    break;
+  }
+}
+
+/*
  * The ICMP message proper, either family. RFC 4884 puts the length
  * attribute in byte 5 (ICMPv4, 32-bit words) or byte 4 (ICMPv6, 64-bit
  * words) of the errors that have one.
@@ -301,44 +340,33 @@ static int parse_icmp(const uint8_t *p, size_t len, sonde__icmp_t *out) {
     return -EBADMSG;
   out->type = p[0];
   out->code = p[1];
+  sonde__icmp_classify(out->af, p[0], p[1], &out->kind, &out->unreach);
   switch (v4 ? p[0] : V6(p[0])) {
   case 0:
   case V6(129):
-    out->kind = SONDE_KIND_ECHO_REPLY;
     out->echo_id = get16(p + 4);
     out->echo_seq = get16(p + 6);
     return 0;
   case 3:
-    out->kind = SONDE_KIND_DEST_UNREACHABLE;
-    out->unreach = p[1] < 16 ? unreach4[p[1]] : SONDE_UNREACH_OTHER;
     if (p[1] == 4) /* RFC 1191: next-hop MTU, 0 from older routers */
       out->mtu = get16(p + 6);
     rfc4884_len = (size_t)p[5] * 4;
     break;
-  case V6(1):
-    out->kind = SONDE_KIND_DEST_UNREACHABLE;
-    out->unreach = p[1] < 7 ? unreach6[p[1]] : SONDE_UNREACH_OTHER;
-    rfc4884_len = (size_t)p[4] * 8;
-    break;
   case 11:
-    out->kind = SONDE_KIND_TIME_EXCEEDED;
     rfc4884_len = (size_t)p[5] * 4;
     break;
+  case V6(1):
   case V6(3):
-    out->kind = SONDE_KIND_TIME_EXCEEDED;
     rfc4884_len = (size_t)p[4] * 8;
     break;
   case 12:
-    out->kind = SONDE_KIND_PARAM_PROBLEM;
     out->pointer = p[4];
     rfc4884_len = (size_t)p[5] * 4;
     break;
   case V6(4):
-    out->kind = SONDE_KIND_PARAM_PROBLEM;
     out->pointer = get32(p + 4);
     break;
   case V6(2):
-    out->kind = SONDE_KIND_PACKET_TOO_BIG;
     out->mtu = get32(p + 4);
     break;
   default:

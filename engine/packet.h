@@ -75,10 +75,19 @@ int sonde__parse_icmp6(const uint8_t *buf, size_t len, sonde__icmp_t *out);
  * Parse the quoted packet of an ICMP error (an IPv4 or IPv6 header, then as
  * much of the transport header as the router kept). af is the quote's family.
  * Used by the parsers above and by the error-queue path, where the kernel
- * hands over the offending packet. Returns 0 or -EBADMSG.
+ * hands over the offending packet. Returns 0, -EBADMSG, or -EAFNOSUPPORT for
+ * an unknown family.
  */
 int sonde__parse_quote(int af, const uint8_t *buf, size_t len,
                        sonde__quote_t *out);
+
+/*
+ * Kind and unreachable code of an ICMP (af AF_INET) or ICMPv6 type and code;
+ * SONDE_KIND_NONE for a type sonde does not use. The one table, shared by
+ * the parsers and the error-queue path.
+ */
+void sonde__icmp_classify(int af, int type, int code, sonde_kind_t *kind,
+                          sonde_unreach_t *unreach);
 
 /* Internet checksum (RFC 1071) of buf, starting from partial sum `sum`. */
 uint16_t sonde__cksum(const void *buf, size_t len, uint32_t sum);
@@ -87,7 +96,8 @@ uint16_t sonde__cksum(const void *buf, size_t len, uint32_t sum);
  * Build an ICMP (af AF_INET) or ICMPv6 (AF_INET6) echo request into buf:
  * header + payload_len bytes of payload (a fixed pattern). For ICMPv6 the
  * checksum is left 0 (the kernel computes it on raw ICMPv6 sockets).
- * Returns the length written or -ENOBUFS if cap is too small.
+ * Returns the length written, -ENOBUFS if cap is too small, -EMSGSIZE for a
+ * payload over 65527 bytes or -EAFNOSUPPORT for an unknown family.
  */
 int sonde__build_echo(int af, uint8_t *buf, size_t cap, uint16_t id,
                       uint16_t seq, size_t payload_len);

@@ -17,7 +17,7 @@ $(BUILD)/fuzz/fuzz_packet: engine/fuzz/fuzz_packet.c engine/packet.c \
 	$(FUZZ_CC) $(FUZZ_CFLAGS) engine/packet.c engine/fuzz/fuzz_packet.c -o $@
 
 .PHONY: fuzz fuzz-smoke
-fuzz: $(FUZZ_TARGETS)
+fuzz: deps $(FUZZ_TARGETS)
 	@for t in $(FUZZ_TARGETS); do \
 	  n=$$(basename $$t); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \

@@ -95,7 +95,8 @@ typedef enum {
   SONDE_KIND_TCP_SYNACK,     /* connect succeeded: port open */
   SONDE_KIND_TCP_RST,        /* connect refused: port closed */
   SONDE_KIND_UDP_REPLY,
-  SONDE_KIND_PACKET_TOO_BIG, /* ICMPv6 packet too big / IPv4 frag needed */
+  SONDE_KIND_PACKET_TOO_BIG, /* ICMPv6 packet too big (IPv4's frag needed is
+                                dest_unreachable, code frag_needed) */
   SONDE_KIND_PARAM_PROBLEM,
   SONDE_KIND_SELF_CONNECT,   /* a TCP connect that connected to itself */
   SONDE_KIND_RESET,          /* peer reset an established connection (RST;
