@@ -19,7 +19,7 @@ ALL_LDFLAGS := $(LDFLAGS) $(EXTRA_LDFLAGS)
 # Debian packages that building, testing and the demo need.
 DEPS := build-essential pkg-config luajit libluajit-5.1-dev libuv1-dev \
         lua-busted lua-cjson iproute2 nftables procps python3-jsonschema \
-        clang libclang-rt-14-dev
+        clang libclang-rt-14-dev iputils-ping libcap2-bin util-linux
 
 ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -28,10 +28,13 @@ MAIN_OBJ   := $(BUILD)/bindings/main.o
 TOOLS      := $(BUILD)/labpeer
 
 -include engine/fuzz/fuzz.mk
+# Optional parts add their own targets to EXTRA_TARGETS (e.g. sonde-netsim).
+EXTRA_TARGETS :=
+-include engine/netsim/netsim.mk
 
 .PHONY: all deps demo test check fuzz clean install
 all: $(BUILD)/libsonde.a $(BUILD)/libsonde.so $(BUILD)/lua/sonde/core.so \
-     $(BUILD)/sonde $(TOOLS)
+     $(BUILD)/sonde $(TOOLS) $(EXTRA_TARGETS)
 
 # Installs only what is missing: one `apt-get update`, then `apt-get install -y`.
 deps:

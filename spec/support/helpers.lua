@@ -1,0 +1,108 @@
+-- spec/support/helpers.lua: small things every spec wants.
+--
+--   local helpers = require "helpers"
+--   local out, err, code = helpers.run({ helpers.sonde(), "--version" })
+--   local before = helpers.fd_count()          -- this process's open fds
+--   helpers.lab_describe("tcp probe bound to a busy source port", function()
+--     ... real namespaces, see lab.lua ...
+--   end)
+
+local lab = require "lab"
+
+local helpers = {}
+
+-- run(cmd) -> stdout, stderr, exit code.  cmd: a string for `sh -c` or an
+-- argv table.  Never raises for a failing command.
+helpers.run = lab.run
+helpers.shquote = lab.shquote
+helpers.sleep = lab.sleep
+
+local read_file = lab.read_file
+
+-- The repository root: $SONDE_ROOT, else two levels above this file.
+function helpers.root()
+  local env = os.getenv("SONDE_ROOT")
+  if env and env ~= "" then return env end
+  local dir = debug.getinfo(1, "S").source:match("^@(.-)/?spec/support/[^/]+$") or ""
+  if dir:sub(1, 1) ~= "/" then
+    dir = (os.getenv("PWD") or ".") .. (dir ~= "" and ("/" .. dir) or "")
+  end
+  return dir
+end
+
+-- Path of the built `sonde` executable and of the lab peer tool
+-- ($SONDE_LABPEER overrides the latter, e.g. for a sanitizer build).
+function helpers.sonde() return helpers.root() .. "/build/sonde" end
+function helpers.labpeer()
+  local env = os.getenv("SONDE_LABPEER")
+  if env and env ~= "" then return env end
+  return helpers.root() .. "/build/labpeer"
+end
+
+-- Number of open descriptors of process `pid` (default: this process).
+-- The pipe through which the count comes back is left out (both of its
+-- ends can be open in this process for a moment), and for this process a
+-- full garbage collection runs first (objects already dropped close their
+-- descriptors in finalizers), so that a before/after comparison is exact.
+function helpers.fd_count(pid)
+  if pid == nil then
+    collectgarbage()
+    collectgarbage()
+  end
+  pid = tostring(pid or lab.pid())
+  local out, err, code = lab.run("readlink /proc/$$/fd/1 && ls -l /proc/" .. pid .. "/fd")
+  if code ~= 0 then
+    error("fd_count: cannot list /proc/" .. pid .. "/fd: " .. (err:match("^[^\n]*") or ""), 2)
+  end
+  local pipe = out:match("^([^\n]*)")
+  local n = 0
+  for target in out:gmatch("\n[^\n]* %d+ %-> ([^\n]*)") do
+    if target ~= pipe then n = n + 1 end
+  end
+  return n
+end
+
+local function is_root()
+  local status = read_file("/proc/self/status") or ""
+  return status:match("\nUid:%s+(%d+)") == "0"
+end
+
+local SKIP_REASON = "not root (run make test as root)"
+
+-- -> true when lab specs can run (we are root).  Otherwise false and the
+-- reason; under CI (CI=true), which always runs as root, it raises instead
+-- so that a CI without root fails rather than passing with nothing tested.
+function helpers.lab_enabled()
+  if is_root() then return true end
+  if os.getenv("CI") == "true" then
+    error("lab specs need root and CI runs as root (this run is not root)", 2)
+  end
+  return false, SKIP_REASON
+end
+
+-- A describe block for specs that need the lab.  When lab specs cannot run,
+-- the block becomes one skipped spec whose reason says why (spec/run prints
+-- "lab specs skipped: not root (run make test as root)").
+function helpers.lab_describe(name, fn)
+  local b = require "busted"
+  local ok, why = helpers.lab_enabled()
+  if ok then return b.describe(name, fn) end
+  return b.describe(name, function()
+    b.pending("lab specs skipped: " .. why)
+  end)
+end
+
+-- Polls fn() every `interval` seconds (default 0.02) until it returns a
+-- true value, at most `timeout` seconds (default 5).  -> that value, or
+-- raises naming `what`.
+function helpers.wait_until(fn, timeout, what, interval)
+  timeout, interval = timeout or 5, interval or 0.02
+  for _ = 0, math.ceil(timeout / interval) do
+    local v = fn()
+    if v then return v end
+    lab.sleep(interval)
+  end
+  error(("timed out after %s s waiting for %s"):format(timeout, what or "a condition"), 2)
+end
+
+return helpers
