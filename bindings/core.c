@@ -299,7 +299,8 @@ static void engine_closed(sonde_engine_t *eng, void *data) {
 
 static int l_engine(lua_State *L) {
   static const char *const fields[] = {"rate", "window", "wait", "icmp_id",
-                                       NULL};
+                                       "privileged", NULL};
+  static const char *const privs[] = {"auto", "raw", "unprivileged", NULL};
   sonde_engine_opts_t opts;
   lengine_t *le;
   int r;
@@ -312,6 +313,8 @@ static int l_engine(lua_State *L) {
     opts.window = (int)opt_int(L, 1, "engine", "window", 0, 0, 1 << 20);
     opts.wait = opt_number(L, 1, "engine", "wait", 0, 0, 3600);
     opts.echo_id = (uint16_t)opt_int(L, 1, "engine", "icmp_id", 0, 0, 65535);
+    opts.priv = (sonde_priv_t)opt_choice(L, 1, "engine", "privileged", privs,
+                                         SONDE_PRIV_AUTO);
   }
   /* Userdata first, every field invalid, metatable attached: only then is
    * anything acquired, so __gc always finds a consistent state. */
@@ -468,6 +471,21 @@ static int l_stats(lua_State *L) {
   F(started) F(sent) F(replies) F(timeouts) F(skipped) F(failed) F(received)
   F(ignored) F(malformed) F(send_retries) F(in_flight) F(queued)
 #undef F
+  return 1;
+}
+
+/* e:privileged(4|6) -> true (raw sockets), false (unprivileged), or nil
+ * (no probe of that family yet). */
+static int l_privileged(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  int fam = (int)luaL_checkinteger(L, 2);
+  int r;
+  if (fam != 4 && fam != 6)
+    return luaL_argerror(L, 2, "family must be 4 or 6");
+  r = sonde_engine_privileged(le->eng, fam == 6 ? AF_INET6 : AF_INET);
+  if (r < 0)
+    return 0;
+  lua_pushboolean(L, r);
   return 1;
 }
 
@@ -847,7 +865,8 @@ int luaopen_sonde_core(lua_State *L) {
       {"after", l_after},       {"unwatch", l_unwatch},
       {"on_signal", l_on_signal}, {"resolve", l_resolve},
       {"reverse", l_reverse},   {"close", l_close},
-      {"now", l_now},           {NULL, NULL}};
+      {"now", l_now},           {"privileged", l_privileged},
+      {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"engine", l_engine},
                                    {"version", l_version},
                                    {"strerror", l_strerror},

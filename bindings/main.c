@@ -4,13 +4,20 @@
  * return value is the exit status.
  */
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include "sonde.h"
 
 #include "lauxlib.h"
 #include "lua.h"
@@ -57,6 +64,94 @@ static const char *scripts_dir(char *buf, size_t len) {
   return SONDE_SCRIPTS_DIR;
 }
 
+/* The capability sets of this process (no libcap needed). */
+static int caps_get(struct __user_cap_data_struct data[2]) {
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  return (int)syscall(SYS_capget, &h, data);
+}
+
+static int caps_clear(void) {
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof(data));
+  (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  return (int)syscall(SYS_capset, &h, data);
+}
+
+/*
+ * Least privilege: the raw sockets are opened first (sonde_raw_preopen);
+ * then, before any Lua runs, a process started as root becomes `user`
+ * (default nobody) and one started with file capabilities drops them all.
+ * Either way it can gain nothing back (PR_SET_NO_NEW_PRIVS). Returns 0, or
+ * prints why not and returns -1.
+ */
+static int drop_privileges(const char *user) {
+  struct __user_cap_data_struct caps[2];
+  int have_caps;
+
+  (void)sonde_raw_preopen();
+  if (geteuid() == 0 || getuid() == 0) {
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+      fprintf(stderr, "sonde: --user: no such user '%s'\n", user);
+      return -1;
+    }
+    if (pw->pw_uid == 0) {
+      fprintf(stderr, "sonde: --user %s: refusing to run scripts as root\n",
+              user);
+      return -1;
+    }
+    if (setgroups(0, NULL) != 0 ||
+        setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) != 0 ||
+        setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0) {
+      fprintf(stderr, "sonde: cannot switch to user '%s': %s\n", user,
+              strerror(errno));
+      return -1;
+    }
+  }
+  memset(caps, 0, sizeof(caps));
+  have_caps = caps_get(caps) == 0 &&
+              (caps[0].effective | caps[0].permitted | caps[1].effective |
+               caps[1].permitted) != 0;
+  if (have_caps && caps_clear() != 0) {
+    fprintf(stderr, "sonde: cannot drop capabilities: %s\n", strerror(errno));
+    return -1;
+  }
+  (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  return 0;
+}
+
+/*
+ * Take the global option --user NAME (or --user=NAME) out of argv: it is
+ * the C side's, read before Lua runs. A `sonde run FILE` script's own
+ * arguments are left alone, as is everything after "--".
+ */
+static const char *take_user_option(int *argc, char **argv) {
+  const char *user = "nobody";
+  int i, j, limit = *argc;
+  if (*argc > 1 && strcmp(argv[1], "run") == 0)
+    limit = *argc < 3 ? *argc : 3;
+  for (i = 1; i < limit && strcmp(argv[i], "--") != 0;) {
+    int n = 0;
+    if (strcmp(argv[i], "--user") == 0 && i + 1 < *argc) {
+      user = argv[i + 1];
+      n = 2;
+    } else if (strncmp(argv[i], "--user=", 7) == 0) {
+      user = argv[i] + 7;
+      n = 1;
+    }
+    if (n == 0) {
+      i++;
+      continue;
+    }
+    for (j = i; j + n <= *argc; j++)
+      argv[j] = argv[j + n];
+    *argc -= n;
+    limit -= n;
+  }
+  return user;
+}
+
 static int traceback(lua_State *L) {
   lua_getglobal(L, "debug");
   lua_getfield(L, -1, "traceback");
@@ -74,6 +169,8 @@ int main(int argc, char **argv) {
 
   /* sonde never dies of SIGPIPE: writes report EPIPE instead (SEEDS.md 002). */
   signal(SIGPIPE, SIG_IGN);
+  if (drop_privileges(take_user_option(&argc, argv)) != 0)
+    return 3;
   L = luaL_newstate();
   if (L == NULL) {
     fputs("sonde: cannot create the Lua state (out of memory)\n", stderr);
@@ -116,6 +213,7 @@ int main(int argc, char **argv) {
     status = (int)lua_tointeger(L, -1);
   /* Closing the state runs every finalizer: engines close their sockets. */
   lua_close(L);
+  sonde_raw_release();
   if (fflush(stdout) != 0 && errno != EPIPE && status == 0)
     status = 3;
   return status;

@@ -34,7 +34,8 @@ int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
   if (loop == NULL)
     return SONDE_EINVAL;
   if (opts && (opts->rate < 0 || opts->window < 0 || opts->wait < 0 ||
-               isnan(opts->rate) || isnan(opts->wait)))
+               isnan(opts->rate) || isnan(opts->wait) ||
+               opts->priv < SONDE_PRIV_AUTO || opts->priv > SONDE_PRIV_UNPRIV))
     return SONDE_EINVAL;
   eng = calloc(1, sizeof(*eng));
   if (eng == NULL)
@@ -50,6 +51,7 @@ int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
                      : (uint16_t)(getpid() + 7919u * instances++);
   for (i = 0; i < 2; i++) {
     eng->icmp[i].fd = -1;
+    eng->ping[i].fd = -1;
     eng->udp[i].fd = -1;
   }
   eng->loop = loop;
@@ -66,6 +68,13 @@ uv_loop_t *sonde_engine_loop(sonde_engine_t *eng) { return eng->loop; }
 
 void sonde_engine_stats(const sonde_engine_t *eng, sonde_stats_t *out) {
   *out = eng->stats;
+}
+
+int sonde_engine_privileged(const sonde_engine_t *eng, int af) {
+  int i = sonde__afi(af);
+  if (eng->unpriv[i])
+    return 0;
+  return eng->icmp[i].fd != -1 ? 1 : -1;
 }
 
 /* --- the probe pool ----------------------------------------------------- */
@@ -512,6 +521,7 @@ void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data) {
   eng->close_data = data;
   for (k = 0; k < 2; k++) {
     sonde__sock_close(eng, &eng->icmp[k]);
+    sonde__sock_close(eng, &eng->ping[k]);
     sonde__sock_close(eng, &eng->udp[k]);
   }
   uv_timer_stop(&eng->timer);

@@ -1,12 +1,12 @@
 /* errqueue.c - ICMP errors as the kernel hands them to the socket that sent
- * the probe (IP_RECVERR / IPV6_RECVERR, read with MSG_ERRQUEUE): the TCP
- * probes' fallback when the raw socket did not see the error, and the
- * unprivileged path. */
+ * the probe (IP_RECVERR / IPV6_RECVERR, read with MSG_ERRQUEUE): the
+ * unprivileged path, and the TCP probes' fallback when no raw socket saw the
+ * error. */
 #include <errno.h>
-#include <time.h>
-#include <linux/errqueue.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <linux/errqueue.h>
 
 #include "internal.h"
 
@@ -20,31 +20,46 @@ int sonde__recverr_enable(int fd, int af) {
   return r < 0 ? -errno : 0;
 }
 
+/* One message of the error queue: where the offending packet was going
+ * (msg_name: address, and for UDP its destination port), its first bytes
+ * (for ICMP datagram sockets, the echo request's header), and the error. */
+typedef struct {
+  struct sockaddr_storage name;
+  uint8_t data[64];
+  size_t len;
+} errmsg_t;
+
 /*
- * Read one ICMP error from fd's error queue into res (kind, unreach, addr of
- * the router that sent it, type, code, mtu). Returns 1 if one was read, 0 if
- * the queue held no ICMP error, or a negative errno.
+ * Read one message from fd's error queue and fill res's kind, unreach,
+ * icmp_type, icmp_code, mtu and addr (the router or host that sent the
+ * ICMP error: the offender). Returns 1 if an ICMP error was read, 0 if the
+ * queue is empty or the message was not an ICMP error, or a negative errno.
  */
-int sonde__errqueue_read(int fd, sonde_result_t *res) {
+static int errmsg_read(int fd, errmsg_t *m, sonde_result_t *res) {
   union {
     char buf[512];
     struct cmsghdr align;
   } control;
-  char data[256];
-  struct iovec iov = {data, sizeof(data)};
-  struct sockaddr_storage name;
+  struct iovec iov = {m->data, sizeof(m->data)};
   struct msghdr msg;
   struct cmsghdr *cm;
+  ssize_t n;
 
+  m->len = 0;
   memset(&msg, 0, sizeof(msg));
-  msg.msg_name = &name;
-  msg.msg_namelen = sizeof(name);
+  memset(&m->name, 0, sizeof(m->name));
+  msg.msg_name = &m->name;
+  msg.msg_namelen = sizeof(m->name);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = control.buf;
   msg.msg_controllen = sizeof(control.buf);
-  if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+  do
+    n = recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+  m->len = (size_t)n;
   for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
     struct sock_extended_err ee;
     const struct sockaddr *off;
@@ -61,7 +76,7 @@ int sonde__errqueue_read(int fd, sonde_result_t *res) {
     else if (ee.ee_origin == SO_EE_ORIGIN_ICMP6)
       af = AF_INET6;
     else
-      continue;
+      return 0; /* a local error (e.g. EMSGSIZE): not a reply */
     sonde__icmp_classify(af, ee.ee_type, ee.ee_code, &res->kind,
                          &res->unreach);
     res->icmp_type = ee.ee_type;
@@ -73,12 +88,84 @@ int sonde__errqueue_read(int fd, sonde_result_t *res) {
     off = SO_EE_OFFENDER((struct sock_extended_err *)CMSG_DATA(cm));
     if (cm->cmsg_len >= CMSG_LEN(sizeof(ee)) + sizeof(struct sockaddr_in) &&
         (off->sa_family == AF_INET || off->sa_family == AF_INET6)) {
-      size_t n = off->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                            : sizeof(struct sockaddr_in);
-      if (cm->cmsg_len >= CMSG_LEN(sizeof(ee)) + n)
-        memcpy(&res->addr, off, n);
+      size_t len = off->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+      if (cm->cmsg_len >= CMSG_LEN(sizeof(ee)) + len)
+        memcpy(&res->addr, off, len);
     }
-    return 1;
+    return res->kind != SONDE_KIND_NONE;
   }
   return 0;
+}
+
+/* Read one ICMP error queued on a probe's own socket into res. */
+int sonde__errqueue_read(int fd, sonde_result_t *res) {
+  errmsg_t m;
+  return errmsg_read(fd, &m, res);
+}
+
+/*
+ * Read every ICMP error queued on a shared socket and end the probe each one
+ * is about. The queue names the probe: for UDP by where the datagram was
+ * going (msg_name: address and destination port) and our port; for ICMP
+ * datagram sockets by the echo request's own header (id and sequence).
+ */
+void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
+                           uint16_t local_port) {
+  int i;
+  for (i = 0; i < SONDE__RECV_BURST && fd != -1 && !eng->closing; i++) {
+    sonde_result_t info;
+    sonde__key_t key;
+    sonde__probe_t *p;
+    errmsg_t m;
+    const void *dst;
+    int r;
+
+    memset(&info, 0, sizeof(info));
+    r = errmsg_read(fd, &m, &info);
+    if (r == 0 && m.len == 0)
+      break;
+    if (r < 0)
+      break;
+    eng->stats.received++;
+    dst = sonde__addr_bytes(&m.name);
+    if (r == 0 || dst == NULL) {
+      eng->stats.ignored++;
+      continue;
+    }
+    if (proto == SONDE_PROTO_ICMP) {
+      if (m.len < 8) {
+        eng->stats.malformed++;
+        continue;
+      }
+      sonde__key_make(&key, SONDE_PROTO_ICMP, m.name.ss_family, dst,
+                      (uint16_t)(m.data[4] << 8 | m.data[5]),
+                      (uint16_t)(m.data[6] << 8 | m.data[7]));
+    } else {
+      sonde__key_make(&key, SONDE_PROTO_UDP, m.name.ss_family, dst,
+                      local_port, sonde__addr_port(&m.name));
+    }
+    p = sonde__table_find(eng, &key);
+    if (p == NULL) {
+      eng->stats.ignored++;
+      continue;
+    }
+    {
+      sonde_result_t res;
+      sonde__result_init(p, &res);
+      res.status = SONDE_STATUS_REPLY;
+      res.kind = info.kind;
+      res.unreach = info.unreach;
+      res.icmp_type = info.icmp_type;
+      res.icmp_code = info.icmp_code;
+      res.mtu = info.mtu;
+      res.addr = info.addr;
+      res.rtt = (double)(sonde__now() - p->sent_ns) / 1e9;
+      sonde__probe_done(eng, p, &res);
+    }
+    /* A probe's own socket is closed once its probe ends. */
+    if (fd != eng->udp[0].fd && fd != eng->udp[1].fd &&
+        fd != eng->ping[0].fd && fd != eng->ping[1].fd)
+      break;
+  }
 }

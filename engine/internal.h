@@ -117,8 +117,10 @@ struct sonde_engine {
   double tokens;
   uint64_t tokens_ns;
   /* sockets: [0] IPv4, [1] IPv6 */
-  sonde__sock_t icmp[2];
+  sonde__sock_t icmp[2];  /* raw ICMP/ICMPv6 (raw mode) */
+  sonde__sock_t ping[2];  /* ICMP datagram sockets (unprivileged mode) */
   sonde__sock_t udp[2];
+  int unpriv[2];          /* the family runs unprivileged */
   uint16_t echo_id;
   uint16_t echo_seq;
   sonde_stats_t stats;
@@ -162,6 +164,7 @@ int sonde__socket(int af, int type, int proto);
 int sonde__set_ttl(int fd, int af, int ttl);
 int sonde__sendto_ttl(int fd, const void *buf, size_t len,
                       const struct sockaddr_storage *dst, int ttl);
+void sonde__clear_pending_error(int fd);
 socklen_t sonde__addr_len(const struct sockaddr_storage *ss);
 const void *sonde__addr_bytes(const struct sockaddr_storage *ss);
 uint16_t sonde__addr_port(const struct sockaddr_storage *ss);
@@ -173,6 +176,7 @@ int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto);
 
 /* recv.c: receive sockets and reply matching */
 int sonde__recv_open(sonde_engine_t *eng, int af);
+int sonde__ping_open(sonde_engine_t *eng, int af);
 int sonde__udp_open(sonde_engine_t *eng, int af);
 void sonde__recv_drain(sonde_engine_t *eng, int af);
 void sonde__sock_close(sonde_engine_t *eng, sonde__sock_t *s);
@@ -181,6 +185,11 @@ void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port);
 /* errqueue.c: ICMP errors from a socket's error queue (IP_RECVERR) */
 int sonde__recverr_enable(int fd, int af);
 int sonde__errqueue_read(int fd, sonde_result_t *res);
+void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
+                           uint16_t local_port);
+
+/* priv.c: the raw sockets opened before privileges were dropped */
+int sonde__raw_socket(int af);
 
 /* icmp.c, udp.c, tcp.c: send one probe. 0 on success (in flight), or a
  * negative errno: the caller ends the probe per sonde_err_status(). */

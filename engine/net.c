@@ -66,6 +66,19 @@ int sonde__sendto_ttl(int fd, const void *buf, size_t len,
   return 0;
 }
 
+/*
+ * With IP_RECVERR, an ICMP error about one datagram also sets the socket's
+ * pending error, and the next sendmsg() on that socket fails with it
+ * (EHOSTUNREACH, ECONNREFUSED, ...) although it concerns an earlier probe.
+ * Reading SO_ERROR clears it; the error queue keeps the details for the
+ * probe it belongs to.
+ */
+void sonde__clear_pending_error(int fd) {
+  int err;
+  socklen_t len = sizeof(err);
+  (void)getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+}
+
 socklen_t sonde__addr_len(const struct sockaddr_storage *ss) {
   return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                    : sizeof(struct sockaddr_in);

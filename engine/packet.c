@@ -415,8 +415,243 @@ int sonde__parse_icmp4(const uint8_t *buf, size_t len, sonde__icmp_t *out) {
  * in a cmsg. Returns 0, -EBADMSG or -ENOMSG; out is fully written on 0.
  */
 int sonde__parse_icmp6(const uint8_t *buf, size_t len, sonde__icmp_t *out) {
+  return sonde__parse_icmp(AF_INET6, buf, len, out);
+}
+
+/*
+ * Parse an ICMP (af AF_INET) or ICMPv6 message that starts with its ICMP
+ * header, as ICMP datagram ("ping") sockets of either family return it; the
+ * kernel has checked the checksum. reply_ttl is -1 (it comes in a cmsg).
+ * Returns 0, -EBADMSG or -ENOMSG; out is fully written on 0.
+ */
+int sonde__parse_icmp(int af, const uint8_t *buf, size_t len,
+                      sonde__icmp_t *out) {
   memset(out, 0, sizeof(*out));
-  out->af = AF_INET6;
+  out->af = af == AF_INET6 ? AF_INET6 : AF_INET;
   out->reply_ttl = -1;
   return parse_icmp(buf, len, out);
+}
+
+/* ---------------------------------------------------------------------------
+ * Reply builders (see packet.h). Used by the simulator, engine/netsim/. */
+
+#define RFC4884_MAX_WORDS 255
+
+static void put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+static size_t addr_len(int af) {
+  return af == AF_INET ? 4 : af == AF_INET6 ? 16 : 0;
+}
+
+/* Partial sum of 16-bit big-endian words (n even). */
+static uint32_t sum_words(const uint8_t *p, size_t n) {
+  uint32_t s = 0;
+  size_t i;
+  for (i = 0; i + 1 < n; i += 2)
+    s += get16(p + i);
+  return s;
+}
+
+/*
+ * Checksum field value of a transport message; ICMPv4 has no pseudo-header,
+ * everything else does (RFC 768, RFC 793, RFC 8200 8.1). msg's checksum
+ * field must hold 0. The length is at most 65535 + 40 here, so the 32-bit
+ * partial sum cannot overflow before sonde__cksum folds it.
+ */
+uint16_t sonde__l4_cksum(int af, const void *src, const void *dst,
+                         uint8_t proto, const uint8_t *msg, size_t len) {
+  size_t alen = addr_len(af);
+  uint32_t sum = 0;
+
+  if (!(af == AF_INET && proto == IPPROTO_ICMP) && alen) {
+    sum += sum_words(src, alen) + sum_words(dst, alen);
+    sum += (uint32_t)(len >> 16) + (uint32_t)(len & 0xffff) + proto;
+  }
+  return sonde__cksum(msg, len, sum);
+}
+
+/*
+ * IPv4: version 4, IHL 5, TOS 0, flags/fragment 0, header checksum filled.
+ * IPv6: version 6, traffic class 0, flow label 0. Returns the header length.
+ */
+int sonde__build_ip(int af, uint8_t *buf, size_t cap, const void *src,
+                    const void *dst, uint8_t proto, uint8_t ttl,
+                    uint16_t ip_id, size_t payload_len) {
+  if (af == AF_INET) {
+    if (payload_len > 0xffff - 20)
+      return -EMSGSIZE;
+    if (cap < 20)
+      return -ENOBUFS;
+    buf[0] = 0x45;
+    buf[1] = 0;
+    put16(buf + 2, (uint16_t)(20 + payload_len));
+    put16(buf + 4, ip_id);
+    put16(buf + 6, 0);
+    buf[8] = ttl;
+    buf[9] = proto;
+    put16(buf + 10, 0);
+    memcpy(buf + 12, src, 4);
+    memcpy(buf + 16, dst, 4);
+    put16(buf + 10, sonde__cksum(buf, 20, 0));
+    return 20;
+  }
+  if (af == AF_INET6) {
+    if (payload_len > 0xffff)
+      return -EMSGSIZE;
+    if (cap < 40)
+      return -ENOBUFS;
+    put32(buf, 0x60000000u);
+    put16(buf + 4, (uint16_t)payload_len);
+    buf[6] = proto;
+    buf[7] = ttl;
+    memcpy(buf + 8, src, 16);
+    memcpy(buf + 24, dst, 16);
+    return 40;
+  }
+  return -EAFNOSUPPORT;
+}
+
+/*
+ * RFC 4884 7 extension header (version 2, reserved 0, checksum over the
+ * whole structure), then one RFC 4950 object: length, class 1, c-type 1,
+ * one 32-bit entry per label (label:20, exp:3, s:1, ttl:8).
+ */
+int sonde__build_mpls_ext(uint8_t *buf, size_t cap, const sonde_mpls_t *mpls,
+                          int n) {
+  size_t len, i;
+
+  if (n < 0 || n > 255)
+    return -EINVAL;
+  len = 4 + (n ? 4 + 4 * (size_t)n : 0);
+  if (cap < len)
+    return -ENOBUFS;
+  buf[0] = EXT_VERSION << 4;
+  buf[1] = 0;
+  put16(buf + 2, 0);
+  if (n) {
+    put16(buf + 4, (uint16_t)(4 + 4 * n));
+    buf[6] = EXT_CLASS_MPLS;
+    buf[7] = EXT_CTYPE_MPLS;
+    for (i = 0; i < (size_t)n; i++)
+      put32(buf + 8 + 4 * i, (mpls[i].label & 0xfffffu) << 12 |
+                                 (uint32_t)(mpls[i].exp & 7) << 9 |
+                                 (uint32_t)(mpls[i].s & 1) << 8 |
+                                 mpls[i].ttl);
+  }
+  put16(buf + 2, sonde__cksum(buf, len, 0));
+  return (int)len;
+}
+
+/* The types that carry an RFC 4884 length attribute, and where it is. */
+static int rfc4884_offset(int af, uint8_t type) {
+  if (af == AF_INET)
+    return type == 3 || type == 11 || type == 12 ? 5 : -1;
+  return type == 1 || type == 3 ? 4 : -1;
+}
+
+/*
+ * Header, quote (padded per the extension form), extension, checksum. The
+ * padding is zeros, as RFC 4884 5.1 asks; the non-compliant form cuts a
+ * longer quote at 128 bytes, as the routers that send it do.
+ */
+int sonde__build_icmp_error(uint8_t *buf, size_t cap,
+                            const sonde__icmp_error_t *e) {
+  int af = e->af, at;
+  size_t qlen = e->quote_len, qcopy = e->quote_len, words = 0, total;
+  size_t unit = af == AF_INET ? 4 : 8;
+
+  if (af != AF_INET && af != AF_INET6)
+    return -EAFNOSUPPORT;
+  at = rfc4884_offset(af, e->type);
+  if (e->ext_len > 0) {
+    if (at < 0 || (e->ext_form != SONDE__EXT_RFC4884 &&
+                   e->ext_form != SONDE__EXT_PADDED))
+      return -EINVAL;
+    if (e->ext_form == SONDE__EXT_PADDED) {
+      qlen = RFC4884_MIN_QUOTE;
+      if (qcopy > qlen)
+        qcopy = qlen;
+    } else {
+      if (qlen < RFC4884_MIN_QUOTE)
+        qlen = RFC4884_MIN_QUOTE;
+      qlen = (qlen + unit - 1) / unit * unit;
+      words = qlen / unit;
+      if (words > RFC4884_MAX_WORDS)
+        return -EMSGSIZE;
+    }
+  }
+  total = 8 + qlen + e->ext_len;
+  if (total > 0xffff - (af == AF_INET ? 20 : 0))
+    return -EMSGSIZE;
+  if (cap < total)
+    return -ENOBUFS;
+  buf[0] = e->type;
+  buf[1] = e->code;
+  put16(buf + 2, 0);
+  put32(buf + 4, e->info);
+  if (words)
+    buf[at] = (uint8_t)words;
+  if (qcopy)
+    memcpy(buf + 8, e->quote, qcopy);
+  memset(buf + 8 + qcopy, 0, qlen - qcopy);
+  if (e->ext_len)
+    memcpy(buf + 8 + qlen, e->ext, e->ext_len);
+  put16(buf + 2, sonde__l4_cksum(af, e->src, e->dst,
+                                 af == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6,
+                                 buf, total));
+  return (int)total;
+}
+
+int sonde__build_echo_reply(int af, uint8_t *buf, size_t cap, uint16_t id,
+                            uint16_t seq, const uint8_t *data,
+                            size_t data_len, const void *src,
+                            const void *dst) {
+  if (af != AF_INET && af != AF_INET6)
+    return -EAFNOSUPPORT;
+  if (data_len > 0xffff - 8 - (af == AF_INET ? 20 : 0))
+    return -EMSGSIZE;
+  if (cap < 8 + data_len)
+    return -ENOBUFS;
+  buf[0] = af == AF_INET ? 0 : 129;
+  buf[1] = 0;
+  put16(buf + 2, 0);
+  put16(buf + 4, id);
+  put16(buf + 6, seq);
+  if (data_len)
+    memcpy(buf + 8, data, data_len);
+  put16(buf + 2, sonde__l4_cksum(af, src, dst,
+                                 af == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6,
+                                 buf, 8 + data_len));
+  return (int)(8 + data_len);
+}
+
+int sonde__build_tcp(uint8_t *buf, size_t cap, const sonde__tcp_seg_t *t) {
+  size_t len = t->mss ? 24 : 20;
+
+  if (t->af != AF_INET && t->af != AF_INET6)
+    return -EAFNOSUPPORT;
+  if (cap < len)
+    return -ENOBUFS;
+  put16(buf, t->sport);
+  put16(buf + 2, t->dport);
+  put32(buf + 4, t->seq);
+  put32(buf + 8, t->ack);
+  buf[12] = (uint8_t)((len / 4) << 4);
+  buf[13] = t->flags;
+  put16(buf + 14, t->window);
+  put16(buf + 16, 0);
+  put16(buf + 18, 0);
+  if (t->mss) {
+    buf[20] = 2; /* kind MSS, length 4 (RFC 793) */
+    buf[21] = 4;
+    put16(buf + 22, t->mss);
+  }
+  put16(buf + 16,
+        sonde__l4_cksum(t->af, t->src, t->dst, IPPROTO_TCP, buf, len));
+  return (int)len;
 }

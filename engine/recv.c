@@ -38,23 +38,35 @@ static int sock_watch(sonde_engine_t *eng, sonde__sock_t *s, uv_poll_cb cb) {
 }
 
 /*
- * Open the raw receive socket of a family. The ICMP socket also sends echo
- * requests. A failure is remembered so that every probe of that family fails
- * with the same named error (EPERM without CAP_NET_RAW) without retrying a
- * socket() call per probe.
+ * Decide how the engine hears ICMP for a family, once: through a raw socket
+ * (taken from the pool opened before privileges were dropped, or new), or,
+ * when raw sockets are not allowed (EPERM/EACCES) and the engine may run
+ * unprivileged, through each sending socket's error queue (IP_RECVERR) and
+ * ICMP datagram sockets. The raw ICMP socket also sends echo requests. A
+ * failure is remembered so that every probe of that family fails with the
+ * same named error without a socket() call per probe.
  */
 int sonde__recv_open(sonde_engine_t *eng, int af) {
-  sonde__sock_t *s = &eng->icmp[sonde__afi(af)];
+  int i = sonde__afi(af);
+  sonde__sock_t *s = &eng->icmp[i];
   int fd, on = 1;
 
-  if (s->fd != -1)
+  if (s->fd != -1 || eng->unpriv[i])
     return 0;
   if (s->err)
     return s->err;
-  fd = sonde__socket(af, SOCK_RAW,
-                     af == AF_INET6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+  if (eng->opts.priv == SONDE_PRIV_UNPRIV) {
+    eng->unpriv[i] = 1;
+    return 0;
+  }
+  fd = sonde__raw_socket(af);
   if (fd < 0) {
-    s->err = fd == SONDE_EACCES ? SONDE_EPERM : fd;
+    fd = fd == SONDE_EACCES ? SONDE_EPERM : fd;
+    if (fd == SONDE_EPERM && eng->opts.priv == SONDE_PRIV_AUTO) {
+      eng->unpriv[i] = 1;
+      return 0;
+    }
+    s->err = fd;
     return s->err;
   }
   s->fd = fd;
@@ -74,19 +86,29 @@ int sonde__recv_open(sonde_engine_t *eng, int af) {
   return sock_watch(eng, s, on_icmp);
 }
 
-/* The shared UDP socket of a family: bound to a kernel-chosen port, sends
- * every UDP probe that does not ask for its own source port. */
-int sonde__udp_open(sonde_engine_t *eng, int af) {
-  sonde__sock_t *s = &eng->udp[sonde__afi(af)];
+/*
+ * A shared datagram socket of a family, bound to a kernel-chosen port (for
+ * ICMP datagram sockets the kernel makes that port the echo id). In
+ * unprivileged mode ICMP errors come back on its error queue (IP_RECVERR).
+ */
+static int dgram_open(sonde_engine_t *eng, sonde__sock_t *s, int af,
+                      int proto, uv_poll_cb cb) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
-  int fd;
+  int fd, on = 1;
 
   if (s->fd != -1)
     return 0;
-  fd = sonde__socket(af, SOCK_DGRAM, IPPROTO_UDP);
-  if (fd < 0)
+  if (s->err)
+    return s->err;
+  fd = sonde__socket(af, SOCK_DGRAM, proto);
+  if (fd < 0) {
+    /* ICMP datagram sockets: EACCES when the group is outside
+     * net.ipv4.ping_group_range (the default range allows nobody). */
+    if (proto != IPPROTO_UDP)
+      s->err = fd;
     return fd;
+  }
   s->fd = fd;
   memset(&ss, 0, sizeof(ss));
   ss.ss_family = (sa_family_t)af;
@@ -97,7 +119,44 @@ int sonde__udp_open(sonde_engine_t *eng, int af) {
     return err;
   }
   s->port = sonde__addr_port(&ss);
-  return sock_watch(eng, s, on_udp);
+  if (eng->unpriv[sonde__afi(af)]) {
+    int r = sonde__recverr_enable(fd, af);
+    if (r < 0) {
+      sonde__close_fd(&s->fd);
+      return r;
+    }
+    /* The TTL of echo replies; best effort (reply_ttl unknown without). */
+    if (af == AF_INET6)
+      (void)setsockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &on, sizeof(on));
+    else
+      (void)setsockopt(fd, IPPROTO_IP, IP_RECVTTL, &on, sizeof(on));
+  }
+  return sock_watch(eng, s, cb);
+}
+
+/* The shared UDP socket of a family: sends every UDP probe that does not
+ * ask for its own source port. */
+int sonde__udp_open(sonde_engine_t *eng, int af) {
+  return dgram_open(eng, &eng->udp[sonde__afi(af)], af, IPPROTO_UDP, on_udp);
+}
+
+static void on_ping(uv_poll_t *h, int status, int events);
+
+/* The ICMP datagram ("ping") socket of a family, for unprivileged mode. */
+int sonde__ping_open(sonde_engine_t *eng, int af) {
+  return dgram_open(eng, &eng->ping[sonde__afi(af)], af,
+                    af == AF_INET6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP, on_ping);
+}
+
+/*
+ * libuv reports EPOLLERR (an ICMP error queued by IP_RECVERR) as status
+ * UV_EBADF and stops the poll: read the error queue, then poll again.
+ */
+static void after_error(sonde_engine_t *eng, sonde__sock_t *s, int proto,
+                        uv_poll_cb cb) {
+  sonde__errqueue_drain(eng, s->fd, proto, s->port);
+  if (s->fd != -1 && !eng->closing)
+    (void)uv_poll_start(&s->poll, UV_READABLE, cb);
 }
 
 /* The key under which the probe that caused this ICMP message is filed. */
@@ -154,8 +213,10 @@ static void icmp_matched(sonde_engine_t *eng, sonde__probe_t *p,
   sonde__probe_done(eng, p, &res);
 }
 
-/* Read one packet from a raw socket. Returns its length, 0 when there is
- * nothing more to read, or a negative errno. */
+/* Read one packet from a raw or ping socket, with the TTL of the packet
+ * (IPv6 hop limit, or IPv4 TTL from IP_RECVTTL) when the kernel gives it.
+ * Returns its length, 0 when there is nothing more to read, or a negative
+ * errno. */
 static ssize_t read_icmp(sonde_engine_t *eng, int fd,
                          struct sockaddr_storage *from, int *hoplimit) {
   union {
@@ -181,7 +242,8 @@ static ssize_t read_icmp(sonde_engine_t *eng, int fd,
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
   *hoplimit = -1;
   for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-    if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_HOPLIMIT &&
+    if (((cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_HOPLIMIT) ||
+         (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_TTL)) &&
         cm->cmsg_len >= CMSG_LEN(sizeof(int)))
       memcpy(hoplimit, CMSG_DATA(cm), sizeof(int));
   return n == 0 ? -EBADMSG : n;
@@ -237,6 +299,41 @@ static void on_icmp(uv_poll_t *h, int status, int events) {
   sonde__recv_drain(eng, h == &eng->icmp[1].poll ? AF_INET6 : AF_INET);
 }
 
+/* Echo replies on a ping socket (the kernel has matched their id to it);
+ * errors arrive on its error queue. */
+static void on_ping(uv_poll_t *h, int status, int events) {
+  sonde_engine_t *eng = h->data;
+  int af = h == &eng->ping[1].poll ? AF_INET6 : AF_INET, i;
+  sonde__sock_t *s = &eng->ping[sonde__afi(af)];
+
+  if (status < 0) {
+    after_error(eng, s, SONDE_PROTO_ICMP, on_ping);
+    return;
+  }
+  for (i = 0; i < SONDE__RECV_BURST && s->fd != -1 && !eng->closing; i++) {
+    struct sockaddr_storage from;
+    sonde__icmp_t m;
+    sonde__key_t key;
+    sonde__probe_t *p;
+    int ttl = -1;
+    ssize_t n = read_icmp(eng, s->fd, &from, &ttl);
+
+    if (n == 0)
+      break;
+    if (n < 0)
+      continue;
+    eng->stats.received++;
+    if (sonde__parse_icmp(af, eng->buf, (size_t)n, &m) < 0 ||
+        m.kind != SONDE_KIND_ECHO_REPLY ||
+        icmp_key(&m, &from, &key) < 0 ||
+        (p = sonde__table_find(eng, &key)) == NULL) {
+      eng->stats.ignored++;
+      continue;
+    }
+    icmp_matched(eng, p, &m, &from, ttl, sonde__now());
+  }
+}
+
 /*
  * A UDP datagram from the destination answering a probe (a UDP service that
  * replied). Matched by the destination's address and port and our port.
@@ -286,5 +383,8 @@ void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port) {
 static void on_udp(uv_poll_t *h, int status, int events) {
   sonde_engine_t *eng = h->data;
   sonde__sock_t *s = h == &eng->udp[1].poll ? &eng->udp[1] : &eng->udp[0];
-  sonde__udp_read(eng, s->fd, s->port);
+  if (status < 0)
+    after_error(eng, s, SONDE_PROTO_UDP, on_udp);
+  else
+    sonde__udp_read(eng, s->fd, s->port);
 }

@@ -7,7 +7,17 @@
 
 static void on_readable(uv_poll_t *h, int status, int events) {
   sonde__probe_t *p = h->data;
-  sonde__udp_read(p->eng, p->fd, sonde__addr_port(&p->local));
+  uint16_t port = sonde__addr_port(&p->local);
+  if (status < 0) {
+    /* An ICMP error on the error queue (unprivileged mode). libuv stopped
+     * the poll; the probe usually ends here, else poll again. */
+    uint64_t id = p->id;
+    sonde__errqueue_drain(p->eng, p->fd, SONDE_PROTO_UDP, port);
+    if (p->id == id && p->state == SONDE__INFLIGHT && !p->poll_closing)
+      (void)uv_poll_start(&p->poll, UV_READABLE, on_readable);
+    return;
+  }
+  sonde__udp_read(p->eng, p->fd, port);
 }
 
 int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
@@ -29,9 +39,14 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
     }
     fd = eng->udp[sonde__afi(af)].fd;
     sport = eng->udp[sonde__afi(af)].port;
+    if (eng->unpriv[sonde__afi(af)])
+      sonde__clear_pending_error(fd);
   } else {
     p->attempts++;
     r = sonde__bind_probe_socket(p, SOCK_DGRAM, IPPROTO_UDP);
+    if (r == 0 && eng->unpriv[sonde__afi(af)] &&
+        (r = sonde__recverr_enable(p->fd, af)) < 0)
+      p->call = "setsockopt(IP_RECVERR)";
     if (r < 0)
       return r;
     fd = p->fd;

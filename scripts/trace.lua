@@ -35,7 +35,9 @@ Each probe ends in one outcome: a reply (time_exceeded from a router, or the des
 
 Raw sockets are used to read ICMP errors: run as root or give the executable CAP_NET_RAW.
 
-Exit status: 0 the destination was reached, 1 it was not (max TTL, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted.]],
+The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row; stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
+
+Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted.]],
   options = {
     { "-p", "--protocol", arg = "PROTO", choices = { "udp", "icmp", "tcp" }, default = "udp",
       help = "probe protocol: UDP to closed ports, ICMP echo, or TCP SYN (connect)" },
@@ -49,6 +51,8 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, or a router s
       help = "probes per hop" },
     { "-w", "--wait", arg = "MAX[,HERE,NEAR]", type = "string", default = "5,3,10", check = parse_wait,
       help = "wait at most MAX seconds for a probe; less: HERE times the RTT of a reply from the same hop, NEAR times the RTT of a reply from a later hop (as traceroute)" },
+    { nil, "--gap-limit", arg = "N", type = "int", min = 0, max = 255, default = 5,
+      help = "stop after N consecutive silent hops (every probe timed out) unless a hop beyond them answered; 0: never" },
     { "-N", "--sim-queries", arg = "N", type = "int", min = 1, max = 1024, default = 16,
       help = "probes in flight at once" },
     { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
@@ -61,15 +65,20 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, or a router s
       help = "trace strategy (a module in sonde/strategy/)" },
     { nil, "--retry", arg = "FILE", type = "string",
       help = "a Lua file returning a retry rule function(result, probe) -> 'accept'|'reissue' (see examples/retry_rule.lua)" },
+    { nil, "--privileged", flag = true,
+      help = "require raw sockets (root or CAP_NET_RAW) and fail without them" },
+    { nil, "--unprivileged", flag = true,
+      help = "never use raw sockets: ICMP datagram sockets and socket error queues (the default when raw sockets are not allowed)" },
     { "-n", key = "numeric", flag = true, help = "print addresses only, do not look up hop names" },
     { nil, "--format", arg = "FORMAT", choices = { "text", "json" }, default = "text",
       help = "output format" },
   },
   positionals = { { name = "TARGET", required = true } },
-  exclusive = { { "ipv4", "ipv6" } },
+  exclusive = { { "ipv4", "ipv6" }, { "privileged", "unprivileged" } },
   examples = {
     "sonde trace -n 198.18.8.2",
     "sonde trace -p icmp -6 2001:db8:8::2",
+    "sonde trace -n --gap-limit 3 -w 1 198.18.8.2",
     "sonde trace -p tcp --port 443 --format json example.net",
   },
 }
@@ -119,7 +128,8 @@ local function run(opts, ctx)
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
-  local eng, err = sonde.engine{ window = 1024 }
+  local eng, err = sonde.engine{ window = 1024, privileged = opts.privileged and "raw"
+    or opts.unprivileged and "unprivileged" or "auto" }
   if not eng then cli.runtime_error("%s", err) end
   local signal, stopping
   target.on_interrupt(eng, function(name)
@@ -150,13 +160,14 @@ local function run(opts, ctx)
       strategy = strategy.new{ dst = addr, proto = opts.protocol, port = port,
         sport = opts.sport, bind = opts.bind },
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, queries = opts.queries,
-      wait = opts.wait, sim = opts.sim_queries, rule = rule,
+      wait = opts.wait, sim = opts.sim_queries, rule = rule, gap_limit = opts.gap_limit,
       on_hop = stream and printer.push or nil,
       interrupted = function() return signal ~= nil end,
       on_interrupt = function(stop) stopping = stop end,
     }
     for k, v in pairs(meta) do t[k] = v end
     t.strategy = opts.strategy
+    t.privileged = eng:privileged(af)
     t.port = nil
     printer.close()
     if not stream and names then
@@ -176,6 +187,11 @@ local function run(opts, ctx)
   end
   if trace.stop_reason == "error" then
     ctx.stderr:write(string.format("sonde trace: %s: %s\n", trace.error.name, trace.error.message))
+    if trace.error.name == "EACCES" and (trace.error.call or ""):find("IPPROTO_ICMP", 1, true) then
+      ctx.stderr:write("sonde trace: ICMP datagram sockets are not allowed for this user's group: "
+        .. "allow them with 'sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"', "
+        .. "run with CAP_NET_RAW, or use -p udp or -p tcp\n")
+    end
     return cli.EXIT.RUNTIME
   elseif trace.stop_reason == "interrupted" then
     return target.signal_status(signal)

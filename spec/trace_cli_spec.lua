@@ -4,6 +4,16 @@
 local helpers = require "helpers"
 local lab = require "lab"
 
+-- A script file that sonde can read after it has dropped to nobody.
+local function script(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  assert(os.execute("chmod 644 " .. lab.shquote(path)) == 0)
+  return path
+end
+
 local function sonde(argv)
   local parts = { lab.shquote(helpers.sonde()) }
   for _, a in ipairs(argv) do parts[#parts + 1] = lab.shquote(a) end
@@ -59,10 +69,7 @@ describe("the sonde executable", function()
   end)
 
   it("runs a user's script with its arguments (sonde run)", function()
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write("local a, b = ...\nio.write(a, '+', b, '\\n')\nreturn 7\n")
-    f:close()
+    local path = script("local a, b = ...\nio.write(a, '+', b, '\\n')\nreturn 7\n")
     local out, _, code = sonde{ "run", path, "x", "y" }
     os.remove(path)
     assert.are.equal(7, code)
@@ -70,9 +77,7 @@ describe("the sonde executable", function()
   end)
 
   it("gives a script error a traceback with file:line and exit 3", function()
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write([[
+    local path = script([[
 local sonde = require "sonde"
 local eng = sonde.engine()
 eng:run(function()
@@ -80,7 +85,6 @@ eng:run(function()
   error("boom in a coroutine")
 end)
 ]])
-    f:close()
     local out, err, code = sonde{ "run", path }
     os.remove(path)
     assert.are.equal(3, code)

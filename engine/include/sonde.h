@@ -221,11 +221,20 @@ typedef void (*sonde_probe_cb)(sonde_engine_t *eng, uint64_t id,
 /* Called once the engine has released every handle, from sonde_engine_close. */
 typedef void (*sonde_close_cb)(sonde_engine_t *eng, void *data);
 
+/* How an engine hears ICMP (see README "Privileges"). */
+typedef enum {
+  SONDE_PRIV_AUTO = 0, /* raw sockets if allowed, else unprivileged */
+  SONDE_PRIV_RAW,      /* raw sockets or EPERM */
+  SONDE_PRIV_UNPRIV    /* ICMP datagram ("ping") sockets and IP_RECVERR */
+} sonde_priv_t;
+
 typedef struct {
   double rate;       /* probes per second, engine-wide; 0 = unlimited */
   int window;        /* probes in flight at most; 0 = default (256) */
   double wait;       /* default per-probe wait in seconds; 0 = 5.0 */
-  uint16_t echo_id;  /* ICMP echo id; 0 = derived from the pid */
+  uint16_t echo_id;  /* ICMP echo id; 0 = derived from the pid (raw mode;
+                        ping sockets get theirs from the kernel) */
+  sonde_priv_t priv;
 } sonde_engine_opts_t;
 
 typedef struct {
@@ -283,6 +292,23 @@ int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id, double wait);
  * Returns 0 or -ENOENT.
  */
 int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id);
+
+/*
+ * How the engine hears ICMP for a family: 1 raw sockets, 0 unprivileged
+ * (ping sockets and socket error queues), -1 not decided yet (no probe of
+ * that family has been sent).
+ */
+int sonde_engine_privileged(const sonde_engine_t *eng, int af);
+
+/*
+ * Open raw ICMP and ICMPv6 sockets now, while the process may, for engines
+ * created later, after it has dropped its privileges: each engine takes
+ * one (two per family are kept). Returns how many are open, or a negative
+ * errno (EPERM without CAP_NET_RAW). sonde_raw_release() closes those not
+ * taken.
+ */
+int sonde_raw_preopen(void);
+void sonde_raw_release(void);
 
 /* Copy the engine's counters. */
 void sonde_engine_stats(const sonde_engine_t *eng, sonde_stats_t *out);

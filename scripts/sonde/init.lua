@@ -228,6 +228,8 @@ end
 function Engine:set_wait(id, seconds) return self.core:set_wait(id, seconds) end
 function Engine:cancel(id) return self.core:cancel(id) end
 function Engine:now() return self.core:now() end
+-- true: raw sockets; false: unprivileged; nil: no probe of that family yet.
+function Engine:privileged(family) return self.core:privileged(family) end
 function Engine:stats() return self.core:stats() end
 function Engine:on_signal(name, fn) return self.core:on_signal(name, fn) end
 function Engine:close() return self.core:close() end

@@ -4,6 +4,11 @@
 -- given up HERE times the RTT of a reply from its own hop, or NEAR times the
 -- RTT of a reply from a later hop, after it was sent, and MAX seconds at most.
 -- So a silent hop costs little when the hops behind it answer.
+--
+-- The gap limit (traceroute's and scamper's): after `gap_limit` consecutive
+-- silent hops (every probe of the hop timed out) the trace stops there with
+-- stop_reason "gap_limit", unless a hop beyond them has already answered
+-- (probes run ahead concurrently: a path that goes on is not a gap).
 
 local retry = require "sonde.retry"
 local json = require "sonde.json"
@@ -31,7 +36,8 @@ M.final = final
 
 -- o: eng, dst (numeric address), af, proto, strategy (an instance from a
 -- strategy module), first_ttl, max_ttl, queries, wait = {max, here, near},
--- sim (probes in flight), rule (retry rule), on_hop(hop) (called for each
+-- sim (probes in flight), rule (retry rule), gap_limit (silent hops in a
+-- row that end the trace; nil or 0: no limit), on_hop(hop) (called for each
 -- hop in TTL order once it is complete), interrupted() (true to stop).
 -- Returns the trace table of DESIGN.md (without target naming fields).
 function M.run(o)
@@ -51,6 +57,7 @@ function M.run(o)
   local done = eng:event()
   local reissue_queue = {}
   local failed_error
+  local gap = 0            -- silent hops in a row, up to the last one handed over
 
   for ttl = o.first_ttl, o.max_ttl do
     hops[ttl] = { ttl = ttl, probes = json.array{} , got = 0 }
@@ -60,11 +67,46 @@ function M.run(o)
     return hops[ttl].got >= o.queries
   end
 
+  -- A hop is silent when every one of its probes timed out (a skipped or
+  -- failed probe says nothing about the path).
+  local function silent(hop)
+    for _, r in ipairs(hop.probes) do
+      if r.status ~= "timeout" then return false end
+    end
+    return true
+  end
+
+  local function answered_beyond(ttl)
+    for t = ttl + 1, o.max_ttl do
+      for _, r in pairs(hops[t].probes) do
+        if r.status == "reply" then return true end
+      end
+    end
+    return false
+  end
+
+  -- End the trace at ttl: nothing is sent beyond it, what is in flight
+  -- beyond it is cancelled (ECANCELED: not recorded).
+  local function cut(ttl, reason)
+    stop_reason = reason
+    limit = ttl
+    for id, other in pairs(inflight) do
+      if other.ttl > limit then eng:cancel(id) end
+    end
+  end
+
   -- Hand finished hops to on_hop, in order, as soon as all before are done.
   local function flush()
     while printed < limit and hop_complete(printed + 1) do
       printed = printed + 1
       if o.on_hop then o.on_hop(hops[printed]) end
+      if o.gap_limit and o.gap_limit > 0 then
+        gap = silent(hops[printed]) and gap + 1 or 0
+        -- Cut after handing the hop over: cancelling may end the trace.
+        if gap >= o.gap_limit and printed < limit and not answered_beyond(printed) then
+          cut(printed, "gap_limit")
+        end
+      end
     end
   end
 
