@@ -32,7 +32,7 @@ TOOLS      := $(BUILD)/labpeer
 EXTRA_TARGETS :=
 -include engine/netsim/netsim.mk
 
-.PHONY: all deps demo test check fuzz clean install
+.PHONY: all deps demo test check clean
 all: $(BUILD)/libsonde.a $(BUILD)/libsonde.so $(BUILD)/lua/sonde/core.so \
      $(BUILD)/sonde $(TOOLS) $(EXTRA_TARGETS)
 
@@ -74,6 +74,15 @@ $(BUILD)/labpeer: spec/tools/labpeer.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
 
+# ASan + UBSan: everything rebuilt in $(CHECK_BUILD), every spec run on it.
+CHECK_BUILD ?= build-check
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer
+check: deps
+	@$(MAKE) --no-print-directory BUILD=$(CHECK_BUILD) CFLAGS="-O1 -g" \
+	  EXTRA_CFLAGS="$(SANITIZE)" EXTRA_LDFLAGS="$(SANITIZE)" all
+	@SONDE_BUILD=$(CHECK_BUILD) SONDE_SANITIZE=1 spec/run
+
 demo: deps all
 	@sh scripts/demo.sh
 
@@ -81,4 +90,4 @@ test: deps all
 	@spec/run
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(CHECK_BUILD)

@@ -118,6 +118,12 @@ static int drop_privileges(const char *user) {
     return -1;
   }
   (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+#if defined(__SANITIZE_ADDRESS__)
+  /* Changing credentials made the process non-dumpable, and LeakSanitizer
+   * must ptrace it at exit. Only in sanitizer builds: a dumpable process
+   * could be ptraced by any other process of that user (raw sockets!). */
+  (void)prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+#endif
   return 0;
 }
 

@@ -63,8 +63,11 @@ describe("spec helpers", function()
     assert.are.equal(before, helpers.fd_count())
   end)
 
-  it("sonde() points at build/sonde under the repository root", function()
-    assert.truthy(helpers.sonde():match("/build/sonde$"))
+  it("sonde() points at the build under test ($SONDE_BUILD, else build/) under the repository root", function()
+    local build = os.getenv("SONDE_BUILD")
+    build = (build and build ~= "") and build or "build"
+    assert.are.equal(helpers.root() .. "/" .. build .. "/sonde", helpers.sonde())
+    assert.truthy(exists(helpers.sonde()))
     assert.truthy(exists(helpers.root() .. "/spec/support/helpers.lua"))
   end)
 end)

@@ -30,13 +30,23 @@ function helpers.root()
   return dir
 end
 
+-- The build directory the specs test: $SONDE_BUILD (make check's sanitizer
+-- build), else build/.
+function helpers.build()
+  local env = os.getenv("SONDE_BUILD")
+  if env and env ~= "" then
+    return env:sub(1, 1) == "/" and env or helpers.root() .. "/" .. env
+  end
+  return helpers.root() .. "/build"
+end
+
 -- Path of the built `sonde` executable and of the lab peer tool
--- ($SONDE_LABPEER overrides the latter, e.g. for a sanitizer build).
-function helpers.sonde() return helpers.root() .. "/build/sonde" end
+-- ($SONDE_LABPEER overrides the latter).
+function helpers.sonde() return helpers.build() .. "/sonde" end
 function helpers.labpeer()
   local env = os.getenv("SONDE_LABPEER")
   if env and env ~= "" then return env end
-  return helpers.root() .. "/build/labpeer"
+  return helpers.build() .. "/labpeer"
 end
 
 -- Number of open descriptors of process `pid` (default: this process).
