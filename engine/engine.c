@@ -375,7 +375,12 @@ void sonde__result_init(const sonde__probe_t *p, sonde_result_t *res) {
     res->echo_id = p->spec.echo_id;
     res->echo_seq = p->spec.echo_seq;
   } else {
-    res->sport = p->spec.sport;
+    /* Ended before it had a socket (e.g. skipped at bind): the port it
+     * asked for under its policy. */
+    uint32_t sport = p->spec.sport;
+    if (p->spec.bind == SONDE_BIND_SEQUENCE && sport + p->spec.seq <= 65535)
+      sport += p->spec.seq;
+    res->sport = (uint16_t)sport;
     res->dport = p->spec.dport;
   }
 }

@@ -48,8 +48,9 @@ int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
   /*
    * SO_REUSEPORT on Linux stream sockets avoids a spurious EADDRNOTAVAIL
    * when many probe sockets share a port range (SEEDS.md 000). Its price: a
-   * port held in TIME_WAIT no longer fails bind() but connect(), with
-   * EADDRINUSE; tcp.c checks both calls. On macOS it affects UDP only.
+   * port held in TIME_WAIT no longer fails bind() but connect() (on Linux
+   * with EADDRNOTAVAIL; tcp.c makes that a skip). On macOS it affects UDP
+   * only.
    * ENOPROTOOPT (no such option on this system) is not fatal: bind() then
    * reports a busy port itself.
    */

@@ -57,6 +57,18 @@ static int tcp_connect(sonde_engine_t *eng, sonde__probe_t *p) {
     if (r == 0 || r == SONDE_ECONNREFUSED)
       break;
     sonde__close_fd(&p->fd);
+    /*
+     * Linux: once bind() to a port of our choosing has succeeded, connect()
+     * fails with EADDRNOTAVAIL, not EADDRINUSE, when the 4-tuple is held in
+     * TIME_WAIT (SO_REUSEPORT moved the check from bind to connect, and
+     * without TCP timestamps the TIME_WAIT cannot be reused). The port is
+     * busy for this destination, exactly what EADDRINUSE means to a
+     * prober: the probe is skipped, not failed (SEEDS.md 000). Only with
+     * the kernel choosing the port does EADDRNOTAVAIL mean exhaustion.
+     */
+    if (r == SONDE_EADDRNOTAVAIL && p->spec.bind != SONDE_BIND_KERNEL &&
+        p->call && strcmp(p->call, "connect") == 0)
+      return SONDE_EADDRINUSE;
     if (r == SONDE_EADDRNOTAVAIL && p->spec.bind == SONDE_BIND_KERNEL &&
         p->attempts < SONDE__CONNECT_ATTEMPTS)
       continue;

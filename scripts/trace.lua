@@ -168,6 +168,9 @@ local function run(opts, ctx)
     for k, v in pairs(meta) do t[k] = v end
     t.strategy = opts.strategy
     t.privileged = eng:privileged(af)
+    local st = eng:stats()
+    t.counters = { sent = st.sent, received = st.received, ignored = st.ignored,
+      malformed = st.malformed }
     t.port = nil
     printer.close()
     if not stream and names then
@@ -175,7 +178,11 @@ local function run(opts, ctx)
     end
     t.src = nil
     for _, hop in ipairs(t.hops) do
-      for _, r in ipairs(hop.probes) do t.src = t.src or r.src; r.src = nil end
+      for _, r in ipairs(hop.probes) do
+        t.src = t.src or r.src
+        r.src = nil
+        for _, e in ipairs(r.retries or {}) do e.src = nil end
+      end
     end
     return t
   end)

@@ -58,7 +58,7 @@ extern "C" {
   XX(EACCES, "permission denied (prohibited by a local firewall or policy)",  \
          FAILED)                                                              \
   XX(EPERM, "operation not permitted (raw sockets need root or "              \
-            "CAP_NET_RAW)", FAILED)                                           \
+            "CAP_NET_RAW; at send: a local firewall)", FAILED)                \
   XX(ENOBUFS, "no buffer space available", FAILED)                            \
   XX(EAGAIN, "resource temporarily unavailable", FAILED)                      \
   XX(ENOPROTOOPT, "protocol option not supported by this system", FAILED)     \

@@ -88,6 +88,10 @@ typedef struct {
   uint64_t rate_limited;
   uint64_t overflow;    /* no room in the pending heap */
   uint64_t write_errors;
+  uint64_t build_errors; /* a reply that could not be built (cannot happen
+                            with a valid scenario; counted, not hidden) */
+  uint64_t late_sum_ns; /* how late replies left, summed (precision) */
+  uint64_t late_max_ns;
   uint64_t checked;     /* --check: replies parsed back */
   uint64_t check_failed;
 } netsim_stats_t;

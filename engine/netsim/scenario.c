@@ -52,11 +52,13 @@ static const char *shown(const json_t *v, char *buf, size_t len) {
   return buf;
 }
 
+/* base.key into out (PATH_MAX_LEN bytes; the longest real path,
+ * "hops[254].mpls[15].label", is far shorter). */
 static void join(char *out, const char *base, const char *key) {
-  if (base[0])
-    snprintf(out, PATH_MAX_LEN, "%s.%s", base, key);
-  else
-    snprintf(out, PATH_MAX_LEN, "%s", key);
+  int n = base[0] ? snprintf(out, PATH_MAX_LEN, "%s.%s", base, key)
+                  : snprintf(out, PATH_MAX_LEN, "%s", key);
+  if (n < 0 || n >= PATH_MAX_LEN)
+    out[PATH_MAX_LEN - 1] = '\0';
 }
 
 /* Every key of obj must be in allowed (NULL-terminated). */
@@ -277,7 +279,9 @@ static int load_mpls(ctx_t *c, const json_t *arr, const char *base,
     int label = -1, exp = 0, s = -1, ttl = 1;
     json_t *sv;
 
-    snprintf(epath, sizeof(epath), "%s[%zu]", path, i);
+    if (snprintf(epath, sizeof(epath), "%s[%zu]", path, i) >=
+        (int)sizeof(epath))
+      return fail(c, path, "path too long");
     if (!json_is_object(e))
       return fail(c, epath, "expected an object with label, exp, s, ttl");
     if (only_known(c, e, epath, keys) ||
@@ -489,17 +493,21 @@ int netsim_scenario_load(const char *file, netsim_scenario_t *sc, char *err,
   int r;
 
   memset(sc, 0, sizeof(*sc));
-  if (stat(file, &st) == 0 && st.st_size > NETSIM_MAX_FILE) {
-    snprintf(err, errlen, "%s: larger than %d bytes", file, NETSIM_MAX_FILE);
+  if (stat(file, &st) < 0) {
+    snprintf(err, errlen, "%s", strerror(errno));
+    return -1;
+  }
+  if (st.st_size > NETSIM_MAX_FILE) {
+    snprintf(err, errlen, "larger than %d bytes", NETSIM_MAX_FILE);
     return -1;
   }
   root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
   if (root == NULL) {
     if (je.line > 0)
-      snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", file, je.line,
+      snprintf(err, errlen, "line %d, column %d: invalid JSON: %s", je.line,
                je.column, je.text);
     else
-      snprintf(err, errlen, "%s: %s", file, je.text);
+      snprintf(err, errlen, "%s", je.text);
     return -1;
   }
   r = load(&c, root, sc);

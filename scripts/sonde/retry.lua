@@ -9,6 +9,10 @@ local M = {}
 -- Re-issues of one probe at most, so that a run of busy ports cannot loop.
 M.MAX_REISSUES = 3
 
+-- What the trace runner allows any rule, a user's included: after this many
+-- re-issues of one probe, its outcome is kept whatever the rule says.
+M.HARD_LIMIT = 10
+
 -- The default rule (DESIGN.md): a skipped probe (its source port was busy,
 -- EADDRINUSE) was never sent, so it is re-issued under the next sequence;
 -- everything else is an outcome: failed names its error, timeout is loss.

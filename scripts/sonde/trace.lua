@@ -127,6 +127,7 @@ function M.run(o)
 
   local function record(rec, r)
     r.id = nil
+    r.retries = rec.earlier
     local hop = hops[rec.ttl]
     hop.probes[rec.q] = r
     hop.got = hop.got + 1
@@ -147,10 +148,16 @@ function M.run(o)
       rec.cancelled = true
     elseif rec.ttl <= limit then
       local action = rule(r, { ttl = rec.ttl, q = rec.q, reissues = rec.reissues })
-      if action == "reissue" then
+      if action == "reissue" and rec.reissues < retry.HARD_LIMIT then
+        -- The outcome that was re-issued stays visible on the one that
+        -- replaces it (e.g. which source port was busy).
+        r.id = nil
+        local earlier = rec.earlier or json.array{}
+        earlier[#earlier + 1] = r
         reissue_queue[#reissue_queue + 1] = { ttl = rec.ttl, q = rec.q,
-          reissues = rec.reissues + 1 }
+          reissues = rec.reissues + 1, earlier = earlier }
       else
+        if action == "reissue" then action = "accept" end
         if action ~= "accept" then
           error("retry rule returned '" .. tostring(action) ..
             "' (expected 'accept' or 'reissue')", 0)
@@ -181,11 +188,12 @@ function M.run(o)
     finish_if_idle()
   end
 
-  local function send(ttl, q, reissues)
+  local function send(ttl, q, reissues, earlier)
     local spec = o.strategy.spec(ttl, seq)
     seq = seq + 1
     spec.wait = wmax
-    local rec = { ttl = ttl, q = q, reissues = reissues or 0, wait = wmax }
+    local rec = { ttl = ttl, q = q, reissues = reissues or 0, wait = wmax,
+      earlier = earlier }
     local id, err, name = eng:probe_async(spec, function(r) on_result(rec, r) end)
     if not id then
       record(rec, { status = "failed", ttl = ttl, seq = spec.seq,
@@ -202,7 +210,7 @@ function M.run(o)
     while n_inflight < o.sim and not o.interrupted() do
       local re = table.remove(reissue_queue, 1)
       if re then
-        if re.ttl <= limit then send(re.ttl, re.q, re.reissues) end
+        if re.ttl <= limit then send(re.ttl, re.q, re.reissues, re.earlier) end
       elseif next_ttl <= limit then
         send(next_ttl, next_q)
         next_q = next_q + 1
