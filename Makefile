@@ -26,7 +26,7 @@ ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 CORE_OBJ   := $(BUILD)/bindings/core.o $(BUILD)/bindings/lpacket.o
 MAIN_OBJ   := $(BUILD)/bindings/main.o
-TOOLS      := $(BUILD)/labpeer
+TOOLS      := $(BUILD)/labpeer $(BUILD)/forge
 
 -include engine/fuzz/fuzz.mk
 # Optional parts add their own targets to EXTRA_TARGETS (e.g. sonde-netsim).
@@ -72,6 +72,10 @@ $(BUILD)/sonde: $(MAIN_OBJ) $(CORE_OBJ) $(BUILD)/libsonde.a
 	$(CC) -o $@ $(MAIN_OBJ) $(CORE_OBJ) $(BUILD)/libsonde.a $(ALL_LDFLAGS) $(LUAJIT_LIBS) $(UV_LIBS) -lm -Wl,-E
 
 $(BUILD)/labpeer: spec/tools/labpeer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
+
+$(BUILD)/forge: spec/tools/forge.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
 
