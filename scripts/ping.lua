@@ -1,0 +1,228 @@
+-- sonde ping: is the host up, and how far away is it? ICMP echo, UDP to a
+-- closed port, or TCP SYN, one probe per round (sonde.strategy.ping).
+
+local sonde = require "sonde"
+local cli = require "sonde.cli"
+local target = require "sonde.target"
+local json = require "sonde.json"
+local stats = require "sonde.stats"
+local strategy = require "sonde.strategy.ping"
+
+local spec = {
+  name = "ping",
+  summary = "send probes to a host and report replies, loss and round-trip times",
+  usage = "sonde ping [options] TARGET",
+  description = [[
+Sends one probe to TARGET every -i seconds (-c times, or until interrupted) and prints each outcome as it arrives, then a summary: how many probes went out, how many the destination answered, the loss, and the minimum, average, maximum and mean deviation of the round-trip times, as ping(8) does.
+
+With -p icmp (the default) the probe is an ICMP echo request and the answer an echo reply. With -p udp it is a UDP datagram to a port that should be closed (33434, one more per probe, as traceroute); the destination answers with ICMP port unreachable. With -p tcp it is a TCP SYN to --port (80): a SYN-ACK (open) or a RST (closed) both say the host is up. A probe gets -w seconds to be answered; the next one does not wait for it.
+
+An answer from somewhere else (a router's time exceeded when -t is too small, a host or network unreachable, a filter's administratively prohibited) is printed as an error from that address and does not count as received. A probe that could not be sent (no route, no permission) is printed with its error (ENETUNREACH, EPERM, ...).
+
+Raw sockets read the ICMP answers: run as root or give the executable CAP_NET_RAW.
+
+Exit status:
+
+    0    the destination answered at least one probe
+    1    it answered none
+    2    usage error
+    3    runtime error: a name that does not resolve, no permission,
+         or every probe failed locally (no route)
+    130  interrupted by SIGINT (143: SIGTERM); the summary comes first]],
+  options = {
+    { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
+      help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },
+    { "-c", "--count", arg = "N", type = "int", min = 1, max = 100000000,
+      help = "stop after N probes (default: until interrupted)" },
+    { "-i", "--interval", arg = "SECONDS", type = "number", min = 0, max = 3600, default = "1",
+      help = "time between the starts of two probes" },
+    { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "2",
+      help = "how long to wait for the answer to one probe" },
+    { "-t", "--ttl", arg = "N", type = "int", min = 1, max = 255, default = 64,
+      help = "TTL (IPv6: hop limit) of the probes" },
+    { "-s", "--size", arg = "BYTES", type = "int", min = 1, max = 1400, default = 56,
+      help = "ICMP and UDP payload bytes (an ICMP echo is 8 bytes more)" },
+    { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
+      help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
+    { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
+    { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
+    { nil, "--format", arg = "FORMAT", choices = { "text", "json" }, default = "text",
+      help = "output format: text as it goes, or one JSON document at the end" },
+  },
+  positionals = { { name = "TARGET", required = true, help = "host name or numeric address" } },
+  exclusive = { { "ipv4", "ipv6" } },
+  examples = {
+    "sonde ping -c 5 198.18.8.2",
+    "sonde ping -p tcp --port 443 -c 3 -i 0.2 2001:db8:8::2",
+    "sonde ping -p udp -t 3 -c 1 198.18.8.2",
+    "sonde ping -c 10 --format json 198.18.8.2",
+  },
+}
+
+-- ping's words for an answer that is not the destination's.
+local UNREACH_TEXT = {
+  net = "Destination Net Unreachable", host = "Destination Host Unreachable",
+  protocol = "Destination Protocol Unreachable", port = "Destination Port Unreachable",
+  frag_needed = "Frag needed and DF set", source_route = "Source Route Failed",
+  prohibited = "Packet filtered", net_unknown = "Destination Net Unknown",
+  host_unknown = "Destination Host Unknown", precedence = "Precedence Violation",
+  beyond_scope = "Beyond Scope of Source Address", address = "Address Unreachable",
+  policy = "Source Address Failed Ingress/Egress Policy",
+  reject_route = "Reject Route to Destination", other = "Destination Unreachable",
+}
+
+local function error_text(r)
+  if r.kind == "time_exceeded" then return "Time to live exceeded" end
+  if r.kind == "dest_unreachable" then
+    local t = UNREACH_TEXT[r.code] or "Destination Unreachable"
+    if r.code == "frag_needed" and r.mtu then t = t .. " (mtu = " .. r.mtu .. ")" end
+    return t
+  end
+  if r.kind == "packet_too_big" then return "Packet too big: mtu=" .. tostring(r.mtu or "?") end
+  if r.kind == "param_problem" then return "Parameter problem" end
+  if r.kind == "self_connect" then return "connected to itself (self-connect)" end
+  if r.kind == "reset" then return "connection reset" end
+  return r.kind
+end
+
+local function ms(s) return string.format("%.3f", s * 1000) end
+
+-- One outcome as a line of text.
+local function line(r, o)
+  local seqname = o.protocol .. "_seq=" .. r.seq
+  local ttl = r.reply_ttl and (" ttl=" .. r.reply_ttl) or ""
+  if r.status == "reply" and strategy.answered(r, o.addr) then
+    if r.kind == "echo_reply" then
+      return string.format("%d bytes from %s: %s%s time=%s ms\n", o.size + 8, r.addr,
+        seqname, ttl, ms(r.rtt))
+    end
+    local what
+    if r.kind == "tcp_synack" then what = "open (SYN-ACK)"
+    elseif r.kind == "tcp_rst" then what = "closed (RST)"
+    elseif r.kind == "udp_reply" then what = "open (UDP reply)"
+    elseif r.code == "port" then what = "closed (port unreachable)"
+    else what = "protocol unreachable" end
+    return string.format("from %s: %s port %d %s%s time=%s ms\n", r.addr, seqname,
+      r.dport or o.port, what, ttl, ms(r.rtt))
+  elseif r.status == "reply" then
+    return string.format("From %s %s %s\n", r.addr or "?", seqname, error_text(r))
+  elseif r.status == "timeout" then
+    return string.format("no answer for %s within %g s\n", seqname, o.wait)
+  end
+  local e = r.error or { name = "UNKNOWN", message = "unknown error" }
+  return string.format("%s %s: %s: %s\n", seqname, r.status, e.name, e.message)
+end
+
+-- The summary of the outcomes: sent counts the probes that went out
+-- (answered or timed out), received those the destination answered, errors
+-- the answers from elsewhere and the probes that failed or were skipped.
+local function summarize(results, dst)
+  local series = stats.series()
+  local errors, failed = 0, 0
+  for _, r in ipairs(results) do
+    if r.status == "reply" and strategy.answered(r, dst) then
+      series:add(r.rtt)
+    elseif r.status == "reply" or r.status == "timeout" then
+      series:add(nil)
+      if r.status == "reply" then errors = errors + 1 end
+    else
+      errors, failed = errors + 1, failed + 1
+    end
+  end
+  local s = series:summary()
+  return { sent = s.sent, received = s.received, errors = errors, loss = s.loss,
+    min = s.best, avg = s.avg, max = s.worst, mdev = s.mdev }, failed
+end
+
+local function own_pid()
+  local f = io.open("/proc/self/stat", "r")
+  local stat = f and f:read("*l")
+  if f then f:close() end
+  return tonumber(stat and stat:match("^(%d+)")) or os.time()
+end
+
+local function run(opts, ctx)
+  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
+  local text = opts.format == "text"
+  if opts.port and opts.protocol == "icmp" then
+    cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
+  end
+  local eng, err = sonde.engine{ window = 1024 }
+  if not eng then cli.runtime_error("%s", err) end
+  local signal, stopping
+  target.on_interrupt(eng, function(name)
+    signal = name
+    if stopping then stopping() end
+  end)
+  local meta, out
+  local ok, perr = pcall(eng.run, eng, function()
+    local addr, af = target.resolve(eng, opts.target, family)
+    local strat = strategy.new{ dst = addr, proto = opts.protocol, port = opts.port,
+      size = opts.protocol ~= "tcp" and opts.size or nil, wait = opts.wait,
+      icmp_id = own_pid() % 65535 + 1 }
+    meta = { target = opts.target, addr = addr, af = af, protocol = opts.protocol,
+      port = opts.protocol ~= "icmp" and strat.port or nil,
+      size = opts.protocol ~= "tcp" and opts.size or nil,
+      ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count }
+    if text then
+      local head
+      if opts.protocol == "icmp" then
+        head = string.format("PING %s (%s) %d(%d) bytes of data.", opts.target, addr,
+          opts.size, opts.size + 8 + (af == 4 and 20 or 40))
+      elseif opts.protocol == "udp" then
+        head = string.format("PING %s (%s) udp port %d+, %d bytes of data.", opts.target,
+          addr, strat.port, opts.size)
+      else
+        head = string.format("PING %s (%s) tcp port %d.", opts.target, addr, strat.port)
+      end
+      ctx.stdout:write(head, "\n")
+      ctx.stdout:flush()
+    end
+    out = strategy.run{
+      eng = eng, strategy = strat, ttl = opts.ttl, count = opts.count,
+      interval = opts.interval,
+      on_result = text and function(r)
+        ctx.stdout:write(line(r, meta))
+        ctx.stdout:flush()
+      end or nil,
+      interrupted = function() return signal ~= nil end,
+      on_interrupt = function(stop) stopping = stop end,
+    }
+  end)
+  eng:close()
+  if not ok then error(perr, 0) end
+
+  local summary, failed = summarize(out.results, meta.addr)
+  if text then
+    ctx.stdout:write(string.format("\n--- %s ping statistics ---\n", opts.target))
+    ctx.stdout:write(string.format("%d packets transmitted, %d received, %s%g%% packet loss, time %dms\n",
+      summary.sent, summary.received,
+      summary.errors > 0 and ("+" .. summary.errors .. " errors, ") or "",
+      summary.loss, math.floor(out.duration * 1000 + 0.5)))
+    if summary.received > 0 then
+      ctx.stdout:write(string.format("rtt min/avg/max/mdev = %s/%s/%s/%s ms\n",
+        ms(summary.min), ms(summary.avg), ms(summary.max), ms(summary.mdev)))
+    end
+  else
+    local doc = { type = "ping", version = 1, probes = json.array{}, summary = summary,
+      stop_reason = out.stop_reason, started = out.started, duration = out.duration }
+    for k, v in pairs(meta) do doc[k] = v end
+    for _, r in ipairs(out.results) do
+      doc.src = doc.src or r.src
+      r.src = nil
+      doc.probes[#doc.probes + 1] = r
+    end
+    ctx.stdout:write(json.encode(doc), "\n")
+  end
+  ctx.stdout:flush()
+  if signal then return target.signal_status(signal) end
+  if summary.received > 0 then return cli.EXIT.OK end
+  if failed > 0 and failed == #out.results then
+    local e = out.results[1].error
+    ctx.stderr:write(string.format("sonde ping: %s: %s\n", e.name, e.message))
+    return cli.EXIT.RUNTIME
+  end
+  return cli.EXIT.NOT_REACHED
+end
+
+return { spec = spec, run = run }

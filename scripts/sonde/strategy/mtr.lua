@@ -1,0 +1,199 @@
+-- mtr: many TTLs, many rounds. Every round sends one probe to every TTL
+-- from first_ttl up to the destination, all at once; rounds start every
+-- `interval` seconds whether or not the previous one has come back (as mtr
+-- and Trippy do), and each probe is accounted to its hop when it ends:
+-- a reply adds its RTT to the hop's statistics (sonde.stats), a timeout
+-- counts as loss.
+--
+-- The destination is found as mtr finds it: the first round probes every
+-- TTL up to max_ttl; the lowest TTL whose probe the destination answers
+-- (or a router says it is unreachable) becomes the last hop, probes beyond
+-- it are cancelled and what they had counted is dropped, and later rounds
+-- stop there. If the destination never answers, every round goes to
+-- max_ttl.
+--
+-- The probes themselves come from a strategy instance (spec(ttl, seq), e.g.
+-- sonde.strategy.ping's, whose identities let many probes be in flight).
+
+local stats = require "sonde.stats"
+local json = require "sonde.json"
+local tracer = require "sonde.trace"
+
+local M = { name = "mtr" }
+
+-- Does r end the path? "reached" (the destination answered), "unreachable"
+-- (a router or the destination said it cannot be reached), or false: as a
+-- trace decides.
+local final = tracer.final
+
+local function new_hop(ttl)
+  return { ttl = ttl, series = stats.series(), seen = {}, addrs = {} }
+end
+
+-- Run the rounds. o:
+--   eng, strategy (an instance with spec(ttl, seq)), dst (numeric)
+--   first_ttl, max_ttl
+--   count       rounds (nil: until stopped)
+--   interval    seconds between the starts of two rounds
+--   on_update(state)  called after every outcome that changed the figures
+--   on_stop(stop)     hands over stop(reason): ends the run at once (from a
+--                     signal handler or a key press); nothing more is sent,
+--                     what is in flight is cancelled and not counted.
+-- Returns the state: { hops = { [ttl] = hop }, first_ttl, max_ttl, limit
+-- (the last TTL probed), final_ttl (the destination's, or an unreachable's,
+-- once one answered), rounds (rounds sent),
+-- reached, stop_reason ("done", or stop's reason, or "error"), error
+-- ({name, message} of the first probe that failed locally: it ends the
+-- run), src, started, duration }.
+function M.run(o)
+  local eng = o.eng
+  local st = { hops = {}, first_ttl = o.first_ttl, max_ttl = o.max_ttl,
+    limit = o.max_ttl, rounds = 0, reached = false, started = os.time() }
+  local t0 = eng:now()
+  local inflight, n_inflight = {}, 0
+  local idle, pause
+  local stopped
+  local seq = 0
+
+  local function stop(reason)
+    if stopped then return end
+    stopped = reason or "interrupted"
+    for id in pairs(inflight) do eng:cancel(id) end
+    if pause then pause.fire() end
+  end
+  if o.on_stop then o.on_stop(stop) end
+
+  -- The destination (or an unreachable) is at ttl: stop there.
+  local function cut(ttl)
+    st.limit = ttl
+    for t in pairs(st.hops) do
+      if t > ttl then st.hops[t] = nil end
+    end
+    for id, rec in pairs(inflight) do
+      if rec.ttl > ttl then eng:cancel(id) end
+    end
+  end
+
+  local function account(rec, r)
+    if r.status == "failed" and r.error and r.error.name == "ECANCELED" then
+      return false           -- ours: beyond the destination, or stopped
+    end
+    if rec.ttl > st.limit or stopped then return false end
+    st.src = st.src or r.src
+    if r.status == "skipped" then return false end  -- never sent
+    if r.status == "failed" then
+      st.error = st.error or r.error or { name = "UNKNOWN", message = "probe failed" }
+      stop("error")
+      return false
+    end
+    local hop = st.hops[rec.ttl]
+    if not hop then
+      hop = new_hop(rec.ttl)
+      st.hops[rec.ttl] = hop
+    end
+    if r.status == "reply" then
+      hop.series:add(r.rtt or 0)
+      if r.addr then
+        if not hop.seen[r.addr] then
+          hop.seen[r.addr] = 0
+          hop.addrs[#hop.addrs + 1] = r.addr
+        end
+        hop.seen[r.addr] = hop.seen[r.addr] + 1
+      end
+    else
+      hop.series:add(nil)
+    end
+    -- Cut last: cancelling runs callbacks, and the last of them may end
+    -- the run.
+    local f = final(r, o.dst)
+    if f then
+      if f == "reached" then st.reached = true end
+      if not st.final_ttl or rec.ttl < st.final_ttl then st.final_ttl = rec.ttl end
+      if rec.ttl < st.limit then cut(rec.ttl) end
+    end
+    return true
+  end
+
+  local function send(ttl)
+    seq = seq + 1
+    local rec = { ttl = ttl }
+    local spec = o.strategy.spec(ttl, seq)
+    local id, err, name = eng:probe_async(spec, function(r)
+      rec.done = true
+      if rec.id then
+        inflight[rec.id] = nil
+        n_inflight = n_inflight - 1
+      end
+      if account(rec, r) and o.on_update then o.on_update(st) end
+      if n_inflight == 0 and idle then idle.fire() end
+    end)
+    if not id then
+      account(rec, { status = "failed", ttl = ttl, seq = spec.seq,
+        error = { name = name, message = err } })
+    elseif not rec.done then
+      rec.id = id
+      inflight[id] = rec
+      n_inflight = n_inflight + 1
+    end
+  end
+
+  while not stopped and not (o.count and st.rounds >= o.count) do
+    st.rounds = st.rounds + 1
+    local round_start = eng:now()
+    for ttl = o.first_ttl, o.max_ttl do
+      if ttl > st.limit or stopped then break end
+      send(ttl)
+    end
+    if stopped or (o.count and st.rounds >= o.count) then break end
+    pause = eng:event()
+    local token = eng:after(math.max(0, o.interval - (eng:now() - round_start)), pause.fire)
+    pause.wait()
+    eng:cancel_timer(token)
+    pause = nil
+  end
+  if n_inflight > 0 then
+    idle = eng:event()
+    idle.wait()
+  end
+  st.stop_reason = stopped or "done"
+  st.duration = eng:now() - t0
+  return st
+end
+
+-- The rows to show: one per TTL from first_ttl up to the destination, or,
+-- while it has not answered, up to one past the last hop that did (as mtr
+-- shows the path). Each row: { ttl, addr (the address that answered most;
+-- absent if none did), addrs (every address that answered, first seen
+-- first), sent, received, loss (%), and when a reply came: last, avg, best,
+-- worst, stddev, jitter (seconds) }. Pure: reads the state only.
+function M.rows(st)
+  local last = st.first_ttl
+  if st.final_ttl then
+    last = st.final_ttl
+  else
+    for ttl, hop in pairs(st.hops) do
+      if hop.series.received > 0 and ttl + 1 > last then last = ttl + 1 end
+    end
+    last = math.min(last, st.limit)
+  end
+  local rows = json.array{}
+  for ttl = st.first_ttl, last do
+    local hop = st.hops[ttl]
+    local s = hop and hop.series:summary() or { sent = 0, received = 0, loss = 0 }
+    local row = { ttl = ttl, sent = s.sent, received = s.received, loss = s.loss,
+      last = s.last, avg = s.avg, best = s.best, worst = s.worst,
+      stddev = s.stddev, jitter = s.jitter }
+    if hop and #hop.addrs > 0 then
+      local best
+      for _, a in ipairs(hop.addrs) do
+        if not best or hop.seen[a] > hop.seen[best] then best = a end
+      end
+      row.addr = best
+      row.addrs = json.array{ unpack(hop.addrs) }
+    end
+    rows[#rows + 1] = row
+  end
+  return rows
+end
+
+return M

@@ -1,0 +1,359 @@
+-- sonde mtr over a real chain of namespaces: src - r1 - r2 - r3 - dst, with
+-- r2 a lossy hop: it drops half of the time-exceeded errors it sends
+-- (nftables numgen), so its own line shows loss and no line before it does.
+
+local helpers = require "helpers"
+local lab = require "lab"
+local cjson = require "cjson"
+local schema = require "schema"
+
+local function esc(s) return (s:gsub("[%.%-%+%[%]%(%)%%]", "%%%0")) end
+
+local function lines_of(text)
+  local t = {}
+  for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
+  return t
+end
+
+local LOSSY = [[
+table inet sonde_lossy {
+  chain output {
+    type filter hook output priority 0; policy accept;
+    icmp type time-exceeded numgen random mod 100 < 50 counter drop
+    icmpv6 type time-exceeded numgen random mod 100 < 50 counter drop
+  }
+}
+]]
+
+-- dst drops UDP to ports 7000-7999: a destination that never answers.
+local DEAF = [[
+table inet sonde_deaf {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    udp dport 7000-7999 drop
+  }
+}
+]]
+
+-- The figures of a hop must agree with each other.
+local function check_hop(hop)
+  assert.is_true(hop.received <= hop.sent)
+  assert.is_true(math.abs(hop.loss - (hop.sent - hop.received) / hop.sent * 100) < 1e-9)
+  if hop.received > 0 then
+    assert.is_true(hop.best <= hop.avg and hop.avg <= hop.worst)
+    assert.is_true(hop.best <= hop.last and hop.last <= hop.worst)
+    assert.is_true(hop.best > 0 and hop.worst < 0.5, "rtt " .. hop.worst)
+    assert.is_true(hop.stddev >= 0 and hop.stddev <= hop.worst - hop.best)
+    assert.is_true(hop.jitter >= 0 and hop.jitter <= hop.worst - hop.best)
+  end
+end
+
+-- A pty for the live table: runs argv in a new pseudo-terminal, types
+-- `key` after `delay` seconds, reads everything until the process ends
+-- (at most 10 s), and prints a JSON line: exit code, output, and whether
+-- the terminal has its echo and canonical mode back afterwards.
+local PTY = [[
+import json, os, pty, select, sys, termios, time
+delay, key, argv = float(sys.argv[1]), sys.argv[2].encode().decode("unicode_escape").encode(), sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+out, typed, start = b"", False, time.time()
+while time.time() - start < 10:
+    if not typed and time.time() - start >= delay:
+        os.write(fd, key)
+        typed = True
+    r, _, _ = select.select([fd], [], [], 0.05)
+    if not r:
+        continue
+    try:
+        data = os.read(fd, 65536)
+    except OSError:        # EIO: the child and its terminal are gone
+        break
+    if not data:
+        break
+    out += data
+code, timeout = None, False
+while code is None and time.time() - start < 10:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        code = os.waitstatus_to_exitcode(status)
+    else:
+        time.sleep(0.02)
+lflag = termios.tcgetattr(fd)[3]
+if code is None:
+    timeout = True
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+print(json.dumps({"out": out.decode("utf-8", "replace"), "code": code, "timeout": timeout,
+                  "echo": bool(lflag & termios.ECHO), "icanon": bool(lflag & termios.ICANON)}))
+]]
+
+helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", function()
+  local l, pty_path
+
+  setup(function()
+    l = lab.chain{ routers = 3, v6 = true, name = "mtr" }
+    l:nft("r2", LOSSY)
+    l:nft("dst", DEAF)
+    -- Names from the hosts file; the resolver is the namespace's own
+    -- loopback, so no lookup leaves the lab.
+    l:hosts("src", { ["r1.lab"] = l.hops[1].v4, ["dst.lab"] = l.dst.v4 })
+    l:etc("src", "resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    pty_path = os.tmpname()
+    local f = assert(io.open(pty_path, "w"))
+    f:write(PTY)
+    f:close()
+  end)
+
+  teardown(function()
+    if pty_path then os.remove(pty_path) end
+    if l then l:destroy() end
+  end)
+
+  local function sonde(args)
+    local argv = { helpers.sonde(), "mtr" }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    return l:exec("src", argv)
+  end
+
+  local function addr(fam, node) return fam == 4 and node.v4 or node.v6 end
+
+  for _, proto in ipairs{ "icmp", "udp", "tcp" } do
+    for _, fam in ipairs{ 4, 6 } do
+      it(("over %s/IPv%d reports loss at hop 2 and none before or after it"):format(proto, fam), function()
+        local dst = addr(fam, l.dst)
+        local out, err, code = sonde{ "--report", "-c", "20", "-i", "0.03", "-w", "0.4", "-n",
+          "-p", proto, "--format", "json", dst }
+        assert.are.equal(0, code, err)
+        local ok, why = schema.validate(out)
+        assert.is_true(ok, why)
+        local doc = cjson.decode(out)
+        assert.are.equal("mtr", doc.type)
+        assert.are.equal(1, doc.version)
+        assert.are.equal(fam, doc.af)
+        assert.are.equal(proto, doc.protocol)
+        assert.are.equal("done", doc.stop_reason)
+        assert.is_true(doc.reached)
+        assert.are.equal(20, doc.rounds)
+        assert.are.equal(4, #doc.hops)           -- nothing beyond the destination
+        for i, hop in ipairs(doc.hops) do
+          assert.are.equal(i, hop.ttl)
+          assert.are.equal(20, hop.sent)
+          assert.are.equal(addr(fam, l.hops[i]), hop.addr)
+          assert.are.same({ hop.addr }, hop.addrs)
+          check_hop(hop)
+        end
+        assert.are.equal(0, doc.hops[1].loss)
+        assert.is_true(doc.hops[2].loss > 0 and doc.hops[2].loss < 100,
+          "hop 2 loss " .. doc.hops[2].loss)
+        assert.are.equal(0, doc.hops[3].loss)
+        assert.are.equal(0, doc.hops[4].loss)
+      end)
+    end
+  end
+
+  it("prints mtr's report: a header and one row per hop", function()
+    local out, err, code = sonde{ "--report", "-c", "5", "-i", "0.03", "-w", "0.4", "-n", l.dst.v4 }
+    assert.are.equal(0, code, err)
+    local lines = lines_of(out)
+    assert.matches("^Start: %d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[+-]%d%d%d%d$", lines[1])
+    assert.matches("^HOST: %S+ +Loss%%   Snt   Last   Avg  Best  Wrst StDev  Javg$", lines[2])
+    local num = "%s+%d+%.%d"
+    for i = 1, 4 do
+      assert.matches(("^%3d"):format(i) .. "%.|%-%- " .. esc(l.hops[i].v4) .. "%s+%d+%.%d%%%s+5"
+        .. num .. num .. num .. num .. num .. num .. "$", lines[2 + i])
+    end
+    assert.matches("^  1%.|%-%- %S+%s+0%.0%%", lines[3])
+    assert.are.equal(6, #lines)
+  end)
+
+  it("writes CSV: a header and one row per hop, RTTs in milliseconds", function()
+    local out, err, code = sonde{ "--report", "-c", "20", "-i", "0.03", "-w", "0.4", "-n",
+      "--format", "csv", l.dst.v6 }
+    assert.are.equal(0, code, err)
+    local lines = {}
+    for line in out:gmatch("([^\r\n]+)\r\n") do lines[#lines + 1] = line end
+    assert.are.equal("target,ttl,addr,name,loss_pct,sent,received,last_ms,avg_ms,best_ms,worst_ms,stddev_ms,jitter_ms",
+      lines[1])
+    assert.are.equal(5, #lines)
+    for i = 1, 4 do
+      local f = {}
+      for v in (lines[i + 1] .. ","):gmatch("([^,]*),") do f[#f + 1] = v end
+      assert.are.equal(13, #f)
+      assert.are.same({ l.dst.v6, tostring(i), l.hops[i].v6, "", "20" },
+        { f[1], f[2], f[3], f[4], f[6] })
+      local loss = tonumber(f[5])
+      if i == 2 then assert.is_true(loss > 0) else assert.are.equal(0, loss) end
+      local avg = tonumber(f[9])
+      assert.is_true(avg > 0 and avg < 500, "avg_ms " .. f[9])
+    end
+  end)
+
+  it("stops at -m when the destination is further, exit 1", function()
+    local out, err, code = sonde{ "--report", "-c", "3", "-i", "0.03", "-w", "0.4", "-n",
+      "-m", "2", "--format", "json", l.dst.v4 }
+    assert.are.equal(1, code, err)
+    local doc = cjson.decode(out)
+    assert.is_false(doc.reached)
+    assert.are.equal(2, #doc.hops)
+    assert.are.equal(2, doc.max_ttl)
+  end)
+
+  it("shows one silent line after the last hop that answers, exit 1", function()
+    local out, err, code = sonde{ "--report", "-c", "3", "-i", "0.03", "-w", "0.3", "-n",
+      "-m", "6", "-p", "udp", "--port", "7000", "--format", "json", l.dst.v4 }
+    assert.are.equal(1, code, err)
+    local ok, why = schema.validate(out)
+    assert.is_true(ok, why)
+    local doc = cjson.decode(out)
+    assert.is_false(doc.reached)
+    assert.are.equal(4, #doc.hops)
+    local silent = doc.hops[4]
+    assert.are.same({ 4, 3, 0, 100 }, { silent.ttl, silent.sent, silent.received, silent.loss })
+    assert.is_nil(silent.addr)
+    assert.is_nil(silent.avg)
+    local text = sonde{ "--report", "-c", "1", "-i", "0.03", "-w", "0.3", "-n",
+      "-m", "6", "-p", "udp", "--port", "7000", l.dst.v4 }
+    assert.matches("\n  4%.|%-%- %?%?%?%s+100%.0%%%s+1 ", text)
+  end)
+
+  it("names hops from reverse lookups unless -n", function()
+    local out, err, code = sonde{ "--report", "-c", "1", "-w", "0.4", l.dst.v4 }
+    assert.are.equal(0, code, err)
+    assert.matches("\n  1%.|%-%- r1%.lab %(" .. esc(l.hops[1].v4) .. "%)", out)
+    assert.matches("\n  4%.|%-%- dst%.lab %(" .. esc(l.dst.v4) .. "%)", out)
+    local doc = cjson.decode((sonde{ "--report", "-c", "1", "-w", "0.4", "--format", "json", l.dst.v4 }))
+    assert.are.equal("r1.lab", doc.hops[1].name)
+  end)
+
+  it("names a local error (no route), exit 3", function()
+    local out, err, code = sonde{ "--report", "-c", "2", "-n", "--format", "json", "198.19.255.1" }
+    assert.are.equal(3, code)
+    assert.matches("^sonde mtr: ENETUNREACH: ", err)
+    local ok, why = schema.validate(out)
+    assert.is_true(ok, why)
+    local doc = cjson.decode(out)
+    assert.are.equal("error", doc.stop_reason)
+    assert.are.equal("ENETUNREACH", doc.error.name)
+  end)
+
+  for _, sig in ipairs{ { "INT", 130 }, { "TERM", 143 } } do
+    it(("on SIG%s prints what it collected, stop_reason interrupted, exit %d"):format(sig[1], sig[2]), function()
+      local p = l:spawn("src", { helpers.sonde(), "mtr", "--report", "-c", "1000", "-i", "0.1",
+        "-w", "1", "-n", "--format", "json", l.dst.v4 })
+      local pid = assert(p:command_pid(5))
+      lab.sleep(0.55)
+      assert(os.execute("kill -" .. sig[1] .. " " .. pid) == 0)
+      assert.are.equal(sig[2], p:wait(2))
+      local out, err = p:output()
+      assert.are.equal("", err)
+      local ok, why = schema.validate(out)
+      assert.is_true(ok, why)
+      local doc = cjson.decode(out)
+      assert.are.equal("interrupted", doc.stop_reason)
+      assert.is_true(doc.rounds >= 3 and doc.rounds <= 10, "rounds " .. doc.rounds)
+      assert.is_true(doc.duration < 1.5, "took " .. doc.duration)
+      assert.are.equal(4, #doc.hops)
+      assert.is_true(doc.hops[1].sent >= 3)
+      assert.are.equal(0, doc.hops[1].loss)
+    end)
+  end
+
+  it("on SIGINT prints the text report of what it collected", function()
+    local p = l:spawn("src", { helpers.sonde(), "mtr", "-c", "1000", "-i", "0.1", "-n", l.dst.v4 })
+    local pid = assert(p:command_pid(5))
+    lab.sleep(0.45)
+    assert(os.execute("kill -INT " .. pid) == 0)
+    assert.are.equal(130, p:wait(2))
+    local out = p:output()
+    assert.matches("\nHOST: ", out)
+    assert.matches("\n  4%.|%-%- " .. esc(l.dst.v4) .. " ", out)
+    assert.matches("\n%(interrupted after %d+ rounds%)\n$", out)
+  end)
+
+  local function live(key, args)
+    local argv = { "/usr/bin/python3", pty_path, "1.0", key, helpers.sonde(), "mtr" }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    local out, err, code = l:exec("src", argv)
+    assert.are.equal(0, code, err)
+    return cjson.decode(out)
+  end
+
+  it("on a terminal shows a live table, stops on q and gives the terminal back", function()
+    local r = live("q", { "-i", "0.1", "-w", "0.5", "-n", l.dst.v4 })
+    assert.is_false(r.timeout, r.out)
+    assert.are.equal(0, r.code)
+    local out = r.out
+    local enter = out:find("\27[?1049h", 1, true)
+    local leave = out:find("\27[?1049l", 1, true)
+    assert.truthy(enter, out)
+    assert.truthy(leave, out)
+    local screen, after = out:sub(enter, leave), out:sub(leave)
+    assert.truthy(screen:find("Keys: q quit", 1, true))
+    assert.truthy(screen:find("sonde mtr to " .. l.dst.v4, 1, true))
+    assert.truthy(screen:find("  4. " .. l.dst.v4, 1, true))
+    assert.truthy(out:find("\27[?25h\27[?1049l", 1, true))     -- the cursor is back
+    assert.matches("HOST: ", after)                            -- then the report
+    assert.matches("  4%.|%-%- " .. esc(l.dst.v4), after)
+    assert.is_nil(after:find("interrupted", 1, true))
+    assert.is_true(r.echo)
+    assert.is_true(r.icanon)
+  end)
+
+  it("on a terminal stops on Ctrl-C: the report, interrupted, and the terminal back", function()
+    local r = live("\\x03", { "-i", "0.1", "-w", "0.5", "-n", "-p", "udp", l.dst.v6 })
+    assert.is_false(r.timeout, r.out)
+    assert.are.equal(130, r.code)
+    local leave = r.out:find("\27[?1049l", 1, true)
+    assert.truthy(leave, r.out)
+    local after = r.out:sub(leave)
+    assert.matches("  4%.|%-%- " .. esc(l.dst.v6), after)
+    assert.matches("%(interrupted after %d+ rounds%)", after)
+    assert.is_true(r.echo)
+    assert.is_true(r.icanon)
+  end)
+
+  it("rejects -f above -m and --port with ICMP, exit 2", function()
+    local _, err, code = sonde{ "-f", "5", "-m", "3", l.dst.v4 }
+    assert.are.equal(2, code)
+    assert.matches("%-f 5 is above %-m 3", err)
+    _, err, code = sonde{ "--port", "80", l.dst.v4 }
+    assert.are.equal(2, code)
+    assert.matches("%-%-port", err)
+  end)
+
+  it("has a help text with options, exit status and examples", function()
+    local out, _, code = helpers.run({ helpers.sonde(), "help", "mtr" })
+    assert.are.equal(0, code)
+    for _, want in ipairs{ "Usage: sonde mtr", "%-r, %-%-report", "%-c, %-%-count N",
+        "%-%-format FORMAT", "Exit status:", "Examples:" } do
+      assert.matches(want, out)
+    end
+  end)
+end)
+
+describe("the mtr and ping JSON schema", function()
+  it("rejects a hop with figures but no answer, and a ping summary without RTTs", function()
+    local hop = '{"ttl":1,"sent":2,"received":0,"loss":100}'
+    local doc = '{"type":"mtr","version":1,"target":"x","addr":"198.18.0.2","af":4,"protocol":"icmp",'
+      .. '"first_ttl":1,"max_ttl":30,"interval":1,"wait":2,"rounds":2,"reached":false,'
+      .. '"stop_reason":"done","hops":[HOP],"started":1,"duration":1}'
+    assert.is_true(schema.validate((doc:gsub("HOP", hop))))
+    for _, bad in ipairs{
+      hop:gsub('"loss":100', '"loss":100,"avg":0.1'),
+      hop:gsub('"loss":100', '"loss":100,"addr":"198.18.0.2"'),
+      hop:gsub('"received":0', '"received":1'),
+      hop:gsub('"loss":100', '"loss":101'),
+    } do
+      assert.is_false((schema.validate((doc:gsub("HOP", bad)))), bad)
+    end
+    assert.is_false((schema.validate((doc:gsub("HOP", hop):gsub('"done"', '"error"')))))
+    local ping = '{"type":"ping","version":1,"target":"x","addr":"198.18.0.2","af":4,"protocol":"icmp",'
+      .. '"size":56,"ttl":64,"wait":2,"interval":1,"probes":[],'
+      .. '"summary":{"sent":1,"received":1,"errors":0,"loss":0},"stop_reason":"done","started":1,"duration":1}'
+    assert.is_false((schema.validate(ping)))
+    assert.is_true(schema.validate((ping:gsub('"loss":0', '"loss":0,"min":0.1,"avg":0.1,"max":0.1,"mdev":0'))))
+    assert.is_false((schema.validate((ping:gsub('"protocol":"icmp"', '"protocol":"udp"')))))
+  end)
+end)
