@@ -382,7 +382,8 @@ static void spec_addr(lua_State *L, const char *k, struct sockaddr_storage *ss) 
 static int l_probe(lua_State *L) {
   static const char *const fields[] = {
       "dst", "proto", "ttl", "wait", "sport", "dport", "bind", "seq", "size",
-      "icmp_id", "icmp_seq", "payload", "expect", NULL};
+      "icmp_id", "icmp_seq", "payload", "expect", "tos", "fill", "checksum",
+      NULL};
   static const char *const protos[] = {"", "icmp", "udp", "tcp", NULL};
   static const char *const binds[] = {"kernel", "sequence", "fixed", NULL};
   lengine_t *le = check_engine(L, 1);
@@ -410,6 +411,16 @@ static int l_probe(lua_State *L) {
   spec.size = (uint16_t)opt_int(L, 2, "probe", "size", 0, 0, 1400);
   spec.echo_id = (uint16_t)opt_int(L, 2, "probe", "icmp_id", 0, 0, 65535);
   spec.echo_seq = (uint16_t)opt_int(L, 2, "probe", "icmp_seq", 0, 0, 65535);
+  spec.tos = (uint8_t)opt_int(L, 2, "probe", "tos", 0, 0, 255);
+  spec.fill = (uint8_t)opt_int(L, 2, "probe", "fill", 0, 0, 255);
+  lua_getfield(L, 2, "checksum");
+  spec.hold_checksum = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (spec.hold_checksum) {
+    if (spec.proto == SONDE_PROTO_TCP)
+      luaL_error(L, "probe: field 'checksum' is for proto 'udp' and 'icmp'");
+    spec.checksum = (uint16_t)opt_int(L, 2, "probe", "checksum", 1, 1, 65534);
+  }
   spec.payload = (const uint8_t *)opt_string(L, 2, "payload", &spec.payload_len);
   spec.expect = (const uint8_t *)opt_string(L, 2, "expect", &spec.expect_len);
   if ((spec.payload || spec.expect) && spec.proto != SONDE_PROTO_TCP)

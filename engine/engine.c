@@ -53,6 +53,7 @@ int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
     eng->icmp[i].fd = -1;
     eng->ping[i].fd = -1;
     eng->udp[i].fd = -1;
+    eng->rawudp[i] = -1;
   }
   eng->loop = loop;
   eng->generation = 1;
@@ -501,6 +502,9 @@ static void maybe_finish(sonde_engine_t *eng) {
     eng->close_cb(eng, eng->close_data);
   for (i = 0; i < eng->n_slots; i += CHUNK)
     free(eng->slots[i]);
+  for (i = 0; i < eng->n_flows; i++)
+    free(eng->flows[i]);
+  free(eng->flows);
   free(eng->slots);
   free(eng->heap);
   sonde__table_free(eng);
@@ -524,7 +528,10 @@ void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data) {
   }
   eng->close_cb = cb;
   eng->close_data = data;
+  for (i = 0; i < eng->n_flows; i++)
+    sonde__sock_close(eng, &eng->flows[i]->sock);
   for (k = 0; k < 2; k++) {
+    sonde__close_fd(&eng->rawudp[k]);
     sonde__sock_close(eng, &eng->icmp[k]);
     sonde__sock_close(eng, &eng->ping[k]);
     sonde__sock_close(eng, &eng->udp[k]);

@@ -22,6 +22,8 @@ typedef struct {
   uint8_t proto; /* sonde_proto_t */
   uint8_t af;    /* 4 or 6 */
   uint16_t a, b;
+  uint16_t c;    /* UDP with a held checksum: the checksum; else 0 */
+  uint16_t pad_;
   uint8_t addr[16]; /* the probe's destination */
 } sonde__key_t;
 
@@ -89,6 +91,13 @@ typedef struct {
   uint16_t port; /* shared UDP socket: our source port */
 } sonde__sock_t;
 
+/* A UDP socket bound to one source port, shared by the probes of that flow
+ * (bind "fixed": Paris, Dublin, MDA). */
+typedef struct {
+  sonde__sock_t sock;
+  int af;
+} sonde__flowsock_t;
+
 struct sonde_engine {
   uv_loop_t *loop;
   sonde_engine_opts_t opts;
@@ -120,7 +129,12 @@ struct sonde_engine {
   sonde__sock_t icmp[2];  /* raw ICMP/ICMPv6 (raw mode) */
   sonde__sock_t ping[2];  /* ICMP datagram sockets (unprivileged mode) */
   sonde__sock_t udp[2];
+  int rawudp[2];          /* send-only raw UDP (Paris); -1 if not open */
+  int rawudp_err[2];
   int unpriv[2];          /* the family runs unprivileged */
+  struct sockaddr_storage route_dst[2], route_src[2]; /* sonde__route_src */
+  sonde__flowsock_t **flows; /* UDP sockets by source port (bind fixed) */
+  size_t n_flows, cap_flows;
   uint16_t echo_id;
   uint16_t echo_seq;
   sonde_stats_t stats;
@@ -162,8 +176,11 @@ void sonde__table_free(sonde_engine_t *eng);
 /* net.c: socket helpers */
 int sonde__socket(int af, int type, int proto);
 int sonde__set_ttl(int fd, int af, int ttl);
-int sonde__sendto_ttl(int fd, const void *buf, size_t len,
-                      const struct sockaddr_storage *dst, int ttl);
+int sonde__sendto_probe(int fd, const void *buf, size_t len,
+                        const struct sockaddr_storage *dst,
+                        const sonde_probe_spec_t *spec);
+int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
+                     struct sockaddr_storage *src);
 void sonde__clear_pending_error(int fd);
 socklen_t sonde__addr_len(const struct sockaddr_storage *ss);
 const void *sonde__addr_bytes(const struct sockaddr_storage *ss);
@@ -171,12 +188,20 @@ uint16_t sonde__addr_port(const struct sockaddr_storage *ss);
 int sonde__addr_equal(const struct sockaddr_storage *a,
                       const struct sockaddr_storage *b, int with_port);
 
+/* checksum.c: holding a checksum at a chosen value (Paris) */
+uint16_t sonde__pseudo_sum(const struct sockaddr_storage *src,
+                           const struct sockaddr_storage *dst, uint8_t proto,
+                           uint32_t len);
+void sonde__checksum_hold(uint8_t *msg, size_t len, size_t at,
+                          uint16_t pseudo, uint16_t target);
+
 /* portbind.c: the source-port binding policy */
 int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto);
 
 /* recv.c: receive sockets and reply matching */
 int sonde__recv_open(sonde_engine_t *eng, int af);
 int sonde__ping_open(sonde_engine_t *eng, int af);
+int sonde__flow_watch(sonde_engine_t *eng, sonde__flowsock_t *f);
 int sonde__udp_open(sonde_engine_t *eng, int af);
 void sonde__recv_drain(sonde_engine_t *eng, int af);
 void sonde__sock_close(sonde_engine_t *eng, sonde__sock_t *s);
@@ -190,6 +215,7 @@ void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
 
 /* priv.c: the raw sockets opened before privileges were dropped */
 int sonde__raw_socket(int af);
+int sonde__raw_udp_socket(int af);
 
 /* icmp.c, udp.c, tcp.c: send one probe. 0 on success (in flight), or a
  * negative errno: the caller ends the probe per sonde_err_status(). */

@@ -22,20 +22,32 @@ int sonde__set_ttl(int fd, int af, int ttl) {
   return r < 0 ? -errno : 0;
 }
 
+static struct cmsghdr *put_int(struct msghdr *msg, struct cmsghdr *cm,
+                               int level, int type, int value) {
+  cm->cmsg_level = level;
+  cm->cmsg_type = type;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &value, sizeof(int));
+  return CMSG_NXTHDR(msg, cm);
+}
+
 /*
- * Send one datagram with a per-packet TTL given as ancillary data (IP_TTL /
- * IPV6_HOPLIMIT), so that one shared socket serves probes of every TTL.
- * MSG_NOSIGNAL: sonde never raises SIGPIPE. Returns 0 or a negative errno.
+ * Send one probe datagram with its TTL (IP_TTL / IPV6_HOPLIMIT) and, if
+ * set, its TOS / traffic class (IP_TOS / IPV6_TCLASS) as ancillary data, so
+ * that one shared socket serves probes of every TTL and class. MSG_NOSIGNAL:
+ * sonde never raises SIGPIPE. Returns 0 or a negative errno.
  */
-int sonde__sendto_ttl(int fd, const void *buf, size_t len,
-                      const struct sockaddr_storage *dst, int ttl) {
+int sonde__sendto_probe(int fd, const void *buf, size_t len,
+                        const struct sockaddr_storage *dst,
+                        const sonde_probe_spec_t *spec) {
   union {
-    char buf[CMSG_SPACE(sizeof(int))];
+    char buf[2 * CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
   } control;
   struct iovec iov;
   struct msghdr msg;
   struct cmsghdr *cm;
+  int v6 = dst->ss_family == AF_INET6;
   ssize_t n;
 
   memset(&msg, 0, sizeof(msg));
@@ -47,17 +59,14 @@ int sonde__sendto_ttl(int fd, const void *buf, size_t len,
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = control.buf;
-  msg.msg_controllen = sizeof(control.buf);
+  msg.msg_controllen = spec->tos ? sizeof(control.buf)
+                                 : CMSG_SPACE(sizeof(int));
   cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  if (dst->ss_family == AF_INET6) {
-    cm->cmsg_level = IPPROTO_IPV6;
-    cm->cmsg_type = IPV6_HOPLIMIT;
-  } else {
-    cm->cmsg_level = IPPROTO_IP;
-    cm->cmsg_type = IP_TTL;
-  }
-  memcpy(CMSG_DATA(cm), &ttl, sizeof(int));
+  cm = put_int(&msg, cm, v6 ? IPPROTO_IPV6 : IPPROTO_IP,
+               v6 ? IPV6_HOPLIMIT : IP_TTL, spec->ttl);
+  if (spec->tos)
+    (void)put_int(&msg, cm, v6 ? IPPROTO_IPV6 : IPPROTO_IP,
+                  v6 ? IPV6_TCLASS : IP_TOS, spec->tos);
   do
     n = sendmsg(fd, &msg, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
@@ -77,6 +86,41 @@ void sonde__clear_pending_error(int fd) {
   int err;
   socklen_t len = sizeof(err);
   (void)getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+}
+
+/*
+ * The source address the kernel would use towards dst: the routing decision
+ * of a connected UDP socket (connect() sends nothing). Needed to compute a
+ * checksum over the pseudo-header before the kernel does. The last answer
+ * per family is kept: a trace asks for the same destination again and
+ * again. Returns 0 or a negative errno (ENETUNREACH without a route).
+ */
+int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
+                     struct sockaddr_storage *src) {
+  int i = sonde__afi(dst->ss_family), fd, r = 0;
+  struct sockaddr_storage to = *dst;
+  socklen_t len = sizeof(*src);
+
+  if (sonde__addr_equal(&eng->route_dst[i], dst, 0)) {
+    *src = eng->route_src[i];
+    return 0;
+  }
+  fd = sonde__socket(dst->ss_family, SOCK_DGRAM, IPPROTO_UDP);
+  if (fd < 0)
+    return fd;
+  if (dst->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)&to)->sin6_port = htons(9);
+  else
+    ((struct sockaddr_in *)&to)->sin_port = htons(9);
+  if (connect(fd, (struct sockaddr *)&to, sonde__addr_len(&to)) < 0 ||
+      getsockname(fd, (struct sockaddr *)src, &len) < 0)
+    r = -errno;
+  sonde__close_fd(&fd);
+  if (r == 0) {
+    eng->route_dst[i] = *dst;
+    eng->route_src[i] = *src;
+  }
+  return r;
 }
 
 socklen_t sonde__addr_len(const struct sockaddr_storage *ss) {

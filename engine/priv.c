@@ -3,6 +3,7 @@
  * opens raw sockets, then drops what it no longer needs). */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/icmp.h>
 #include <netinet/icmp6.h>
 #include <sys/socket.h>
@@ -13,6 +14,10 @@
 #define POOL 2 /* per family: engines that may take one */
 
 static int pool[2][POOL] = {{-1, -1}, {-1, -1}};
+/* Raw UDP sockets send Paris probes, whose checksum the kernel must not
+ * touch; they are never read. One per family. */
+#define POOL_UDP 1
+static int pool_udp[2][POOL_UDP] = {{-1}, {-1}};
 
 /* Block every ICMP type: a pooled socket queues nothing until it is taken
  * and its engine sets the filter it wants. */
@@ -27,23 +32,46 @@ static void block_all(int fd, int af) {
   }
 }
 
+/* A socket filter that drops every packet: a send-only raw socket queues
+ * nothing. */
+static int drop_all(int fd) {
+  struct sock_filter code = BPF_STMT(BPF_RET | BPF_K, 0);
+  struct sock_fprog prog = {1, &code};
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0
+             ? -errno
+             : 0;
+}
+
+/* A send-only raw UDP socket (Paris probes: we write the UDP header). */
+static int raw_udp(int af) {
+  int fd = sonde__socket(af, SOCK_RAW, IPPROTO_UDP), r;
+  if (fd < 0)
+    return fd;
+  r = drop_all(fd);
+  if (r < 0) {
+    sonde__close_fd(&fd);
+    return r;
+  }
+  return fd;
+}
+
 int sonde_raw_preopen(void) {
   int afs[2] = {AF_INET, AF_INET6}, i, k, opened = 0, err = 0;
   for (i = 0; i < 2; i++) {
     for (k = 0; k < POOL; k++) {
       int fd;
-      if (pool[i][k] != -1) {
-        opened++;
-        continue;
+      if (pool[i][k] == -1) {
+        fd = sonde__socket(afs[i], SOCK_RAW,
+                           i ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+        if (fd < 0) {
+          err = fd;
+          break;
+        }
+        block_all(fd, afs[i]);
+        pool[i][k] = fd;
       }
-      fd = sonde__socket(afs[i], SOCK_RAW,
-                         i ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
-      if (fd < 0) {
-        err = fd;
-        break;
-      }
-      block_all(fd, afs[i]);
-      pool[i][k] = fd;
+      if (k < POOL_UDP && pool_udp[i][k] == -1 && (fd = raw_udp(afs[i])) >= 0)
+        pool_udp[i][k] = fd;
       opened++;
     }
   }
@@ -53,8 +81,25 @@ int sonde_raw_preopen(void) {
 void sonde_raw_release(void) {
   int i, k;
   for (i = 0; i < 2; i++)
-    for (k = 0; k < POOL; k++)
+    for (k = 0; k < POOL; k++) {
       sonde__close_fd(&pool[i][k]);
+      if (k < POOL_UDP)
+        sonde__close_fd(&pool_udp[i][k]);
+    }
+}
+
+/* A send-only raw UDP socket for an engine, which owns it from then on:
+ * from the pool, else new (EPERM without CAP_NET_RAW). */
+int sonde__raw_udp_socket(int af) {
+  int i = sonde__afi(af), k;
+  for (k = 0; k < POOL_UDP; k++) {
+    int fd = pool_udp[i][k];
+    if (fd != -1) {
+      pool_udp[i][k] = -1;
+      return fd;
+    }
+  }
+  return raw_udp(af);
 }
 
 /*

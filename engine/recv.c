@@ -3,6 +3,7 @@
  * they read to the probe that caused it. */
 #include <errno.h>
 #include <netinet/icmp6.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -10,6 +11,9 @@
 
 static void on_icmp(uv_poll_t *h, int status, int events);
 static void on_udp(uv_poll_t *h, int status, int events);
+static void on_flow(uv_poll_t *h, int status, int events);
+
+#define SOCK_OF(h) ((sonde__sock_t *)((char *)(h) - offsetof(sonde__sock_t, poll)))
 
 void sonde__sock_close(sonde_engine_t *eng, sonde__sock_t *s) {
   if (s->poll_init) {
@@ -148,6 +152,15 @@ int sonde__ping_open(sonde_engine_t *eng, int af) {
                     af == AF_INET6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP, on_ping);
 }
 
+/* Start watching a flow socket (sonde__flowsock_t, see udp.c). */
+int sonde__flow_watch(sonde_engine_t *eng, sonde__flowsock_t *f) {
+  int r;
+  if (eng->unpriv[sonde__afi(f->af)] &&
+      (r = sonde__recverr_enable(f->sock.fd, f->af)) < 0)
+    return r;
+  return sock_watch(eng, &f->sock, on_flow);
+}
+
 /*
  * libuv reports EPOLLERR (an ICMP error queued by IP_RECVERR) as status
  * UV_EBADF and stops the poll: read the error queue, then poll again.
@@ -180,6 +193,10 @@ static int icmp_key(const sonde__icmp_t *m, const struct sockaddr_storage *from,
   }
   if (q->proto == IPPROTO_UDP && q->has_ports) {
     sonde__key_make(k, SONDE_PROTO_UDP, q->af, dst, q->sport, q->dport);
+    /* A held checksum names the probe among its flow's (Paris); the
+     * caller looks up without it too. */
+    if (q->has_udp_csum)
+      k->c = q->udp_csum;
     return 0;
   }
   if (q->proto == IPPROTO_TCP && q->has_ports) {
@@ -284,8 +301,16 @@ void sonde__recv_drain(sonde_engine_t *eng, int af) {
       eng->stats.malformed++;
       continue;
     }
-    if (r < 0 || icmp_key(&m, &from, &key) < 0 ||
-        (p = sonde__table_find(eng, &key)) == NULL) {
+    if (r < 0 || icmp_key(&m, &from, &key) < 0) {
+      eng->stats.ignored++;
+      continue;
+    }
+    p = sonde__table_find(eng, &key);
+    if (p == NULL && key.c) {
+      key.c = 0;
+      p = sonde__table_find(eng, &key);
+    }
+    if (p == NULL) {
       eng->stats.ignored++;
       continue;
     }
@@ -378,6 +403,15 @@ void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port) {
     if (fd != eng->udp[0].fd && fd != eng->udp[1].fd)
       break;
   }
+}
+
+static void on_flow(uv_poll_t *h, int status, int events) {
+  sonde_engine_t *eng = h->data;
+  sonde__sock_t *s = SOCK_OF(h);
+  if (status < 0)
+    after_error(eng, s, SONDE_PROTO_UDP, on_flow);
+  else
+    sonde__udp_read(eng, s->fd, s->port);
 }
 
 static void on_udp(uv_poll_t *h, int status, int events) {

@@ -1,6 +1,7 @@
 /* udp.c - UDP probes: on the engine's shared socket (kernel-chosen source
  * port, the destination port names the probe: classic traceroute), or on a
  * socket of their own bound per the binding policy. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -20,16 +21,128 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   sonde__udp_read(p->eng, p->fd, port);
 }
 
-int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
-  const sonde_probe_spec_t *spec = &p->spec;
-  int af = spec->dst.ss_family, r, fd;
-  uint16_t sport;
-  size_t i, len = spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD;
+/*
+ * The payload: the fill byte or the default ramp, and with a held checksum
+ * (Paris) two compensating bytes first. The kernel computes the UDP
+ * checksum over the pseudo-header, the header it writes and the payload, so
+ * the compensator is computed over exactly those. Returns 0 or -errno.
+ */
+static int payload(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+                   uint16_t sport, size_t len, uint16_t *pseudo_out) {
+  uint8_t *msg = eng->sbuf; /* header (for the sum only), then payload */
+  size_t i;
 
-  r = sonde__recv_open(eng, af);
-  if (r < 0) {
-    p->call = "socket(SOCK_RAW)";
+  for (i = 0; i < len; i++)
+    msg[8 + i] = spec->fill ? spec->fill : (uint8_t)(0x40 + (i & 0x3f));
+  if (spec->hold_checksum) {
+    struct sockaddr_storage src;
+    uint16_t pseudo;
+    int r;
+    if (len < 2 || spec->checksum == 0 || spec->checksum == 0xffff)
+      return SONDE_EINVAL;
+    r = sonde__route_src(eng, &spec->dst, &src);
+    if (r < 0)
+      return r;
+    pseudo = sonde__pseudo_sum(&src, &spec->dst, IPPROTO_UDP,
+                               (uint32_t)(8 + len));
+    msg[0] = (uint8_t)(sport >> 8);
+    msg[1] = (uint8_t)sport;
+    msg[2] = (uint8_t)(spec->dport >> 8);
+    msg[3] = (uint8_t)spec->dport;
+    msg[4] = (uint8_t)((8 + len) >> 8);
+    msg[5] = (uint8_t)(8 + len);
+    msg[6] = msg[7] = msg[8] = msg[9] = 0;
+    sonde__checksum_hold(msg, 8 + len, 8, pseudo, spec->checksum);
+    *pseudo_out = pseudo;
+  }
+  return 0;
+}
+
+/* The shared socket of a flow: bound to the flow's source port, kept for
+ * the engine's life (bind "fixed": every probe of a Paris or Dublin flow,
+ * or of an MDA flow identifier, leaves from the same port). */
+static int flow_socket(sonde_engine_t *eng, sonde__probe_t *p, int *fd) {
+  int af = p->spec.dst.ss_family, r;
+  sonde__flowsock_t *f;
+  size_t i;
+
+  for (i = 0; i < eng->n_flows; i++) {
+    f = eng->flows[i];
+    if (f->af == af && f->sock.port == p->spec.sport && f->sock.fd != -1) {
+      *fd = f->sock.fd;
+      return 0;
+    }
+  }
+  if (eng->n_flows == eng->cap_flows) {
+    size_t cap = eng->cap_flows ? eng->cap_flows * 2 : 16;
+    sonde__flowsock_t **n = realloc(eng->flows, cap * sizeof(*n));
+    if (n == NULL)
+      return SONDE_ENOMEM;
+    eng->flows = n;
+    eng->cap_flows = cap;
+  }
+  /* The socket is made as a probe's own would be (the probe owns it, and
+   * closes it if this fails), then handed over to the flow. */
+  r = sonde__bind_probe_socket(p, SOCK_DGRAM, IPPROTO_UDP);
+  if (r < 0)
     return r;
+  f = calloc(1, sizeof(*f));
+  if (f == NULL)
+    return SONDE_ENOMEM;
+  f->af = af;
+  f->sock.fd = p->fd;
+  p->fd = -1;
+  eng->flows[eng->n_flows++] = f;
+  f->sock.port = p->spec.sport;
+  r = sonde__flow_watch(eng, f);
+  if (r < 0) {
+    p->call = "uv_poll_start";
+    return r;
+  }
+  *fd = f->sock.fd;
+  return 0;
+}
+
+/* The engine's send-only raw UDP socket of a family (Paris probes). */
+static int raw_open(sonde_engine_t *eng, int af) {
+  int i = sonde__afi(af), fd;
+  if (eng->rawudp[i] != -1)
+    return eng->rawudp[i];
+  if (eng->rawudp_err[i])
+    return eng->rawudp_err[i];
+  fd = sonde__raw_udp_socket(af);
+  if (fd < 0)
+    return eng->rawudp_err[i] = fd == SONDE_EACCES ? SONDE_EPERM : fd;
+  return eng->rawudp[i] = fd;
+}
+
+/*
+ * The socket a UDP probe leaves from, and its source port:
+ * - the engine's shared socket (kernel-chosen port; classic traceroute);
+ * - a flow socket bound to spec->sport (bind "fixed");
+ * - a socket of its own (bind "sequence": port = sport + seq).
+ * A Paris probe (held checksum) is sent on the raw UDP socket instead,
+ * with its header written here: the kernel would leave the checksum to
+ * "offload" on lo and veth, and routers would quote a partial sum. Its
+ * port is still held by a shared or flow socket, so no one else gets it.
+ */
+static int source(sonde_engine_t *eng, sonde__probe_t *p, int *fd,
+                  uint16_t *sport) {
+  const sonde_probe_spec_t *spec = &p->spec;
+  int af = spec->dst.ss_family, i = sonde__afi(af), r;
+
+  if (spec->hold_checksum) {
+    if (eng->unpriv[i]) {
+      /* The error queue hands back the payload, not the UDP header: the
+       * probes of one flow, told apart by their checksum, could not be. */
+      p->call = "checksum (Paris UDP needs raw sockets)";
+      return SONDE_ENOTSUP;
+    }
+    r = raw_open(eng, af);
+    if (r < 0) {
+      p->call = "socket(SOCK_RAW, IPPROTO_UDP)";
+      return r;
+    }
   }
   if (spec->bind == SONDE_BIND_KERNEL && spec->sport == 0) {
     r = sonde__udp_open(eng, af);
@@ -37,30 +150,23 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
       p->call = "socket(SOCK_DGRAM)";
       return r;
     }
-    fd = eng->udp[sonde__afi(af)].fd;
-    sport = eng->udp[sonde__afi(af)].port;
-    if (eng->unpriv[sonde__afi(af)])
-      sonde__clear_pending_error(fd);
+    *fd = eng->udp[i].fd;
+    *sport = eng->udp[i].port;
+  } else if (spec->bind != SONDE_BIND_SEQUENCE || spec->hold_checksum) {
+    r = flow_socket(eng, p, fd);
+    if (r < 0)
+      return r;
+    *sport = spec->sport;
   } else {
     p->attempts++;
     r = sonde__bind_probe_socket(p, SOCK_DGRAM, IPPROTO_UDP);
-    if (r == 0 && eng->unpriv[sonde__afi(af)] &&
-        (r = sonde__recverr_enable(p->fd, af)) < 0)
+    if (r == 0 && eng->unpriv[i] && (r = sonde__recverr_enable(p->fd, af)) < 0)
       p->call = "setsockopt(IP_RECVERR)";
     if (r < 0)
       return r;
-    fd = p->fd;
-    sport = sonde__addr_port(&p->local);
-  }
-  sonde__key_make(&p->key, SONDE_PROTO_UDP, af, sonde__addr_bytes(&spec->dst),
-                  sport, spec->dport);
-  r = sonde__table_insert(eng, p);
-  if (r < 0) {
-    p->call = "match";
-    return r;
-  }
-  if (fd == p->fd) {
-    r = uv_poll_init(eng->loop, &p->poll, fd);
+    *fd = p->fd;
+    *sport = sonde__addr_port(&p->local);
+    r = uv_poll_init(eng->loop, &p->poll, p->fd);
     if (r == 0) {
       p->poll_init = 1;
       p->poll.data = p;
@@ -70,16 +176,51 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
       p->call = "uv_poll_start";
       return r;
     }
+    return 0;
   }
-  for (i = 0; i < len; i++)
-    eng->sbuf[i] = (uint8_t)(0x40 + (i & 0x3f));
-  {
-    struct sockaddr_storage dst = spec->dst;
+  if (eng->unpriv[i])
+    sonde__clear_pending_error(*fd);
+  return 0;
+}
+
+int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
+  const sonde_probe_spec_t *spec = &p->spec;
+  int af = spec->dst.ss_family, r, fd;
+  uint16_t sport, pseudo = 0;
+  size_t len = spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD;
+  struct sockaddr_storage dst = spec->dst;
+
+  r = sonde__recv_open(eng, af);
+  if (r < 0) {
+    p->call = "socket(SOCK_RAW)";
+    return r;
+  }
+  r = source(eng, p, &fd, &sport);
+  if (r < 0)
+    return r;
+  sonde__key_make(&p->key, SONDE_PROTO_UDP, af, sonde__addr_bytes(&dst),
+                  sport, spec->dport);
+  if (spec->hold_checksum)
+    p->key.c = spec->checksum;
+  r = sonde__table_insert(eng, p);
+  if (r < 0) {
+    p->call = "match";
+    return r;
+  }
+  r = payload(eng, spec, sport, len, &pseudo);
+  if (r == 0 && spec->hold_checksum) {
+    /* Header and all, on the raw socket; the address carries no port. */
+    uint16_t c = sonde__cksum(eng->sbuf, 8 + len, pseudo);
+    eng->sbuf[6] = (uint8_t)(c >> 8);
+    eng->sbuf[7] = (uint8_t)c;
+    r = sonde__sendto_probe(eng->rawudp[sonde__afi(af)], eng->sbuf, 8 + len,
+                            &dst, spec);
+  } else if (r == 0) {
     if (af == AF_INET6)
       ((struct sockaddr_in6 *)&dst)->sin6_port = htons(spec->dport);
     else
       ((struct sockaddr_in *)&dst)->sin_port = htons(spec->dport);
-    r = sonde__sendto_ttl(fd, eng->sbuf, len, &dst, spec->ttl);
+    r = sonde__sendto_probe(fd, eng->sbuf + 8, len, &dst, spec);
   }
   if (r < 0) {
     sonde__table_remove(eng, p);

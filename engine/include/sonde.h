@@ -173,6 +173,15 @@ typedef struct {
   sonde_bind_t bind;
   uint32_t seq;                 /* caller's sequence number, reported back */
   uint16_t size;                /* ICMP/UDP payload bytes; 0 = default (32) */
+  uint8_t fill;                 /* payload byte; 0 = the default ramp */
+  /* Flow control (see README "Flows"): what load balancers hash, and what
+   * names a probe inside one flow. */
+  uint8_t tos;                  /* IPv4 TOS / IPv6 traffic class */
+  int hold_checksum;            /* UDP/ICMP: make the transport checksum
+                                   equal `checksum` by adjusting 2 payload
+                                   bytes (Paris traceroute); the checksum
+                                   then names the probe among the flow's */
+  uint16_t checksum;
   /* TCP only: after connect, write payload (if any), then read until expect
    * appears (if any; else until the first bytes). Copied at start. */
   const uint8_t *payload;

@@ -1,0 +1,53 @@
+/* checksum.c - holding a transport checksum at a chosen value (Paris
+ * traceroute): load balancers hash the first bytes of the transport header,
+ * which for ICMP include the checksum; so a flow keeps its checksum, and for
+ * UDP the checksum (which nobody hashes) names the probe within its flow.
+ * Two payload bytes compensate for whatever else changes. Pure functions. */
+#include <string.h>
+
+#include "internal.h"
+
+/* The folded ones' complement sum of an IPv4/IPv6 pseudo-header (RFC 768,
+ * RFC 8200 8.1) for a transport message of len bytes. */
+uint16_t sonde__pseudo_sum(const struct sockaddr_storage *src,
+                           const struct sockaddr_storage *dst, uint8_t proto,
+                           uint32_t len) {
+  uint8_t ph[40];
+  size_t n;
+  memset(ph, 0, sizeof(ph));
+  if (dst->ss_family == AF_INET6) {
+    memcpy(ph, sonde__addr_bytes(src), 16);
+    memcpy(ph + 16, sonde__addr_bytes(dst), 16);
+    ph[32] = (uint8_t)(len >> 24);
+    ph[33] = (uint8_t)(len >> 16);
+    ph[34] = (uint8_t)(len >> 8);
+    ph[35] = (uint8_t)len;
+    ph[39] = proto;
+    n = 40;
+  } else {
+    memcpy(ph, sonde__addr_bytes(src), 4);
+    memcpy(ph + 4, sonde__addr_bytes(dst), 4);
+    ph[9] = proto;
+    ph[10] = (uint8_t)(len >> 8);
+    ph[11] = (uint8_t)len;
+    n = 12;
+  }
+  return (uint16_t)~sonde__cksum(ph, n, 0);
+}
+
+/*
+ * Write msg[at], msg[at + 1] (at even) so that the Internet checksum of
+ * `pseudo` (a folded partial sum, 0 if none) followed by msg comes out as
+ * `target` when computed with msg's checksum field zero. msg[at..at+1] must
+ * be zero on entry. For the sum S of the rest and compensator X:
+ * ~(S + X) = target, so X = ~target - S in ones' complement arithmetic.
+ * target must be 1..0xfffe (ones' complement has two zeros).
+ */
+void sonde__checksum_hold(uint8_t *msg, size_t len, size_t at,
+                          uint16_t pseudo, uint16_t target) {
+  uint16_t s = (uint16_t)~sonde__cksum(msg, len, pseudo);
+  uint32_t x = (uint32_t)(uint16_t)~target + (uint16_t)~s;
+  x = (x & 0xffff) + (x >> 16);
+  msg[at] = (uint8_t)(x >> 8);
+  msg[at + 1] = (uint8_t)x;
+}
