@@ -480,7 +480,7 @@ static int l_stats(lua_State *L) {
   lua_pushnumber(L, (lua_Number)s.name);                                     \
   lua_setfield(L, -2, #name);
   F(started) F(sent) F(replies) F(timeouts) F(skipped) F(failed) F(received)
-  F(ignored) F(malformed) F(send_retries) F(in_flight) F(queued)
+  F(ignored) F(malformed) F(dropped) F(send_retries) F(in_flight) F(queued)
 #undef F
   return 1;
 }

@@ -89,6 +89,7 @@ typedef struct {
   int err;       /* negative errno of a failed open, remembered */
   uv_poll_t poll;
   uint16_t port; /* shared UDP socket: our source port */
+  uint32_t drops; /* the kernel's drop counter, last seen (SO_RXQ_OVFL) */
 } sonde__sock_t;
 
 /* A UDP socket bound to one source port, shared by the probes of that flow

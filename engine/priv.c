@@ -57,6 +57,7 @@ static int raw_udp(int af) {
 
 int sonde_raw_preopen(void) {
   int afs[2] = {AF_INET, AF_INET6}, i, k, opened = 0, err = 0;
+  int rcvbuf = 4 << 20;
   for (i = 0; i < 2; i++) {
     for (k = 0; k < POOL; k++) {
       int fd;
@@ -68,6 +69,10 @@ int sonde_raw_preopen(void) {
           break;
         }
         block_all(fd, afs[i]);
+        /* A large receive buffer while we may still force one (root):
+         * replies from a fast sweep arrive in bursts. */
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf,
+                         sizeof(rcvbuf));
         pool[i][k] = fd;
       }
       if (k < POOL_UDP && pool_udp[i][k] == -1 && (fd = raw_udp(afs[i])) >= 0)

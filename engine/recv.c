@@ -30,7 +30,10 @@ void sonde__sock_close(sonde_engine_t *eng, sonde__sock_t *s) {
  * receive sockets alone do not keep the loop running; pending probes do,
  * through the timer. */
 static int sock_watch(sonde_engine_t *eng, sonde__sock_t *s, uv_poll_cb cb) {
-  int r = uv_poll_init(eng->loop, &s->poll, s->fd);
+  int on = 1, r;
+  /* Best effort: without it drops are not counted, nothing else changes. */
+  (void)setsockopt(s->fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on));
+  r = uv_poll_init(eng->loop, &s->poll, s->fd);
   if (r < 0) {
     sonde__close_fd(&s->fd);
     return r;
@@ -234,12 +237,13 @@ static void icmp_matched(sonde_engine_t *eng, sonde__probe_t *p,
  * (IPv6 hop limit, or IPv4 TTL from IP_RECVTTL) when the kernel gives it.
  * Returns its length, 0 when there is nothing more to read, or a negative
  * errno. */
-static ssize_t read_icmp(sonde_engine_t *eng, int fd,
+static ssize_t read_icmp(sonde_engine_t *eng, sonde__sock_t *s,
                          struct sockaddr_storage *from, int *hoplimit) {
   union {
-    char buf[CMSG_SPACE(sizeof(int)) * 2];
+    char buf[CMSG_SPACE(sizeof(int)) * 3];
     struct cmsghdr align;
   } control;
+  int fd = s->fd;
   struct iovec iov = {eng->buf, sizeof(eng->buf)};
   struct msghdr msg;
   struct cmsghdr *cm;
@@ -258,11 +262,22 @@ static ssize_t read_icmp(sonde_engine_t *eng, int fd,
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
   *hoplimit = -1;
-  for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-    if (((cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_HOPLIMIT) ||
-         (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_TTL)) &&
-        cm->cmsg_len >= CMSG_LEN(sizeof(int)))
+  for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_len < CMSG_LEN(sizeof(int)))
+      continue;
+    if ((cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_HOPLIMIT) ||
+        (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_TTL)) {
       memcpy(hoplimit, CMSG_DATA(cm), sizeof(int));
+    } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
+      /* The receive buffer overflowed: the kernel counts what it dropped
+       * (cumulative, per socket). Lost replies become timeouts; the count
+       * says why. */
+      uint32_t drops;
+      memcpy(&drops, CMSG_DATA(cm), sizeof(drops));
+      eng->stats.dropped += (uint32_t)(drops - s->drops);
+      s->drops = drops;
+    }
+  }
   return n == 0 ? -EBADMSG : n;
 }
 
@@ -283,7 +298,7 @@ void sonde__recv_drain(sonde_engine_t *eng, int af) {
     sonde__key_t key;
     sonde__probe_t *p;
     int hoplimit = -1, r;
-    ssize_t n = read_icmp(eng, s->fd, &from, &hoplimit);
+    ssize_t n = read_icmp(eng, s, &from, &hoplimit);
     uint64_t now = sonde__now();
 
     if (n == 0)
@@ -341,7 +356,7 @@ static void on_ping(uv_poll_t *h, int status, int events) {
     sonde__key_t key;
     sonde__probe_t *p;
     int ttl = -1;
-    ssize_t n = read_icmp(eng, s->fd, &from, &ttl);
+    ssize_t n = read_icmp(eng, s, &from, &ttl);
 
     if (n == 0)
       break;

@@ -170,7 +170,7 @@ local function run(opts, ctx)
     t.privileged = eng:privileged(af)
     local st = eng:stats()
     t.counters = { sent = st.sent, received = st.received, ignored = st.ignored,
-      malformed = st.malformed }
+      malformed = st.malformed, dropped = st.dropped }
     t.port = nil
     printer.close()
     if not stream and names then

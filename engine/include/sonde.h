@@ -256,6 +256,7 @@ typedef struct {
   uint64_t received;     /* ICMP packets read from the receive sockets */
   uint64_t ignored;      /* packets read that matched no probe of ours */
   uint64_t malformed;    /* packets that failed to parse */
+  uint64_t dropped;      /* packets the kernel dropped: receive buffer full */
   uint64_t send_retries; /* ENOBUFS/EAGAIN at send, retried */
   uint64_t in_flight;    /* now */
   uint64_t queued;       /* now: accepted, waiting for rate or window */
