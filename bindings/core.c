@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lauxlib.h"
 #include "lua.h"
@@ -825,6 +826,53 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
+/* --- a deadline for user scripts (sonde run --timeout) -------------------- */
+
+static lua_State *deadline_L;
+static volatile sig_atomic_t deadline_hits;
+
+static void deadline_hook(lua_State *L, lua_Debug *ar) {
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "script exceeded its time limit (--timeout)");
+}
+
+/*
+ * SIGALRM at the deadline: a hook makes the running Lua code raise an
+ * error, which ends the script the usual way (its engines close, exit 3).
+ * Code that runs no more Lua (a compiled loop, or a wait in the loop with
+ * nothing to come) is ended by a second alarm a second later, with a
+ * message (write() and _exit() are async-signal-safe).
+ */
+static void on_deadline(int sig) {
+  static const char msg[] =
+      "sonde run: the script exceeded --timeout and did not stop: ended\n";
+  (void)sig;
+  if (deadline_hits++ == 0 && deadline_L) {
+    lua_sethook(deadline_L, deadline_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    alarm(1);
+    return;
+  }
+  (void)!write(2, msg, sizeof(msg) - 1);
+  _exit(3);
+}
+
+/* core.deadline(seconds): arm the deadline (whole seconds, >= 1). */
+static int l_deadline(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  struct sigaction sa;
+  if (s < 1 || s > 86400 * 365 || s != floor(s))
+    return luaL_argerror(L, 1, "whole seconds from 1");
+  /* The hook is global in LuaJIT: any thread of this state will do. */
+  deadline_L = L;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_deadline;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+  alarm((unsigned)s);
+  return 0;
+}
+
 /* --- module functions ----------------------------------------------------------- */
 
 static int l_version(lua_State *L) {
@@ -883,6 +931,7 @@ int luaopen_sonde_core(lua_State *L) {
                                    {"strerror", l_strerror},
                                    {"now", l_now},
                                    {"parse_icmp", sonde__lua_parse_icmp},
+                                   {"deadline", l_deadline},
                                    {NULL, NULL}};
   luaL_newmetatable(L, ENGINE_MT);
   lua_newtable(L);

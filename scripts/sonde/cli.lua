@@ -239,12 +239,17 @@ local BUILTIN_HELP = {
   run = [[
 sonde run - run a Lua script with the sonde library
 
-Usage: sonde run FILE.lua [ARGS...]
+Usage: sonde run [--timeout SECONDS] FILE.lua [ARGS...]
 
 The script gets ARGS as `...` and as the table `arg` (arg[0] is FILE.lua);
 its globals stay in its own environment. If it returns a number, that is the
 exit status; false means 1; anything else 0. An error ends it with status 3
 and a traceback; sonde.cli's usage_error() ends it with status 2.
+
+--timeout SECONDS ends a script that runs longer (a loop that never ends,
+a wait for something that never comes): it fails with "script exceeded its
+time limit" (status 3), or, if it runs no more Lua code to fail in, is
+ended a second later with a message (status 3).
 ]],
   list = [[
 sonde list - list the bundled commands with their summaries
@@ -328,6 +333,19 @@ local function cmd_help(ctx, rest)
 end
 
 local function cmd_run(ctx, rest)
+  local timeout
+  local opt = rest[1] and rest[1]:match("^%-%-timeout=?(.*)$")
+  if opt then
+    local value = opt ~= "" and opt or rest[2]
+    local n = tonumber(value or "")
+    if not n or n ~= math.floor(n) or n < 1 then
+      ctx.stderr:write(fmt("sonde run: --timeout: invalid value '%s' (expected whole seconds, at least 1)\n",
+        tostring(value)))
+      return EXIT.USAGE
+    end
+    timeout = n
+    rest = { unpack(rest, opt ~= "" and 2 or 3) }
+  end
   local file = rest[1]
   if not file then
     ctx.stderr:write("sonde run: missing FILE.lua\n")
@@ -346,6 +364,7 @@ local function cmd_run(ctx, rest)
   local script_args = { [0] = file }
   for i = 2, #rest do script_args[i - 1] = rest[i] end
   setfenv(chunk, setmetatable({ arg = script_args }, { __index = _G }))
+  if timeout then require("sonde.core").deadline(timeout) end
   return guarded(ctx, "run", function()
     return chunk(unpack(script_args, 1, #script_args))
   end)
