@@ -5,19 +5,19 @@
  * Two payload bytes compensate for whatever else changes. Pure functions. */
 #include <string.h>
 
-#include "internal.h"
+#include "packet.h"
 
 /* The folded ones' complement sum of an IPv4/IPv6 pseudo-header (RFC 768,
- * RFC 8200 8.1) for a transport message of len bytes. */
-uint16_t sonde__pseudo_sum(const struct sockaddr_storage *src,
-                           const struct sockaddr_storage *dst, uint8_t proto,
-                           uint32_t len) {
+ * RFC 8200 8.1) for a transport message of len bytes; src and dst are the
+ * address bytes (4 or 16). */
+uint16_t sonde__pseudo_sum(int af, const void *src, const void *dst,
+                           uint8_t proto, uint32_t len) {
   uint8_t ph[40];
   size_t n;
   memset(ph, 0, sizeof(ph));
-  if (dst->ss_family == AF_INET6) {
-    memcpy(ph, sonde__addr_bytes(src), 16);
-    memcpy(ph + 16, sonde__addr_bytes(dst), 16);
+  if (af == AF_INET6) {
+    memcpy(ph, src, 16);
+    memcpy(ph + 16, dst, 16);
     ph[32] = (uint8_t)(len >> 24);
     ph[33] = (uint8_t)(len >> 16);
     ph[34] = (uint8_t)(len >> 8);
@@ -25,8 +25,8 @@ uint16_t sonde__pseudo_sum(const struct sockaddr_storage *src,
     ph[39] = proto;
     n = 40;
   } else {
-    memcpy(ph, sonde__addr_bytes(src), 4);
-    memcpy(ph + 4, sonde__addr_bytes(dst), 4);
+    memcpy(ph, src, 4);
+    memcpy(ph + 4, dst, 4);
     ph[9] = proto;
     ph[10] = (uint8_t)(len >> 8);
     ph[11] = (uint8_t)len;

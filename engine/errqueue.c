@@ -5,8 +5,6 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <linux/errqueue.h>
 
 #include "internal.h"
 
@@ -32,8 +30,9 @@ typedef struct {
 /*
  * Read one message from fd's error queue and fill res's kind, unreach,
  * icmp_type, icmp_code, mtu and addr (the router or host that sent the
- * ICMP error: the offender). Returns 1 if an ICMP error was read, 0 if the
- * queue is empty or the message was not an ICMP error, or a negative errno.
+ * ICMP error: the offender; see sonde__parse_errmsg). Returns 1 if an ICMP
+ * error was read, 0 if the queue is empty or the message was not an ICMP
+ * error, or a negative errno.
  */
 static int errmsg_read(int fd, errmsg_t *m, sonde_result_t *res) {
   union {
@@ -42,7 +41,6 @@ static int errmsg_read(int fd, errmsg_t *m, sonde_result_t *res) {
   } control;
   struct iovec iov = {m->data, sizeof(m->data)};
   struct msghdr msg;
-  struct cmsghdr *cm;
   ssize_t n;
 
   m->len = 0;
@@ -60,42 +58,7 @@ static int errmsg_read(int fd, errmsg_t *m, sonde_result_t *res) {
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
   m->len = (size_t)n;
-  for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-    struct sock_extended_err ee;
-    const struct sockaddr *off;
-    int af;
-
-    if (!((cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_RECVERR) ||
-          (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_RECVERR)))
-      continue;
-    if (cm->cmsg_len < CMSG_LEN(sizeof(ee)))
-      continue;
-    memcpy(&ee, CMSG_DATA(cm), sizeof(ee));
-    if (ee.ee_origin == SO_EE_ORIGIN_ICMP)
-      af = AF_INET;
-    else if (ee.ee_origin == SO_EE_ORIGIN_ICMP6)
-      af = AF_INET6;
-    else
-      return 0; /* a local error (e.g. EMSGSIZE): not a reply */
-    sonde__icmp_classify(af, ee.ee_type, ee.ee_code, &res->kind,
-                         &res->unreach);
-    res->icmp_type = ee.ee_type;
-    res->icmp_code = ee.ee_code;
-    if (res->kind == SONDE_KIND_PACKET_TOO_BIG ||
-        res->unreach == SONDE_UNREACH_FRAG_NEEDED)
-      res->mtu = (int)ee.ee_info;
-    /* The offender follows the extended error inside the same cmsg. */
-    off = SO_EE_OFFENDER((struct sock_extended_err *)CMSG_DATA(cm));
-    if (cm->cmsg_len >= CMSG_LEN(sizeof(ee)) + sizeof(struct sockaddr_in) &&
-        (off->sa_family == AF_INET || off->sa_family == AF_INET6)) {
-      size_t len = off->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
-      if (cm->cmsg_len >= CMSG_LEN(sizeof(ee)) + len)
-        memcpy(&res->addr, off, len);
-    }
-    return res->kind != SONDE_KIND_NONE;
-  }
-  return 0;
+  return sonde__parse_errmsg(control.buf, msg.msg_controllen, res);
 }
 
 /* Read one ICMP error queued on a probe's own socket into res. */

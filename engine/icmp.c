@@ -29,7 +29,8 @@ static int shape(sonde_engine_t *eng, sonde__probe_t *p, uint8_t *msg,
       int r = sonde__route_src(eng, &spec->dst, &src);
       if (r < 0)
         return r;
-      pseudo = sonde__pseudo_sum(&src, &spec->dst, IPPROTO_ICMPV6,
+      pseudo = sonde__pseudo_sum(af, sonde__addr_bytes(&src),
+                                 sonde__addr_bytes(&spec->dst), IPPROTO_ICMPV6,
                                  (uint32_t)len);
     }
     msg[8] = msg[9] = 0;

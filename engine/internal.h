@@ -189,13 +189,6 @@ uint16_t sonde__addr_port(const struct sockaddr_storage *ss);
 int sonde__addr_equal(const struct sockaddr_storage *a,
                       const struct sockaddr_storage *b, int with_port);
 
-/* checksum.c: holding a checksum at a chosen value (Paris) */
-uint16_t sonde__pseudo_sum(const struct sockaddr_storage *src,
-                           const struct sockaddr_storage *dst, uint8_t proto,
-                           uint32_t len);
-void sonde__checksum_hold(uint8_t *msg, size_t len, size_t at,
-                          uint16_t pseudo, uint16_t target);
-
 /* portbind.c: the source-port binding policy */
 int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto);
 

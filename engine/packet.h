@@ -231,4 +231,19 @@ int sonde__build_echo_reply(int af, uint8_t *buf, size_t cap, uint16_t id,
  */
 int sonde__build_tcp(uint8_t *buf, size_t cap, const sonde__tcp_seg_t *t);
 
+/* checksum.c: holding a transport checksum at a chosen value (Paris). */
+uint16_t sonde__pseudo_sum(int af, const void *src, const void *dst,
+                           uint8_t proto, uint32_t len);
+void sonde__checksum_hold(uint8_t *msg, size_t len, size_t at,
+                          uint16_t pseudo, uint16_t target);
+
+/*
+ * errmsg.c: the ancillary data of a message read with MSG_ERRQUEUE. Fills
+ * res's kind, unreach, icmp_type, icmp_code, mtu and addr (the offender).
+ * Returns 1 for an ICMP/ICMPv6 error sonde knows, 0 for anything else
+ * (a local error, no IP_RECVERR cmsg). Every length checked: control is
+ * read as untrusted bytes (fuzzed).
+ */
+int sonde__parse_errmsg(const void *control, size_t len, sonde_result_t *res);
+
 #endif /* SONDE_PACKET_H */

@@ -43,7 +43,8 @@ static int payload(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
     r = sonde__route_src(eng, &spec->dst, &src);
     if (r < 0)
       return r;
-    pseudo = sonde__pseudo_sum(&src, &spec->dst, IPPROTO_UDP,
+    pseudo = sonde__pseudo_sum(spec->dst.ss_family, sonde__addr_bytes(&src),
+                               sonde__addr_bytes(&spec->dst), IPPROTO_UDP,
                                (uint32_t)(8 + len));
     msg[0] = (uint8_t)(sport >> 8);
     msg[1] = (uint8_t)sport;

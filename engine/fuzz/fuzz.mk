@@ -11,10 +11,12 @@ FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -Iengine/include -Iengine
 FUZZ_TARGETS := $(BUILD)/fuzz/fuzz_packet
 
-$(BUILD)/fuzz/fuzz_packet: engine/fuzz/fuzz_packet.c engine/packet.c \
+FUZZ_SRC     := engine/packet.c engine/checksum.c engine/errmsg.c
+
+$(BUILD)/fuzz/fuzz_packet: engine/fuzz/fuzz_packet.c $(FUZZ_SRC) \
                            engine/packet.h engine/include/sonde.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) engine/packet.c engine/fuzz/fuzz_packet.c -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC) engine/fuzz/fuzz_packet.c -o $@
 
 .PHONY: fuzz fuzz-smoke
 fuzz: deps $(FUZZ_TARGETS)

@@ -1,14 +1,17 @@
 /*
  * fuzz_packet.c - libFuzzer target for every entry point of packet.c.
  *
- * The input is parsed as an IPv4 datagram, an ICMPv6 message and a quote of
- * either family; what the parsers report is checked against the input's
- * length. It also drives sonde__build_echo and sonde__cksum from the input.
+ * The input is parsed as an IPv4 datagram, an ICMPv6 message, an ICMPv4
+ * message without its IP header (ping sockets), a quote of either family,
+ * and the ancillary data of an error-queue read; what the parsers report is
+ * checked against the input's length. It also drives sonde__build_echo,
+ * sonde__cksum and the Paris checksum hold (whose result must be exact).
  * Build and run: make fuzz (engine/fuzz/fuzz.mk).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "packet.h"
 
@@ -62,6 +65,46 @@ static void check_build(const uint8_t *data, size_t size) {
                      (uint16_t)~sonde__cksum(data, half, 0)));
 }
 
+/* A checksum held at a target (Paris) must come out as that target, for
+ * any message and pseudo-header sum the input makes up. */
+static void check_hold(const uint8_t *data, size_t size) {
+  static uint8_t msg[2048];
+  uint16_t target, pseudo;
+  size_t len;
+
+  if (size < 6)
+    return;
+  target = (uint16_t)(data[0] << 8 | data[1]);
+  pseudo = (uint16_t)(data[2] << 8 | data[3]);
+  if (target == 0 || target == 0xffff)
+    return;
+  len = size - 4 < sizeof(msg) ? size - 4 : sizeof(msg);
+  if (len < 10)
+    return;
+  memcpy(msg, data + 4, len);
+  msg[8] = msg[9] = 0;
+  sonde__checksum_hold(msg, len, 8, pseudo, target);
+  CHECK(sonde__cksum(msg, len, pseudo) == target);
+}
+
+/* The error queue's ancillary data, from an aligned copy (the kernel's
+ * buffer is aligned; the parser must not trust its lengths). */
+static void check_errmsg(const uint8_t *data, size_t size) {
+  static union {
+    uint8_t buf[1024];
+    struct cmsghdr align;
+  } control;
+  sonde_result_t res;
+  size_t len = size < sizeof(control.buf) ? size : sizeof(control.buf);
+  int rc;
+
+  memcpy(control.buf, data, len);
+  memset(&res, 0, sizeof(res));
+  rc = sonde__parse_errmsg(control.buf, len, &res);
+  CHECK(rc == 0 || rc == 1);
+  CHECK(rc == 0 || res.kind != SONDE_KIND_NONE);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sonde__icmp_t m;
   sonde__quote_t q;
@@ -69,6 +112,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   check_icmp(sonde__parse_icmp4(data, size, &m), &m, size);
   check_icmp(sonde__parse_icmp6(data, size, &m), &m, size);
+  /* ICMP datagram sockets: an ICMPv4 message without its IP header. */
+  check_icmp(sonde__parse_icmp(AF_INET, data, size, &m), &m, size);
+  check_hold(data, size);
+  check_errmsg(data, size);
   rc = sonde__parse_quote(AF_INET, data, size, &q);
   CHECK(rc == 0 || rc == -EBADMSG);
   if (rc == 0)
