@@ -1,5 +1,7 @@
 # sonde - top-level build. `make demo` and `make test` are all a newcomer runs.
 
+.DEFAULT_GOAL := all
+
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc

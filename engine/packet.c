@@ -607,6 +607,10 @@ int sonde__build_icmp_error(uint8_t *buf, size_t cap,
   return (int)total;
 }
 
+/*
+ * Echo reply (ICMP type 0, ICMPv6 129): id, seq and the request's data as
+ * they came (RFC 792, RFC 4443 4.2), checksum filled. Returns the length.
+ */
 int sonde__build_echo_reply(int af, uint8_t *buf, size_t cap, uint16_t id,
                             uint16_t seq, const uint8_t *data,
                             size_t data_len, const void *src,
@@ -630,6 +634,10 @@ int sonde__build_echo_reply(int af, uint8_t *buf, size_t cap, uint16_t id,
   return (int)(8 + data_len);
 }
 
+/*
+ * A bare TCP header: ports, seq, ack, flags, window, an optional MSS option
+ * (kind 2, length 4), checksum over the pseudo-header. Returns 20 or 24.
+ */
 int sonde__build_tcp(uint8_t *buf, size_t cap, const sonde__tcp_seg_t *t) {
   size_t len = t->mss ? 24 : 20;
 

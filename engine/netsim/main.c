@@ -64,7 +64,8 @@ static const char usage[] =
 "  (required unless silent), delay_ms (reply time after the probe arrived,\n"
 "  0-60000), jitter_ms (uniform +-), loss, duplicate, reorder\n"
 "  (probabilities 0-1 or true/false), reorder_ms (extra delay of a\n"
-"  reordered reply, default 10), silent, mpls ([{label, exp, s, ttl}]),\n"
+"  reordered reply, default 10), silent, mpls ([{label, exp, s, ttl}];\n"
+"  exp 0, ttl 1 and s set on the last entry unless given),\n"
 "  rate_limit (ICMP per second) and rate_burst (default 1), reply_ttl\n"
 "  (default 65 - ttl), quote_bytes (bytes of the probe quoted, IP header\n"
 "  included), bad_checksum, padded_extension (non-compliant 128-byte\n"
@@ -76,14 +77,19 @@ static const char usage[] =
 
 static netsim_t ns_;
 static int stop_signal;
+static int failed; /* the device went away or failed: exit EXIT_RUNTIME */
+
+static void close_all(netsim_t *ns);
 
 static void on_readable(uv_poll_t *h, int status, int events) {
   netsim_t *ns = h->data;
   int i;
 
   if (status < 0) {
-    fprintf(stderr, "sonde-netsim: poll %s: %s\n", ns->dev,
-            uv_strerror(status));
+    fprintf(stderr, "sonde-netsim: %s failed or was deleted (poll: %s)\n",
+            ns->dev, uv_strerror(status));
+    failed = 1;
+    close_all(ns);
     return;
   }
   for (i = 0; i < NETSIM_READ_BURST; i++) {
@@ -91,9 +97,15 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        /* EBADFD: the device was deleted under us (ip link del). Polling
+         * on would spin: stop. */
         fprintf(stderr, "sonde-netsim: read %s: %s\n", ns->dev,
                 strerror(errno));
+        failed = 1;
+        close_all(ns);
+        return;
+      }
       break;
     }
     netsim_handle(ns, ns->rbuf, (size_t)n, uv_hrtime());
@@ -274,6 +286,8 @@ int main(int argc, char **argv) {
     }
   }
   uv_run(&loop, UV_RUN_DEFAULT);
+  if (failed)
+    rc = EXIT_RUNTIME;
   /* Every handle is closed (close_all ran): the loop must be empty. */
   r = uv_loop_close(&loop);
   if (r != 0) {

@@ -55,6 +55,10 @@ static int chance(netsim_t *ns, double p) {
 
 static int alen(int af) { return af == AF_INET ? 4 : 16; }
 
+static uint16_t get16(const uint8_t *p) {
+  return (uint16_t)((p[0] << 8) | p[1]);
+}
+
 static const uint8_t *q_src(const sonde__quote_t *q) {
   return q->af == AF_INET ? (const uint8_t *)&q->src4
                           : (const uint8_t *)&q->src6;
@@ -74,8 +78,12 @@ static int classify(int af, const uint8_t *pkt, size_t len, probe_t *p) {
     return -1;
   if (sonde__parse_quote(af, pkt, len, &p->q) != 0 || p->q.l4_len == 0)
     return -1; /* malformed, or a later fragment */
-  if (af == AF_INET && p->q.ip_total_len != len)
-    return -1; /* the device hands over whole datagrams */
+  /* The device hands over whole datagrams. Fragments are not answered:
+   * sonde's probes fit the device's MTU (1500). */
+  if (af == AF_INET && (p->q.ip_total_len != len || (get16(pkt + 6) & 0x3fff)))
+    return -1;
+  if (af == AF_INET6 && pkt[6] == IPPROTO_FRAGMENT)
+    return -1;
   p->pkt = pkt;
   p->len = len;
   p->l4_off = len - p->q.l4_len;
@@ -142,7 +150,8 @@ static int rate_ok(netsim_hop_t *h, uint64_t now) {
 }
 
 /* The probe as the hop saw it: TTL decremented by the routers before it
- * (the IPv4 header checksum redone, as they do), then cut to qlen bytes. */
+ * (the IPv4 header checksum redone, as they do), then cut to qmax bytes.
+ * Returns the quote's length. */
 static size_t make_quote(const probe_t *p, int seen_ttl, size_t qmax,
                          uint8_t *out) {
   size_t n = p->len < qmax ? p->len : qmax;
@@ -185,7 +194,6 @@ typedef struct {
   int seen_ttl;
   size_t qlen;          /* quote length */
   int has_ext;
-  size_t l4_off;        /* where the transport message starts */
 } built_t;
 
 /* Build the reply into ns->sbuf. Returns its length or a negative errno. */
@@ -201,7 +209,6 @@ static int build(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
 
   memset(b, 0, sizeof(*b));
   b->seen_ttl = as_dest ? p->q.ttl - h->ttl + 1 : 1;
-  b->l4_off = hl;
   if (as_dest && p->kind == P_ECHO) {
     b->what = "echo reply";
     b->icmp = 1;
@@ -321,7 +328,8 @@ static int check(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
   if (af == AF_INET && h->bad_checksum)
     return r == -EBADMSG ? 0
                          : check_fail(ns, b->what, "bad checksum accepted");
-  if (b->error && b->qlen < hl) /* no whole IP header quoted */
+  if (b->error && b->qlen < (af == AF_INET ? (size_t)(p->pkt[0] & 0x0f) * 4
+                                          : 40)) /* no whole IP header */
     return r == -EBADMSG ? 0
                          : check_fail(ns, b->what, "cut quote accepted");
   if (r != 0)
@@ -332,7 +340,14 @@ static int check(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
     return m.echo_id == p->q.icmp_id && m.echo_seq == p->q.icmp_seq
                ? 0
                : check_fail(ns, b->what, "wrong id/seq");
-  if (!m.has_quote || m.quote.proto != p->q.proto ||
+  /* Without an extension, a quote longer than 128 bytes whose byte 128
+   * happens to read like an extension header is taken for the
+   * non-compliant form, the quote cut there (as mtr and Trippy do):
+   * sonde's own probe payloads never look like one, arbitrary ones may. */
+  if (!b->has_ext && m.has_ext && b->qlen > 128)
+    return 0;
+  if (!m.has_quote ||
+      (b->qlen >= p->l4_off && m.quote.proto != p->q.proto) ||
       m.quote.ttl != (uint8_t)b->seen_ttl ||
       memcmp(q_dst(&m.quote), q_dst(&p->q), (size_t)alen(af)) != 0)
     return check_fail(ns, b->what, "quote not the probe's");
