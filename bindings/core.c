@@ -501,6 +501,21 @@ static int l_privileged(lua_State *L) {
   return 1;
 }
 
+/* e:source(addr) -> the source address towards addr, or nil, msg, name. */
+static int l_source(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  struct sockaddr_storage dst, src;
+  char buf[INET6_ADDRSTRLEN];
+  int r;
+  if (sonde_addr_parse(luaL_checkstring(L, 2), 0, &dst) < 0)
+    return luaL_argerror(L, 2, "not a numeric IP address");
+  r = sonde_route_source(le->eng, &dst, &src);
+  if (r < 0)
+    return push_fail(L, r);
+  lua_pushstring(L, sonde_addr_format(&src, buf, sizeof(buf)));
+  return 1;
+}
+
 /* Monotonic seconds (the clock RTTs are measured on). */
 static int l_now(lua_State *L) {
   lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
@@ -925,6 +940,7 @@ int luaopen_sonde_core(lua_State *L) {
       {"on_signal", l_on_signal}, {"resolve", l_resolve},
       {"reverse", l_reverse},   {"close", l_close},
       {"now", l_now},           {"privileged", l_privileged},
+      {"source", l_source},
       {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"engine", l_engine},
                                    {"version", l_version},

@@ -123,6 +123,13 @@ int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
   return r;
 }
 
+int sonde_route_source(sonde_engine_t *eng, const struct sockaddr_storage *dst,
+                       struct sockaddr_storage *src) {
+  if (dst->ss_family != AF_INET && dst->ss_family != AF_INET6)
+    return SONDE_EAFNOSUPPORT;
+  return sonde__route_src(eng, dst, src);
+}
+
 socklen_t sonde__addr_len(const struct sockaddr_storage *ss) {
   return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                    : sizeof(struct sockaddr_in);

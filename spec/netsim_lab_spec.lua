@@ -200,20 +200,10 @@ helpers.lab_describe("sonde trace across sonde-netsim running the scenario of is
     end)
   end
 
-  -- A sonde bug, shown here and left for its owner: README's and DESIGN's
-  -- trace JSON carry "src", but only TCP probes (a socket of their own)
-  -- report their source address; ICMP and UDP traces have no "src".
-  -- Reproducer: ip netns exec NS build/sonde trace -n -p icmp --format json
-  -- 127.0.0.1  (no "src" key; with -p tcp, "src":"127.0.0.1").
   for _, proto in ipairs{ "icmp", "udp", "tcp" } do
     it(("over %s names its source address (src), as README's example shows"):format(proto), function()
       local t, out, err, code = trace(l, "sim", { "-p", proto, "-m", "1", "198.18.200.50" })
       assert.are.equal(1, code, err .. out)
-      if t.src == nil and proto ~= "tcp" then
-        pending("sonde bug: no \"src\" in trace JSON for " .. proto
-                .. " probes (only TCP probes report their source address)")
-        return
-      end
       assert.are.equal("198.18.200.254", t.src)
     end)
   end

@@ -8,6 +8,14 @@
  *
  * Errors: functions return >= 0 on success and a negative errno on failure
  * (as libuv does). sonde_err_name() and sonde_strerror() name them.
+ *
+ * Threads: an engine is not thread-safe. Make every call for an engine on
+ * the thread that runs its loop; callbacks run there, from uv_run(). Several
+ * engines may share one loop. Only sonde_raw_preopen()/sonde_raw_release()
+ * act on the whole process.
+ *
+ * Linking: pkg-config --cflags --libs sonde (libsonde.so.0 or libsonde.a;
+ * both need libuv). examples/embed.c is a complete program.
  */
 #ifndef SONDE_H
 #define SONDE_H
@@ -158,7 +166,9 @@ typedef struct {
   uint8_t ttl;
 } sonde_mpls_t;
 
-/* What to send. Zero-initialise, then set dst, proto and ttl at least. */
+/* What to send. Zero-initialise, then set dst, proto and ttl at least.
+ * sonde_probe_start() copies it (payload and expect included): it may be
+ * reused or freed as soon as that returns. */
 typedef struct {
   struct sockaddr_storage dst;  /* AF_INET or AF_INET6; port ignored */
   sonde_proto_t proto;
@@ -190,7 +200,8 @@ typedef struct {
   size_t expect_len;
 } sonde_probe_spec_t;
 
-/* How a probe ended. Valid only during the callback: copy what you keep. */
+/* How a probe ended. Valid only during the callback: copy what you keep.
+ * Fields that do not apply hold their "none" value (noted per field). */
 typedef struct {
   sonde_status_t status;
   sonde_kind_t kind;             /* for SONDE_STATUS_REPLY */
@@ -224,10 +235,21 @@ typedef struct {
 
 typedef struct sonde_engine sonde_engine_t;
 
-/* Called exactly once for every probe that sonde_probe_start() accepted. */
+/*
+ * Called exactly once for every probe that sonde_probe_start() accepted,
+ * with its id, its outcome and the data given to sonde_probe_start(). It
+ * runs from the loop (never from inside sonde_probe_start()), or from
+ * inside sonde_probe_cancel() / sonde_engine_close() for the probes they
+ * end. It may start probes, cancel probes and close the engine. res is
+ * valid only during the call.
+ */
 typedef void (*sonde_probe_cb)(sonde_engine_t *eng, uint64_t id,
                                const sonde_result_t *res, void *data);
-/* Called once the engine has released every handle, from sonde_engine_close. */
+/*
+ * Called once, from the loop, when a closing engine has released every
+ * socket and handle (see sonde_engine_close). The engine is freed right
+ * after it returns: eng must not be used again.
+ */
 typedef void (*sonde_close_cb)(sonde_engine_t *eng, void *data);
 
 /* How an engine hears ICMP (see README "Privileges"). */
@@ -263,28 +285,44 @@ typedef struct {
 } sonde_stats_t;
 
 /*
- * Create an engine on loop (which the caller owns and runs). opts may be NULL.
- * On success *out owns no socket yet: receive sockets open with the first
- * probe that needs them. Returns 0 or a negative errno.
+ * Create an engine on loop (which the caller owns and runs). opts may be NULL
+ * (every option zero: the defaults). On success *out owns no socket yet:
+ * receive sockets open with the first probe that needs them. The engine is
+ * the caller's until sonde_engine_close(); the loop must outlive it (until
+ * the close callback has run). Returns 0; or SONDE_EINVAL (a negative
+ * rate, window or wait, a NaN rate or wait, an unknown priv, a NULL loop)
+ * or SONDE_ENOMEM, and *out is NULL.
  */
 int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
                      sonde_engine_t **out);
 
 /*
- * Cancel every probe (their callbacks run with status FAILED, ECANCELED),
- * close every socket and handle, then call cb (may be NULL) and free the
- * engine. The caller keeps running the loop until cb has run.
+ * Cancel every probe (their callbacks run before this returns, with status
+ * FAILED, error ECANCELED), close every socket and handle, then, from the
+ * loop, call cb (may be NULL) and free the engine. The caller keeps running
+ * the loop until cb has run: the loop has no handle of the engine left then
+ * (uv_loop_close() can succeed). May be called from a probe callback. From
+ * the call on, sonde_probe_start() refuses new probes (SONDE_ECANCELED) and
+ * a second sonde_engine_close() does nothing; after cb, eng is gone.
  */
 void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data);
 
-/* The loop the engine runs on. */
+/* The loop the engine runs on (the one given to sonde_engine_new(); the
+ * engine never closes it). */
 uv_loop_t *sonde_engine_loop(sonde_engine_t *eng);
 
 /*
- * Start a probe. It is queued, sent as rate and window allow, and ends in
- * exactly one call of cb. Returns the probe's id (> 0) or a negative errno
- * for a spec that cannot be sent at all (EINVAL, EAFNOSUPPORT); then cb is
- * never called.
+ * Start a probe. The spec is copied; the probe is queued, sent from the loop
+ * as rate and window allow, and ends in exactly one call of cb(eng, id, res,
+ * data). Returns the probe's id (> 0, below 2^53: exact in a double; unique
+ * among the engine's live probes) or a negative errno for a spec that
+ * cannot be sent at all, and then cb is never called: SONDE_EINVAL (ttl
+ * outside 1..255, an unknown proto or bind, size over 1400, payload or
+ * expect on a non-TCP probe, a NaN wait, cb NULL), SONDE_EAFNOSUPPORT (dst
+ * is neither AF_INET nor AF_INET6), SONDE_ENOMEM, SONDE_ECANCELED (the
+ * engine is closing). What goes wrong later (no route, no permission, a
+ * busy source port, another probe in flight with the same identity:
+ * EEXIST) is the probe's outcome, given to cb.
  */
 int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
                           sonde_probe_cb cb, void *data);
@@ -292,14 +330,16 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
 /*
  * Change a probe's wait to `wait` seconds after it was sent (before it is
  * sent: after it will be sent). A wait already past ends the probe as a
- * timeout on the next loop iteration. Returns 0 or -ENOENT if the probe has
- * already ended.
+ * timeout on the next loop iteration. Returns 0, SONDE_ENOENT if the probe
+ * has already ended (or id was never one), or SONDE_EINVAL for a negative
+ * or NaN wait.
  */
 int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id, double wait);
 
 /*
- * End a probe now: its callback runs with status FAILED, error ECANCELED.
- * Returns 0 or -ENOENT.
+ * End a probe now, queued or in flight: its callback runs before this
+ * returns, with status FAILED, error ECANCELED. Returns 0, or SONDE_ENOENT
+ * if the probe has already ended (its callback has run).
  */
 int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id);
 
@@ -313,32 +353,60 @@ int sonde_engine_privileged(const sonde_engine_t *eng, int af);
 /*
  * Open raw ICMP and ICMPv6 sockets now, while the process may, for engines
  * created later, after it has dropped its privileges: each engine takes
- * one (two per family are kept). Returns how many are open, or a negative
- * errno (EPERM without CAP_NET_RAW). sonde_raw_release() closes those not
- * taken.
+ * one (two per family are kept; ownership passes to the engine that takes
+ * it, which closes it when it closes). Process-wide; call it from one
+ * thread, before the engines exist. Returns how many are open, or a
+ * negative errno (SONDE_EPERM without CAP_NET_RAW). Without it, an engine
+ * opens its raw sockets itself when its first probe needs them.
  */
 int sonde_raw_preopen(void);
+/* Close the pre-opened raw sockets that no engine has taken (at exit, or
+ * once every engine that needs one exists). Engines keep theirs. */
 void sonde_raw_release(void);
 
-/* Copy the engine's counters. */
+/*
+ * The source address the kernel uses towards dst (a routing decision: no
+ * packet is sent), into *src. Returns 0, or a negative errno (SONDE_
+ * ENETUNREACH: no route; SONDE_EAFNOSUPPORT: dst is not IPv4/IPv6).
+ */
+int sonde_route_source(sonde_engine_t *eng, const struct sockaddr_storage *dst,
+                       struct sockaddr_storage *src);
+
+/* Copy the engine's counters into *out (a snapshot: counts since the engine
+ * was created, and what is in flight and queued now). */
 void sonde_engine_stats(const sonde_engine_t *eng, sonde_stats_t *out);
 
-/* Names and messages. Unknown values give "UNKNOWN"/"unknown error". */
+/*
+ * Names and messages of errnos (err negative, as returned; a positive errno
+ * is taken as its negative). sonde_err_name() gives the map's name, else
+ * the system's name of the errno (glibc's strerrorname_np), else "UNKNOWN";
+ * sonde_strerror() the map's message, else strerror()'s, else "success"
+ * for 0. Never NULL. The strings are static: do not free them (one from
+ * strerror() may be overwritten by the next call).
+ */
 const char *sonde_err_name(int err);   /* -EADDRINUSE -> "EADDRINUSE" */
 const char *sonde_strerror(int err);   /* message of the map */
-/* The status a probe takes when the engine meets err while sending. */
+/* The status a probe takes when the engine meets err while sending (the
+ * map's STATUS column; SONDE_STATUS_FAILED for an errno outside the map). */
 sonde_status_t sonde_err_status(int err);
 /* Look up an errno by name ("EADDRINUSE" -> -EADDRINUSE); 0 if unknown. */
 int sonde_err_from_name(const char *name);
 
+/* The names of the outcome vocabulary, as in Lua and JSON (static strings;
+ * "unknown" for a value outside the enum; SONDE_KIND_NONE and
+ * SONDE_UNREACH_NONE are "none"). */
 const char *sonde_status_name(sonde_status_t st); /* "reply", "timeout", ... */
 const char *sonde_kind_name(sonde_kind_t kind);   /* "time_exceeded", ... */
 const char *sonde_unreach_name(sonde_unreach_t code); /* "port", "host", ... */
 
-/* Fill *out with addr:port parsed from a numeric IPv4/IPv6 string. */
+/* Fill *out with addr:port parsed from a numeric IPv4/IPv6 string (no name
+ * resolution, no scope suffix; *out is zeroed first). Returns 0, or
+ * SONDE_EINVAL when text is NULL or not a numeric address. */
 int sonde_addr_parse(const char *text, uint16_t port,
                      struct sockaddr_storage *out);
-/* Format an address (no port) into buf; returns buf, or "" on error. */
+/* Format an address (no port) into buf as inet_ntop() does (len >=
+ * INET6_ADDRSTRLEN is always enough); returns buf, which holds "" when addr
+ * is neither AF_INET nor AF_INET6 or buf is too short. */
 const char *sonde_addr_format(const struct sockaddr_storage *addr, char *buf,
                               size_t len);
 

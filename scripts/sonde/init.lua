@@ -228,6 +228,9 @@ end
 function Engine:set_wait(id, seconds) return self.core:set_wait(id, seconds) end
 function Engine:cancel(id) return self.core:cancel(id) end
 function Engine:now() return self.core:now() end
+-- The source address towards addr (a routing decision; nothing is sent),
+-- or nil, "ENAME: message", "ENAME".
+function Engine:source(addr) return self.core:source(addr) end
 -- true: raw sockets; false: unprivileged; nil: no probe of that family yet.
 function Engine:privileged(family) return self.core:privileged(family) end
 function Engine:stats() return self.core:stats() end
