@@ -1,0 +1,61 @@
+-- sonde mtr's statistics against causes that are known because
+-- sonde-netsim makes them (spec/fixtures/scenarios/mtrstats.json): no loss
+-- at hop 1, 30 % loss at hop 2, 20 ms +- 6 ms (uniform) at hop 3, the
+-- destination at 25 ms. Bounds are wide enough for 100 rounds on a busy
+-- two-core machine (loss: binomial, p = 0.3, n = 100, sd 4.6 %).
+
+local helpers = require "helpers"
+local lab = require "lab"
+local cjson = require "cjson"
+
+local NETSIM = helpers.build() .. "/sonde-netsim"
+local SCENARIO = helpers.root() .. "/spec/fixtures/scenarios/mtrstats.json"
+
+local function within(x, lo, hi, what)
+  assert.is_true(x >= lo and x <= hi, ("%s = %.4g, not within [%g, %g]"):format(what, x, lo, hi))
+end
+
+helpers.lab_describe("sonde mtr across sonde-netsim", function()
+  local l, sim
+
+  setup(function()
+    l = lab.build{ name = "mtrstats", nodes = { "sim" } }
+    sim = l:spawn("sim", { NETSIM, "--scenario", SCENARIO, "--max-time", "120" })
+    sim:wait_for("^ready ", 5)
+  end)
+
+  teardown(function()
+    if l then l:destroy() end
+  end)
+
+  for _, proto in ipairs{ "icmp", "udp" } do
+    it(("over %s reports the scenario's loss, average, deviation and jitter"):format(proto), function()
+      local out, err, code = l:exec("sim", { helpers.sonde(), "mtr", "--report", "-c", "100",
+        "-i", "0.02", "-n", "-p", proto, "--format", "json", "198.18.204.50" })
+      assert.are.equal(0, code, err)
+      local m = cjson.decode(out)
+      assert.are.equal(4, #m.hops)
+      local h1, h2, h3, h4 = m.hops[1], m.hops[2], m.hops[3], m.hops[4]
+      assert.are.equal("198.18.204.1", h1.addr)
+      assert.are.equal("198.18.204.50", h4.addr)
+      for _, h in ipairs(m.hops) do assert.are.equal(100, h.sent) end
+      -- loss only where the scenario loses
+      assert.are.equal(0, h1.loss)
+      within(h2.loss, 15, 45, "hop 2 loss %")
+      assert.are.equal(0, h3.loss)
+      assert.are.equal(0, h4.loss)
+      -- averages within 2 ms or 10 % of the delays
+      within(h1.avg * 1000, 2, 4, "hop 1 avg ms")
+      within(h3.avg * 1000, 18, 22, "hop 3 avg ms")
+      within(h4.avg * 1000, 25, 27.5, "hop 4 avg ms")
+      -- uniform +-6 ms: standard deviation 6/sqrt(3) = 3.46 ms; mean absolute
+      -- difference of consecutive samples 2*6/3 = 4 ms
+      within(h3.stddev * 1000, 2.4, 4.6, "hop 3 stddev ms")
+      within(h3.jitter * 1000, 2.8, 6.5, "hop 3 jitter ms")
+      -- a hop without jitter varies little
+      within(h4.stddev * 1000, 0, 1.5, "hop 4 stddev ms")
+      within(h3.best * 1000, 13.5, 20, "hop 3 best ms")
+      within(h3.worst * 1000, 20, 30, "hop 3 worst ms")
+    end)
+  end
+end)
