@@ -35,7 +35,7 @@ TOOLS      := $(BUILD)/labpeer $(BUILD)/forge
 EXTRA_TARGETS :=
 -include engine/netsim/netsim.mk
 
-.PHONY: all deps demo test check clean
+.PHONY: all deps demo test check bench clean
 all: $(BUILD)/libsonde.a $(BUILD)/libsonde.so $(BUILD)/lua/sonde/core.so \
      $(BUILD)/sonde $(TOOLS) $(EXTRA_TARGETS)
 
@@ -89,6 +89,14 @@ check: deps
 	@$(MAKE) --no-print-directory BUILD=$(CHECK_BUILD) CFLAGS="-O1 -g" \
 	  EXTRA_CFLAGS="$(SANITIZE)" EXTRA_LDFLAGS="$(SANITIZE)" all
 	@SONDE_BUILD=$(CHECK_BUILD) SONDE_SANITIZE=1 spec/run
+
+# make bench: sonde and its peers side by side (spec/bench/bench.lua).
+BENCH_DEPS := traceroute mtr-tiny scamper nmap zmap
+bench: deps all
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
+	@LUA_PATH="spec/support/?.lua;scripts/?.lua;scripts/?/init.lua;;" \
+	  LUA_CPATH="$(BUILD)/lua/?.so;;" SONDE_BUILD="$(BUILD)" \
+	  luajit spec/bench/bench.lua
 
 demo: deps all
 	@sh scripts/demo.sh

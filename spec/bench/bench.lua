@@ -1,0 +1,190 @@
+-- spec/bench/bench.lua: `make bench` - sonde and its peers side by side, in
+-- one run, on one lab, with ratios. Never a timed assertion: a table and
+-- bench/results.json.
+--
+-- The lab: src - r1 ... r8 - dst, r4 silent, ICMP rate limits lifted, and
+-- 198.19.0.0/16 answered by dst (AnyIP: a local route on its loopback).
+-- Every measurement runs inside src (spec/bench/measure.lua), interleaved,
+-- repeated; medians are reported.
+
+local lab = require "lab"
+local helpers = require "helpers"
+local cjson = require "cjson"
+
+local ROOT = helpers.root()
+local SONDE = helpers.sonde()
+local OUT_DIR = ROOT .. "/bench"
+local REPS = tonumber(os.getenv("BENCH_REPS") or "5")
+local CAMPAIGN_TARGETS = 2000
+-- BENCH_ONLY=single,campaign,sweep runs a subset.
+local ONLY = os.getenv("BENCH_ONLY")
+local function wanted(name) return not ONLY or ONLY:find(name, 1, true) ~= nil end
+
+local function say(fmt, ...) io.stderr:write(fmt:format(...), "\n") end
+
+local function median(xs)
+  local s = {}
+  for i, x in ipairs(xs) do s[i] = x end
+  table.sort(s)
+  local n = #s
+  if n == 0 then return nil end
+  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
+local function write(path, text, mode)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  os.execute(("chmod %s %s"):format(mode or "644", lab.shquote(path)))
+end
+
+-- Runs a plan inside the namespace of `node`; -> per case, the runs.
+local function measure(l, tmp, plan)
+  local pfile, rfile = tmp .. "/plan.json", tmp .. "/result.json"
+  write(pfile, cjson.encode(plan))
+  local cmd = ("ip netns exec %s luajit %s %s %s"):format(lab.shquote(l:nsname("src")),
+    lab.shquote(ROOT .. "/spec/bench/measure.lua"), lab.shquote(pfile), lab.shquote(rfile))
+  local _, err, code = lab.run(cmd)
+  if code ~= 0 then error("measure failed: " .. err) end
+  io.stderr:write(err)
+  return cjson.decode(assert(io.open(rfile)):read("*a"))
+end
+
+local function summarize(runs)
+  local wall, cpu, rss, ok = {}, {}, {}, 0
+  for i, r in ipairs(runs) do
+    wall[i], cpu[i], rss[i] = r.wall, r.user + r.sys, r.maxrss_kb
+  end
+  return { wall = median(wall), cpu = median(cpu), maxrss_kb = median(rss),
+    status = runs[1].status, runs = #runs }
+end
+
+local function have(cmd) return select(3, lab.run("command -v " .. cmd)) == 0 end
+
+-- A section: cases measured together; the first case is sonde, ratios are
+-- sonde / peer (below 1: sonde is faster).
+local function section(l, tmp, title, reps, cases, check)
+  say("%s", title)
+  local usable = {}
+  for _, c in ipairs(cases) do
+    if have(c.argv[1]) then usable[#usable + 1] = c else say("  %s: %s not installed", c.name, c.argv[1]) end
+  end
+  local raw = measure(l, tmp, { reps = reps, cases = usable })
+  local rows = {}
+  for _, c in ipairs(usable) do
+    local s = summarize(raw[c.name])
+    s.name = c.name
+    s.note = check and check(c, raw[c.name][1]) or nil
+    rows[#rows + 1] = s
+  end
+  return { title = title, rows = rows }
+end
+
+local function ratio(a, b) return (a and b and b > 0) and a / b or nil end
+
+local function table_text(sec)
+  local out = { ("%s\n"):format(sec.title),
+    ("  %-34s %10s %10s %10s %8s  %s\n"):format("tool", "wall s", "cpu s", "rss MB", "sonde/x", "note") }
+  local s = sec.rows[1]
+  for _, r in ipairs(sec.rows) do
+    out[#out + 1] = ("  %-34s %10.3f %10.3f %10.1f %8s  %s\n"):format(r.name, r.wall, r.cpu,
+      r.maxrss_kb / 1024, r == s and "" or ("%.3g"):format(ratio(s.wall, r.wall) or 0), r.note or "")
+  end
+  return table.concat(out)
+end
+
+local function count(text, pat)
+  local n = 0
+  for _ in text:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+local function main()
+  if select(3, lab.run("id -u")) ~= 0 or lab.run("id -u"):match("%d+") ~= "0" then
+    error("make bench needs root (it builds network namespaces)")
+  end
+  os.execute("mkdir -p " .. lab.shquote(OUT_DIR))
+  local tmp = lab.run("mktemp -d /tmp/" .. lab.prefix() .. "bench.XXXXXX"):match("%S+")
+  os.execute("chmod 755 " .. lab.shquote(tmp))
+  local l = lab.chain{ routers = 8, silent = { 4 }, v6 = false, name = "bench" }
+  local ok, err = pcall(function()
+    -- 198.19.0.0/16 behind the last router, answered by dst
+    l:route("src", "198.19.0.0/16 via " .. l.hops[1].v4)
+    for k = 1, 7 do l:route("r" .. k, "198.19.0.0/16 via " .. l.hops[k + 1].v4) end
+    l:route("r8", "198.19.0.0/16 via " .. l.dst.v4)
+    l:route("dst", "local 198.19.0.0/16 dev lo")
+    local dst = l.dst.v4
+    local sections = {}
+
+    if wanted("single") then
+    sections[#sections + 1] = section(l, tmp, "single trace (default options), 8 routers, hop 4 silent", REPS, {
+      { name = "sonde trace -n", argv = { SONDE, "trace", "-n", dst } },
+      { name = "traceroute -n", argv = { "traceroute", "-n", dst } },
+      { name = "mtr -n --report -c 1", argv = { "mtr", "-n", "--report", "-c", "1", dst } },
+      { name = "scamper -c trace", argv = { "scamper", "-c", "trace", "-i", dst } },
+    })
+    end
+
+    -- 2000 targets spread over the /16
+    local targets = {}
+    for i = 0, CAMPAIGN_TARGETS - 1 do
+      local n = (i * 32749) % 65536
+      targets[#targets + 1] = ("198.19.%d.%d"):format(math.floor(n / 256), n % 256)
+    end
+    local tfile = tmp .. "/targets.txt"
+    write(tfile, table.concat(targets, "\n") .. "\n")
+    local cout = tmp .. "/campaign.jsonl"
+    if wanted("campaign") then
+    sections[#sections + 1] = section(l, tmp, ("campaign: %d traces, one each"):format(CAMPAIGN_TARGETS), 3, {
+      { name = "sonde trace --targets -q 1", argv = { SONDE, "trace", "-n", "-q", "1", "--format", "jsonl",
+        "--targets", tfile }, stdout = cout },
+      { name = "xargs -P 64 traceroute -n -q1", argv = { "sh", "-c",
+        "xargs -P 64 -n 1 traceroute -n -q1 < " .. lab.shquote(tfile) } },
+      { name = "scamper -p 10000 -c trace", argv = { "scamper", "-p", "10000", "-c", "trace", "-f", tfile } },
+    }, function(c, run)
+      if c.stdout then
+        return ("%d/%d reached"):format(count(run.stdout or "", '"reached":true'), CAMPAIGN_TARGETS)
+      end
+    end)
+    end
+
+    local sout, zout, nout = tmp .. "/sweep.jsonl", tmp .. "/zmap.txt", tmp .. "/nmap.txt"
+    -- zmap writes Ethernet frames itself: it needs the gateway's MAC
+    local mac = l:check("r1", { "cat", "/sys/class/net/to-src/address" })
+    if wanted("sweep") then
+    sections[#sections + 1] = section(l, tmp, "sweep: ICMP echo to 65 536 addresses", 3, {
+      { name = "sonde sweep", argv = { SONDE, "sweep", "-q", "-p", "icmp", "198.19.0.0/16" }, stdout = sout },
+      { name = "zmap -M icmp_echoscan", argv = { "zmap", "-M", "icmp_echoscan", "-q", "-b", "/dev/null",
+        "-r", "150000", "-c", "1", "-i", "to-r1", "-G", (mac:gsub("%s", "")), "-o", zout,
+        "198.19.0.0/16" } },
+      { name = "nmap -sn -PE --min-rate 100000", argv = { "nmap", "-sn", "-PE", "-n", "--min-rate", "100000",
+        "-oG", nout, "198.19.0.0/16" } },
+    }, function(c, run)
+      if c.name == "sonde sweep" then
+        return ("%d answered"):format(count(run.stdout or "", '"alive":true'))
+      elseif c.name:find("^zmap") then
+        local f = io.open(zout)
+        return f and ("%d answered"):format(count(f:read("*a"), "\n")) or "no output"
+      else
+        local f = io.open(nout)
+        return f and ("%d answered"):format(count(f:read("*a"), "Status: Up")) or "no output"
+      end
+    end)
+    end
+
+    local text = {}
+    for _, s in ipairs(sections) do text[#text + 1] = table_text(s) end
+    local machine = lab.run("uname -srm"):gsub("%s+$", "") .. ", " ..
+      lab.run("nproc"):gsub("%s+$", "") .. " cores"
+    io.stdout:write(("sonde bench on %s (medians of interleaved runs)\n\n"):format(machine))
+    io.stdout:write(table.concat(text, "\n"))
+    write(OUT_DIR .. "/results.json", cjson.encode{ machine = machine, date = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+      sections = sections })
+    say("\nwritten: %s", OUT_DIR .. "/results.json")
+  end)
+  l:destroy()
+  os.execute("rm -rf " .. lab.shquote(tmp))
+  if not ok then error(err, 0) end
+end
+
+main()
