@@ -34,6 +34,7 @@ TOOLS      := $(BUILD)/labpeer $(BUILD)/forge
 # Optional parts add their own targets to EXTRA_TARGETS (e.g. sonde-netsim).
 EXTRA_TARGETS :=
 -include engine/netsim/netsim.mk
+-include bindings/install.mk
 
 .PHONY: all deps demo test check bench clean
 all: $(BUILD)/libsonde.a $(BUILD)/libsonde.so $(BUILD)/lua/sonde/core.so \
@@ -55,9 +56,13 @@ $(BUILD)/%.o: %.c $(wildcard engine/*.h engine/include/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The installed executable's fallback scripts directory follows PREFIX.
+$(BUILD)/bindings/main.o: BINDING_DEFS := \
+  -DSONDE_SCRIPTS_DIR='"$(PREFIX)/share/sonde/scripts"'
+
 $(BUILD)/bindings/%.o: bindings/%.c $(wildcard engine/include/*.h bindings/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LUAJIT_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(LUAJIT_CFLAGS) $(BINDING_DEFS) -c -o $@ $<
 
 $(BUILD)/libsonde.a: $(ENGINE_OBJ)
 	@rm -f $@

@@ -81,7 +81,8 @@ static int caps_clear(void) {
 /*
  * Least privilege: the raw sockets are opened first (sonde_raw_preopen);
  * then, before any Lua runs, a process started as root becomes `user`
- * (default nobody) and one started with file capabilities drops them all.
+ * (default: $SUDO_USER when started through sudo, else nobody) and one
+ * started with file capabilities drops them all.
  * Either way it can gain nothing back (PR_SET_NO_NEW_PRIVS). Returns 0, or
  * prints why not and returns -1.
  */
@@ -133,7 +134,12 @@ static int drop_privileges(const char *user) {
  * arguments are left alone, as is everything after "--".
  */
 static const char *take_user_option(int *argc, char **argv) {
-  const char *user = "nobody";
+  /* Started through sudo, the default is the user who ran sudo: output
+   * files (-o) then go where that user may write. Else nobody. */
+  const char *sudo_user = getenv("SUDO_USER");
+  const char *user = sudo_user && *sudo_user && strcmp(sudo_user, "root") != 0
+                         ? sudo_user
+                         : "nobody";
   int i, j, limit = *argc;
   if (*argc > 1 && strcmp(argv[1], "run") == 0)
     limit = *argc < 3 ? *argc : 3;

@@ -336,7 +336,7 @@ describe("sonde.cli", function()
 
     it("of a built-in command describes it", function()
       assert.equal(0, main("help", "run"))
-      assert.truthy(out:text():find("Usage: sonde run FILE.lua", 1, true))
+      assert.truthy(out:text():find("Usage: sonde run [--timeout SECONDS] FILE.lua", 1, true))
     end)
 
     it("of an unknown command exits 2", function()

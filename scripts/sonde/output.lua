@@ -1,0 +1,212 @@
+-- sonde.output: where a command's results go, and which format writes them.
+--
+--   local output = require "sonde.output"
+--   local fmt = assert(output.format("csv", { jsonl = "sonde.format.jsonl",
+--                                             csv = "sonde.format.csv" }))
+--   local out = assert(output.open(opts.output))   -- nil or "-": stdout
+--   out:write(fmt.header(meta))
+--   ...
+--   assert(out:commit())                           -- or out:abort()
+--
+-- -o FILE is written atomically: the text goes to a new file next to FILE
+-- (".FILE.sonde-<pid>-<n>.tmp" in the same directory, created exclusively,
+-- so never through a link someone left there), which replaces FILE in one
+-- rename() at commit. A reader sees the old FILE or the whole new one,
+-- never a part; a run that fails (abort) leaves FILE as it was and removes
+-- its temporary file. The new FILE has the temporary file's owner and
+-- mode (the user sonde runs as; 0666 less the umask).
+--
+-- Started as root, sonde runs every script as an unprivileged user (nobody
+-- unless --user): FILE's directory must be writable by that user, and
+-- where that directory is sticky (/tmp), an existing FILE of another owner
+-- cannot be replaced.
+
+local M = {}
+
+local fmt = string.format
+
+---------------------------------------------------------------------------
+-- Formats
+---------------------------------------------------------------------------
+
+-- Is `name` a path to a format file rather than a format's name?
+function M.is_path(name)
+  return name:find("/", 1, true) ~= nil or name:match("%.lua$") ~= nil
+end
+
+-- A format module is a table with record(rec, meta) -> text and, if it
+-- wants them, header(meta) -> text and footer(summary, meta) -> text
+-- (examples/format_example.lua). -> the module, or nil and why not.
+function M.check_format(mod, what)
+  if type(mod) ~= "table" then
+    return nil, fmt("%s does not return a table (got %s)", what, type(mod))
+  end
+  if type(mod.record) ~= "function" then
+    return nil, fmt("%s has no record(rec, meta) function", what)
+  end
+  for _, k in ipairs{ "header", "footer" } do
+    if mod[k] ~= nil and type(mod[k]) ~= "function" then
+      return nil, fmt("%s: %s must be a function (got %s)", what, k, type(mod[k]))
+    end
+  end
+  return mod
+end
+
+-- The format `name`: one of `builtin` (name -> module name or module), or
+-- a path to a Lua file that returns a format module. -> the module, or nil
+-- and a message that names the value.
+function M.format(name, builtin)
+  if type(name) ~= "string" or name == "" then
+    return nil, "no format given"
+  end
+  if M.is_path(name) then
+    local chunk, err = loadfile(name)
+    if not chunk then
+      if err:find("No such file", 1, true) or err:find("cannot open", 1, true) then
+        return nil, fmt("cannot read format file %s (%s)", name, err)
+      end
+      return nil, fmt("cannot load format file: %s", err)
+    end
+    local ok, mod = pcall(chunk)
+    if not ok then return nil, fmt("format file %s failed: %s", name, tostring(mod)) end
+    return M.check_format(mod, "format file " .. name)
+  end
+  local b = builtin and builtin[name]
+  if b == nil then
+    local names = {}
+    for k in pairs(builtin or {}) do names[#names + 1] = k end
+    table.sort(names)
+    return nil, fmt("unknown format '%s' (expected %s, or a path to a Lua format file such as ./my.lua)",
+      name, table.concat(names, ", "))
+  end
+  if type(b) == "string" then b = require(b) end
+  return M.check_format(b, "format " .. name)
+end
+
+---------------------------------------------------------------------------
+-- Writers
+---------------------------------------------------------------------------
+
+local Writer = {}
+Writer.__index = Writer
+
+local counter = 0
+
+local function own_pid()
+  local f = io.open("/proc/self/stat", "r")
+  local stat = f and f:read("*l")
+  if f then f:close() end
+  return stat and stat:match("^(%d+)") or tostring(os.time())
+end
+
+-- dir, base of a path ("out.csv" -> ".", "out.csv").
+local function split(path)
+  local dir, base = path:match("^(.*)/([^/]*)$")
+  if not dir then return ".", path end
+  if dir == "" then dir = "/" end
+  return dir, base
+end
+
+-- The reason of an io/os error message, without the path it starts with.
+local function reason(err)
+  return (tostring(err):gsub("^.-: ([^:]+)$", "%1"))
+end
+
+local function denied_hint(err)
+  if err and (err:find("Permission denied", 1, true) or err:find("Operation not permitted", 1, true)) then
+    return " (started as root, sonde writes as an unprivileged user, nobody unless"
+      .. " --user: that user must be able to write the directory, and in a sticky"
+      .. " directory such as /tmp, to own the file it replaces)"
+  end
+  return ""
+end
+
+-- A writer for path (nil or "-": o.stdout, default io.stdout, which commit
+-- flushes and never closes). -> writer, or nil and a message.
+function M.open(path, o)
+  o = o or {}
+  if path == nil or path == "-" then
+    return setmetatable({ f = o.stdout or io.stdout }, Writer)
+  end
+  local dir, base = split(path)
+  if base == "" or base == "." or base == ".." then
+    return nil, fmt("%s: not a file name", path)
+  end
+  local pid = own_pid()
+  local last
+  for _ = 1, 20 do
+    counter = counter + 1
+    local tmp = fmt("%s/.%s.sonde-%s-%d.tmp", dir, base, pid, counter)
+    local f, err, code = io.open(tmp, "wx")
+    if f then
+      return setmetatable({ f = f, tmp = tmp, path = path }, Writer)
+    end
+    last = err
+    if code ~= 17 then break end -- EEXIST: try the next name
+  end
+  return nil, fmt("cannot create a file in %s: %s%s", dir, reason(last), denied_hint(last))
+end
+
+-- Write text (nil or "" writes nothing). -> true, or nil and the message.
+function Writer:write(text)
+  if text == nil or text == "" then return true end
+  if self.failed then return nil, self.failed end
+  local ok, err = self.f:write(text)
+  if not ok then
+    self.failed = tostring(err)
+    return nil, self.failed
+  end
+  return true
+end
+
+-- Flush what is buffered (stdout: so that a reader sees it now).
+-- -> true, or nil and the message.
+function Writer:flush()
+  if self.failed then return nil, self.failed end
+  local ok, err = self.f:flush()
+  if not ok then
+    self.failed = tostring(err)
+    return nil, self.failed
+  end
+  return true
+end
+
+-- The file the writer replaces, or nil for stdout.
+function Writer:target() return self.path end
+
+-- Finish: stdout is flushed; a file is flushed, closed and renamed over
+-- its path. -> true, or nil and the message (the temporary file is then
+-- removed and the old file left as it was).
+function Writer:commit()
+  if self.done then return nil, "output already finished" end
+  local ok, err = self:flush()
+  if not self.tmp then
+    self.done = true
+    return ok, err
+  end
+  self.done = true
+  local closed, cerr = self.f:close()
+  if not ok or not closed then
+    os.remove(self.tmp)
+    return nil, fmt("cannot write %s: %s", self.path, tostring(err or cerr))
+  end
+  local renamed, rerr = os.rename(self.tmp, self.path)
+  if not renamed then
+    os.remove(self.tmp)
+    return nil, fmt("cannot replace %s: %s%s", self.path, reason(rerr), denied_hint(rerr))
+  end
+  return true
+end
+
+-- Give up: a file's temporary copy is closed and removed (the old file
+-- stays); stdout is left alone. Idempotent.
+function Writer:abort()
+  if self.done then return end
+  self.done = true
+  if self.tmp then
+    pcall(self.f.close, self.f)
+    os.remove(self.tmp)
+  end
+end
+
+return M

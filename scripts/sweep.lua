@@ -1,0 +1,361 @@
+-- sonde sweep: which addresses of prefixes and lists answer? One probe per
+-- target (sonde.strategy.sweep), targets from the command line and files
+-- (sonde.targets), one record per target in the chosen format
+-- (sonde.output), streamed as the answers come.
+
+local sonde = require "sonde"
+local cli = require "sonde.cli"
+local target = require "sonde.target"
+local targets = require "sonde.targets"
+local output = require "sonde.output"
+local sweep = require "sonde.strategy.sweep"
+
+local fmt = string.format
+
+local FORMATS = {
+  text = "sonde.format.sweep",
+  jsonl = "sonde.format.jsonl",
+  csv = "sonde.format.csv",
+  markdown = "sonde.format.markdown",
+}
+
+local MAX_BAD_LINES = 20 -- reported one by one; the rest are counted
+
+local function check_format(v)
+  if FORMATS[v] or output.is_path(v) then return v end
+  return nil, "expected text, jsonl, csv, markdown, or a path to a Lua format file such as ./my.lua"
+end
+
+local function check_shard(v)
+  local k, n = targets.parse_shard(v)
+  if not k then return nil, n end
+  return { k, n }
+end
+
+local spec = {
+  name = "sweep",
+  summary = "find which addresses of prefixes and lists answer (a fast liveness sweep)",
+  usage = "sonde sweep [options] [TARGET...]",
+  description = [[
+Sends one probe to every address of the targets, many at once, and writes one record per address as its answer comes: alive or not, what answered, and the round-trip time.
+
+Targets are addresses (198.18.0.1, 2001:db8::1), CIDR prefixes (198.18.0.0/24; IPv6 /96 or longer) and host names, on the command line and in files given with --targets (one per line, '-' for standard input; '#' starts a comment, blank lines are ignored; a line that is not a target is reported with its line number and skipped). The targets form a set: an address given twice, or inside two prefixes, is probed once. Host names are resolved all at once, before the first probe; a name that does not resolve is reported and skipped.
+
+With -p icmp (the default) the probe is an ICMP echo request and a target is alive when it sends the echo reply. With -p tcp it is a TCP connect to --port (80): a SYN-ACK (open) and a RST (closed) both say the host is up. With -p udp it is a datagram to --port (33434, which should be closed): the target's ICMP port unreachable (or a UDP reply) says it is up. An answer from another address (a router's host unreachable, a filter's administratively prohibited) is recorded but does not make the target alive.
+
+Probes go out at --rate probes per second at most, with --window probes in flight at most; each is given -w seconds to be answered. Targets are probed in a seeded pseudo-random order (--seed), as zmap does, so that consecutive probes go to different networks. With --rate 0 (no limit), a window of more than a few thousand can send faster than the replies are read: the kernel drops what overflows the receive buffer, and those targets show no answer. With -p tcp every probe in flight holds a socket: keep --window under the open-file limit (ulimit -n).
+
+--shard K/N splits the targets into N shards (K counts from 0) and probes shard K only: the order of --seed is cut into N interleaved parts, so that N processes given the same targets and the same seed (on one machine or on N) probe every address exactly once, and their outputs (jsonl, csv without the repeated header) merge by concatenation. In a Kubernetes Indexed Job with completions N, each pod runs sonde sweep --shard $JOB_COMPLETION_INDEX/N --seed S ...
+
+Formats (--format): jsonl (the default: one JSON object per target, described by the "sweep" definition of scripts/sonde/schema/sonde.schema.json), text (a line per target and a summary), csv (a header row, a row per target), markdown (a table), or the path of a Lua file that returns a format of your own (see examples/format_example.lua). -o FILE writes to FILE atomically: to a temporary file in the same directory, renamed over FILE at the end (also when interrupted: FILE then holds the records of the probes that ended). Started as root, sonde runs as nobody (see --user): files it reads must be readable by that user and the directory of -o writable.
+
+On standard error: a progress line (targets done out of the total, the rate, the time left) for runs longer than two seconds, when standard error is a terminal; and, unless the format has its own (text and markdown do), the summary at the end. -q turns both off.
+
+Exit status:
+
+    0    at least one target is alive
+    1    none is
+    2    usage error (an option, a target on the command line, no target)
+    3    runtime error: no permission, an unreadable --targets file,
+         -o not writable, every probe failed locally (no route)
+    130  interrupted by SIGINT (143: SIGTERM); the records of the probes
+         that ended are written, then the summary]],
+  options = {
+    { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "tcp", "udp" }, default = "icmp",
+      help = "probe: ICMP echo, TCP connect to --port, UDP to --port" },
+    { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
+      help = "TCP: the port to connect to (default 80); UDP: the destination port (default 33434)" },
+    { nil, "--targets", arg = "FILE", list = true,
+      help = "read targets from FILE, one per line ('-': standard input)" },
+    { nil, "--rate", arg = "PPS", type = "number", min = 0, max = 10000000, default = "10000",
+      help = "probes per second at most (0: no limit)" },
+    { nil, "--window", arg = "N", type = "int", min = 1, max = 1000000,
+      help = "probes in flight at most (default 4096; with -p tcp 1000, one socket each)" },
+    { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "1",
+      help = "how long to wait for the answer to one probe" },
+    { "-t", "--ttl", arg = "N", type = "int", min = 1, max = 255, default = 64,
+      help = "TTL (IPv6: hop limit) of the probes" },
+    { nil, "--shard", arg = "K/N", check = check_shard,
+      help = "probe shard K of N only (K from 0; in a Kubernetes Indexed Job, K = $JOB_COMPLETION_INDEX)" },
+    { nil, "--seed", arg = "S", type = "int", min = 0, max = 4294967295, default = 0,
+      help = "the seed of the order of the targets (and of the shards)" },
+    { nil, "--format", arg = "FORMAT", check = check_format, default = "jsonl",
+      help = "text, jsonl, csv, markdown, or a Lua format file (./my.lua)" },
+    { "-o", "--output", arg = "FILE", help = "write the records to FILE (atomically) instead of standard output" },
+    { nil, "--alive", key = "alive_only", flag = true,
+      help = "write the records of alive targets only (the summary still counts all)" },
+    { "-q", "--quiet", flag = true, help = "no progress line, no summary on standard error" },
+    { nil, "--privileged", flag = true, help = "use raw sockets or fail (EPERM)" },
+    { nil, "--unprivileged", flag = true, help = "use ICMP datagram sockets and socket error queues" },
+  },
+  positionals = { { name = "TARGET", many = true, help = "address, CIDR prefix or host name" } },
+  exclusive = { { "privileged", "unprivileged" } },
+  examples = {
+    "sonde sweep 198.18.0.0/24",
+    "sonde sweep -p tcp --port 443 --format csv -o up.csv 198.18.0.0/22 198.18.8.1",
+    "sonde sweep --targets hosts.txt --rate 50000 -w 0.5",
+    "sonde sweep --shard 2/8 --seed 42 --targets prefixes.txt > shard-2.jsonl",
+    "cat list.txt | sonde sweep --targets - --alive -q",
+  },
+}
+
+---------------------------------------------------------------------------
+-- Standard error: the progress line and messages
+---------------------------------------------------------------------------
+
+-- Is descriptor fd (1 or 2) a terminal? Through LuaJIT's FFI, else the
+-- shell's test.
+local function isatty(fd)
+  local ok, ffi = pcall(require, "ffi")
+  if ok then
+    pcall(ffi.cdef, "int isatty(int fd);")
+    local got, r = pcall(function() return ffi.C.isatty(fd) end)
+    if got then return r == 1 end
+  end
+  return os.execute("[ -t " .. fd .. " ]") == 0
+end
+
+local function duration_text(s)
+  if s >= 3600 then return fmt("%dh%02dm", s / 3600, (s % 3600) / 60) end
+  if s >= 60 then return fmt("%dm%02ds", s / 60, s % 60) end
+  return fmt("%ds", math.ceil(s))
+end
+
+-- "12345/65536 (18.8 %), 52341 targets/s, 1s left"
+local function progress_text(state, total)
+  local rate = state.elapsed > 0 and state.done / state.elapsed or 0
+  local left = rate > 0 and (total - state.done) / rate or 0
+  return fmt("sweep: %d/%d (%.1f %%), %d alive, %.0f targets/s, %s left", state.done, total,
+    total > 0 and 100 * state.done / total or 100, state.alive, rate, duration_text(left))
+end
+
+local function summary_text(s, total)
+  local text = fmt("%d of %d target%s alive (%.1f %%); %d no answer, %d answered otherwise, "
+    .. "%d failed; %.2f s, %.0f probes/s", s.alive, total, total == 1 and "" or "s",
+    total > 0 and 100 * s.alive / total or 0, s.timeouts, s.other, s.failed,
+    s.duration, s.rate)
+  if s.stop_reason ~= "done" then
+    text = text .. fmt(" (%s after %d of %d)", s.stop_reason, s.done, total)
+  end
+  if s.dropped and s.dropped > 0 then
+    text = text .. fmt("; %d replies dropped by the kernel (receive buffer full:"
+      .. " lower --window or --rate)", s.dropped)
+  end
+  return text
+end
+
+---------------------------------------------------------------------------
+-- Targets
+---------------------------------------------------------------------------
+
+local function read_target_files(list, files, ctx)
+  local bad_total = 0
+  for _, path in ipairs(files) do
+    local lines, source, f
+    if path == "-" then
+      lines, source = io.stdin:lines(), "stdin"
+    else
+      local err
+      f, err = io.open(path, "r")
+      if not f then
+        local hint = tostring(err):find("Permission denied", 1, true)
+          and " (started as root, sonde reads as nobody unless --user: make the file readable by that user)"
+          or ""
+        cli.runtime_error("--targets %s: cannot read: %s%s", path, tostring(err), hint)
+      end
+      lines, source = f:lines(), path
+    end
+    local ok, bad = pcall(list.add_lines, list, lines, source)
+    if f then f:close() end
+    if not ok then cli.runtime_error("--targets %s: %s", path, tostring(bad)) end
+    for _, b in ipairs(bad) do
+      bad_total = bad_total + 1
+      if bad_total <= MAX_BAD_LINES then
+        ctx.stderr:write(fmt("sonde sweep: %s:%d: skipped '%s': %s\n", b.source, b.line,
+          b.text:match("^%s*(.-)%s*$"), b.reason))
+      end
+    end
+  end
+  if bad_total > MAX_BAD_LINES then
+    ctx.stderr:write(fmt("sonde sweep: ... and %d more bad lines, skipped\n",
+      bad_total - MAX_BAD_LINES))
+  end
+end
+
+-- Resolve every name at once (at most 64 lookups in flight), inside
+-- eng:run(). A name that does not resolve is reported and skipped.
+local function resolve_names(eng, list, ctx)
+  local names = list:names()
+  if #names == 0 then return end
+  local addrs, nexti = {}, 0
+  local left = math.min(64, #names)
+  local all = eng:event()
+  for _ = 1, left do
+    eng:spawn(function()
+      while nexti < #names do
+        nexti = nexti + 1
+        local i = nexti
+        local got, err = eng:resolve(names[i])
+        if got and got[1] then
+          addrs[i] = got[1]
+        else
+          ctx.stderr:write(fmt("sonde sweep: skipped '%s': cannot resolve: %s\n", names[i],
+            tostring(err or "no address")))
+        end
+      end
+      left = left - 1
+      if left == 0 then all.fire() end
+    end)
+  end
+  all.wait()
+  for i = 1, #names do
+    if addrs[i] then assert(list:add(addrs[i])) end
+  end
+end
+
+---------------------------------------------------------------------------
+-- The command
+---------------------------------------------------------------------------
+
+local function run(opts, ctx)
+  local protocol = opts.protocol
+  if opts.port and protocol == "icmp" then
+    cli.usage_error("--port applies to -p tcp and -p udp, not icmp")
+  end
+  local port = protocol ~= "icmp" and (opts.port or sweep.DEFAULT_PORT[protocol]) or nil
+  local window = opts.window or (protocol == "tcp" and 1000 or 4096)
+  local shard, shards = 0, 1
+  if opts.shard then shard, shards = opts.shard[1], opts.shard[2] end
+  local form, ferr = output.format(opts.format, FORMATS)
+  if not form then cli.usage_error("--format: %s", ferr) end
+
+  local list = targets.list()
+  for _, t in ipairs(opts.target) do
+    local ok, why = list:add(t)
+    if not ok then
+      cli.usage_error("TARGET: invalid value '%s' (%s)", t, why)
+    end
+  end
+  read_target_files(list, opts.targets, ctx)
+  if #opts.target == 0 and #opts.targets == 0 then
+    cli.usage_error("no targets (give addresses, prefixes or --targets FILE)")
+  end
+
+  local out, oerr = output.open(opts.output, { stdout = ctx.stdout })
+  if not out then cli.runtime_error("-o: %s", oerr) end
+
+  local eng, err = sonde.engine{ rate = opts.rate, window = window, wait = opts.wait,
+    privileged = opts.privileged and "raw" or opts.unprivileged and "unprivileged" or nil }
+  if not eng then
+    out:abort()
+    cli.runtime_error("%s", err)
+  end
+
+  local terminal = not opts.quiet and ctx.stderr == io.stderr and isatty(2)
+  -- Records written to the same terminal first erase the progress line.
+  local shared = terminal and not opts.output and ctx.stdout == io.stdout and isatty(1)
+  local showing = false -- a progress line is on the terminal
+  local function clear_progress()
+    if showing then
+      ctx.stderr:write("\r\27[K")
+      showing = false
+    end
+  end
+
+  local signal, stop, summary, total, write_error, first_error
+  target.on_interrupt(eng, function(name)
+    signal = name
+    if stop then stop() end
+  end)
+
+  local ok, perr = pcall(eng.run, eng, function()
+    resolve_names(eng, list, ctx)
+    local n, lerr = list:finish()
+    if not n then cli.usage_error("%s", lerr) end
+    if n == 0 then cli.usage_error("no targets left to probe") end
+    local iter
+    iter, total = list:iter{ seed = opts.seed, shard = shard, shards = shards }
+    local meta = { command = "sweep", version = 1, columns = sweep.COLUMNS, fields = sweep.FIELDS,
+      protocol = protocol, port = port, total = total, targets = n, shard = shard,
+      shards = shards, seed = opts.seed, rate = opts.rate, window = window,
+      wait = opts.wait, ttl = opts.ttl }
+    local function write(text)
+      if write_error or not text then return end
+      local wok, werr = out:write(text)
+      if not wok then
+        write_error = werr
+        if stop then stop() end
+      end
+    end
+    if form.header then write(form.header(meta)) end
+    if write_error then return end
+    local alive_only = opts.alive_only
+    summary = sweep.run{
+      eng = eng, next = iter, protocol = protocol, port = port, ttl = opts.ttl,
+      wait = opts.wait, limit = window + 1024,
+      on_record = function(rec)
+        if rec.error and not first_error and rec.status ~= "reply" then first_error = rec.error end
+        if alive_only and not rec.alive then return end
+        if showing and shared then clear_progress() end
+        write(form.record(rec, meta))
+      end,
+      on_stop = function(fn)
+        stop = fn
+        if signal then fn() end
+      end,
+      every = 0.25,
+      progress = function(state)
+        local fok, ferr2 = out:flush()
+        if not fok and not write_error then
+          write_error = ferr2
+          stop()
+        end
+        if terminal and state.elapsed >= 2 then
+          ctx.stderr:write("\r\27[K", progress_text(state, total))
+          showing = true
+        end
+      end,
+    }
+    if signal then summary.stop_reason = "interrupted" end
+    summary.text = summary_text(summary, total)
+    summary.total = total
+    clear_progress()
+    if form.footer then write(form.footer(summary, meta)) end
+  end)
+  eng:close()
+  clear_progress()
+  if not ok then
+    out:abort()
+    error(perr, 0)
+  end
+
+  -- A closed pipe ends the sweep quietly (nobody reads the rest); any other
+  -- write error is a runtime error and leaves -o's file as it was.
+  if write_error then
+    out:abort()
+    if out:target() == nil and write_error:find("Broken pipe", 1, true) then
+      return cli.EXIT.OK
+    end
+    cli.runtime_error("%s: %s", out:target() or "standard output", write_error)
+  end
+  local cok, cerr = out:commit()
+  if not cok then
+    if out:target() == nil and tostring(cerr):find("Broken pipe", 1, true) then
+      return cli.EXIT.OK
+    end
+    cli.runtime_error("-o: %s", cerr)
+  end
+  if not opts.quiet and not form.footer then
+    ctx.stderr:write("sonde sweep: ", summary.text, "\n")
+  end
+  if signal then return target.signal_status(signal) end
+  if summary.alive > 0 then return cli.EXIT.OK end
+  if summary.failed > 0 and summary.failed == summary.done and first_error then
+    ctx.stderr:write(fmt("sonde sweep: every probe failed: %s: %s\n", first_error.name,
+      first_error.message))
+    return cli.EXIT.RUNTIME
+  end
+  return cli.EXIT.NOT_REACHED
+end
+
+return { spec = spec, run = run }
