@@ -99,7 +99,11 @@ check: deps
 BENCH_DEPS := traceroute mtr-tiny scamper nmap zmap
 bench: deps all
 	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
-	@LUA_PATH="spec/support/?.lua;scripts/?.lua;scripts/?/init.lua;;" \
+	@prefix="sdbench$$$$-"; \
+	trap 'luajit spec/support/lab.lua down "$$prefix" >/dev/null 2>&1' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM; \
+	SONDE_LAB_PREFIX="$$prefix" \
+	LUA_PATH="spec/support/?.lua;scripts/?.lua;scripts/?/init.lua;;" \
 	  LUA_CPATH="$(BUILD)/lua/?.so;;" SONDE_BUILD="$(BUILD)" \
 	  luajit spec/bench/bench.lua
 
