@@ -22,7 +22,7 @@ ALL_LDFLAGS := $(LDFLAGS) $(EXTRA_LDFLAGS)
 DEPS := build-essential pkg-config luajit libluajit-5.1-dev libuv1-dev \
         lua-busted lua-cjson iproute2 nftables procps python3-jsonschema \
         clang libclang-rt-14-dev iputils-ping libcap2-bin util-linux valgrind \
-        libjansson-dev
+        libjansson-dev scamper
 
 ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)

@@ -145,9 +145,18 @@ static void set_str(lua_State *L, const char *k, const char *v) {
   lua_setfield(L, -2, k);
 }
 
+/* An address field, left out when unknown or unspecified (0.0.0.0, ::: a
+ * socket bound to any address says nothing about the source). */
 static void set_addr(lua_State *L, const char *k,
                      const struct sockaddr_storage *ss) {
+  static const uint8_t zero[16];
   char buf[INET6_ADDRSTRLEN];
+  if (ss->ss_family == AF_INET &&
+      ((const struct sockaddr_in *)ss)->sin_addr.s_addr == 0)
+    return;
+  if (ss->ss_family == AF_INET6 &&
+      memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, zero, 16) == 0)
+    return;
   if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
     set_str(L, k, sonde_addr_format(ss, buf, sizeof(buf)));
 }

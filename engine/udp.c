@@ -210,6 +210,12 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   }
   r = payload(eng, spec, sport, len, &pseudo);
   if (r == 0 && spec->hold_checksum) {
+    /* Sent from the raw socket: its source is the route's. */
+    p->local = eng->route_src[sonde__afi(af)];
+    if (af == AF_INET6)
+      ((struct sockaddr_in6 *)&p->local)->sin6_port = htons(sport);
+    else
+      ((struct sockaddr_in *)&p->local)->sin_port = htons(sport);
     /* Header and all, on the raw socket; the address carries no port. */
     uint16_t c = sonde__cksum(eng->sbuf, 8 + len, pseudo);
     eng->sbuf[6] = (uint8_t)(c >> 8);

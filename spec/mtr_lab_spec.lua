@@ -161,8 +161,14 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
     assert.matches("^HOST: %S+ +Loss%%   Snt   Last   Avg  Best  Wrst StDev  Javg$", lines[2])
     local num = "%s+%d+%.%d"
     for i = 1, 4 do
-      assert.matches(("^%3d"):format(i) .. "%.|%-%- " .. esc(l.hops[i].v4) .. "%s+%d+%.%d%%%s+5"
-        .. num .. num .. num .. num .. num .. num .. "$", lines[2 + i])
+      -- hop 2 loses half its replies: in 5 rounds it may lose all (1 in
+      -- 32), and then shows mtr's "???" with no figures
+      if i == 2 and lines[2 + i]:match("^  2%.|%-%- %?%?%?") then
+        assert.matches("^  2%.|%-%- %?%?%?%s+100%.0%%%s+5", lines[2 + i])
+      else
+        assert.matches(("^%3d"):format(i) .. "%.|%-%- " .. esc(l.hops[i].v4) .. "%s+%d+%.%d%%%s+5"
+          .. num .. num .. num .. num .. num .. num .. "$", lines[2 + i])
+      end
     end
     assert.matches("^  1%.|%-%- %S+%s+0%.0%%", lines[3])
     assert.are.equal(6, #lines)

@@ -34,15 +34,13 @@ local function final(r, dst)
 end
 M.final = final
 
--- o: eng, dst (numeric address), af, proto, strategy (an instance from a
--- strategy module), first_ttl, max_ttl, queries, wait = {max, here, near},
--- sim (probes in flight), rule (retry rule), gap_limit (silent hops in a
--- row that end the trace; nil or 0: no limit), on_hop(hop) (called for each
--- hop in TTL order once it is complete), interrupted() (true to stop).
--- Returns the trace table of DESIGN.md (without target naming fields).
-function M.run(o)
+-- One flow of probes (a classic or Paris strategy instance); see M.run.
+local function run_one(o)
   local eng = o.eng
   local wmax, here, near = o.wait[1], o.wait[2], o.wait[3]
+  -- A strategy may allow fewer probes in flight than asked (Paris TCP:
+  -- one; its probes share a 4-tuple).
+  local sim = math.min(o.sim, o.strategy.inflight or o.sim)
   local rule = o.rule or retry.default
   local hops = {}          -- [ttl] = { ttl =, probes = { [q] = result } }
   local inflight = {}      -- id -> rec
@@ -207,7 +205,7 @@ function M.run(o)
   end
 
   function issue()
-    while n_inflight < o.sim and not o.interrupted() do
+    while n_inflight < sim and not o.interrupted() do
       local re = table.remove(reissue_queue, 1)
       if re then
         if re.ttl <= limit then send(re.ttl, re.q, re.reissues, re.earlier) end
@@ -263,6 +261,99 @@ function M.run(o)
     started = started,
     duration = eng:now() - t0,
   }
+end
+
+-- Several flows (a Dublin instance: strategy.flows is a list of Paris
+-- instances): one trace per flow, all at once on the same engine, the -N
+-- budget shared between them (at least one probe in flight each). Each
+-- probe carries `flow` (its flow's number). The result is a trace whose
+-- hops hold every probe of every flow at each TTL, plus flows = { { flow,
+-- sport | checksum, reached, stop_reason, error, hops } } (each flow's own
+-- hop list) and graph = { nodes, links } (sonde.strategy.dublin.graph).
+-- reached: some flow reached the destination; stop_reason: "reached" if one
+-- did, else "interrupted", "error", or the first flow's.
+local function run_flows(o)
+  local dublin = require "sonde.strategy.dublin"
+  local eng = o.eng
+  local started, t0 = os.time(), eng:now()
+  local flows = o.strategy.flows
+  local share = math.max(1, math.floor(o.sim / #flows))
+  local results, left, done = {}, #flows, eng:event()
+  local stops = {}
+  local function interrupt()
+    for _, fn in pairs(stops) do fn() end
+  end
+  if o.on_interrupt then o.on_interrupt(interrupt) end
+  for i, inst in ipairs(flows) do
+    local fo = {}
+    for k, v in pairs(o) do fo[k] = v end
+    fo.strategy, fo.sim, fo.on_hop = inst, share, nil
+    fo.on_interrupt = function(fn) stops[i] = fn end
+    eng:spawn(function()
+      results[i] = run_one(fo)
+      left = left - 1
+      if left == 0 then done.fire() end
+    end)
+  end
+  if left > 0 then done.wait() end
+
+  local merged, by_ttl = json.array{}, {}
+  local out_flows = json.array{}
+  local reached, stop_reason, err
+  for i, t in ipairs(results) do
+    local inst = flows[i]
+    local f = dublin.describe(inst)
+    f.reached, f.stop_reason, f.error, f.hops = t.reached, t.stop_reason, t.error, t.hops
+    out_flows[i] = f
+    for _, hop in ipairs(t.hops) do
+      for _, r in ipairs(hop.probes) do r.flow = inst.flow end
+      local m = by_ttl[hop.ttl]
+      if not m then
+        m = { ttl = hop.ttl, probes = json.array{} }
+        by_ttl[hop.ttl] = m
+        merged[#merged + 1] = m
+      end
+      for _, r in ipairs(hop.probes) do m.probes[#m.probes + 1] = r end
+    end
+    if t.reached then reached = true end
+    err = err or t.error
+    stop_reason = stop_reason or t.stop_reason
+  end
+  table.sort(merged, function(a, b) return a.ttl < b.ttl end)
+  if reached then
+    stop_reason = "reached"
+  elseif o.interrupted() then
+    stop_reason = "interrupted"
+  elseif err then
+    stop_reason = "error"
+  end
+  -- Hand the merged hops over in order, for a caller that streams them.
+  if o.on_hop then
+    for _, hop in ipairs(merged) do o.on_hop(hop) end
+  end
+  return {
+    type = "trace", version = 1,
+    first_ttl = o.first_ttl, max_ttl = o.max_ttl, queries = o.queries,
+    reached = reached == true, stop_reason = stop_reason,
+    error = stop_reason == "error" and err or nil,
+    hops = merged, flows = out_flows, graph = dublin.graph(out_flows),
+    started = started, duration = eng:now() - t0,
+  }
+end
+
+-- o: eng, dst (numeric address), af, proto, strategy (an instance from a
+-- strategy module: spec(ttl, seq), and optionally inflight (at most that
+-- many probes in flight) or flows (a list of instances, one trace each:
+-- Dublin)), first_ttl, max_ttl, queries, wait = {max, here, near}, sim
+-- (probes in flight), rule (retry rule), gap_limit (silent hops in a row
+-- that end the trace; nil or 0: no limit), on_hop(hop) (called for each hop
+-- in TTL order once it is complete; with flows, once all flows are done),
+-- interrupted() (true to stop), on_interrupt(fn) (hands over a function
+-- that stops the trace at once).
+-- Returns the trace table of DESIGN.md (without target naming fields).
+function M.run(o)
+  if o.strategy.flows then return run_flows(o) end
+  return run_one(o)
 end
 
 return M

@@ -720,11 +720,195 @@ function lab.chain(opts)
   return self
 end
 
--- Shell variables describing a chain (for `up`).
+-- lab.diamond{ width = 2 (2..8), v6 = true, hash = "l4" | "fields",
+--              seed = N | false, name = "...", base = "...",
+--              nft = { node = "ruleset" }, sysctls = { node = {...} } }
+-- An ECMP "diamond": src — r1, which load-balances over `width` routers in
+-- parallel (r2 .. r(width+1)), which rejoin at the next router — dst.  With
+-- width 2: src — r1 — {r2, r3} — r4 — dst.
+--
+--   TTL 1   r1                       (the split)
+--   TTL 2   r2 | r3 | ...            (one of the branches, per flow)
+--   TTL 3   the join router          (one address, whatever the branch)
+--   TTL 4   dst
+--
+-- r1 routes dst's link with one multipath route (`nexthop via B1 nexthop
+-- via B2 ...`) and hashes on L4 (net.ipv4/ipv6.fib_multipath_hash_policy =
+-- 1: addresses, protocol and ports), so a UDP or TCP flow (its 5-tuple)
+-- keeps one branch and different ports may take different ones.  ICMP has
+-- no ports: the kernel hashes echo requests on addresses and protocol only,
+-- so every ICMP probe of a run takes the same branch. hash = "fields" uses
+-- policy 3 with the same fields taken from the headers (addresses,
+-- protocol, ports): with policy 1 a forwarded packet whose sender's socket
+-- gave it a flow hash (TCP: a random one per socket, kept across veth) is
+-- balanced by that hash, so only "fields" balances TCP by its ports.
+-- The hash seed (net.ipv4.fib_multipath_hash_seed, kernels from 6.11) is
+-- fixed (seed, default 2) so that a flow takes the same branch on every
+-- run: specs that need "both branches within n probes" are then
+-- deterministic; seed = false keeps the kernel's random one.
+--
+-- Address plan (link i: 198.18.i.1 left end, 198.18.i.2 right end; IPv6
+-- 2001:db8:i::1 / ::2 as in lab.chain):
+--   link 0          src — r1
+--   link k          r1 — branch k            (k = 1 .. width)
+--   link width+k    branch k — join
+--   link 2*width+1  join — dst
+-- A branch answers from its interface facing r1 (198.18.k.2).  The join
+-- router answers from one address whatever branch the probe came in by: it
+-- has one route back (through branch 1), and its ICMP errors take the
+-- address of the interface they leave from (icmp_errors_use_inbound_ifaddr
+-- = 0), so it reads as one node where the branches rejoin.
+--
+-- Fields: ns.src, ns.dst, ns.r[k], ns[key]; src, dst = { v4, v6, ns };
+-- split = r1's { v4, v6, ns }; branches[k] = branch k's; join = the join
+-- router's; hops[ttl] = list of the nodes that may answer at that TTL
+-- ({ split }, branches, { join }, { dst }); split_ttl = 2 (the TTL whose
+-- answer depends on the flow); width.
+local HASH_POLICY = { l4 = 1, fields = 3 }
+-- policy 3's fields: source and destination address, protocol, source and
+-- destination port (no flow label)
+local FIELDS = "0x0037"
+local DEFAULT_SEED = 2
+
+function lab.diamond(opts)
+  opts = opts or {}
+  local w = opts.width or 2
+  assert(type(w) == "number" and w >= 2 and w <= 8 and w % 1 == 0,
+         "lab.diamond: width must be an integer from 2 to 8")
+  local with_v6 = opts.v6 ~= false
+  local policy = HASH_POLICY[opts.hash or "l4"]
+  if not policy then
+    error(("lab.diamond: hash %q is not one of l4, fields"):format(tostring(opts.hash)), 2)
+  end
+  -- The hash seed (IPv4 and IPv6; kernels from 6.11): by default fixed, so
+  -- that which flow takes which branch is the same on every run; false:
+  -- the kernel's, random per namespace.
+  local seed = opts.seed == nil and DEFAULT_SEED or opts.seed
+  local join = "r" .. (w + 2)
+  local keys = { "src", "r1" }
+  for k = 1, w do keys[#keys + 1] = "r" .. (k + 1) end
+  keys[#keys + 1] = join
+  keys[#keys + 1] = "dst"
+  local last = 2 * w + 1                     -- the join — dst link
+
+  local spec = { name = opts.name or "diamond", base = opts.base, nodes = keys,
+                 routers = {}, links = {}, routes = {}, nft = opts.nft or {},
+                 ratelimit = opts.ratelimit, sysctls = {} }
+  local function link(a, b, i)
+    spec.links[#spec.links + 1] = { a, b,
+      v4 = { v4(i, 1) .. "/24", v4(i, 2) .. "/24" },
+      v6 = with_v6 and { v6(i, 1) .. "/64", v6(i, 2) .. "/64" } or nil }
+  end
+  link("src", "r1", 0)
+  for k = 1, w do link("r1", "r" .. (k + 1), k) end
+  for k = 1, w do link("r" .. (k + 1), join, w + k) end
+  link(join, "dst", last)
+
+  -- routes(node, { [link] = gateway link/side or a list of them })
+  local function add(node, i, via, src)
+    local r = spec.routes[node] or {}
+    spec.routes[node] = r
+    local l4, l6 = ("198.18.%d.0/24"):format(i), v6net(i) .. "/64"
+    if #via == 1 then
+      local s4 = src and (" src " .. v4(src[1], src[2])) or ""
+      local s6 = src and (" src " .. v6(src[1], src[2])) or ""
+      r[#r + 1] = l4 .. " via " .. v4(via[1][1], via[1][2]) .. s4
+      if with_v6 then r[#r + 1] = l6 .. " via " .. v6(via[1][1], via[1][2]) .. s6 end
+    else
+      local m4, m6 = { l4 }, { l6 }
+      for _, g in ipairs(via) do
+        m4[#m4 + 1] = "nexthop via " .. v4(g[1], g[2])
+        m6[#m6 + 1] = "nexthop via " .. v6(g[1], g[2])
+      end
+      r[#r + 1] = table.concat(m4, " ")
+      if with_v6 then r[#r + 1] = table.concat(m6, " ") end
+    end
+  end
+  local all_branches = {}
+  for k = 1, w do all_branches[k] = { k, 2 } end
+  for i = 1, last do add("src", i, { { 0, 2 } }) end
+  for k = 1, w do add("r1", w + k, { { k, 2 } }) end
+  add("r1", last, all_branches)             -- the split
+  for k = 1, w do
+    local b = "r" .. (k + 1)
+    add(b, 0, { { k, 1 } })
+    for j = 1, w do
+      if j ~= k then
+        add(b, j, { { k, 1 } })
+        add(b, w + j, { { w + k, 2 } })
+      end
+    end
+    add(b, last, { { w + k, 2 } })
+  end
+  -- Back through branch 1, and from one address: IPv6 takes the source of
+  -- an ICMPv6 error from the interface the packet came in on unless the
+  -- route back names one (icmp6_send, "a more meaningful saddr").
+  for i = 0, w do add(join, i, { { w + 1, 1 } }, { w + 1, 2 }) end
+  for i = 0, last - 1 do add("dst", i, { { last, 1 } }) end
+
+  for i = 1, #keys do
+    local key = keys[i]
+    if key ~= "src" and key ~= "dst" then
+      spec.routers[key] = true
+      spec.sysctls[key] = {
+        ["net.ipv4.fib_multipath_hash_policy"] = policy,
+        ["net.ipv6.fib_multipath_hash_policy"] = policy,
+      }
+      if policy == 3 then
+        spec.sysctls[key]["net.ipv4.fib_multipath_hash_fields"] = FIELDS
+        spec.sysctls[key]["net.ipv6.fib_multipath_hash_fields"] = FIELDS
+      end
+      if seed and read_file("/proc/sys/net/ipv4/fib_multipath_hash_seed") then
+        spec.sysctls[key]["net.ipv4.fib_multipath_hash_seed"] = seed
+      end
+    end
+  end
+  spec.sysctls[join]["net.ipv4.icmp_errors_use_inbound_ifaddr"] = 0
+  for node, s in pairs(opts.sysctls or {}) do
+    spec.sysctls[node] = spec.sysctls[node] or {}
+    for k, v in pairs(s) do spec.sysctls[node][k] = v end
+  end
+
+  local self = lab.build(spec)
+  self.width = w
+  self.v6 = with_v6
+  local function host(key, i, side)
+    return { ns = self.ns[key], v4 = v4(i, side), v6 = with_v6 and v6(i, side) or nil }
+  end
+  self.src = host("src", 0, 1)
+  self.dst = host("dst", last, 2)
+  self.split = host("r1", 0, 2)
+  self.branches = {}
+  for k = 1, w do self.branches[k] = host("r" .. (k + 1), k, 2) end
+  self.join = host(join, w + 1, 2)
+  self.hops = { { self.split }, self.branches, { self.join }, { self.dst } }
+  self.split_ttl = 2
+  for i, key in ipairs(keys) do
+    if key:match("^r%d+$") then self.ns.r[i - 1] = self.ns[key] end
+  end
+  return self
+end
+
+-- Shell variables describing a chain or a diamond (for `up`).
 function lab:shell_vars()
   local lines = {}
   local function put(k, v) if v then lines[#lines + 1] = k .. "=" .. shquote(v) end end
   put("LAB_NAME", self.base)
+  if self.width then
+    put("WIDTH", self.width)
+    put("SRC_NS", self.ns.src)
+    put("DST_NS", self.ns.dst)
+    for _, n in ipairs{ { "SRC", self.src }, { "DST", self.dst }, { "SPLIT", self.split },
+                        { "JOIN", self.join } } do
+      put(n[1] .. "_V4", n[2].v4)
+      put(n[1] .. "_V6", n[2].v6)
+    end
+    for k, b in ipairs(self.branches) do
+      put("BRANCH" .. k .. "_V4", b.v4)
+      put("BRANCH" .. k .. "_V6", b.v6)
+    end
+    return table.concat(lines, "\n") .. "\n"
+  end
   put("ROUTERS", self.routers)
   put("SRC_NS", self.ns.src)
   put("DST_NS", self.ns.dst)
@@ -745,10 +929,13 @@ end
 
 local USAGE = [[
 usage: luajit spec/support/lab.lua up NAME [--routers N] [--silent K,...] [--no-v6] [--ratelimit]
+       luajit spec/support/lab.lua up NAME --diamond [--width N] [--hash l4|fields] [--no-v6]
        luajit spec/support/lab.lua down NAME
 `up` builds the chain src — r1 — … — rN — dst in namespaces NAME-src, NAME-r1, …
-and prints it as shell variables (SRC_NS, DST_V4, HOP1_V4, …); `down` removes
-every namespace and /etc/netns entry whose name starts with NAME.
+and prints it as shell variables (SRC_NS, DST_V4, HOP1_V4, …); with --diamond,
+the ECMP diamond of lab.diamond (SRC_NS, DST_V4, SPLIT_V4, BRANCH1_V4, JOIN_V4,
+…); `down` removes every namespace and /etc/netns entry whose name starts with
+NAME.
 ]]
 
 local function main(argv)
@@ -777,12 +964,18 @@ local function main(argv)
       opts.v6 = false; i = i + 1
     elseif a == "--ratelimit" then
       opts.ratelimit = true; i = i + 1
+    elseif a == "--diamond" then
+      opts.diamond = true; i = i + 1
+    elseif a == "--width" and tonumber(argv[i + 1]) then
+      opts.width = tonumber(argv[i + 1]); i = i + 2
+    elseif a == "--hash" and (argv[i + 1] == "l4" or argv[i + 1] == "fields") then
+      opts.hash = argv[i + 1]; i = i + 2
     else
       io.stderr:write("lab.lua: bad option or value: ", a, "\n", USAGE)
       return 2
     end
   end
-  local ok, res = pcall(lab.chain, opts)
+  local ok, res = pcall(opts.diamond and lab.diamond or lab.chain, opts)
   if not ok then io.stderr:write(tostring(res), "\n") return 1 end
   res.keep = true            -- outlive this process; `down NAME` removes it
   io.stdout:write(res:shell_vars())

@@ -1,0 +1,219 @@
+-- sonde mda: every path of a load-balanced route, with the Multipath
+-- Detection Algorithm (sonde.strategy.mda) over Paris UDP flows, as a
+-- graph (sonde.format.mda for text, sonde.format.dot for DOT).
+
+local sonde = require "sonde"
+local cli = require "sonde.cli"
+local target = require "sonde.target"
+local json = require "sonde.json"
+local tracer = require "sonde.trace"
+local mda = require "sonde.strategy.mda"
+
+local spec = {
+  name = "mda",
+  summary = "find every path of a load-balanced route (Multipath Detection Algorithm)",
+  usage = "sonde mda [options] TARGET",
+  description = [[
+Discovers the interfaces at every hop towards TARGET and the links between them, however many paths load balancers spread flows over, with a stated confidence: the Multipath Detection Algorithm of Augustin, Friedman and Teixeira (IMC 2007), with the hop-level economies of MDA-Lite (Vermeulen et al., IMC 2018), as scamper's tracelb does.
+
+Each flow is a UDP source port (flow N leaves from --sport + N - 1, to --port), and every probe of a flow is a Paris probe: the same ports, the UDP checksum naming the probe, so a load balancer sends all of a flow's probes the same way. Flows are reused hop after hop. At each hop, probes go through each interface of the hop before until, with k next hops found, n_k probes have found no other: n_k = 6, 11, 16, 21, 27, ... for --confidence 95 (8, 15, 21, 28, ... for 99), the number of probes that would miss a (k+1)-th next hop with probability at most 5 % (1 %). Where two hops in a row both have several interfaces, each interface gets its own n_k probes (flows through a given interface are found by probing new flows one hop before). The first hop (the source's gateway) is probed once, and a hop that is the destination once through each interface before it.
+
+A probe without an answer is tried once more; a hop that never answers after n_1 flows is shown as *, and --gap-limit such hops in a row end the run.
+
+Paris UDP probes leave from a raw socket: run as root or give the executable CAP_NET_RAW.
+
+Output: the interfaces per TTL and the links (text), one JSON document with "probes_sent" (--format json), or a Graphviz graph (--format dot: sonde mda --format dot HOST | dot -Tsvg > paths.svg).
+
+Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, probe budget, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted (the graph found so far is printed first).]],
+  options = {
+    { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
+    { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
+    { "-f", "--first-ttl", arg = "N", type = "int", min = 1, max = 255, default = 1,
+      help = "TTL of the first hop probed" },
+    { "-m", "--max-ttl", arg = "N", type = "int", min = 1, max = 255, default = 30,
+      help = "largest TTL probed" },
+    { "-c", "--confidence", arg = "PERCENT", type = "int", choices = { "95", "99" }, default = "95",
+      help = "confidence that no next hop was missed at each interface" },
+    { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.01, max = 60, default = "2",
+      help = "how long to wait for the answer to one probe" },
+    { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535, default = 33434,
+      help = "UDP destination port of every probe" },
+    { nil, "--sport", arg = "PORT", type = "int", min = 1024, max = 65535, default = 33456,
+      help = "source port of the first flow (flow N: PORT + N - 1)" },
+    { nil, "--gap-limit", arg = "N", type = "int", min = 0, max = 255, default = 3,
+      help = "stop after N silent hops in a row; 0: never" },
+    { nil, "--max-probes", arg = "N", type = "int", min = 1, max = 100000, default = 3000,
+      help = "stop after N probes" },
+    { "-N", "--sim-queries", arg = "N", type = "int", min = 1, max = 1024, default = 16,
+      help = "probes in flight at once" },
+    { "-n", key = "numeric", flag = true, help = "print addresses only, do not look up names" },
+    { nil, "--format", arg = "FORMAT", choices = { "text", "json", "dot" }, default = "text",
+      help = "output format: text, one JSON document, or a Graphviz digraph" },
+  },
+  positionals = { { name = "TARGET", required = true, help = "host name or numeric address" } },
+  exclusive = { { "ipv4", "ipv6" } },
+  examples = {
+    "sonde mda -n 198.18.5.2",
+    "sonde mda --confidence 99 --format json 2001:db8:5::2",
+    "sonde mda -n --format dot 198.18.5.2 | dot -Tsvg > paths.svg",
+  },
+}
+
+-- Names of every node's address, looked up concurrently.
+local function name_nodes(eng, doc)
+  local want, names = {}, {}
+  for _, h in ipairs(doc.hops) do
+    for _, n in ipairs(h.nodes) do
+      if names[n.addr] == nil then names[n.addr] = false; want[#want + 1] = n.addr end
+    end
+  end
+  if #want == 0 then return end
+  local left, ev = #want, eng:event()
+  for _, a in ipairs(want) do
+    eng:spawn(function()
+      names[a] = eng:reverse(a, 1) or false
+      left = left - 1
+      if left == 0 then ev.fire() end
+    end)
+  end
+  ev.wait()
+  for _, h in ipairs(doc.hops) do
+    for _, n in ipairs(h.nodes) do n.name = names[n.addr] or nil end
+  end
+end
+
+-- Did the run fail because Paris UDP needs raw sockets?
+local function unprivileged(e)
+  return e and e.name == "ENOTSUP" and (e.call or ""):find("Paris", 1, true) ~= nil
+end
+
+local function run(opts, ctx)
+  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
+  if opts.first_ttl > opts.max_ttl then
+    cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
+  end
+  local eng, err = sonde.engine{ window = 1024 }
+  if not eng then cli.runtime_error("%s", err) end
+  local signal, stopping
+  target.on_interrupt(eng, function(name)
+    signal = name
+    if stopping then stopping() end
+  end)
+
+  local ok, doc = pcall(eng.run, eng, function()
+    local addr, af = target.resolve(eng, opts.target, family)
+    local strat = mda.new{ dst = addr, port = opts.port, sport = opts.sport, wait = opts.wait }
+    local started, t0 = os.time(), eng:now()
+    local seq = 0
+    local inflight = {}
+    stopping = function()
+      for id in pairs(inflight) do eng:cancel(id) end
+    end
+
+    -- Sends a batch, at most -N in flight; outcomes in the batch's order.
+    local function probe(list)
+      local out, next_i, n_in, left = {}, 1, 0, #list
+      local ev = eng:event()
+      local launch
+      local function finish(i, o)
+        out[i] = o
+        left = left - 1
+        if left == 0 then ev.fire() end
+      end
+      local function convert(r)
+        if r.status == "reply" then
+          return { addr = r.addr, final = tracer.final(r, addr) or nil }
+        elseif r.status == "skipped" then
+          return { dead = true }
+        elseif r.status == "failed" then
+          if r.error and r.error.name == "ECANCELED" then return {} end
+          return { error = r.error or { name = "UNKNOWN", message = "probe failed" } }
+        end
+        return {}
+      end
+      function launch()
+        while n_in < opts.sim_queries and next_i <= #list do
+          local i = next_i
+          next_i = next_i + 1
+          if signal then
+            finish(i, {})
+          else
+            seq = seq + 1
+            local rec = {}
+            local id, perr, name = eng:probe_async(strat.spec(list[i].ttl, seq, list[i].flow), function(r)
+              rec.done = true
+              if rec.id then inflight[rec.id] = nil; n_in = n_in - 1 end
+              finish(i, convert(r))
+              launch()
+            end)
+            if not id then
+              finish(i, { error = { name = name, message = perr } })
+            elseif not rec.done then
+              rec.id = id
+              inflight[id] = true
+              n_in = n_in + 1
+            end
+          end
+        end
+      end
+      launch()
+      if left > 0 then ev.wait() end
+      return out
+    end
+
+    local res = mda.run{
+      probe = probe, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
+      confidence = opts.confidence, gap_limit = opts.gap_limit,
+      max_probes = opts.max_probes, max_flows = strat.max_flows,
+      interrupted = function() return signal ~= nil end,
+    }
+    local d = { type = "mda", version = 1, target = opts.target, addr = addr, af = af,
+      protocol = "udp", confidence = opts.confidence, first_ttl = opts.first_ttl,
+      max_ttl = opts.max_ttl, sport = strat.sport, dport = strat.dport, wait = opts.wait,
+      probes_sent = res.probes_sent, flows = res.flows, reached = res.reached,
+      stop_reason = signal and "interrupted" or res.stop_reason,
+      src = eng:source(addr) or nil,
+      hops = json.array{}, links = json.array{}, started = started, duration = eng:now() - t0 }
+    if d.stop_reason == "error" then d.error = res.error end
+    for _, h in ipairs(res.hops) do
+      local nodes = json.array{}
+      for _, n in ipairs(h.nodes) do
+        nodes[#nodes + 1] = { addr = n.addr, flows = json.array(n.flows), final = n.final }
+      end
+      d.hops[#d.hops + 1] = { ttl = h.ttl, sent = h.sent, nodes = nodes }
+    end
+    for _, l in ipairs(res.links) do
+      d.links[#d.links + 1] = { from = l.from, from_ttl = l.from_ttl, to = l.to,
+        to_ttl = l.to_ttl, flows = json.array(l.flows) }
+    end
+    d.privileged = eng:privileged(af)
+    local st = eng:stats()
+    d.counters = { sent = st.sent, received = st.received, ignored = st.ignored,
+      malformed = st.malformed, dropped = st.dropped }
+    if not opts.numeric and not signal then name_nodes(eng, d) end
+    return d
+  end)
+  eng:close()
+  if not ok then error(doc, 0) end
+
+  if opts.format == "json" then
+    ctx.stdout:write(json.encode(doc), "\n")
+  elseif opts.format == "dot" then
+    ctx.stdout:write(require("sonde.format.dot").document(doc))
+  else
+    ctx.stdout:write(require("sonde.format.mda").document(doc))
+  end
+  ctx.stdout:flush()
+  if doc.stop_reason == "interrupted" then return target.signal_status(signal) end
+  if doc.stop_reason == "error" then
+    ctx.stderr:write(string.format("sonde mda: %s: %s\n", doc.error.name, doc.error.message))
+    if unprivileged(doc.error) then
+      ctx.stderr:write("sonde mda: its probes are Paris UDP probes, named by their checksum and "
+        .. "sent from a raw socket, which needs root or CAP_NET_RAW\n")
+    end
+    return cli.EXIT.RUNTIME
+  end
+  return doc.reached and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+end
+
+return { spec = spec, run = run }
