@@ -6,6 +6,7 @@
 local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
+local campaign = require "sonde.campaign"
 local targets = require "sonde.targets"
 local output = require "sonde.output"
 local sweep = require "sonde.strategy.sweep"
@@ -19,7 +20,6 @@ local FORMATS = {
   markdown = "sonde.format.markdown",
 }
 
-local MAX_BAD_LINES = 20 -- reported one by one; the rest are counted
 
 local function check_format(v)
   if FORMATS[v] or output.is_path(v) then return v end
@@ -103,30 +103,12 @@ Exit status:
 -- Standard error: the progress line and messages
 ---------------------------------------------------------------------------
 
--- Is descriptor fd (1 or 2) a terminal? Through LuaJIT's FFI, else the
--- shell's test.
-local function isatty(fd)
-  local ok, ffi = pcall(require, "ffi")
-  if ok then
-    pcall(ffi.cdef, "int isatty(int fd);")
-    local got, r = pcall(function() return ffi.C.isatty(fd) end)
-    if got then return r == 1 end
-  end
-  return os.execute("[ -t " .. fd .. " ]") == 0
-end
-
-local function duration_text(s)
-  if s >= 3600 then return fmt("%dh%02dm", s / 3600, (s % 3600) / 60) end
-  if s >= 60 then return fmt("%dm%02ds", s / 60, s % 60) end
-  return fmt("%ds", math.ceil(s))
-end
-
 -- "12345/65536 (18.8 %), 52341 targets/s, 1s left"
 local function progress_text(state, total)
   local rate = state.elapsed > 0 and state.done / state.elapsed or 0
   local left = rate > 0 and (total - state.done) / rate or 0
   return fmt("sweep: %d/%d (%.1f %%), %d alive, %.0f targets/s, %s left", state.done, total,
-    total > 0 and 100 * state.done / total or 100, state.alive, rate, duration_text(left))
+    total > 0 and 100 * state.done / total or 100, state.alive, rate, campaign.duration_text(left))
 end
 
 local function summary_text(s, total)
@@ -142,75 +124,6 @@ local function summary_text(s, total)
       .. " lower --window or --rate)", s.dropped)
   end
   return text
-end
-
----------------------------------------------------------------------------
--- Targets
----------------------------------------------------------------------------
-
-local function read_target_files(list, files, ctx)
-  local bad_total = 0
-  for _, path in ipairs(files) do
-    local lines, source, f
-    if path == "-" then
-      lines, source = io.stdin:lines(), "stdin"
-    else
-      local err
-      f, err = io.open(path, "r")
-      if not f then
-        local hint = tostring(err):find("Permission denied", 1, true)
-          and " (started as root, sonde reads as nobody unless --user: make the file readable by that user)"
-          or ""
-        cli.runtime_error("--targets %s: cannot read: %s%s", path, tostring(err), hint)
-      end
-      lines, source = f:lines(), path
-    end
-    local ok, bad = pcall(list.add_lines, list, lines, source)
-    if f then f:close() end
-    if not ok then cli.runtime_error("--targets %s: %s", path, tostring(bad)) end
-    for _, b in ipairs(bad) do
-      bad_total = bad_total + 1
-      if bad_total <= MAX_BAD_LINES then
-        ctx.stderr:write(fmt("sonde sweep: %s:%d: skipped '%s': %s\n", b.source, b.line,
-          b.text:match("^%s*(.-)%s*$"), b.reason))
-      end
-    end
-  end
-  if bad_total > MAX_BAD_LINES then
-    ctx.stderr:write(fmt("sonde sweep: ... and %d more bad lines, skipped\n",
-      bad_total - MAX_BAD_LINES))
-  end
-end
-
--- Resolve every name at once (at most 64 lookups in flight), inside
--- eng:run(). A name that does not resolve is reported and skipped.
-local function resolve_names(eng, list, ctx)
-  local names = list:names()
-  if #names == 0 then return end
-  local addrs, nexti = {}, 0
-  local left = math.min(64, #names)
-  local all = eng:event()
-  for _ = 1, left do
-    eng:spawn(function()
-      while nexti < #names do
-        nexti = nexti + 1
-        local i = nexti
-        local got, err = eng:resolve(names[i])
-        if got and got[1] then
-          addrs[i] = got[1]
-        else
-          ctx.stderr:write(fmt("sonde sweep: skipped '%s': cannot resolve: %s\n", names[i],
-            tostring(err or "no address")))
-        end
-      end
-      left = left - 1
-      if left == 0 then all.fire() end
-    end)
-  end
-  all.wait()
-  for i = 1, #names do
-    if addrs[i] then assert(list:add(addrs[i])) end
-  end
 end
 
 ---------------------------------------------------------------------------
@@ -236,7 +149,7 @@ local function run(opts, ctx)
       cli.usage_error("TARGET: invalid value '%s' (%s)", t, why)
     end
   end
-  read_target_files(list, opts.targets, ctx)
+  campaign.read_target_files(list, opts.targets, ctx, "sweep")
   if #opts.target == 0 and #opts.targets == 0 then
     cli.usage_error("no targets (give addresses, prefixes or --targets FILE)")
   end
@@ -251,16 +164,7 @@ local function run(opts, ctx)
     cli.runtime_error("%s", err)
   end
 
-  local terminal = not opts.quiet and ctx.stderr == io.stderr and isatty(2)
-  -- Records written to the same terminal first erase the progress line.
-  local shared = terminal and not opts.output and ctx.stdout == io.stdout and isatty(1)
-  local showing = false -- a progress line is on the terminal
-  local function clear_progress()
-    if showing then
-      ctx.stderr:write("\r\27[K")
-      showing = false
-    end
-  end
+  local progress = campaign.progress(ctx, opts.quiet, opts.output)
 
   local signal, stop, summary, total, write_error, first_error
   target.on_interrupt(eng, function(name)
@@ -269,7 +173,7 @@ local function run(opts, ctx)
   end)
 
   local ok, perr = pcall(eng.run, eng, function()
-    resolve_names(eng, list, ctx)
+    campaign.resolve_names(eng, list, ctx, "sweep")
     local n, lerr = list:finish()
     if not n then cli.usage_error("%s", lerr) end
     if n == 0 then cli.usage_error("no targets left to probe") end
@@ -296,7 +200,7 @@ local function run(opts, ctx)
       on_record = function(rec)
         if rec.error and not first_error and rec.status ~= "reply" then first_error = rec.error end
         if alive_only and not rec.alive then return end
-        if showing and shared then clear_progress() end
+        progress.before_output()
         write(form.record(rec, meta))
       end,
       on_stop = function(fn)
@@ -310,20 +214,17 @@ local function run(opts, ctx)
           write_error = ferr2
           stop()
         end
-        if terminal and state.elapsed >= 2 then
-          ctx.stderr:write("\r\27[K", progress_text(state, total))
-          showing = true
-        end
+        progress.show(progress_text(state, total), state.elapsed)
       end,
     }
     if signal then summary.stop_reason = "interrupted" end
     summary.text = summary_text(summary, total)
     summary.total = total
-    clear_progress()
+    progress.clear()
     if form.footer then write(form.footer(summary, meta)) end
   end)
   eng:close()
-  clear_progress()
+  progress.clear()
   if not ok then
     out:abort()
     error(perr, 0)

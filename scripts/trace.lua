@@ -5,6 +5,25 @@ local cli = require "sonde.cli"
 local tracer = require "sonde.trace"
 local retry = require "sonde.retry"
 local target = require "sonde.target"
+local targets = require "sonde.targets"
+local campaign = require "sonde.campaign"
+local output = require "sonde.output"
+local json = require "sonde.json"
+
+local FORMATS = { text = "sonde.format.text", json = "sonde.format.json",
+  jsonl = "sonde.format.jsonl", csv = "sonde.format.csv", markdown = "sonde.format.markdown",
+  dot = "sonde.format.dot" }
+
+local function check_format(v)
+  if FORMATS[v] or output.is_path(v) then return v end
+  return nil, "expected text, json, jsonl, csv, markdown, dot or the path of a Lua format module"
+end
+
+local function check_shard(v)
+  local k, n = targets.parse_shard(v)
+  if not k then return nil, n end
+  return { k, n }
+end
 
 local function parse_wait(v)
   local parts = {}
@@ -27,7 +46,7 @@ end
 local spec = {
   name = "trace",
   summary = "print the route packets take to a host",
-  usage = "sonde trace [options] TARGET",
+  usage = "sonde trace [options] TARGET... | --targets FILE",
   description = [[
 Sends probes with increasing TTL (hop limit) towards TARGET and reports, hop by hop, who answered and how fast, as traceroute does. Probes go out concurrently (-N at a time), lowest TTL first; a hop that does not answer costs only a short wait when the hops behind it answer (see -w).
 
@@ -74,10 +93,25 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
     { nil, "--unprivileged", flag = true,
       help = "never use raw sockets: ICMP datagram sockets and socket error queues (the default when raw sockets are not allowed)" },
     { "-n", key = "numeric", flag = true, help = "print addresses only, do not look up hop names" },
-    { nil, "--format", arg = "FORMAT", choices = { "text", "json", "dot" }, default = "text",
-      help = "output format: text, one JSON document, or a Graphviz digraph of what answered (with dublin: the flows' merged graph)" },
+    { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = check_format,
+      help = "output format: text; json (one document; with several targets, one per line); jsonl (one trace per line); csv and markdown (one row per probe); dot (a Graphviz digraph of what answered; with dublin: the flows' merged graph); or the path of a Lua format module (examples/format_example.lua)" },
+    { "-o", "--output", arg = "FILE", type = "string",
+      help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
+    { nil, "--targets", arg = "FILE", type = "string", list = true,
+      help = "read targets from FILE, one per line (- for standard input; # comments and blank lines ignored; a bad line is reported with its number and skipped); repeatable" },
+    { nil, "--parallel", arg = "N", type = "int", min = 1, max = 4096, default = 64,
+      help = "with several targets: traces at once" },
+    { nil, "--rate", arg = "PPS", type = "number", min = 0, max = 10000000, default = "0",
+      help = "probes per second for the whole run (0: no limit)" },
+    { nil, "--window", arg = "N", type = "int", min = 1, max = 1000000, default = 1024,
+      help = "probes in flight at most, for the whole run" },
+    { nil, "--shard", arg = "K/N", type = "string", check = check_shard,
+      help = "probe only shard K (from 0) of N of the targets: a seeded permutation splits them so that N processes with the same targets and --seed cover each exactly once (in a Kubernetes Indexed Job, K is JOB_COMPLETION_INDEX)" },
+    { nil, "--seed", arg = "S", type = "int", min = 0, max = 4294967295, default = 0,
+      help = "the seed of the permutation (--shard) and of the targets' order" },
+    { nil, "--quiet", flag = true, help = "no progress line and no summary on standard error" },
   },
-  positionals = { { name = "TARGET", required = true } },
+  positionals = { { name = "TARGET", many = true } },
   exclusive = { { "ipv4", "ipv6" }, { "privileged", "unprivileged" } },
   examples = {
     "sonde trace -n 198.18.8.2",
@@ -147,8 +181,211 @@ local function paris_unprivileged(t)
     and (t.error.call or ""):find("Paris", 1, true) ~= nil
 end
 
+-- The columns of csv and markdown: one row per probe.
+local COLUMNS = { "target", "addr", "ttl", "q", "status", "kind", "code", "hop", "rtt_ms",
+  "reply_ttl", "error", "seq", "sport", "dport" }
+
+-- A trace's probes as rows for csv and markdown.
+local function rows_of(t)
+  local rows = {}
+  for _, hop in ipairs(t.hops) do
+    for q, r in ipairs(hop.probes) do
+      rows[#rows + 1] = { target = t.target, addr = t.addr, ttl = hop.ttl, q = q,
+        status = r.status, kind = r.kind, code = r.code, hop = r.addr,
+        rtt_ms = r.rtt and r.rtt * 1000 or nil, reply_ttl = r.reply_ttl,
+        error = r.error and r.error.name or nil, seq = r.seq, sport = r.sport, dport = r.dport }
+    end
+  end
+  return rows
+end
+
+-- The messages that go with a trace that stopped on an error.
+local function explain_error(t, ctx)
+  ctx.stderr:write(string.format("sonde trace: %s: %s: %s\n", t.target, t.error.name, t.error.message))
+  if paris_unprivileged(t) then
+    ctx.stderr:write(string.format("sonde trace: the %s strategy sends UDP probes named by their "
+      .. "checksum from a raw socket, which needs root or CAP_NET_RAW; without them use "
+      .. "--strategy classic (or -p icmp, whose Paris probes need no privilege)\n", t.strategy))
+  elseif t.error.name == "EACCES" and (t.error.call or ""):find("IPPROTO_ICMP", 1, true) then
+    ctx.stderr:write("sonde trace: ICMP datagram sockets are not allowed for this user's group: "
+      .. "allow them with 'sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"', "
+      .. "run with CAP_NET_RAW, or use -p udp or -p tcp\n")
+  end
+end
+
+-- Trace one target (inside eng:run). run = the run's shared state: opts,
+-- family, rule, names (reverse lookups, or nil), interrupted(), on_stop
+-- (gets the function that stops this trace), on_hop (streamed hops, or
+-- nil), on_header(meta) (or nil). Returns the trace table of DESIGN.md.
+local function trace_one(eng, run, name)
+  local opts = run.opts
+  local addr, af = target.resolve(eng, name, run.family)
+  local port = opts.port or (opts.protocol == "tcp" and 80 or 33434)
+  local strategy = opts.strategy
+  local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
+    port = opts.protocol ~= "icmp" and port or nil, max_ttl = opts.max_ttl,
+    strategy = strategy }
+  -- Without raw sockets Paris UDP cannot tell its probes apart (ENOTSUP):
+  -- a UDP trace that did not ask for a strategy is then classic, as
+  -- traceroute's is. Known before the first probe with --unprivileged;
+  -- otherwise from the first probe, which fails before anything is sent.
+  local fallback = not run.strategy_given and opts.protocol == "udp" and strategy == "paris"
+  if fallback and opts.unprivileged then
+    strategy, meta.strategy, fallback = "classic", "classic", false
+  end
+  if run.on_header then run.on_header(meta) end
+  local function trace_with(sname)
+    return tracer.run{
+      eng = eng, dst = addr, af = af, proto = opts.protocol,
+      strategy = strategy_for(sname, opts, addr, port),
+      first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, queries = opts.queries,
+      wait = opts.wait, sim = opts.sim_queries, rule = run.rule, gap_limit = opts.gap_limit,
+      on_hop = run.on_hop and function(hop)
+        -- the failed first attempt of a fallback is not shown
+        if not (fallback and eng:privileged(af) == false) then run.on_hop(hop, meta) end
+      end or nil,
+      interrupted = run.interrupted,
+      on_interrupt = run.on_stop,
+    }
+  end
+  local t = trace_with(strategy)
+  if fallback and paris_unprivileged(t) and eng:privileged(af) == false then
+    strategy, meta.strategy, fallback = "classic", "classic", false
+    t = trace_with("classic")
+  end
+  for k, v in pairs(meta) do t[k] = v end
+  t.port = nil
+  t.privileged = eng:privileged(af)
+  t.src = eng:source(addr)
+  -- The trace's source is the route's; per probe it would only repeat it
+  -- (or, for Paris UDP sent from a raw socket, be unspecified).
+  for _, hop in ipairs(t.hops) do
+    for _, r in ipairs(hop.probes) do
+      r.src = nil
+      for _, e in ipairs(r.retries or {}) do e.src = nil end
+    end
+    if run.names and not run.on_hop then run.names(hop.probes) end
+  end
+  return t
+end
+
+-- Several targets (or a format that writes records): traces run
+-- concurrently, --parallel at a time, on one engine under --rate and
+-- --window; each is written in the chosen format as soon as it is done.
+local function run_campaign(eng, run, list, ctx)
+  local opts = run.opts
+  -- text and json are written here; the others through their module's
+  -- header/record/footer (a user's module included)
+  local form, ferr = {}, nil
+  if opts.format ~= "text" and opts.format ~= "json" then
+    form, ferr = output.format(opts.format, FORMATS)
+    if not form then cli.usage_error("--format: %s", ferr) end
+  end
+  local rows = opts.format == "csv" or opts.format == "markdown"
+  local out, oerr = output.open(opts.output, { stdout = ctx.stdout })
+  if not out then cli.runtime_error("-o: %s", oerr) end
+  local progress = campaign.progress(ctx, opts.quiet, opts.output)
+  local summary = { total = 0, done = 0, reached = 0, errors = 0 }
+  local write_error, stops, signal_stop = nil, {}, false
+
+  local function write(text)
+    if write_error or not text or text == "" then return end
+    local ok, err = out:write(text)
+    if not ok then write_error = err end
+  end
+
+  local function emit(t, meta)
+    progress.before_output()
+    if opts.format == "text" then
+      local fmt = require("sonde.format.text")
+      local parts = { fmt.header(meta) }
+      for _, hop in ipairs(t.hops) do parts[#parts + 1] = fmt.hop(hop, meta) end
+      parts[#parts + 1] = fmt.footer(t)
+      write(table.concat(parts) .. (summary.total > 1 and "\n" or ""))
+    elseif opts.format == "json" then
+      write(json.encode(t) .. "\n")
+    elseif rows then
+      for _, row in ipairs(rows_of(t)) do write(form.record(row, run.meta)) end
+    else
+      write(form.record(t, run.meta))
+    end
+  end
+
+  local ok, perr = pcall(eng.run, eng, function()
+    campaign.resolve_names(eng, list, ctx, "trace", run.family)
+    local n, lerr = list:finish()
+    if not n then cli.usage_error("%s", lerr) end
+    if n == 0 then cli.usage_error("no targets left to trace") end
+    local iter, total = list:iter{ seed = opts.seed, shard = run.shard, shards = run.shards }
+    summary.total = total
+    run.meta = { command = "trace", version = 1, columns = rows and COLUMNS or nil,
+      total = total, protocol = opts.protocol, strategy = opts.strategy }
+    if form.header then write(form.header(run.meta)) end
+    local started, running, all = eng:now(), 0, eng:event()
+    local function ticker()
+      if running == 0 then return end
+      progress.show("sonde trace: " .. campaign.rate_text(summary.done, total, eng:now() - started),
+        eng:now() - started)
+      eng:after(0.5, ticker)
+    end
+    local start_next
+    function start_next()
+      local addr = not run.interrupted() and not write_error and iter() or nil
+      if not addr then
+        if running == 0 then all.fire() end
+        return
+      end
+      running = running + 1
+      eng:spawn(function()
+        local meta
+        local r = setmetatable({ on_header = function(m) meta = m end,
+          on_stop = function(stop) stops[addr] = stop end }, { __index = run })
+        local t = trace_one(eng, r, addr)
+        stops[addr] = nil
+        running = running - 1
+        summary.done = summary.done + 1
+        if t.reached then summary.reached = summary.reached + 1 end
+        if t.stop_reason == "error" then
+          summary.errors = summary.errors + 1
+          if summary.errors <= 3 then explain_error(t, ctx) end
+        end
+        if t.stop_reason ~= "interrupted" or #t.hops > 0 then emit(t, meta) end
+        start_next()
+      end)
+    end
+    signal_stop = function()
+      for _, stop in pairs(stops) do stop() end
+    end
+    for _ = 1, math.min(opts.parallel, total) do start_next() end
+    eng:after(0.5, ticker)
+    if running > 0 then all.wait() end
+    if form.footer then write(form.footer(summary, run.meta)) end
+  end)
+  progress.clear()
+  if not ok then
+    out:abort()
+    error(perr, 0)
+  end
+  if write_error then
+    out:abort()
+    if out:target() == nil and write_error:find("Broken pipe", 1, true) then return summary end
+    cli.runtime_error("%s: %s", out:target() or "standard output", write_error)
+  end
+  local cok, cerr = out:commit()
+  if not cok and not (out:target() == nil and tostring(cerr):find("Broken pipe", 1, true)) then
+    cli.runtime_error("-o: %s", cerr)
+  end
+  run.stop_all = signal_stop
+  if summary.errors > 3 then
+    ctx.stderr:write(string.format("sonde trace: ... %d traces stopped on an error in all\n", summary.errors))
+  end
+  if not opts.quiet and summary.total > 1 then
+    ctx.stderr:write(string.format("sonde trace: %d of %d targets reached\n", summary.reached, summary.total))
+  end
+  return summary
+end
+
 local function run(opts, ctx)
-  local stream
   local strategy_given = opts.strategy ~= nil
   opts.strategy = opts.strategy or default_strategy(opts.protocol)
   if opts.flows and opts.strategy ~= "dublin" then
@@ -157,108 +394,100 @@ local function run(opts, ctx)
   if opts.bind and strategy_given and opts.strategy ~= "classic" then
     cli.usage_error("--bind applies to --strategy classic (%s fixes the source port)", opts.strategy)
   end
+  if opts.first_ttl > opts.max_ttl then
+    cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
+  end
+  local names_given = opts.target or {}
+  if #names_given == 0 and #opts.targets == 0 then
+    cli.usage_error("missing TARGET (or --targets FILE)")
+  end
+  local run = { opts = opts, strategy_given = strategy_given,
+    family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil,
+    rule = opts.retry and load_rule(opts.retry) or retry.default,
+    shard = opts.shard and opts.shard[1] or 0, shards = opts.shard and opts.shard[2] or 1 }
+
+  -- One target given as such, and a format that is one document: the trace
+  -- as it goes (text streams hop by hop). Everything else is a campaign.
+  local single = #names_given == 1 and #opts.targets == 0 and not opts.shard
+    and not names_given[1]:find("/", 1, true)
+    and (opts.format == "text" or opts.format == "json" or opts.format == "dot")
+  if opts.strategy == "dublin" and not single then
+    cli.usage_error("--strategy dublin traces one target (its output is a graph)")
+  end
+  local list
+  if not single then
+    list = targets.list()
+    for _, t in ipairs(names_given) do
+      local ok, why = list:add(t)
+      if not ok then cli.usage_error("TARGET: invalid value '%s' (%s)", t, why) end
+    end
+    campaign.read_target_files(list, opts.targets, ctx, "trace")
+  end
+
+  local eng, err = sonde.engine{ rate = opts.rate, window = opts.window,
+    privileged = opts.privileged and "raw" or opts.unprivileged and "unprivileged" or "auto" }
+  if not eng then cli.runtime_error("%s", err) end
+  local signal
+  run.interrupted = function() return signal ~= nil end
+  target.on_interrupt(eng, function(name)
+    signal = name
+    if run.stop then run.stop() end
+  end)
+  run.names = not opts.numeric and namer(eng) or nil
+
+  if not single then
+    local stops = {}
+    run.on_stop = function(stop) stops[#stops + 1] = stop end
+    run.stop = function() for _, stop in ipairs(stops) do stop() end end
+    local summary = run_campaign(eng, run, list, ctx)
+    eng:close()
+    if signal then return target.signal_status(signal) end
+    if summary.errors > 0 and summary.errors == summary.done then return cli.EXIT.RUNTIME end
+    return summary.reached == summary.total and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  end
+
   -- Dublin's text is a document (each flow's path, then the graph), not
   -- hops streamed as they complete.
   local fmt = require("sonde.format." ..
     ((opts.strategy == "dublin" and opts.format == "text") and "dublin" or opts.format))
-  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
-  local rule = opts.retry and load_rule(opts.retry) or retry.default
-  if opts.first_ttl > opts.max_ttl then
-    cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
-  end
-  local eng, err = sonde.engine{ window = 1024, privileged = opts.privileged and "raw"
-    or opts.unprivileged and "unprivileged" or "auto" }
-  if not eng then cli.runtime_error("%s", err) end
-  local signal, stopping
-  target.on_interrupt(eng, function(name)
-    signal = name
-    if stopping then stopping() end
-  end)
+  local stream = fmt.hop ~= nil
+  local out, oerr = output.open(opts.output, { stdout = ctx.stdout })
+  if not out then cli.runtime_error("-o: %s", oerr) end
+  run.on_stop = function(stop) run.stop = stop end
   local trace = eng:run(function()
-    local addr, af = target.resolve(eng, opts.target, family)
-    local port = opts.port or (opts.protocol == "tcp" and 80 or 33434)
-    local meta = { target = opts.target, addr = addr, af = af, protocol = opts.protocol,
-      port = opts.protocol ~= "icmp" and port or nil, max_ttl = opts.max_ttl,
-      strategy = opts.strategy }
-    -- Without raw sockets Paris UDP cannot tell its probes apart (ENOTSUP):
-    -- a UDP trace that did not ask for a strategy is then classic, as
-    -- traceroute's is. Known before the first probe with --unprivileged;
-    -- otherwise from the first probe, which fails before anything is sent.
-    local fallback = not strategy_given and opts.protocol == "udp" and opts.strategy == "paris"
-    if fallback and opts.unprivileged then
-      opts.strategy, meta.strategy, fallback = "classic", "classic", false
-    end
-    local names = not opts.numeric and namer(eng)
     local printer = eng:queue()
-    stream = fmt.hop ~= nil
     if stream then
-      ctx.stdout:write(fmt.header(meta))
+      run.on_header = function(meta) out:write(fmt.header(meta)) end
+      run.on_hop = function(hop) printer.push(hop) end
       eng:spawn(function()
         for hop in printer.pop do
-          if names then names(hop.probes) end
-          ctx.stdout:write(fmt.hop(hop, meta))
-          ctx.stdout:flush()
+          if run.names then run.names(hop.probes) end
+          out:write(fmt.hop(hop, run.meta))
+          out:flush()
         end
       end)
+      local on_header = run.on_header
+      run.on_header = function(meta) run.meta = meta; on_header(meta) end
     end
-    local function trace_with(name)
-      return tracer.run{
-        eng = eng, dst = addr, af = af, proto = opts.protocol,
-        strategy = strategy_for(name, opts, addr, port),
-        first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, queries = opts.queries,
-        wait = opts.wait, sim = opts.sim_queries, rule = rule, gap_limit = opts.gap_limit,
-        on_hop = stream and function(hop)
-          -- the failed first attempt of a fallback is not shown
-          if not (fallback and eng:privileged(af) == false) then printer.push(hop) end
-        end or nil,
-        interrupted = function() return signal ~= nil end,
-        on_interrupt = function(stop) stopping = stop end,
-      }
-    end
-    local t = trace_with(opts.strategy)
-    if fallback and paris_unprivileged(t) and eng:privileged(af) == false then
-      fallback = false
-      opts.strategy, meta.strategy = "classic", "classic"
-      t = trace_with("classic")
-    end
-    for k, v in pairs(meta) do t[k] = v end
-    t.privileged = eng:privileged(af)
-    t.src = eng:source(addr)
+    local t = trace_one(eng, run, names_given[1])
     local st = eng:stats()
     t.counters = { sent = st.sent, received = st.received, ignored = st.ignored,
       malformed = st.malformed, dropped = st.dropped }
-    t.port = nil
     printer.close()
-    if not stream and names then
-      for _, hop in ipairs(t.hops) do names(hop.probes) end
-    end
-    -- The trace's source is the route's (above); per probe it would only
-    -- repeat it (or, for Paris UDP sent from a raw socket, be unspecified).
-    for _, hop in ipairs(t.hops) do
-      for _, r in ipairs(hop.probes) do
-        r.src = nil
-        for _, e in ipairs(r.retries or {}) do e.src = nil end
-      end
-    end
     return t
   end)
   eng:close()
   if fmt.document then
-    ctx.stdout:write(fmt.document(trace))
+    out:write(fmt.document(trace))
   else
-    ctx.stdout:write(fmt.footer(trace))
+    out:write(fmt.footer(trace))
+  end
+  local cok, cerr = out:commit()
+  if not cok and not (out:target() == nil and tostring(cerr):find("Broken pipe", 1, true)) then
+    cli.runtime_error("-o: %s", cerr)
   end
   if trace.stop_reason == "error" then
-    ctx.stderr:write(string.format("sonde trace: %s: %s\n", trace.error.name, trace.error.message))
-    if paris_unprivileged(trace) then
-      ctx.stderr:write(string.format("sonde trace: the %s strategy sends UDP probes named by their "
-        .. "checksum from a raw socket, which needs root or CAP_NET_RAW; without them use "
-        .. "--strategy classic (or -p icmp, whose Paris probes need no privilege)\n", trace.strategy))
-    elseif trace.error.name == "EACCES" and (trace.error.call or ""):find("IPPROTO_ICMP", 1, true) then
-      ctx.stderr:write("sonde trace: ICMP datagram sockets are not allowed for this user's group: "
-        .. "allow them with 'sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"', "
-        .. "run with CAP_NET_RAW, or use -p udp or -p tcp\n")
-    end
+    explain_error(trace, ctx)
     return cli.EXIT.RUNTIME
   elseif trace.stop_reason == "interrupted" then
     return target.signal_status(signal)

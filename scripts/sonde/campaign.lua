@@ -1,0 +1,138 @@
+-- sonde.campaign: what commands that probe many targets share: reading
+-- target files (bad lines reported with their number and skipped),
+-- resolving host names concurrently, and the progress line on a terminal.
+
+local cli = require "sonde.cli"
+
+local M = {}
+
+local fmt = string.format
+
+M.MAX_BAD_LINES = 20 -- reported one by one; the rest are counted
+
+-- Is descriptor fd (1 or 2) a terminal? Through LuaJIT's FFI, else the
+-- shell's test.
+function M.isatty(fd)
+  local ok, ffi = pcall(require, "ffi")
+  if ok then
+    pcall(ffi.cdef, "int isatty(int fd);")
+    local got, r = pcall(function() return ffi.C.isatty(fd) end)
+    if got then return r == 1 end
+  end
+  return os.execute("[ -t " .. fd .. " ]") == 0
+end
+
+function M.duration_text(s)
+  if s >= 3600 then return fmt("%dh%02dm", s / 3600, (s % 3600) / 60) end
+  if s >= 60 then return fmt("%dm%02ds", s / 60, s % 60) end
+  return fmt("%ds", math.ceil(s))
+end
+
+-- Add the entries of every file in `files` ("-": standard input) to a
+-- sonde.targets list. A line that is not an entry is reported on stderr
+-- with its file and line number, and skipped; an unreadable file is a
+-- runtime error. `cmd` names the command in messages.
+function M.read_target_files(list, files, ctx, cmd)
+  local bad_total = 0
+  for _, path in ipairs(files) do
+    local lines, source, f
+    if path == "-" then
+      lines, source = io.stdin:lines(), "stdin"
+    else
+      local err
+      f, err = io.open(path, "r")
+      if not f then
+        local hint = tostring(err):find("Permission denied", 1, true)
+          and " (started as root, sonde reads as nobody unless --user: make the file readable by that user)"
+          or ""
+        cli.runtime_error("--targets %s: cannot read: %s%s", path, tostring(err), hint)
+      end
+      lines, source = f:lines(), path
+    end
+    local ok, bad = pcall(list.add_lines, list, lines, source)
+    if f then f:close() end
+    if not ok then cli.runtime_error("--targets %s: %s", path, tostring(bad)) end
+    for _, b in ipairs(bad) do
+      bad_total = bad_total + 1
+      if bad_total <= M.MAX_BAD_LINES then
+        ctx.stderr:write(fmt("sonde %s: %s:%d: skipped '%s': %s\n", cmd, b.source, b.line,
+          b.text:match("^%s*(.-)%s*$"), b.reason))
+      end
+    end
+  end
+  if bad_total > M.MAX_BAD_LINES then
+    ctx.stderr:write(fmt("sonde %s: ... and %d more bad lines, skipped\n", cmd,
+      bad_total - M.MAX_BAD_LINES))
+  end
+end
+
+-- Resolve every name of the list at once (at most 64 lookups in flight),
+-- inside eng:run(), and add the first address of each (of `family`, 4 or
+-- 6, if given). A name that does not resolve is reported and skipped.
+function M.resolve_names(eng, list, ctx, cmd, family)
+  local names = list:names()
+  if #names == 0 then return end
+  local addrs, nexti = {}, 0
+  local left = math.min(64, #names)
+  local all = eng:event()
+  for _ = 1, left do
+    eng:spawn(function()
+      while nexti < #names do
+        nexti = nexti + 1
+        local i = nexti
+        local got, err = eng:resolve(names[i], family)
+        if got and got[1] then
+          addrs[i] = got[1]
+        else
+          ctx.stderr:write(fmt("sonde %s: skipped '%s': cannot resolve: %s\n", cmd, names[i],
+            tostring(err or "no address")))
+        end
+      end
+      left = left - 1
+      if left == 0 then all.fire() end
+    end)
+  end
+  all.wait()
+  for i = 1, #names do
+    if addrs[i] then assert(list:add(addrs[i])) end
+  end
+end
+
+-- The progress line: shown on a terminal (standard error) for runs longer
+-- than two seconds, unless quiet. Results written to the same terminal
+-- first erase it (p:clear()). show(text, elapsed) redraws it.
+function M.progress(ctx, quiet, to_file)
+  local terminal = not quiet and ctx.stderr == io.stderr and M.isatty(2)
+  local p = {
+    terminal = terminal,
+    -- results on the same terminal: erase the line before writing them
+    shared = terminal and not to_file and ctx.stdout == io.stdout and M.isatty(1),
+    showing = false,
+  }
+  function p.clear()
+    if p.showing then
+      ctx.stderr:write("\r\27[K")
+      p.showing = false
+    end
+  end
+  function p.show(text, elapsed)
+    if p.terminal and elapsed >= 2 then
+      ctx.stderr:write("\r\27[K", text)
+      p.showing = true
+    end
+  end
+  function p.before_output()
+    if p.shared then p.clear() end
+  end
+  return p
+end
+
+-- "123/2000 (6.2 %), 41 per second, 45s left"
+function M.rate_text(done, total, elapsed)
+  local rate = elapsed > 0 and done / elapsed or 0
+  local left = rate > 0 and (total - done) / rate or 0
+  return fmt("%d/%d (%.1f %%), %.0f per second, %s left", done, total,
+    total > 0 and 100 * done / total or 100, rate, M.duration_text(left))
+end
+
+return M
