@@ -16,7 +16,7 @@ local SONDE = helpers.sonde()
 local OUT_DIR = ROOT .. "/bench"
 local REPS = tonumber(os.getenv("BENCH_REPS") or "5")
 local CAMPAIGN_TARGETS = 2000
--- BENCH_ONLY=single,campaign,sweep runs a subset.
+-- BENCH_ONLY=single,campaign,sweep,rtt runs a subset.
 local ONLY = os.getenv("BENCH_ONLY")
 local function wanted(name) return not ONLY or ONLY:find(name, 1, true) ~= nil end
 
@@ -111,6 +111,103 @@ local function count(text, pat)
   return n
 end
 
+-- RTT accuracy: sonde-netsim answers hop k after a known delay; each tool's
+-- mean RTT per hop is compared with it (median of |error| over the hops).
+local RTT_SCENARIO = ROOT .. "/spec/fixtures/scenarios/issue9.json"
+local RTT_DELAYS = { [1] = 7, [2] = 19, [5] = 41 } -- ms, from the scenario
+
+local function mean(xs)
+  local s = 0
+  for _, x in ipairs(xs) do s = s + x end
+  return #xs > 0 and s / #xs or nil
+end
+
+local function rtt_section()
+  local l = lab.build{ name = "benchrtt", nodes = { "sim" } }
+  local ok, res = pcall(function()
+    local sim = l:spawn("sim", { helpers.build() .. "/sonde-netsim", "--scenario", RTT_SCENARIO,
+      "--max-time", "120" })
+    sim:wait_for("^ready ", 5)
+    local target = "198.18.200.50"
+    local per_tool = {}
+    -- one probe at a time, as traceroute -N 1 and mtr send them; short
+    -- waits: the scenario's hops 3 and 4 are silent
+    local out = l:check("sim", { SONDE, "trace", "-n", "-p", "icmp", "-q", "10", "-N", "1",
+      "-w", "0.5", "-m", "5", "--format", "json", target })
+    local t, got = cjson.decode(out), {}
+    for _, hop in ipairs(t.hops) do
+      local xs = {}
+      for _, p in ipairs(hop.probes) do if p.rtt then xs[#xs + 1] = p.rtt * 1000 end end
+      got[hop.ttl] = mean(xs)
+    end
+    per_tool[#per_tool + 1] = { "sonde trace -p icmp -q 10 -N 1", got }
+    sim:stop()
+    sim = l:spawn("sim", { helpers.build() .. "/sonde-netsim", "--scenario", RTT_SCENARIO,
+      "--max-time", "120" })
+    sim:wait_for("^ready ", 5)
+    if have("traceroute") then
+      got = {}
+      -- (its exit status aside: what it printed is what it measured)
+      out = l:exec("sim", { "traceroute", "-n", "-I", "-q", "10", "-N", "1", "-w", "0.5", "-m", "5",
+        target })
+      for line in out:gmatch("[^\n]+") do
+        local ttl = tonumber(line:match("^%s*(%d+)%s"))
+        if ttl then
+          local xs = {}
+          for ms in line:gmatch("([%d.]+) ms") do xs[#xs + 1] = tonumber(ms) end
+          got[ttl] = mean(xs)
+        end
+      end
+      per_tool[#per_tool + 1] = { "traceroute -I -q 10 -N 1", got }
+      sim:stop()
+      sim = l:spawn("sim", { helpers.build() .. "/sonde-netsim", "--scenario", RTT_SCENARIO,
+        "--max-time", "120" })
+      sim:wait_for("^ready ", 5)
+    end
+    if have("mtr") then
+      got = {}
+      out = l:exec("sim", { "mtr", "-n", "--report", "-c", "10", "-i", "0.2", target })
+      for line in out:gmatch("[^\n]+") do
+        local ttl, rest = line:match("^%s*(%d+)%.|%-%-%s+%S+%s+(.*)$")
+        if ttl then
+          local cols = {}
+          for x in rest:gmatch("[%d.]+") do cols[#cols + 1] = tonumber(x) end
+          got[tonumber(ttl)] = cols[4] -- Loss% Snt Last Avg ...
+        end
+      end
+      per_tool[#per_tool + 1] = { "mtr --report -c 10", got }
+    end
+    sim:stop()
+    local rows = {}
+    for _, pt in ipairs(per_tool) do
+      local errs, shown = {}, {}
+      for ttl, d in pairs(RTT_DELAYS) do
+        if pt[2][ttl] then
+          errs[#errs + 1] = math.abs(pt[2][ttl] - d)
+          shown[#shown + 1] = ("hop %d %.2f/%d"):format(ttl, pt[2][ttl], d)
+        end
+      end
+      table.sort(shown)
+      rows[#rows + 1] = { name = pt[1], median_abs_error_ms = median(errs),
+        max_abs_error_ms = math.max(unpack(errs)), hops = table.concat(shown, ", ") }
+    end
+    return { title = "RTT accuracy on sonde-netsim (issue9.json: 7, 19 and 41 ms)", rows = rows }
+  end)
+  l:destroy()
+  if not ok then error(res, 0) end
+  return res
+end
+
+local function rtt_text(sec)
+  local out = { sec.title, "\n", ("  %-34s %14s %14s  %s\n"):format("tool", "median |err| ms",
+    "max |err| ms", "mean RTT/delay") }
+  for _, r in ipairs(sec.rows) do
+    out[#out + 1] = ("  %-34s %14.2f %14.2f  %s\n"):format(r.name, r.median_abs_error_ms,
+      r.max_abs_error_ms, r.hops)
+  end
+  return table.concat(out)
+end
+
 local function main()
   if select(3, lab.run("id -u")) ~= 0 or lab.run("id -u"):match("%d+") ~= "0" then
     error("make bench needs root (it builds network namespaces)")
@@ -186,6 +283,11 @@ local function main()
 
     local text = {}
     for _, s in ipairs(sections) do text[#text + 1] = table_text(s) end
+    if wanted("rtt") then
+      local r = rtt_section()
+      sections[#sections + 1] = r
+      text[#text + 1] = rtt_text(r)
+    end
     local machine = lab.run("uname -srm"):gsub("%s+$", "") .. ", " ..
       lab.run("nproc"):gsub("%s+$", "") .. " cores"
     io.stdout:write(("sonde bench on %s (medians of interleaved runs)\n\n"):format(machine))
