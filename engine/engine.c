@@ -386,6 +386,19 @@ void sonde__result_init(const sonde__probe_t *p, sonde_result_t *res) {
   }
 }
 
+/* A reply for p: status, kind, who answered (NULL: unknown), and the RTT
+ * from p's send to `now`. */
+void sonde__result_reply(const sonde__probe_t *p, sonde_result_t *res,
+                         sonde_kind_t kind, const struct sockaddr_storage *addr,
+                         uint64_t now) {
+  sonde__result_init(p, res);
+  res->status = SONDE_STATUS_REPLY;
+  res->kind = kind;
+  if (addr)
+    res->addr = *addr;
+  res->rtt = (double)(now - p->sent_ns) / 1e9;
+}
+
 static void probe_poll_closed(uv_handle_t *h) {
   sonde__probe_t *p = h->data;
   sonde_engine_t *eng = p->eng;

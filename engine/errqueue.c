@@ -115,15 +115,11 @@ void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
     }
     {
       sonde_result_t res;
-      sonde__result_init(p, &res);
-      res.status = SONDE_STATUS_REPLY;
-      res.kind = info.kind;
+      sonde__result_reply(p, &res, info.kind, &info.addr, sonde__now());
       res.unreach = info.unreach;
       res.icmp_type = info.icmp_type;
       res.icmp_code = info.icmp_code;
       res.mtu = info.mtu;
-      res.addr = info.addr;
-      res.rtt = (double)(sonde__now() - p->sent_ns) / 1e9;
       sonde__probe_done(eng, p, &res);
     }
     /* A probe's own socket is closed once its probe ends. */

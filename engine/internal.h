@@ -152,6 +152,9 @@ void sonde__probe_done(sonde_engine_t *eng, sonde__probe_t *p,
                        sonde_result_t *res);
 void sonde__probe_fail(sonde_engine_t *eng, sonde__probe_t *p, int err);
 void sonde__result_init(const sonde__probe_t *p, sonde_result_t *res);
+void sonde__result_reply(const sonde__probe_t *p, sonde_result_t *res,
+                         sonde_kind_t kind, const struct sockaddr_storage *addr,
+                         uint64_t now);
 void sonde__close_fd(int *fd);
 /* uv_close an engine-owned handle; the engine finishes closing after it. */
 void sonde__handle_close(sonde_engine_t *eng, uv_handle_t *h);

@@ -216,12 +216,8 @@ static void icmp_matched(sonde_engine_t *eng, sonde__probe_t *p,
   sonde_result_t res;
   int i;
 
-  sonde__result_init(p, &res);
-  res.status = SONDE_STATUS_REPLY;
-  res.kind = m->kind;
+  sonde__result_reply(p, &res, m->kind, from, now);
   res.unreach = m->unreach;
-  res.addr = *from;
-  res.rtt = (double)(now - p->sent_ns) / 1e9;
   res.reply_ttl = reply_ttl;
   res.icmp_type = m->type;
   res.icmp_code = m->code;
@@ -407,11 +403,7 @@ void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port) {
     }
     {
       sonde_result_t res;
-      sonde__result_init(p, &res);
-      res.status = SONDE_STATUS_REPLY;
-      res.kind = SONDE_KIND_UDP_REPLY;
-      res.addr = from;
-      res.rtt = (double)(sonde__now() - p->sent_ns) / 1e9;
+      sonde__result_reply(p, &res, SONDE_KIND_UDP_REPLY, &from, sonde__now());
       sonde__probe_done(eng, p, &res);
     }
     /* A per-probe socket is closed once its probe ends. */

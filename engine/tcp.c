@@ -100,12 +100,8 @@ static int tcp_connect(sonde_engine_t *eng, sonde__probe_t *p) {
 static void reply(sonde_engine_t *eng, sonde__probe_t *p, sonde_kind_t kind,
                   int err) {
   sonde_result_t res;
-  sonde__result_init(p, &res);
-  res.status = SONDE_STATUS_REPLY;
-  res.kind = kind;
+  sonde__result_reply(p, &res, kind, &p->spec.dst, sonde__now());
   res.error = err;
-  res.addr = p->spec.dst;
-  res.rtt = (double)(sonde__now() - p->sent_ns) / 1e9;
   if (kind == SONDE_KIND_SELF_CONNECT)
     res.call = "connect";
   abort_close(eng, p, NULL);
@@ -119,12 +115,9 @@ static void on_session(uv_poll_t *h, int status, int events);
 static void session_done(sonde_engine_t *eng, sonde__probe_t *p,
                          sonde_kind_t kind, int err, int matched) {
   sonde_result_t res;
-  sonde__result_init(p, &res);
-  res.status = SONDE_STATUS_REPLY;
-  res.kind = kind;
+  /* rtt: the connect's (SYN to SYN-ACK); `response` times the reply */
+  sonde__result_reply(p, &res, kind, &p->spec.dst, p->connected_ns);
   res.error = err;
-  res.addr = p->spec.dst;
-  res.rtt = (double)(p->connected_ns - p->sent_ns) / 1e9;
   if (kind == SONDE_KIND_TCP_SYNACK)
     res.response = (double)(sonde__now() - p->sent_ns) / 1e9;
   res.matched = matched;
@@ -326,10 +319,8 @@ static void icmp_error(sonde_engine_t *eng, sonde__probe_t *p, int err) {
   sonde__recv_drain(eng, p->spec.dst.ss_family);
   if (p->id != id || p->state != SONDE__INFLIGHT)
     return;
-  sonde__result_init(p, &res);
-  res.status = SONDE_STATUS_REPLY;
+  sonde__result_reply(p, &res, SONDE_KIND_NONE, NULL, sonde__now());
   res.error = err;
-  res.rtt = (double)(sonde__now() - p->sent_ns) / 1e9;
   if (sonde__errqueue_read(p->fd, &res) <= 0) {
     res.kind = SONDE_KIND_DEST_UNREACHABLE;
     res.unreach = err == SONDE_ENETUNREACH ? SONDE_UNREACH_NET

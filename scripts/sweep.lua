@@ -21,16 +21,8 @@ local FORMATS = {
 }
 
 
-local function check_format(v)
-  if FORMATS[v] or output.is_path(v) then return v end
-  return nil, "expected text, jsonl, csv, markdown, or a path to a Lua format file such as ./my.lua"
-end
-
-local function check_shard(v)
-  local k, n = targets.parse_shard(v)
-  if not k then return nil, n end
-  return { k, n }
-end
+local check_format = campaign.format_check(FORMATS, "text, jsonl, csv, markdown")
+local check_shard = campaign.check_shard
 
 local spec = {
   name = "sweep",

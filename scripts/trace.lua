@@ -14,22 +14,14 @@ local FORMATS = { text = "sonde.format.text", json = "sonde.format.json",
   jsonl = "sonde.format.jsonl", csv = "sonde.format.csv", markdown = "sonde.format.markdown",
   dot = "sonde.format.dot" }
 
-local function check_format(v)
-  if FORMATS[v] or output.is_path(v) then return v end
-  return nil, "expected text, json, jsonl, csv, markdown, dot or the path of a Lua format module"
-end
-
-local function check_shard(v)
-  local k, n = targets.parse_shard(v)
-  if not k then return nil, n end
-  return { k, n }
-end
+local check_format = campaign.format_check(FORMATS, "text, json, jsonl, csv, markdown, dot")
+local check_shard = campaign.check_shard
 
 local function parse_wait(v)
   local parts = {}
   for p in (v .. ","):gmatch("([^,]*),") do parts[#parts + 1] = p end
-  if #parts > 3 then return nil, "expected MAX[,HERE[,NEAR]]" end
-  local out = { 5, 3, 10 }
+  if #parts > 4 then return nil, "expected MAX[,HERE[,NEAR[,MIN]]]" end
+  local out = { 5, 3, 10, 0 }
   for i, p in ipairs(parts) do
     local n = tonumber(p)
     if p ~= "" then
@@ -40,6 +32,7 @@ local function parse_wait(v)
     end
   end
   if out[1] <= 0 or out[1] > 60 then return nil, "MAX must be above 0 and at most 60 seconds" end
+  if out[4] > out[1] then return nil, "MIN must not be above MAX" end
   return out
 end
 
@@ -70,8 +63,8 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
       help = "largest TTL probed" },
     { "-q", "--queries", arg = "N", type = "int", min = 1, max = 10, default = 3,
       help = "probes per hop" },
-    { "-w", "--wait", arg = "MAX[,HERE,NEAR]", type = "string", default = "5,3,10", check = parse_wait,
-      help = "wait at most MAX seconds for a probe; less: HERE times the RTT of a reply from the same hop, NEAR times the RTT of a reply from a later hop (as traceroute)" },
+    { "-w", "--wait", arg = "MAX[,HERE,NEAR,MIN]", type = "string", default = "5,3,10,0", check = parse_wait,
+      help = "wait at most MAX seconds for a probe; less: HERE times the RTT of a reply from the same hop, NEAR times the RTT of a reply from a later hop (as traceroute), but never less than MIN seconds" },
     { nil, "--gap-limit", arg = "N", type = "int", min = 0, max = 255, default = 5,
       help = "stop after N consecutive silent hops (every probe timed out) unless a hop beyond them answered; 0: never" },
     { "-N", "--sim-queries", arg = "N", type = "int", min = 1, max = 1024, default = 16,
@@ -246,6 +239,7 @@ local function trace_one(eng, run, name)
       end or nil,
       interrupted = run.interrupted,
       on_interrupt = run.on_stop,
+      campaign = run.campaign,
     }
   end
   local t = trace_with(strategy)
@@ -285,6 +279,8 @@ local function run_campaign(eng, run, list, ctx)
   local out, oerr = output.open(opts.output, { stdout = ctx.stdout })
   if not out then cli.runtime_error("-o: %s", oerr) end
   local progress = campaign.progress(ctx, opts.quiet, opts.output)
+  -- What the traces learn from each other (where destinations lie).
+  run.campaign = tracer.campaign()
   local summary = { total = 0, done = 0, reached = 0, errors = 0 }
   local write_error, stops, signal_stop = nil, {}, false
 
@@ -322,11 +318,13 @@ local function run_campaign(eng, run, list, ctx)
       total = total, protocol = opts.protocol, strategy = opts.strategy }
     if form.header then write(form.header(run.meta)) end
     local started, running, all = eng:now(), 0, eng:event()
+    local tick   -- the progress timer's token, cancelled at the end
     local function ticker()
+      tick = nil
       if running == 0 then return end
       progress.show("sonde trace: " .. campaign.rate_text(summary.done, total, eng:now() - started),
         eng:now() - started)
-      eng:after(0.5, ticker)
+      tick = eng:after(0.5, ticker)
     end
     local start_next
     function start_next()
@@ -356,9 +354,14 @@ local function run_campaign(eng, run, list, ctx)
     signal_stop = function()
       for _, stop in pairs(stops) do stop() end
     end
-    for _ = 1, math.min(opts.parallel, total) do start_next() end
-    eng:after(0.5, ticker)
+    local SB = tonumber(os.getenv("SB_STAGGER") or "0")
+    for i = 1, math.min(opts.parallel, total) do
+      if SB > 0 then eng:after(math.floor((i - 1) / SB) / 1000, start_next) else start_next() end
+    end
+    tick = eng:after(0.5, ticker)
     if running > 0 then all.wait() end
+    -- Done: the next tick would keep the loop up to half a second longer.
+    if tick then eng:cancel_timer(tick) end
     if form.footer then write(form.footer(summary, run.meta)) end
   end)
   progress.clear()

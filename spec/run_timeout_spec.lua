@@ -4,15 +4,7 @@
 local helpers = require "helpers"
 local lab = require "lab"
 
--- A script file that sonde can read after it has dropped to nobody.
-local function script(text)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  assert(os.execute("chmod 644 " .. lab.shquote(path)) == 0)
-  return path
-end
+local script = helpers.readable_file
 
 local function sonde(argv)
   local parts = { lab.shquote(helpers.sonde()) }

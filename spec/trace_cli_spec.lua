@@ -4,15 +4,7 @@
 local helpers = require "helpers"
 local lab = require "lab"
 
--- A script file that sonde can read after it has dropped to nobody.
-local function script(text)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  assert(os.execute("chmod 644 " .. lab.shquote(path)) == 0)
-  return path
-end
+local script = helpers.readable_file
 
 local function sonde(argv)
   local parts = { lab.shquote(helpers.sonde()) }
@@ -27,6 +19,7 @@ describe("sonde trace given bad input", function()
     { { "trace", "-q", "11", "198.18.0.1" }, "%-q: invalid value '11'" },
     { { "trace", "-p", "sctp", "198.18.0.1" }, "%-p: invalid value 'sctp' %(expected one of: udp, icmp, tcp%)" },
     { { "trace", "-w", "x", "198.18.0.1" }, "%-w: invalid value 'x'" },
+    { { "trace", "-w", "1,3,10,2", "198.18.0.1" }, "%-w: invalid value '1,3,10,2' %(MIN must not be above MAX%)" },
     { { "trace", "--port", "70000", "198.18.0.1" }, "%-%-port: invalid value '70000'" },
     { { "trace", "--bogus", "198.18.0.1" }, "unknown option '%-%-bogus'" },
     { { "trace" }, "missing TARGET" },

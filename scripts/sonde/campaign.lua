@@ -10,6 +10,22 @@ local fmt = string.format
 
 M.MAX_BAD_LINES = 20 -- reported one by one; the rest are counted
 
+-- An option check (sonde.args) for --shard K/N: -> { K, N } or nil, why.
+function M.check_shard(v)
+  local k, n = require("sonde.targets").parse_shard(v)
+  if not k then return nil, n end
+  return { k, n }
+end
+
+-- An option check for --format: one of the names in `formats` (a table
+-- name -> module), or the path of a user's format module.
+function M.format_check(formats, expected)
+  return function(v)
+    if formats[v] or require("sonde.output").is_path(v) then return v end
+    return nil, "expected " .. expected .. " or the path of a Lua format module"
+  end
+end
+
 -- Is descriptor fd (1 or 2) a terminal? Through LuaJIT's FFI, else the
 -- shell's test.
 function M.isatty(fd)

@@ -34,18 +34,62 @@ local function final(r, dst)
 end
 M.final = final
 
+-- What a campaign's traces learn from each other (M.campaign()): the TTLs
+-- at which earlier traces ended (reached, or told unreachable). Targets of
+-- one campaign tend to lie at similar distances, so a trace first sends up
+-- to a horizon a little beyond where most earlier ones ended, instead of
+-- -N probes from its first TTL up of which those past the destination are
+-- sent, answered by the destination and thrown away. It sends beyond the
+-- horizon as soon as something says its destination is farther (a probe
+-- at or beyond the horizon came back without ending the trace), or when
+-- nothing of it is left in flight. What a trace finds does not depend on
+-- the horizon: only which probes are sent when, and how many are wasted.
+local QUANTILE = 0.95   -- the horizon covers this share of earlier ends ...
+local MARGIN = 1        -- ... plus this many TTLs (a silent hop there costs
+                        -- nothing: the hop behind it answers)
+
+-- A new campaign's shared state, for M.run's `campaign` option.
+function M.campaign()
+  return { ends = {}, n = 0, top = 0 }
+end
+
+-- The horizon of a new trace of campaign c (max_ttl: nothing learnt yet).
+local function horizon_of(c, first_ttl, max_ttl)
+  if not c or c.n == 0 then return max_ttl end
+  local want, seen, ends = math.ceil(c.n * QUANTILE), 0, c.ends
+  for ttl = 1, c.top do
+    seen = seen + (ends[ttl] or 0)
+    if seen >= want then
+      return math.min(max_ttl, math.max(first_ttl, ttl + MARGIN))
+    end
+  end
+  return max_ttl
+end
+
+local function learn(c, ttl)
+  c.ends[ttl] = (c.ends[ttl] or 0) + 1
+  c.n = c.n + 1
+  if ttl > c.top then c.top = ttl end
+end
+
 -- One flow of probes (a classic or Paris strategy instance); see M.run.
 local function run_one(o)
   local eng = o.eng
   local wmax, here, near = o.wait[1], o.wait[2], o.wait[3]
+  local wmin = o.wait[4] or 0 -- never give up sooner (0: as traceroute)
   -- A strategy may allow fewer probes in flight than asked (Paris TCP:
   -- one; its probes share a 4-tuple).
   local sim = math.min(o.sim, o.strategy.inflight or o.sim)
   local rule = o.rule or retry.default
-  local hops = {}          -- [ttl] = { ttl =, probes = { [q] = result } }
+  local default_rule = rule == retry.default
+  local spec_of = o.strategy.spec
+  local queries, max_ttl, dst = o.queries, o.max_ttl, o.dst
+  local interrupted = o.interrupted
+  local hops = {}          -- [ttl] = { ttl =, probes = { [q] = result }, got = }
   local inflight = {}      -- id -> rec
   local n_inflight = 0
-  local limit = o.max_ttl  -- no probe beyond this TTL
+  local limit = max_ttl    -- no probe beyond this TTL
+  local horizon = horizon_of(o.campaign, o.first_ttl, max_ttl)
   local stop_reason
   local next_ttl, next_q = o.first_ttl, 1
   local seq = 0
@@ -57,12 +101,19 @@ local function run_one(o)
   local failed_error
   local gap = 0            -- silent hops in a row, up to the last one handed over
 
-  for ttl = o.first_ttl, o.max_ttl do
-    hops[ttl] = { ttl = ttl, probes = json.array{} , got = 0 }
+  -- Hops are made when their first outcome comes.
+  local function hop_at(ttl)
+    local hop = hops[ttl]
+    if not hop then
+      hop = { ttl = ttl, probes = json.array{}, got = 0 }
+      hops[ttl] = hop
+    end
+    return hop
   end
 
   local function hop_complete(ttl)
-    return hops[ttl].got >= o.queries
+    local hop = hops[ttl]
+    return hop ~= nil and hop.got >= queries
   end
 
   -- A hop is silent when every one of its probes timed out (a skipped or
@@ -75,22 +126,30 @@ local function run_one(o)
   end
 
   local function answered_beyond(ttl)
-    for t = ttl + 1, o.max_ttl do
-      for _, r in pairs(hops[t].probes) do
-        if r.status == "reply" then return true end
+    for t = ttl + 1, max_ttl do
+      local hop = hops[t]
+      if hop then
+        for _, r in pairs(hop.probes) do
+          if r.status == "reply" then return true end
+        end
       end
     end
     return false
   end
 
-  -- End the trace at ttl: nothing is sent beyond it, what is in flight
-  -- beyond it is cancelled (ECANCELED: not recorded).
-  local function cut(ttl, reason)
-    stop_reason = reason
-    limit = ttl
+  -- Cancel what is in flight beyond the limit (ECANCELED: not recorded).
+  local function cancel_beyond()
     for id, other in pairs(inflight) do
       if other.ttl > limit then eng:cancel(id) end
     end
+  end
+
+  -- End the trace at ttl: nothing is sent beyond it, what is in flight
+  -- beyond it is cancelled.
+  local function cut(ttl, reason)
+    stop_reason = reason
+    limit = ttl
+    cancel_beyond()
   end
 
   -- Hand finished hops to on_hop, in order, as soon as all before are done.
@@ -110,15 +169,20 @@ local function run_one(o)
 
   local issue
 
+  -- A reply from ttl shortens the waits of the probes in flight at ttl
+  -- (HERE times its RTT) and before it (NEAR times).
   local function adapt(r, ttl)
-    if not r.rtt then return end
+    local rtt = r.rtt
+    if not rtt then return end
+    local w_here, w_near = math.max(here * rtt, wmin), math.max(near * rtt, wmin)
     for id, rec in pairs(inflight) do
-      local w
-      if rec.ttl == ttl then w = here * r.rtt
-      elseif rec.ttl < ttl then w = near * r.rtt end
-      if w and w < rec.wait then
-        rec.wait = w
-        eng:set_wait(id, w)
+      local t = rec.ttl
+      if t <= ttl then
+        local w = t == ttl and w_here or w_near
+        if w < rec.wait then
+          rec.wait = w
+          eng:set_wait(id, w)
+        end
       end
     end
   end
@@ -126,14 +190,14 @@ local function run_one(o)
   local function record(rec, r)
     r.id = nil
     r.retries = rec.earlier
-    local hop = hops[rec.ttl]
+    local hop = hop_at(rec.ttl)
     hop.probes[rec.q] = r
     hop.got = hop.got + 1
   end
 
   local function finish_if_idle()
     if n_inflight == 0 and #reissue_queue == 0 and
-       (next_ttl > limit or o.interrupted()) then
+       (next_ttl > limit or interrupted()) then
       done.fire()
     end
   end
@@ -141,11 +205,17 @@ local function run_one(o)
   local function on_result(rec, r)
     inflight[rec.id] = nil
     n_inflight = n_inflight - 1
-    if r.status == "failed" and r.error and r.error.name == "ECANCELED" then
+    local status = r.status
+    if status == "failed" and r.error and r.error.name == "ECANCELED" then
       -- Ours: past the destination, or interrupted. Not a network outcome.
       rec.cancelled = true
     elseif rec.ttl <= limit then
-      local action = rule(r, { ttl = rec.ttl, q = rec.q, reissues = rec.reissues })
+      local action
+      if default_rule and status ~= "skipped" then
+        action = "accept"   -- what retry.default says, without asking it
+      else
+        action = rule(r, { ttl = rec.ttl, q = rec.q, reissues = rec.reissues })
+      end
       if action == "reissue" and rec.reissues < retry.HARD_LIMIT then
         -- The outcome that was re-issued stays visible on the one that
         -- replaces it (e.g. which source port was busy).
@@ -161,8 +231,8 @@ local function run_one(o)
             "' (expected 'accept' or 'reissue')", 0)
         end
         record(rec, r)
-        local f = final(r, o.dst)
-        if r.status == "failed" then
+        local f = final(r, dst)
+        if status == "failed" then
           -- A local error (no route, no permission, no ports) would fail
           -- every later probe too: finish this TTL and stop.
           failed_error = failed_error or r.error
@@ -174,9 +244,10 @@ local function run_one(o)
             stop_reason = f
           end
           limit = rec.ttl
-          for id, other in pairs(inflight) do
-            if other.ttl > limit then eng:cancel(id) end
-          end
+          cancel_beyond()
+        elseif not f and rec.ttl >= horizon then
+          -- The destination is farther than the campaign's horizon.
+          horizon = max_ttl
         end
         adapt(r, rec.ttl)
       end
@@ -186,13 +257,19 @@ local function run_one(o)
     finish_if_idle()
   end
 
+  -- The engine's callback for every probe of this trace.
+  local function on_probe(r)
+    local rec = inflight[r.id]
+    if rec then on_result(rec, r) end
+  end
+
   local function send(ttl, q, reissues, earlier)
-    local spec = o.strategy.spec(ttl, seq)
+    local spec = spec_of(ttl, seq)
     seq = seq + 1
     spec.wait = wmax
     local rec = { ttl = ttl, q = q, reissues = reissues or 0, wait = wmax,
       earlier = earlier }
-    local id, err, name = eng:probe_async(spec, function(r) on_result(rec, r) end)
+    local id, err, name = eng:probe_async(spec, on_probe)
     if not id then
       record(rec, { status = "failed", ttl = ttl, seq = spec.seq,
         error = { name = name, message = err } })
@@ -205,14 +282,19 @@ local function run_one(o)
   end
 
   function issue()
-    while n_inflight < sim and not o.interrupted() do
+    -- Nothing in flight and nothing to re-issue: beyond the horizon is all
+    -- that is left to send.
+    if next_ttl > horizon and n_inflight == 0 and #reissue_queue == 0 then
+      horizon = max_ttl
+    end
+    while n_inflight < sim and not interrupted() do
       local re = table.remove(reissue_queue, 1)
       if re then
         if re.ttl <= limit then send(re.ttl, re.q, re.reissues, re.earlier) end
-      elseif next_ttl <= limit then
+      elseif next_ttl <= limit and next_ttl <= horizon then
         send(next_ttl, next_q)
         next_q = next_q + 1
-        if next_q > o.queries then next_ttl, next_q = next_ttl + 1, 1 end
+        if next_q > queries then next_ttl, next_q = next_ttl + 1, 1 end
       else
         break
       end
@@ -234,26 +316,30 @@ local function run_one(o)
   end
   -- Interrupted or cut short: hand over what is left, complete or not.
   if o.on_hop then
-    for ttl = printed + 1, math.min(limit, o.max_ttl) do
-      if #hops[ttl].probes > 0 then o.on_hop(hops[ttl]) end
+    for ttl = printed + 1, math.min(limit, max_ttl) do
+      local hop = hops[ttl]
+      if hop and #hop.probes > 0 then o.on_hop(hop) end
     end
   end
 
   local out = json.array{}
-  for ttl = o.first_ttl, math.min(limit, o.max_ttl) do
+  for ttl = o.first_ttl, math.min(limit, max_ttl) do
     local hop = hops[ttl]
-    if #hop.probes > 0 then
+    if hop and #hop.probes > 0 then
       out[#out + 1] = { ttl = ttl, probes = hop.probes }
     end
   end
-  if o.interrupted() then
+  if interrupted() then
     stop_reason = "interrupted"
   elseif not stop_reason then
     stop_reason = "max_ttl"
   end
+  if o.campaign and (stop_reason == "reached" or stop_reason == "unreachable") then
+    learn(o.campaign, limit)
+  end
   return {
     type = "trace", version = 1,
-    first_ttl = o.first_ttl, max_ttl = o.max_ttl, queries = o.queries,
+    first_ttl = o.first_ttl, max_ttl = max_ttl, queries = queries,
     reached = stop_reason == "reached",
     stop_reason = stop_reason,
     error = stop_reason == "error" and failed_error or nil,

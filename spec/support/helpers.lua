@@ -49,6 +49,18 @@ function helpers.labpeer()
   return helpers.build() .. "/labpeer"
 end
 
+-- A temporary file holding `text` that any user may read: sonde started as
+-- root reads scripts, rules and target files as nobody (README
+-- "Privileges"). -> its path; the caller removes it.
+function helpers.readable_file(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  assert(os.execute("chmod 644 '" .. path .. "'") == 0)
+  return path
+end
+
 -- Number of open descriptors of process `pid` (default: this process).
 -- The pipe through which the count comes back is left out (both of its
 -- ends can be open in this process for a moment), and for this process a
