@@ -45,19 +45,26 @@
 
 local M = { name = "alive-list" }
 
+-- It is written for sweep, whose records say `alive`; given to another
+-- command (trace, tcping, ping, mtr, mda pass their own records: the lines
+-- their jsonl writes) it lists the addresses that answered what it knows.
 function M.header(meta)
-  return string.format("# sonde %s, %s%s, %d targets\n", meta.command, meta.protocol,
-    meta.port and ("/" .. meta.port) or "", meta.total)
+  return string.format("# sonde %s%s%s\n", meta.command or "?",
+    meta.protocol and (", " .. meta.protocol .. (meta.port and ("/" .. meta.port) or "")) or "",
+    meta.total and (", " .. meta.total .. " targets") or "")
 end
 
 function M.record(rec)
-  if not rec.alive then return nil end
+  local answered = rec.alive
+  if answered == nil then answered = rec.reached or rec.status == "reply" end
+  if not answered or not rec.addr then return nil end
   return rec.addr .. "\n"
 end
 
 function M.footer(summary)
-  return string.format("# %d of %d alive in %.2f s\n", summary.alive, summary.total,
-    summary.duration)
+  if summary.text then return "# " .. summary.text .. "\n" end
+  return string.format("# %d of %d alive in %.2f s\n", summary.alive or 0, summary.total or 0,
+    summary.duration or 0)
 end
 
 return M

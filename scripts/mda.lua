@@ -8,6 +8,12 @@ local target = require "sonde.target"
 local json = require "sonde.json"
 local tracer = require "sonde.trace"
 local mda = require "sonde.strategy.mda"
+local formats = require "sonde.format"
+
+local FORMATS = { "text", "json", "jsonl", "csv", "markdown", "dot" }
+
+-- csv and markdown: one row per interface found (a node of the graph).
+local COLUMNS = { "target", "addr", "ttl", "node", "name", "final", "flows", "sent", "next" }
 
 local spec = {
   name = "mda",
@@ -22,9 +28,9 @@ A probe without an answer is tried once more; a hop that never answers after n_1
 
 Paris UDP probes leave from a raw socket: run as root or give the executable CAP_NET_RAW.
 
-Output: the interfaces per TTL and the links (text), one JSON document with "probes_sent" (--format json), or a Graphviz graph (--format dot: sonde mda --format dot HOST | dot -Tsvg > paths.svg).
+Formats (--format): text (the interfaces per TTL, the links, the probe count); json (one document: "type":"mda", the "mda" definition of scripts/sonde/schema/sonde.schema.json, with "probes_sent"); jsonl (that document as one line: mda writes nothing before the end); csv (a header row, then a row per interface found: target, addr, ttl, node (the interface's address), name, final (reached or unreachable, where the path ends), flows (how many flows went through it), sent (probes at its TTL), next (the interfaces it links to, space-separated)); markdown (the same rows as a table, then the probe count line); dot (a Graphviz digraph: sonde mda --format dot HOST | dot -Tsvg > paths.svg); or the path of a Lua format module (examples/format_example.lua: its record() gets the document, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets the graph found so far). Started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
 
-Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, probe budget, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted (the graph found so far is printed first).]],
+Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, probe budget, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve, -o not writable), 130 interrupted (143: SIGTERM; the graph found so far is written first).]],
   options = {
     { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
     { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
@@ -47,8 +53,10 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, pr
     { "-N", "--sim-queries", arg = "N", type = "int", min = 1, max = 1024, default = 16,
       help = "probes in flight at once" },
     { "-n", key = "numeric", flag = true, help = "print addresses only, do not look up names" },
-    { nil, "--format", arg = "FORMAT", choices = { "text", "json", "dot" }, default = "text",
-      help = "output format: text, one JSON document, or a Graphviz digraph" },
+    { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
+      help = "output format: text, json (one document), jsonl (the document as one line), csv or markdown (a row per interface), dot (a Graphviz digraph), or the path of a Lua format module (see Formats above)" },
+    { "-o", "--output", arg = "FILE", type = "string",
+      help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
   },
   positionals = { { name = "TARGET", required = true, help = "host name or numeric address" } },
   exclusive = { { "ipv4", "ipv6" } },
@@ -56,6 +64,7 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, pr
     "sonde mda -n 198.18.5.2",
     "sonde mda --confidence 99 --format json 2001:db8:5::2",
     "sonde mda -n --format dot 198.18.5.2 | dot -Tsvg > paths.svg",
+    "sonde mda -n --format csv -o interfaces.csv 198.18.5.2",
   },
 }
 
@@ -87,13 +96,36 @@ local function unprivileged(e)
   return e and e.name == "ENOTSUP" and (e.call or ""):find("Paris", 1, true) ~= nil
 end
 
+-- The rows of csv and markdown: one per interface, with the interfaces
+-- it links to.
+local function rows_of(d)
+  local rows = {}
+  for _, h in ipairs(d.hops) do
+    for _, n in ipairs(h.nodes) do
+      local nexts = {}
+      for _, l in ipairs(d.links) do
+        if l.from == n.addr and l.from_ttl == h.ttl then nexts[#nexts + 1] = l.to end
+      end
+      rows[#rows + 1] = { target = d.target, addr = d.addr, ttl = h.ttl, node = n.addr,
+        name = n.name, final = n.final, flows = #n.flows, sent = h.sent,
+        next = #nexts > 0 and table.concat(nexts, " ") or nil }
+    end
+  end
+  return rows
+end
+
 local function run(opts, ctx)
   local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
+  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
+    own = { text = true, json = true, dot = true } }
   local eng, err = sonde.engine{ window = 1024 }
-  if not eng then cli.runtime_error("%s", err) end
+  if not eng then
+    sink:abort()
+    cli.runtime_error("%s", err)
+  end
   local signal, stopping
   target.on_interrupt(eng, function(name)
     signal = name
@@ -194,16 +226,29 @@ local function run(opts, ctx)
     return d
   end)
   eng:close()
-  if not ok then error(doc, 0) end
+  if not ok then
+    sink:abort()
+    error(doc, 0)
+  end
 
   if opts.format == "json" then
-    ctx.stdout:write(json.encode(doc), "\n")
+    sink:write(json.encode(doc) .. "\n")
   elseif opts.format == "dot" then
-    ctx.stdout:write(require("sonde.format.dot").document(doc))
+    sink:write(require("sonde.format.dot").document(doc))
+  elseif opts.format == "text" then
+    sink:write(require("sonde.format.mda").document(doc))
   else
-    ctx.stdout:write(require("sonde.format.mda").document(doc))
+    sink:start{ command = "mda", version = 1, columns = COLUMNS, target = doc.target,
+      addr = doc.addr, af = doc.af, protocol = doc.protocol, confidence = doc.confidence,
+      first_ttl = doc.first_ttl, max_ttl = doc.max_ttl, sport = doc.sport, dport = doc.dport,
+      wait = doc.wait }
+    for _, row in ipairs(rows_of(doc)) do sink:row(row) end
+    sink:finish(doc, { probes_sent = doc.probes_sent, flows = doc.flows, reached = doc.reached,
+      stop_reason = doc.stop_reason, error = doc.error, started = doc.started,
+      duration = doc.duration, text = require("sonde.format.mda").summary(doc) })
   end
-  ctx.stdout:flush()
+  sink:flush()
+  sink:close()
   if doc.stop_reason == "interrupted" then return target.signal_status(signal) end
   if doc.stop_reason == "error" then
     ctx.stderr:write(string.format("sonde mda: %s: %s\n", doc.error.name, doc.error.message))

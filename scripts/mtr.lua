@@ -9,6 +9,13 @@ local json = require "sonde.json"
 local ping = require "sonde.strategy.ping"
 local mtr = require "sonde.strategy.mtr"
 local fmt = require "sonde.format.mtr"
+local formats = require "sonde.format"
+
+local FORMATS = { "text", "json", "jsonl", "csv", "markdown" }
+
+-- markdown: one row per hop, the columns of the CSV report.
+local COLUMNS = {}
+for c in fmt.CSV_HEADER:gmatch("[^,]+") do COLUMNS[#COLUMNS + 1] = c end
 
 local spec = {
   name = "mtr",
@@ -21,6 +28,8 @@ The first round probes every TTL up to -m; the lowest TTL at which the destinati
 
 On a terminal, without --report, the table is shown live and redrawn in place; press q (or Ctrl-C) to stop. Then, and in every other mode, the report is printed: the text report (as mtr --report), or with --format json one document, with --format csv one line per hop. Without a terminal the report is printed after the -c rounds.
 
+Formats (--format; every one but text implies --report): text (the report); json (one document: "type":"mtr", each hop's figures, RTTs in seconds); jsonl (an "mtr_round" line per round once every probe of the round has ended, in round order: the round's number and each TTL's outcome under "probes"; then the mtr document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per hop: target, ttl, addr, name, loss_pct, sent, received, last_ms, avg_ms, best_ms, worst_ms, stddev_ms, jitter_ms); markdown (the same rows as a table, then a line with the rounds and whether the destination answered); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes the report to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets what was collected); the live table, if any, stays on the terminal. Started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
+
 Loss at a hop that the hops behind it do not show is usually the router limiting the ICMP errors it sends, not loss on the path.
 
 Raw sockets read the ICMP answers: run as root or give the executable CAP_NET_RAW.
@@ -31,7 +40,7 @@ Exit status:
     1    it never did
     2    usage error
     3    runtime error: a name that does not resolve, no permission,
-         a probe that could not be sent (no route)
+         a probe that could not be sent (no route), -o not writable
     130  interrupted by SIGINT (143: SIGTERM); the report of what was
          collected (stop_reason "interrupted") comes first]],
   options = {
@@ -54,8 +63,10 @@ Exit status:
     { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
     { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
     { "-n", key = "numeric", flag = true, help = "show addresses only, do not look up host names" },
-    { nil, "--format", arg = "FORMAT", choices = { "text", "json", "csv" }, default = "text",
-      help = "report format (json and csv imply --report)" },
+    { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
+      help = "report format: text, json, jsonl (a line per round, then the document), csv or markdown (a row per hop), or the path of a Lua format module (see Formats above); all but text imply --report" },
+    { "-o", "--output", arg = "FILE", type = "string",
+      help = "write the report to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
   },
   positionals = { { name = "TARGET", required = true, help = "host name or numeric address" } },
   exclusive = { { "ipv4", "ipv6" } },
@@ -64,6 +75,7 @@ Exit status:
     "sonde mtr --report -c 20 -n 198.18.8.2",
     "sonde mtr -p udp -i 0.2 -c 50 --format json 2001:db8:8::2",
     "sonde mtr -p tcp --port 443 --format csv -c 10 -n 198.18.8.2",
+    "sonde mtr -c 60 -n --format jsonl -o rounds.jsonl 198.18.8.2",
   },
 }
 
@@ -142,6 +154,123 @@ local function hostname()
   return h and h ~= "" and h or "localhost"
 end
 
+-- Round lines (jsonl, a user's format): what each probe of a round ended
+-- in, written once every probe of the round has ended, in round order.
+-- sonde.strategy.mtr knows rounds but not the outcomes' order, so the
+-- recorder sits around what it is given: the strategy (a round starts
+-- with its probe at first_ttl; spec() tells which round a sequence number
+-- belongs to) and the engine (whose probe_async callbacks see each
+-- outcome). o: eng, first_ttl, limit() (the last TTL still counted: the
+-- destination's, once found), emit(round, probes).
+-- -> { strategy = wrap(strategy), eng = the engine to run on, close() }.
+local function round_recorder(o)
+  local eng = o.eng
+  local rounds, by_seq = {}, {}
+  local started, next_out, closed = 0, 1, false
+
+  local function flush()
+    while not closed do
+      local r = rounds[next_out]
+      if not r or r.open or r.pending > 0 then return end
+      local probes = json.array{}
+      for _, p in ipairs(r.probes) do
+        if p.ttl <= o.limit() then probes[#probes + 1] = p end
+      end
+      table.sort(probes, function(a, b) return a.ttl < b.ttl end)
+      rounds[next_out] = nil
+      o.emit(next_out, probes)
+      next_out = next_out + 1
+    end
+  end
+
+  local function record(round, ttl, r)
+    -- cancelled: ours (beyond the destination, or stopped), not an outcome
+    if r.status == "failed" and r.error and r.error.name == "ECANCELED" then return end
+    local p = {}
+    for k, v in pairs(r) do
+      if k ~= "src" and k ~= "id" then p[k] = v end
+    end
+    p.ttl = p.ttl or ttl
+    round.probes[#round.probes + 1] = p
+  end
+
+  local rec = {}
+  function rec.strategy(strat)
+    return setmetatable({ spec = function(ttl, seq)
+      if ttl == o.first_ttl then
+        started = started + 1
+        local n = started
+        rounds[n] = { open = true, pending = 0, probes = {} }
+        -- the round's probes are all sent before the loop runs again
+        eng:after(0, function()
+          if rounds[n] then rounds[n].open = false end
+          flush()
+        end)
+      end
+      by_seq[seq] = started
+      return strat.spec(ttl, seq)
+    end }, { __index = strat })
+  end
+  rec.eng = setmetatable({
+    probe_async = function(_, spec, fn)
+      local round = rounds[by_seq[spec.seq] or 0]
+      by_seq[spec.seq] = nil
+      if round then round.pending = round.pending + 1 end
+      local id, err, name = eng:probe_async(spec, function(r)
+        -- counted before fn (which may end the run: close() then writes
+        -- the rest), written after it (fn may find the destination, and
+        -- what lies beyond it is left out)
+        if round then
+          round.pending = round.pending - 1
+          record(round, spec.ttl, r)
+        end
+        fn(r)
+        if round then flush() end
+      end)
+      if not id and round then
+        round.pending = round.pending - 1
+        record(round, spec.ttl, { status = "failed", ttl = spec.ttl, seq = spec.seq,
+          error = { name = name, message = err } })
+      end
+      return id, err, name
+    end,
+  }, { __index = function(_, k)
+    local v = eng[k]
+    if type(v) == "function" then
+      return function(_, ...) return v(eng, ...) end
+    end
+    return v
+  end })
+  -- The run is over: every round still open is complete.
+  function rec.close()
+    for _, r in pairs(rounds) do r.open = false end
+    flush()
+    closed = true
+  end
+  return rec
+end
+
+-- The line under a markdown report: rounds, and what became of the run.
+local function summary_text(doc)
+  local t = string.format("%d round%s to %s (%s), %s", doc.rounds, doc.rounds == 1 and "" or "s",
+    doc.target, doc.addr, doc.reached and "destination reached" or "destination not reached")
+  if doc.stop_reason == "interrupted" or doc.stop_reason == "quit" then
+    t = t .. " (" .. doc.stop_reason .. ")"
+  elseif doc.stop_reason == "error" and doc.error then
+    t = t .. string.format(" (stopped: %s: %s)", doc.error.name, doc.error.message)
+  end
+  return t
+end
+
+-- A hop as a markdown row (the CSV report's columns).
+local function row_of(doc, hop)
+  local function m(v) return v and v * 1000 or nil end
+  return { target = doc.target, ttl = hop.ttl, addr = hop.addr, name = hop.name,
+    loss_pct = hop.loss, sent = hop.sent, received = hop.received, last_ms = m(hop.last),
+    avg_ms = m(hop.avg), best_ms = m(hop.best), worst_ms = m(hop.worst),
+    stddev_ms = m(hop.stddev), jitter_ms = m(hop.jitter) }
+end
+
 local function run(opts, ctx)
   local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
   if opts.first_ttl > opts.max_ttl then
@@ -150,11 +279,16 @@ local function run(opts, ctx)
   if opts.port and opts.protocol == "icmp" then
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
+  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
+    own = { text = true, json = true, csv = true } }
   local live = not opts.report and opts.format == "text" and ctx.stdout == io.stdout and isatty(1)
   local count = opts.count or (not live and 10 or nil)
 
   local eng, err = sonde.engine{ window = 4096 }
-  if not eng then cli.runtime_error("%s", err) end
+  if not eng then
+    sink:abort()
+    cli.runtime_error("%s", err)
+  end
   local signal, stop
   target.on_interrupt(eng, function(name)
     signal = name
@@ -162,7 +296,7 @@ local function run(opts, ctx)
   end)
 
   local meta, st, names, lookup
-  local restore, screen
+  local restore, screen, rounds
   local function doc_of(state, now)
     local d = { type = "mtr", version = 1, rounds = state.rounds, reached = state.reached,
       stop_reason = state.stop_reason, error = state.error, src = state.src,
@@ -182,9 +316,24 @@ local function run(opts, ctx)
     local strat = ping.new{ dst = addr, proto = opts.protocol, port = opts.port, wait = opts.wait }
     if opts.protocol ~= "icmp" then meta.port = strat.port end
     if not opts.numeric then names, lookup = namer(eng) end
+    local fmeta = { command = "mtr", version = 1, columns = COLUMNS, count = count }
+    for k, v in pairs(meta) do fmeta[k] = v end
+    sink:start(fmeta)
 
     local version, running = 0, true
     local state                    -- the run's state, once it exists
+    local probing = eng
+    if sink:events() then
+      rounds = round_recorder{ eng = eng, first_ttl = opts.first_ttl,
+        limit = function() return state and state.limit or opts.max_ttl end,
+        emit = function(n, probes)
+          sink:event{ type = "mtr_round", version = 1, target = opts.target, addr = addr,
+            round = n, probes = probes }
+          -- nobody reads any more (a closed pipe, a full disk): stop
+          if not sink:ok() and stop then stop("quit") end
+        end }
+      strat, probing = rounds.strategy(strat), rounds.eng
+    end
     if live then
       restore = cbreak()
       screen = true
@@ -209,7 +358,7 @@ local function run(opts, ctx)
     end
 
     st = mtr.run{
-      eng = eng, strategy = strat, dst = addr,
+      eng = probing, strategy = strat, dst = addr,
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
       count = count, interval = opts.interval,
       on_update = function(s)
@@ -226,24 +375,34 @@ local function run(opts, ctx)
         if signal then fn("interrupted") end
       end,
     }
+    state = st
+    if rounds then rounds.close() end
     running = false
   end)
   -- Every way out: the terminal as it was.
   if screen then ctx.stdout:write(ESC.leave); ctx.stdout:flush() end
   if restore then restore() end
   eng:close()
-  if not ok then error(perr, 0) end
+  if not ok then
+    sink:abort()
+    error(perr, 0)
+  end
 
   local doc = doc_of(st)
   doc.now = nil
   if opts.format == "json" then
-    ctx.stdout:write(json.encode(doc), "\n")
+    sink:write(json.encode(doc) .. "\n")
   elseif opts.format == "csv" then
-    ctx.stdout:write(fmt.csv(doc))
+    sink:write(fmt.csv(doc))
+  elseif opts.format == "text" then
+    sink:write(fmt.report(doc, hostname()))
   else
-    ctx.stdout:write(fmt.report(doc, hostname()))
+    for _, hop in ipairs(doc.hops) do sink:row(row_of(doc, hop)) end
+    sink:finish(doc, { rounds = doc.rounds, reached = doc.reached, stop_reason = doc.stop_reason,
+      error = doc.error, started = doc.started, duration = doc.duration, text = summary_text(doc) })
   end
-  ctx.stdout:flush()
+  sink:flush()
+  sink:close()
   if st.stop_reason == "interrupted" then return target.signal_status(signal) end
   if st.stop_reason == "error" then
     ctx.stderr:write(string.format("sonde mtr: %s: %s\n", st.error.name, st.error.message))

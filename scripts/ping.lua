@@ -7,6 +7,13 @@ local target = require "sonde.target"
 local json = require "sonde.json"
 local stats = require "sonde.stats"
 local strategy = require "sonde.strategy.ping"
+local formats = require "sonde.format"
+
+local FORMATS = { "text", "json", "jsonl", "csv", "markdown" }
+
+-- csv and markdown: one row per probe.
+local COLUMNS = { "target", "addr", "protocol", "seq", "status", "kind", "code", "from", "rtt_ms",
+  "ttl", "reply_ttl", "icmp_seq", "sport", "dport", "error" }
 
 local spec = {
   name = "ping",
@@ -21,13 +28,15 @@ An answer from somewhere else (a router's time exceeded when -t is too small, a 
 
 Raw sockets read the ICMP answers: run as root or give the executable CAP_NET_RAW.
 
+Formats (--format): text (ping's lines as the outcomes arrive, then the statistics); json (one document at the end: "type":"ping", every probe in sequence order, the summary); jsonl (a "ping_probe" line per probe as its outcome arrives, the outcome under "probe", then the ping document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per probe as it ends: target, addr, protocol, seq, status, kind, code, from (who answered), rtt_ms, ttl, reply_ttl, icmp_seq, sport, dport, error); markdown (the same rows as a table, then the statistics line); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets what was collected); started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
+
 Exit status:
 
     0    the destination answered at least one probe
     1    it answered none
     2    usage error
     3    runtime error: a name that does not resolve, no permission,
-         or every probe failed locally (no route)
+         every probe failed locally (no route), -o not writable
     130  interrupted by SIGINT (143: SIGTERM); the summary comes first]],
   options = {
     { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
@@ -46,8 +55,10 @@ Exit status:
       help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
     { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
     { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
-    { nil, "--format", arg = "FORMAT", choices = { "text", "json" }, default = "text",
-      help = "output format: text as it goes, or one JSON document at the end" },
+    { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
+      help = "output format: text as it goes, json (one document at the end), jsonl (a line per probe, then the document), csv or markdown (a row per probe), or the path of a Lua format module (see Formats above)" },
+    { "-o", "--output", arg = "FILE", type = "string",
+      help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
   },
   positionals = { { name = "TARGET", required = true, help = "host name or numeric address" } },
   exclusive = { { "ipv4", "ipv6" } },
@@ -56,6 +67,7 @@ Exit status:
     "sonde ping -p tcp --port 443 -c 3 -i 0.2 2001:db8:8::2",
     "sonde ping -p udp -t 3 -c 1 198.18.8.2",
     "sonde ping -c 10 --format json 198.18.8.2",
+    "sonde ping -c 100 -i 0.2 --format csv -o rtt.csv 198.18.8.2",
   },
 }
 
@@ -141,14 +153,54 @@ local function own_pid()
   return tonumber(stat and stat:match("^(%d+)")) or os.time()
 end
 
+-- The statistics, as ping prints them: "N packets transmitted, ..." and,
+-- when something answered, "rtt min/avg/max/mdev = ... ms" (nil otherwise).
+local function statistics(summary, duration)
+  local counts = string.format("%d packets transmitted, %d received, %s%g%% packet loss, time %dms",
+    summary.sent, summary.received,
+    summary.errors > 0 and ("+" .. summary.errors .. " errors, ") or "",
+    summary.loss, math.floor(duration * 1000 + 0.5))
+  local rtt
+  if summary.received > 0 then
+    rtt = string.format("rtt min/avg/max/mdev = %s/%s/%s/%s ms",
+      ms(summary.min), ms(summary.avg), ms(summary.max), ms(summary.mdev))
+  end
+  return counts, rtt
+end
+
+-- A probe's outcome as a csv/markdown row.
+local function row_of(r, meta)
+  return { target = meta.target, addr = meta.addr, protocol = meta.protocol, seq = r.seq,
+    status = r.status, kind = r.kind, code = r.code, from = r.addr,
+    rtt_ms = r.rtt and r.rtt * 1000 or nil, ttl = r.ttl, reply_ttl = r.reply_ttl,
+    icmp_seq = r.icmp_seq, sport = r.sport, dport = r.dport,
+    error = r.error and r.error.name or nil }
+end
+
+-- A probe's outcome as a jsonl line: the outcome without the source
+-- address (the document names it once), under "probe".
+local function event_of(r, meta)
+  local p = {}
+  for k, v in pairs(r) do
+    if k ~= "src" and k ~= "id" then p[k] = v end
+  end
+  return { type = "ping_probe", version = 1, target = meta.target, addr = meta.addr,
+    protocol = meta.protocol, probe = p }
+end
+
 local function run(opts, ctx)
   local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
   local text = opts.format == "text"
   if opts.port and opts.protocol == "icmp" then
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
+  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
+    own = { text = true, json = true } }
   local eng, err = sonde.engine{ window = 1024 }
-  if not eng then cli.runtime_error("%s", err) end
+  if not eng then
+    sink:abort()
+    cli.runtime_error("%s", err)
+  end
   local signal, stopping
   target.on_interrupt(eng, function(name)
     signal = name
@@ -175,34 +227,42 @@ local function run(opts, ctx)
       else
         head = string.format("PING %s (%s) tcp port %d.", opts.target, addr, strat.port)
       end
-      ctx.stdout:write(head, "\n")
-      ctx.stdout:flush()
+      sink:write(head .. "\n")
+      sink:flush()
     end
+    local fmeta = { command = "ping", version = 1, columns = COLUMNS }
+    for k, v in pairs(meta) do fmeta[k] = v end
+    sink:start(fmeta)
     out = strategy.run{
       eng = eng, strategy = strat, ttl = opts.ttl, count = opts.count,
       interval = opts.interval,
-      on_result = text and function(r)
-        ctx.stdout:write(line(r, meta))
-        ctx.stdout:flush()
+      on_result = opts.format ~= "json" and function(r)
+        if text then
+          sink:write(line(r, meta))
+          sink:flush()
+        else
+          sink:event(event_of(r, meta))
+          sink:row(row_of(r, meta))
+        end
+        -- nobody reads any more (a closed pipe, a full disk): stop
+        if not sink:ok() and stopping then stopping() end
       end or nil,
       interrupted = function() return signal ~= nil end,
       on_interrupt = function(stop) stopping = stop end,
     }
   end)
   eng:close()
-  if not ok then error(perr, 0) end
+  if not ok then
+    sink:abort()
+    error(perr, 0)
+  end
 
   local summary, failed = summarize(out.results, meta.addr)
+  local counts, rtt = statistics(summary, out.duration)
   if text then
-    ctx.stdout:write(string.format("\n--- %s ping statistics ---\n", opts.target))
-    ctx.stdout:write(string.format("%d packets transmitted, %d received, %s%g%% packet loss, time %dms\n",
-      summary.sent, summary.received,
-      summary.errors > 0 and ("+" .. summary.errors .. " errors, ") or "",
-      summary.loss, math.floor(out.duration * 1000 + 0.5)))
-    if summary.received > 0 then
-      ctx.stdout:write(string.format("rtt min/avg/max/mdev = %s/%s/%s/%s ms\n",
-        ms(summary.min), ms(summary.avg), ms(summary.max), ms(summary.mdev)))
-    end
+    sink:write(string.format("\n--- %s ping statistics ---\n", opts.target))
+    sink:write(counts .. "\n")
+    if rtt then sink:write(rtt .. "\n") end
   else
     local doc = { type = "ping", version = 1, probes = json.array{}, summary = summary,
       stop_reason = out.stop_reason, started = out.started, duration = out.duration }
@@ -212,9 +272,17 @@ local function run(opts, ctx)
       r.src = nil
       doc.probes[#doc.probes + 1] = r
     end
-    ctx.stdout:write(json.encode(doc), "\n")
+    if opts.format == "json" then
+      sink:write(json.encode(doc) .. "\n")
+    else
+      local sum = { stop_reason = out.stop_reason, started = out.started, duration = out.duration,
+        text = counts .. (rtt and ("; " .. rtt) or "") }
+      for k, v in pairs(summary) do sum[k] = v end
+      sink:finish(doc, sum)
+    end
   end
-  ctx.stdout:flush()
+  sink:flush()
+  sink:close()
   if signal then return target.signal_status(signal) end
   if summary.received > 0 then return cli.EXIT.OK end
   if failed > 0 and failed == #out.results then

@@ -4,6 +4,13 @@ local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
 local json = require "sonde.json"
+local formats = require "sonde.format"
+
+local FORMATS = { "text", "json", "jsonl", "csv", "markdown" }
+
+-- csv and markdown: one row per attempt.
+local COLUMNS = { "target", "addr", "port", "seq", "status", "kind", "code", "from", "rtt_ms",
+  "sport", "matched", "error" }
 
 local spec = {
   name = "tcping",
@@ -16,7 +23,9 @@ With --payload the text is written once connected; with --expect the reply is re
 
 Every attempt ends in one outcome, named as trace's probes are: tcp_synack (connected), tcp_rst (refused: the host answered, the port is closed), reset (ECONNRESET: the peer reset the connection; EPIPE: it had closed and we wrote), closed (the peer closed before the expected text), dest_unreachable (a router or the host said so), timeout (no answer within -w: sonde never waits for the kernel's SYN retries), skipped (the source port was busy), failed (a local error, named: EADDRNOTAVAIL, ENETUNREACH, ...), self_connect (the kernel connected the socket to itself; never counted as open).
 
-Exit status: 0 at least one attempt succeeded, 1 none did, 2 usage error, 3 runtime error, 130 interrupted.]],
+Formats (--format): text (a line per attempt as it ends, then the statistics); json (one document at the end: "type":"tcping", the attempts and the summary); jsonl (a "tcping_attempt" line per attempt as it ends, with the attempt's outcome under "attempt", then the tcping document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per attempt as it ends: target, addr, port, seq, status, kind, code, from (who answered), rtt_ms, sport, matched, error); markdown (the same rows as a table, then the statistics line); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets the attempts made); started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
+
+Exit status: 0 at least one attempt succeeded, 1 none did, 2 usage error, 3 runtime error (a name that does not resolve, -o not writable), 130 interrupted (143: SIGTERM; the statistics come first).]],
   options = {
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 1000000, default = 4,
       help = "number of attempts" },
@@ -36,8 +45,10 @@ Exit status: 0 at least one attempt succeeded, 1 none did, 2 usage error, 3 runt
       help = "write TEXT once connected (\\r, \\n and \\t are understood)" },
     { nil, "--expect", arg = "TEXT", type = "string",
       help = "read until TEXT arrives (\\r, \\n and \\t are understood)" },
-    { nil, "--format", arg = "FORMAT", choices = { "text", "json" }, default = "text",
-      help = "output format" },
+    { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
+      help = "output format: text, json, jsonl (a line per attempt, then the document), csv or markdown (a row per attempt), or the path of a Lua format module (see Formats above)" },
+    { "-o", "--output", arg = "FILE", type = "string",
+      help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
   },
   positionals = { { name = "HOST", required = true },
     { name = "PORT", required = true, type = "int", min = 1, max = 65535 } },
@@ -46,6 +57,7 @@ Exit status: 0 at least one attempt succeeded, 1 none did, 2 usage error, 3 runt
     "sonde tcping -c 10 198.18.8.2 80",
     "sonde tcping --payload 'GET / HTTP/1.0\\r\\n\\r\\n' --expect 'HTTP/1.' 198.18.8.2 80",
     "sonde tcping --bind sequence --sport 40000 -i 0.2 2001:db8:8::2 443",
+    "sonde tcping -c 100 -i 0.1 --format jsonl -o attempts.jsonl 198.18.8.2 443",
   },
 }
 
@@ -94,6 +106,23 @@ local function summary(results, expecting)
   return s
 end
 
+-- The statistics line: "4 attempts, 4 succeeded, 0.0% loss, min/avg/max/stddev = ... ms".
+local function statistics(s)
+  local t = string.format("%d attempts, %d succeeded, %.1f%% loss", s.sent, s.ok, s.loss)
+  if s.ok > 0 then
+    t = t .. string.format(", min/avg/max/stddev = %.3f/%.3f/%.3f/%.3f ms",
+      s.min * 1000, s.avg * 1000, s.max * 1000, s.stddev * 1000)
+  end
+  return t
+end
+
+-- An attempt as a csv/markdown row.
+local function row_of(r, host, addr, port)
+  return { target = host, addr = addr, port = port, seq = r.seq, status = r.status,
+    kind = r.kind, code = r.code, from = r.addr, rtt_ms = r.rtt and r.rtt * 1000 or nil,
+    sport = r.sport, matched = r.matched, error = r.error and r.error.name or nil }
+end
+
 local function run(opts, ctx)
   local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
   if opts.bind ~= "kernel" and not opts.sport then
@@ -101,24 +130,32 @@ local function run(opts, ctx)
   end
   local payload, expect = unescape(opts.payload), unescape(opts.expect)
   local text = opts.format == "text"
+  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
+    own = { text = true, json = true } }
   local eng, err = sonde.engine()
-  if not eng then cli.runtime_error("%s", err) end
+  if not eng then
+    sink:abort()
+    cli.runtime_error("%s", err)
+  end
   local signal, current, results = nil, nil, json.array{}
   local addr
   target.on_interrupt(eng, function(name)
     signal = name
     if current then eng:cancel(current) end
   end)
-  eng:run(function()
+  local ok, perr = pcall(eng.run, eng, function()
     addr = target.resolve(eng, opts.host, family)
     if text then
-      ctx.stdout:write(string.format("tcping %s (%s) port %d\n", opts.host, addr, opts.port))
+      sink:write(string.format("tcping %s (%s) port %d\n", opts.host, addr, opts.port))
     end
+    sink:start{ command = "tcping", version = 1, columns = COLUMNS, target = opts.host,
+      addr = addr, port = opts.port, count = opts.count, interval = opts.interval,
+      wait = opts.wait, ttl = opts.ttl, bind = opts.bind, sport = opts.sport }
     for seq = 0, opts.count - 1 do
-      if signal then break end
+      if signal or not sink:ok() then break end
       local started = eng:now()
       local ev = eng:event()
-      local id, perr, pname = eng:probe_async({ dst = addr, proto = "tcp", dport = opts.port,
+      local id, perr2, pname = eng:probe_async({ dst = addr, proto = "tcp", dport = opts.port,
         ttl = opts.ttl, wait = opts.wait, bind = opts.bind, sport = opts.sport,
         seq = opts.bind == "sequence" and seq % (65536 - opts.sport) or seq,
         payload = payload, expect = expect }, function(r) ev.fire(r) end)
@@ -128,36 +165,48 @@ local function run(opts, ctx)
         r = ev.wait()
         current = nil
       else
-        r = { status = "failed", seq = seq, error = { name = pname, message = perr } }
+        r = { status = "failed", seq = seq, error = { name = pname, message = perr2 } }
       end
       if signal and r.error and r.error.name == "ECANCELED" then break end
       r.id, r.src = nil, nil
       r.seq = seq
       results[#results + 1] = r
       if text then
-        ctx.stdout:write(string.format("%s:%d seq=%d %s%s\n", addr, opts.port, seq,
+        sink:write(string.format("%s:%d seq=%d %s%s\n", addr, opts.port, seq,
           describe(r), r.rtt and string.format(" time=%.3f ms", r.rtt * 1000) or ""))
-        ctx.stdout:flush()
+        sink:flush()
+      else
+        sink:event{ type = "tcping_attempt", version = 1, target = opts.host, addr = addr,
+          port = opts.port, attempt = r }
+        sink:row(row_of(r, opts.host, addr, opts.port))
       end
       local rest = opts.interval - (eng:now() - started)
       if seq < opts.count - 1 and rest > 0 and not signal then eng:sleep(rest) end
     end
   end)
   eng:close()
-  local s = summary(results, expect ~= nil)
-  if text then
-    ctx.stdout:write(string.format("--- %s port %d tcping statistics ---\n", opts.host, opts.port))
-    ctx.stdout:write(string.format("%d attempts, %d succeeded, %.1f%% loss", s.sent, s.ok, s.loss))
-    if s.ok > 0 then
-      ctx.stdout:write(string.format(", min/avg/max/stddev = %.3f/%.3f/%.3f/%.3f ms",
-        s.min * 1000, s.avg * 1000, s.max * 1000, s.stddev * 1000))
-    end
-    ctx.stdout:write("\n")
-  else
-    ctx.stdout:write(json.encode{ type = "tcping", version = 1, target = opts.host,
-      addr = addr, port = opts.port, attempts = results, summary = s,
-      stop_reason = signal and "interrupted" or "done" }, "\n")
+  if not ok then
+    sink:abort()
+    error(perr, 0)
   end
+  local s = summary(results, expect ~= nil)
+  local stop_reason = signal and "interrupted" or "done"
+  if text then
+    sink:write(string.format("--- %s port %d tcping statistics ---\n", opts.host, opts.port))
+    sink:write(statistics(s) .. "\n")
+  else
+    local doc = { type = "tcping", version = 1, target = opts.host,
+      addr = addr, port = opts.port, attempts = results, summary = s,
+      stop_reason = stop_reason }
+    if opts.format == "json" then
+      sink:write(json.encode(doc) .. "\n")
+    else
+      local sum = { stop_reason = stop_reason, text = statistics(s) }
+      for k, v in pairs(s) do sum[k] = v end
+      sink:finish(doc, sum)
+    end
+  end
+  sink:close()
   if signal then return target.signal_status(signal) end
   return s.ok > 0 and cli.EXIT.OK or cli.EXIT.NOT_REACHED
 end

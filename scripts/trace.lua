@@ -354,14 +354,12 @@ local function run_campaign(eng, run, list, ctx)
     signal_stop = function()
       for _, stop in pairs(stops) do stop() end
     end
-    local SB = tonumber(os.getenv("SB_STAGGER") or "0")
-    for i = 1, math.min(opts.parallel, total) do
-      if SB > 0 then eng:after(math.floor((i - 1) / SB) / 1000, start_next) else start_next() end
-    end
+    for _ = 1, math.min(opts.parallel, total) do start_next() end
     tick = eng:after(0.5, ticker)
     if running > 0 then all.wait() end
     -- Done: the next tick would keep the loop up to half a second longer.
     if tick then eng:cancel_timer(tick) end
+    summary.text = string.format("%d of %d targets reached", summary.reached, summary.total)
     if form.footer then write(form.footer(summary, run.meta)) end
   end)
   progress.clear()

@@ -10,7 +10,7 @@ local lab = require "lab"
 local cjson = require "cjson"
 
 local ROOT = helpers.root()
-local NETSIM = ROOT .. "/build/sonde-netsim"
+local NETSIM = helpers.build() .. "/sonde-netsim"
 
 local function fixture(name)
   return ROOT .. "/spec/fixtures/scenarios/" .. name .. ".json"

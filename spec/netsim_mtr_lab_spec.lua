@@ -54,8 +54,10 @@ helpers.lab_describe("sonde mtr across sonde-netsim", function()
       within(h3.jitter * 1000, 2.8, 6.5, "hop 3 jitter ms")
       -- a hop without jitter varies little
       within(h4.stddev * 1000, 0, 1.5, "hop 4 stddev ms")
+      -- best and worst are single samples: a busy machine delays some
+      -- replies (never hurries one), so only worst gets room above
       within(h3.best * 1000, 13.5, 20, "hop 3 best ms")
-      within(h3.worst * 1000, 20, 30, "hop 3 worst ms")
+      within(h3.worst * 1000, 20, 45, "hop 3 worst ms")
     end)
   end
 end)

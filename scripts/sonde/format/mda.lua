@@ -13,6 +13,9 @@
 --    198.18.1.2 -> 198.18.3.2
 --    ...
 --   19 probes, 11 flows (source ports 33434-33444), destination reached
+--
+--   document(d)  the whole text
+--   summary(d)   its last line, without the line end
 
 local M = { name = "mda" }
 
@@ -51,12 +54,18 @@ function M.document(d)
     end
     out[#out + 1] = table.concat(line) .. "\n"
   end
+  out[#out + 1] = M.summary(d) .. "\n"
+  return table.concat(out)
+end
+
+-- The last line of the text: "19 probes, 11 flows (source ports
+-- 33456-33466), destination reached" (without its line end).
+function M.summary(d)
   local ports = d.flows > 1 and ("source ports %d-%d"):format(d.sport, d.sport + d.flows - 1)
     or ("source port %d"):format(d.sport)
-  out[#out + 1] = ("%d probe%s, %d flow%s (%s), %s\n"):format(d.probes_sent,
+  return ("%d probe%s, %d flow%s (%s), %s"):format(d.probes_sent,
     d.probes_sent == 1 and "" or "s", d.flows, d.flows == 1 and "" or "s", ports,
     STOP[d.stop_reason] or d.stop_reason)
-  return table.concat(out)
 end
 
 return M
