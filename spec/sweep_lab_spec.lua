@@ -235,8 +235,14 @@ helpers.lab_describe("sonde sweep", function()
     assert.are.equal("", err)
     assert.truthy(out:find("^sweep of 2 targets, icmp, 10000 probes/s\n"), out)
     assert.truthy(out:find("\n" .. l.dst.v4:gsub("%.", "%%.") .. " +alive  echo_reply  [%d.]+ ms\n"), out)
-    assert.truthy(out:find("\n198%.18%.1%.9 +%-      timeout\n"), out)
-    assert.truthy(out:find("\n1 of 2 targets alive %(50%.0 %%%); 1 no answer, 0 answered otherwise, 0 failed; [%d.]+ s, %d+ probes/s\n$"), out)
+    -- 198.18.1.9 does not exist: it times out, or, once an earlier probe
+    -- has left the router's neighbour entry FAILED, the router answers
+    -- host unreachable at once; both are right
+    local unreachable = out:find("\n198%.18%.1%.9 +%-      dest_unreachable host from ") ~= nil
+    assert.truthy(unreachable or out:find("\n198%.18%.1%.9 +%-      timeout\n"), out)
+    assert.truthy(out:find("\n1 of 2 targets alive %(50%.0 %%%); " .. (unreachable
+      and "0 no answer, 1 answered otherwise" or "1 no answer, 0 answered otherwise")
+      .. ", 0 failed; [%d.]+ s, %d+ probes/s\n$"), out)
 
     out, err, code = sweep{ "--format", "csv", "-q", unpack(targets) }
     assert.are.equal(0, code, err)
@@ -253,7 +259,7 @@ helpers.lab_describe("sonde sweep", function()
     out, err, code = sweep{ "--format", helpers.root() .. "/examples/format_example.lua", unpack(targets) }
     assert.are.equal(0, code, err)
     assert.are.equal("# sonde sweep, icmp, 2 targets\n" .. l.dst.v4 .. "\n", out:match("^(.-\n.-\n)"))
-    assert.truthy(out:find("\n# 1 of 2 alive in [%d.]+ s\n$"), out)
+    assert.truthy(out:find("\n# 1 of 2 targets alive %(50%.0 %%%); [^\n]+ probes/s\n$"), out)
 
     local file = dir .. "/result.jsonl"
     out, err, code = sweep{ "-o", file, unpack(targets) }
