@@ -145,26 +145,70 @@ static void set_str(lua_State *L, const char *k, const char *v) {
   lua_setfield(L, -2, k);
 }
 
-/* An address field, left out when unknown or unspecified (0.0.0.0, ::: a
- * socket bound to any address says nothing about the source). */
+/* Dotted-quad text of an IPv4 address into buf (at least 16 bytes), as
+ * inet_ntop writes it, without its sprintf (one per reply adds up).
+ * Returns the length. */
+static size_t format_v4(const struct sockaddr_in *sin, char *buf) {
+  const uint8_t *b = (const uint8_t *)&sin->sin_addr;
+  char *o = buf;
+  int i;
+  for (i = 0; i < 4; i++) {
+    unsigned v = b[i];
+    if (i > 0)
+      *o++ = '.';
+    if (v >= 100)
+      *o++ = (char)('0' + v / 100);
+    if (v >= 10)
+      *o++ = (char)('0' + v / 10 % 10);
+    *o++ = (char)('0' + v % 10);
+  }
+  return (size_t)(o - buf);
+}
+
+/* Is the address known and specified (not 0.0.0.0 or ::)? A socket bound
+ * to any address says nothing about the source. */
+static int addr_known(const struct sockaddr_storage *ss) {
+  static const uint8_t zero[16];
+  if (ss->ss_family == AF_INET)
+    return ((const struct sockaddr_in *)ss)->sin_addr.s_addr != 0;
+  if (ss->ss_family == AF_INET6)
+    return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, zero, 16) != 0;
+  return 0;
+}
+
+/* An address field, left out when unknown or unspecified. */
 static void set_addr(lua_State *L, const char *k,
                      const struct sockaddr_storage *ss) {
-  static const uint8_t zero[16];
   char buf[INET6_ADDRSTRLEN];
-  if (ss->ss_family == AF_INET &&
-      ((const struct sockaddr_in *)ss)->sin_addr.s_addr == 0)
+  if (!addr_known(ss))
     return;
-  if (ss->ss_family == AF_INET6 &&
-      memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, zero, 16) == 0)
-    return;
-  if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
-    set_str(L, k, sonde_addr_format(ss, buf, sizeof(buf)));
+  if (ss->ss_family == AF_INET)
+    lua_pushlstring(L, buf, format_v4((const struct sockaddr_in *)ss, buf));
+  else
+    lua_pushstring(L, sonde_addr_format(ss, buf, sizeof(buf)));
+  lua_setfield(L, -2, k);
+}
+
+/* How many fields push_result sets: the table is made that size, not
+ * larger (traces keep every result until they are written). */
+static int result_fields(const sonde_result_t *r) {
+  int n = 4; /* id, status, ttl, seq */
+  if (r->status == SONDE_STATUS_REPLY)
+    n += 1 + (r->kind == SONDE_KIND_DEST_UNREACHABLE);
+  n += addr_known(&r->addr) + addr_known(&r->src);
+  n += (r->rtt >= 0) + (r->reply_ttl >= 0) + 2 * (r->icmp_type >= 0) +
+       (r->quoted_ttl >= 0) + (r->mtu > 0);
+  n += 2 * (r->sport || r->dport) + 2 * (r->echo_id || r->echo_seq);
+  n += (r->attempts > 1) + (r->connected != 0) + (r->response >= 0) +
+       (r->received != 0) + (r->matched != 0) + (r->error != 0) +
+       (r->n_mpls > 0);
+  return n;
 }
 
 /* The result table: the outcome vocabulary of DESIGN.md. */
 static void push_result(lua_State *L, uint64_t id, const sonde_result_t *r) {
   int i;
-  lua_createtable(L, 0, 24);
+  lua_createtable(L, 0, result_fields(r));
   set_int(L, "id", (lua_Integer)id);
   set_str(L, "status", sonde_status_name(r->status));
   if (r->status == SONDE_STATUS_REPLY) {
@@ -388,21 +432,185 @@ static void spec_addr(lua_State *L, const char *k, struct sockaddr_storage *ss) 
   lua_pop(L, 1);
 }
 
-/* e:probe{dst=, proto=, ttl=, ...}, function(result) end) -> id */
-static int l_probe(lua_State *L) {
+/* The probe table read in one pass (lua_next), for the common case: every
+ * field of the right type and in range. Returns 1 with *spec filled, or 0
+ * (nothing raised, the stack as it was) for l_probe to read the table the
+ * long way, which names the first problem exactly as it always has. */
+enum {
+  PF_DST, PF_PROTO, PF_TTL, PF_WAIT, PF_SPORT, PF_DPORT, PF_BIND, PF_SEQ,
+  PF_SIZE, PF_ICMP_ID, PF_ICMP_SEQ, PF_PAYLOAD, PF_EXPECT, PF_TOS, PF_FILL,
+  PF_CHECKSUM, PF_N
+};
+
+static int probe_field(const char *k, size_t n) {
+#define IS(s) (n == sizeof(s) - 1 && memcmp(k, s, n) == 0)
+  switch (n) {
+  case 3:
+    return IS("dst") ? PF_DST : IS("ttl") ? PF_TTL : IS("seq") ? PF_SEQ
+         : IS("tos") ? PF_TOS : -1;
+  case 4:
+    return IS("wait") ? PF_WAIT : IS("size") ? PF_SIZE : IS("bind") ? PF_BIND
+         : IS("fill") ? PF_FILL : -1;
+  case 5:
+    return IS("proto") ? PF_PROTO : IS("sport") ? PF_SPORT
+         : IS("dport") ? PF_DPORT : -1;
+  case 6:
+    return IS("expect") ? PF_EXPECT : -1;
+  case 7:
+    return IS("icmp_id") ? PF_ICMP_ID : IS("payload") ? PF_PAYLOAD : -1;
+  case 8:
+    return IS("icmp_seq") ? PF_ICMP_SEQ : IS("checksum") ? PF_CHECKSUM : -1;
+  default:
+    return -1;
+  }
+#undef IS
+}
+
+typedef struct {
+  int type;          /* LUA_TNIL when absent */
+  double num;
+  const char *str;   /* anchored by the probe table, on the stack */
+  size_t len;
+} pfield_t;
+
+/* An integer field in [min, max], or def when absent; -1 if it is not. */
+static int fast_int(const pfield_t *f, double def, double min, double max,
+                    double *out) {
+  if (f->type == LUA_TNIL) {
+    *out = def;
+    return 0;
+  }
+  if (f->type != LUA_TNUMBER || isnan(f->num) || f->num < min ||
+      f->num > max || f->num != floor(f->num))
+    return -1;
+  *out = f->num;
+  return 0;
+}
+
+static int probe_spec_fast(lua_State *L, sonde_probe_spec_t *spec) {
+  pfield_t f[PF_N];
+  double v;
+  int i;
+
+  memset(f, 0, sizeof(f)); /* type 0 == LUA_TNIL */
+  lua_pushnil(L);
+  while (lua_next(L, 2) != 0) {
+    size_t n = 0;
+    const char *k = NULL;
+    int t = lua_type(L, -1);
+    if (lua_type(L, -2) == LUA_TSTRING)
+      k = lua_tolstring(L, -2, &n);
+    if (k == NULL || (i = probe_field(k, n)) < 0 ||
+        (t != LUA_TNUMBER && t != LUA_TSTRING)) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    f[i].type = t;
+    if (t == LUA_TNUMBER)
+      f[i].num = lua_tonumber(L, -1);
+    else
+      f[i].str = lua_tolstring(L, -1, &f[i].len);
+    lua_pop(L, 1);
+  }
+  memset(spec, 0, sizeof(*spec));
+  if (f[PF_DST].type != LUA_TSTRING ||
+      sonde_addr_parse(f[PF_DST].str, 0, &spec->dst) < 0)
+    return 0;
+  if (f[PF_PROTO].type != LUA_TSTRING)
+    return 0;
+  if (strcmp(f[PF_PROTO].str, "udp") == 0)
+    spec->proto = SONDE_PROTO_UDP;
+  else if (strcmp(f[PF_PROTO].str, "icmp") == 0)
+    spec->proto = SONDE_PROTO_ICMP;
+  else if (strcmp(f[PF_PROTO].str, "tcp") == 0)
+    spec->proto = SONDE_PROTO_TCP;
+  else
+    return 0;
+  if (fast_int(&f[PF_TTL], 64, 1, 255, &v) < 0)
+    return 0;
+  spec->ttl = (int)v;
+  if (f[PF_WAIT].type != LUA_TNIL) {
+    if (f[PF_WAIT].type != LUA_TNUMBER || isnan(f[PF_WAIT].num) ||
+        f[PF_WAIT].num < 0 || f[PF_WAIT].num > 3600)
+      return 0;
+    spec->wait = f[PF_WAIT].num;
+  }
+  if (fast_int(&f[PF_SPORT], 0, 0, 65535, &v) < 0)
+    return 0;
+  spec->sport = (uint16_t)v;
+  if (fast_int(&f[PF_DPORT], spec->proto == SONDE_PROTO_TCP ? 80 : 33434, 0,
+               65535, &v) < 0)
+    return 0;
+  spec->dport = (uint16_t)v;
+  if (f[PF_BIND].type == LUA_TSTRING) {
+    if (strcmp(f[PF_BIND].str, "kernel") == 0)
+      spec->bind = SONDE_BIND_KERNEL;
+    else if (strcmp(f[PF_BIND].str, "sequence") == 0)
+      spec->bind = SONDE_BIND_SEQUENCE;
+    else if (strcmp(f[PF_BIND].str, "fixed") == 0)
+      spec->bind = SONDE_BIND_FIXED;
+    else
+      return 0;
+  } else if (f[PF_BIND].type != LUA_TNIL) {
+    return 0;
+  } else {
+    spec->bind = SONDE_BIND_KERNEL;
+  }
+  if (fast_int(&f[PF_SEQ], 0, 0, 4294967295.0, &v) < 0)
+    return 0;
+  spec->seq = (uint32_t)v;
+  if (fast_int(&f[PF_SIZE], 0, 0, 1400, &v) < 0)
+    return 0;
+  spec->size = (uint16_t)v;
+  if (fast_int(&f[PF_ICMP_ID], 0, 0, 65535, &v) < 0)
+    return 0;
+  spec->echo_id = (uint16_t)v;
+  if (fast_int(&f[PF_ICMP_SEQ], 0, 0, 65535, &v) < 0)
+    return 0;
+  spec->echo_seq = (uint16_t)v;
+  if (fast_int(&f[PF_TOS], 0, 0, 255, &v) < 0)
+    return 0;
+  spec->tos = (uint8_t)v;
+  if (fast_int(&f[PF_FILL], 0, 0, 255, &v) < 0)
+    return 0;
+  spec->fill = (uint8_t)v;
+  if (f[PF_CHECKSUM].type != LUA_TNIL) {
+    if (spec->proto == SONDE_PROTO_TCP ||
+        fast_int(&f[PF_CHECKSUM], 1, 1, 65534, &v) < 0)
+      return 0;
+    spec->hold_checksum = 1;
+    spec->checksum = (uint16_t)v;
+  }
+  for (i = PF_PAYLOAD; i <= PF_EXPECT; i++)
+    if (f[i].type != LUA_TNIL &&
+        (f[i].type != LUA_TSTRING || spec->proto != SONDE_PROTO_TCP))
+      return 0;
+  if (f[PF_PAYLOAD].str) {
+    if (f[PF_PAYLOAD].len > 65536)
+      return 0;
+    spec->payload = (const uint8_t *)f[PF_PAYLOAD].str;
+    spec->payload_len = f[PF_PAYLOAD].len;
+  }
+  if (f[PF_EXPECT].str) {
+    if (f[PF_EXPECT].len > 2048)
+      return 0;
+    spec->expect = (const uint8_t *)f[PF_EXPECT].str;
+    spec->expect_len = f[PF_EXPECT].len;
+  }
+  return 1;
+}
+
+/* The probe table read field by field, raising an error that names the
+ * first field that is wrong. */
+static void probe_spec_checked(lua_State *L, sonde_probe_spec_t *out) {
   static const char *const fields[] = {
       "dst", "proto", "ttl", "wait", "sport", "dport", "bind", "seq", "size",
       "icmp_id", "icmp_seq", "payload", "expect", "tos", "fill", "checksum",
       NULL};
   static const char *const protos[] = {"", "icmp", "udp", "tcp", NULL};
   static const char *const binds[] = {"kernel", "sequence", "fixed", NULL};
-  lengine_t *le = check_engine(L, 1);
   sonde_probe_spec_t spec;
-  int64_t id;
-  int ref;
 
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TFUNCTION);
   check_fields(L, 2, "probe", fields);
   memset(&spec, 0, sizeof(spec));
   spec_addr(L, "dst", &spec.dst);
@@ -439,6 +647,20 @@ static int l_probe(lua_State *L) {
     luaL_error(L, "probe: field 'expect' is longer than 2048 bytes");
   if (spec.payload_len > 65536)
     luaL_error(L, "probe: field 'payload' is longer than 65536 bytes");
+  *out = spec;
+}
+
+/* e:probe{dst=, proto=, ttl=, ...}, function(result) end) -> id */
+static int l_probe(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  sonde_probe_spec_t spec;
+  int64_t id;
+  int ref;
+
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (!probe_spec_fast(L, &spec))
+    probe_spec_checked(L, &spec);
   lua_pushvalue(L, 3);
   ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* The engine copies payload and expect before this returns. */

@@ -326,6 +326,7 @@ function List:finish()
     return nil, fmt("%.0f addresses: more than sonde takes in one list (%.0f)", n, M.MAX)
   end
   self.merged, self.start, self.n = merged, start, n
+  self.ranges = nil
   return n
 end
 

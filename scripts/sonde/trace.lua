@@ -37,16 +37,19 @@ M.final = final
 -- What a campaign's traces learn from each other (M.campaign()): the TTLs
 -- at which earlier traces ended (reached, or told unreachable). Targets of
 -- one campaign tend to lie at similar distances, so a trace first sends up
--- to a horizon a little beyond where most earlier ones ended, instead of
--- -N probes from its first TTL up of which those past the destination are
--- sent, answered by the destination and thrown away. It sends beyond the
--- horizon as soon as something says its destination is farther (a probe
--- at or beyond the horizon came back without ending the trace), or when
--- nothing of it is left in flight. What a trace finds does not depend on
--- the horizon: only which probes are sent when, and how many are wasted.
+-- to a horizon where most earlier ones ended, instead of -N probes from
+-- its first TTL up of which those past the destination are sent, answered
+-- by the destination and thrown away (7 of 16 per trace in `make bench`,
+-- and the costliest: each crosses the whole path twice). It sends beyond
+-- the horizon as soon as something says that its destination is farther:
+-- a probe at the horizon came back without ending the trace; or every
+-- probe below the horizon is done and those at the horizon have not
+-- answered within NEAR times the largest RTT of the trace (a silent hop
+-- at the horizon: the hops behind it will tell); or nothing of the trace
+-- is left in flight. What a trace finds does not depend on the horizon:
+-- only which probes are sent when, and how many are wasted.
 local QUANTILE = 0.95   -- the horizon covers this share of earlier ends ...
-local MARGIN = 1        -- ... plus this many TTLs (a silent hop there costs
-                        -- nothing: the hop behind it answers)
+local MARGIN = 0        -- ... plus this many TTLs
 
 -- A new campaign's shared state, for M.run's `campaign` option.
 function M.campaign()
@@ -90,6 +93,9 @@ local function run_one(o)
   local n_inflight = 0
   local limit = max_ttl    -- no probe beyond this TTL
   local horizon = horizon_of(o.campaign, o.first_ttl, max_ttl)
+  local below = 0          -- probes in flight below the horizon
+  local max_rtt            -- the largest RTT of a reply so far
+  local stall_timer        -- token of the horizon's check (see M.campaign)
   local stop_reason
   local next_ttl, next_q = o.first_ttl, 1
   local seq = 0
@@ -202,9 +208,28 @@ local function run_one(o)
     end
   end
 
+  -- Everything below the horizon is done but the probes at it have not
+  -- answered: if they still have not after NEAR times the largest RTT seen,
+  -- the hop there is likely silent, and the hops beyond it will tell more.
+  local function watch_horizon()
+    if stall_timer or below > 0 or n_inflight == 0 or not max_rtt or
+       horizon >= limit or next_ttl <= horizon or #reissue_queue > 0 then
+      return
+    end
+    stall_timer = eng:after(math.min(wmax, near * max_rtt), function()
+      stall_timer = nil
+      if horizon < limit and next_ttl > horizon and not done.fired() then
+        horizon = max_ttl
+        issue()
+        finish_if_idle()
+      end
+    end)
+  end
+
   local function on_result(rec, r)
     inflight[rec.id] = nil
     n_inflight = n_inflight - 1
+    if rec.below then below = below - 1 end
     local status = r.status
     if status == "failed" and r.error and r.error.name == "ECANCELED" then
       -- Ours: past the destination, or interrupted. Not a network outcome.
@@ -249,11 +274,14 @@ local function run_one(o)
           -- The destination is farther than the campaign's horizon.
           horizon = max_ttl
         end
+        local rtt = r.rtt
+        if rtt and (not max_rtt or rtt > max_rtt) then max_rtt = rtt end
         adapt(r, rec.ttl)
       end
     end
     flush()
     issue()
+    if horizon < max_ttl then watch_horizon() end
     finish_if_idle()
   end
 
@@ -268,7 +296,7 @@ local function run_one(o)
     seq = seq + 1
     spec.wait = wmax
     local rec = { ttl = ttl, q = q, reissues = reissues or 0, wait = wmax,
-      earlier = earlier }
+      earlier = earlier, below = ttl < horizon or nil }
     local id, err, name = eng:probe_async(spec, on_probe)
     if not id then
       record(rec, { status = "failed", ttl = ttl, seq = spec.seq,
@@ -279,6 +307,7 @@ local function run_one(o)
     rec.id = id
     inflight[id] = rec
     n_inflight = n_inflight + 1
+    if rec.below then below = below + 1 end
   end
 
   function issue()
@@ -288,7 +317,7 @@ local function run_one(o)
       horizon = max_ttl
     end
     while n_inflight < sim and not interrupted() do
-      local re = table.remove(reissue_queue, 1)
+      local re = reissue_queue[1] and table.remove(reissue_queue, 1)
       if re then
         if re.ttl <= limit then send(re.ttl, re.q, re.reissues, re.earlier) end
       elseif next_ttl <= limit and next_ttl <= horizon then
@@ -314,6 +343,7 @@ local function run_one(o)
     if o.on_interrupt then o.on_interrupt(interrupt) end
     done.wait()
   end
+  if stall_timer then eng:cancel_timer(stall_timer) end
   -- Interrupted or cut short: hand over what is left, complete or not.
   if o.on_hop then
     for ttl = printed + 1, math.min(limit, max_ttl) do
@@ -435,7 +465,8 @@ end
 -- that end the trace; nil or 0: no limit), on_hop(hop) (called for each hop
 -- in TTL order once it is complete; with flows, once all flows are done),
 -- interrupted() (true to stop), on_interrupt(fn) (hands over a function
--- that stops the trace at once).
+-- that stops the trace at once), campaign (a M.campaign() shared by the
+-- traces of a campaign: where to stop sending at first; nil: no horizon).
 -- Returns the trace table of DESIGN.md (without target naming fields).
 function M.run(o)
   if o.strategy.flows then return run_flows(o) end
