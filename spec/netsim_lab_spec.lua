@@ -48,7 +48,10 @@ end
 
 -- sonde trace in node `node`: -> the decoded JSON (or nil), stdout, stderr, code.
 local function trace(l, node, args)
-  local argv = { helpers.sonde(), "trace", "-n", "--format", "json" }
+  -- A floor under the adaptive waits (MIN 0.5 s) unless the spec sets its
+  -- own: under a loaded CI machine a reply a few ms late must not turn into
+  -- a timeout when a later hop has already answered.
+  local argv = { helpers.sonde(), "trace", "-n", "--format", "json", "-w", "5,3,10,0.5" }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local out, err, code = l:exec(node, argv)
   local ok, t = pcall(cjson.decode, out)
@@ -351,7 +354,7 @@ helpers.lab_describe("sonde trace across misbehaving routers (sonde-netsim)", fu
   for _, fam in ipairs{ 4, 6 } do
     for _, proto in ipairs{ "icmp", "udp", "tcp" } do
       it(("over %s/IPv%d: a cut quote, a bad checksum and loss 1.0 are timeouts; an 8-byte quote and a padded MPLS extension are read"):format(proto, fam), function()
-        local t, out, err, code = trace(l, "sim", { "-p", proto, "-w", "2", TARGET[fam] })
+        local t, out, err, code = trace(l, "sim", { "-p", proto, "-w", "2,3,10,0.5", TARGET[fam] })
         assert.are.equal(0, code, err .. out)
         assert.is_true(t.reached)
         assert.are.equal(7, #t.hops)
