@@ -5,6 +5,7 @@
 local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
+local campaign = require "sonde.campaign"
 local json = require "sonde.json"
 local tracer = require "sonde.trace"
 local mda = require "sonde.strategy.mda"
@@ -18,7 +19,7 @@ local COLUMNS = { "target", "addr", "ttl", "node", "name", "final", "flows", "se
 local spec = {
   name = "mda",
   summary = "find every path of a load-balanced route (Multipath Detection Algorithm)",
-  usage = "sonde mda [options] TARGET",
+  usage = "sonde mda [options] TARGET... | --targets FILE",
   description = [[
 Discovers the interfaces at every hop towards TARGET and the links between them, however many paths load balancers spread flows over, with a stated confidence: the Multipath Detection Algorithm of Augustin, Friedman and Teixeira (IMC 2007), with the hop-level economies of MDA-Lite (Vermeulen et al., IMC 2018), as scamper's tracelb does.
 
@@ -30,8 +31,10 @@ Paris UDP probes leave from a raw socket: run as root or give the executable CAP
 
 Formats (--format): text (the interfaces per TTL, the links, the probe count); json (one document: "type":"mda", the "mda" definition of scripts/sonde/schema/sonde.schema.json, with "probes_sent"); jsonl (that document as one line: mda writes nothing before the end); csv (a header row, then a row per interface found: target, addr, ttl, node (the interface's address), name, final (reached or unreachable, where the path ends), flows (how many flows went through it), sent (probes at its TTL), next (the interfaces it links to, space-separated)); markdown (the same rows as a table, then the probe count line); dot (a Graphviz digraph: sonde mda --format dot HOST | dot -Tsvg > paths.svg); or the path of a Lua format module (examples/format_example.lua: its record() gets the document, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets the graph found so far). Started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
 
-Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, probe budget, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve, -o not writable), 130 interrupted (143: SIGTERM; the graph found so far is written first).]],
-  options = {
+Several targets (names, addresses, CIDR prefixes, the lines of --targets files) are explored at once, --parallel at a time, on one engine; each graph is written when its run ends (text: one after the other; json: a document per line; jsonl, csv, markdown, dot: each target's records), a progress line shows on a terminal for runs longer than two seconds, and a line on standard error says how many destinations were reached (not with -q). The targets form a set, explored in a seeded order (--seed); --shard K/N explores one shard, as sonde trace does. The engine's counters ("counters") are given only for a single target.
+
+Exit status: 0 the destination was reached (several targets: every one), 1 it was not (max TTL, gap limit, probe budget, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve, -o not writable; with several targets: when every run stopped on such an error), 130 interrupted (143: SIGTERM; the graph found so far is written first).]],
+  options = campaign.options({
     { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
     { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
     { "-f", "--first-ttl", arg = "N", type = "int", min = 1, max = 255, default = 1,
@@ -57,8 +60,8 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, pr
       help = "output format: text, json (one document), jsonl (the document as one line), csv or markdown (a row per interface), dot (a Graphviz digraph), or the path of a Lua format module (see Formats above)" },
     { "-o", "--output", arg = "FILE", type = "string",
       help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
-  },
-  positionals = { { name = "TARGET", required = true, help = "host name or numeric address" } },
+  }, { parallel = 8, what = "targets explored", q = true }),
+  positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" } },
   examples = {
     "sonde mda -n 198.18.5.2",
@@ -119,6 +122,7 @@ local function run(opts, ctx)
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
+  local tg = campaign.collect(opts.target, opts, ctx, "mda")
   local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
     own = { text = true, json = true, dot = true } }
   local eng, err = sonde.engine{ window = 1024 }
@@ -126,19 +130,22 @@ local function run(opts, ctx)
     sink:abort()
     cli.runtime_error("%s", err)
   end
-  local signal, stopping
+  local signal
+  local stops = {}          -- [target address] = cancels its probes in flight
   target.on_interrupt(eng, function(name)
     signal = name
-    if stopping then stopping() end
+    for _, stop in pairs(stops) do stop() end
   end)
+  local progress = campaign.progress(ctx, opts.quiet, opts.output)
+  local tally = { targets = 0, reached = 0, errors = 0, probes_sent = 0, lines = {} }
 
-  local ok, doc = pcall(eng.run, eng, function()
-    local addr, af = target.resolve(eng, opts.target, family)
+  -- Explores one target: -> its mda document.
+  local function explore(name, addr, af)
     local strat = mda.new{ dst = addr, port = opts.port, sport = opts.sport, wait = opts.wait }
     local started, t0 = os.time(), eng:now()
     local seq = 0
     local inflight = {}
-    stopping = function()
+    stops[addr] = function()
       for id in pairs(inflight) do eng:cancel(id) end
     end
 
@@ -199,7 +206,8 @@ local function run(opts, ctx)
       max_probes = opts.max_probes, max_flows = strat.max_flows,
       interrupted = function() return signal ~= nil end,
     }
-    local d = { type = "mda", version = 1, target = opts.target, addr = addr, af = af,
+    stops[addr] = nil
+    local d = { type = "mda", version = 1, target = name, addr = addr, af = af,
       protocol = "udp", confidence = opts.confidence, first_ttl = opts.first_ttl,
       max_ttl = opts.max_ttl, sport = strat.sport, dport = strat.dport, wait = opts.wait,
       probes_sent = res.probes_sent, flows = res.flows, reached = res.reached,
@@ -219,46 +227,103 @@ local function run(opts, ctx)
         to_ttl = l.to_ttl, flows = json.array(l.flows) }
     end
     d.privileged = eng:privileged(af)
-    local st = eng:stats()
-    d.counters = { sent = st.sent, received = st.received, ignored = st.ignored,
-      malformed = st.malformed, dropped = st.dropped }
+    if tg.single then
+      local st = eng:stats()
+      d.counters = { sent = st.sent, received = st.received, ignored = st.ignored,
+        malformed = st.malformed, dropped = st.dropped }
+    end
     if not opts.numeric and not signal then name_nodes(eng, d) end
     return d
+  end
+
+  -- Writes one target's graph in the chosen format.
+  local function emit(doc)
+    progress.before_output()
+    tally.targets = tally.targets + 1
+    tally.probes_sent = tally.probes_sent + doc.probes_sent
+    if doc.reached then tally.reached = tally.reached + 1 end
+    if doc.stop_reason == "error" then
+      tally.errors = tally.errors + 1
+      tally.error = tally.error or doc.error
+    end
+    local summary = require("sonde.format.mda").summary(doc)
+    tally.lines[#tally.lines + 1] = tg.single and summary or (doc.target .. ": " .. summary)
+    tally.last = doc
+    if opts.format == "json" then
+      sink:write(json.encode(doc) .. "\n")
+    elseif opts.format == "dot" then
+      sink:write(require("sonde.format.dot").document(doc))
+    elseif opts.format == "text" then
+      sink:write((tally.targets > 1 and "\n" or "") .. require("sonde.format.mda").document(doc))
+    else
+      if tg.single then
+        sink:start{ command = "mda", version = 1, columns = COLUMNS, target = doc.target,
+          addr = doc.addr, af = doc.af, protocol = doc.protocol, confidence = doc.confidence,
+          first_ttl = doc.first_ttl, max_ttl = doc.max_ttl, sport = doc.sport, dport = doc.dport,
+          wait = doc.wait }
+      end
+      for _, row in ipairs(rows_of(doc)) do sink:row(row) end
+      sink:event(doc)
+    end
+    sink:flush()
+  end
+
+  local ok, perr = pcall(eng.run, eng, function()
+    if tg.single then
+      local addr, af = target.resolve(eng, tg.single, family)
+      emit(explore(tg.single, addr, af))
+      return
+    end
+    sink:start{ command = "mda", version = 1, columns = COLUMNS, protocol = "udp",
+      confidence = opts.confidence, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
+      sport = opts.sport, dport = opts.port, wait = opts.wait }
+    campaign.each(eng, tg.list, ctx, {
+      cmd = "mda", family = family, seed = opts.seed, shard = opts.shard,
+      parallel = opts.parallel, progress = progress,
+      stopped = function() return signal ~= nil or not sink:ok() end,
+      job = function(addr, name)
+        local doc = explore(name or addr, addr, target.family(addr))
+        if doc.stop_reason ~= "interrupted" or #doc.hops > 0 then emit(doc) end
+      end,
+    })
   end)
+  progress.clear()
   eng:close()
   if not ok then
     sink:abort()
-    error(doc, 0)
+    error(perr, 0)
   end
 
-  if opts.format == "json" then
-    sink:write(json.encode(doc) .. "\n")
-  elseif opts.format == "dot" then
-    sink:write(require("sonde.format.dot").document(doc))
-  elseif opts.format == "text" then
-    sink:write(require("sonde.format.mda").document(doc))
-  else
-    sink:start{ command = "mda", version = 1, columns = COLUMNS, target = doc.target,
-      addr = doc.addr, af = doc.af, protocol = doc.protocol, confidence = doc.confidence,
-      first_ttl = doc.first_ttl, max_ttl = doc.max_ttl, sport = doc.sport, dport = doc.dport,
-      wait = doc.wait }
-    for _, row in ipairs(rows_of(doc)) do sink:row(row) end
-    sink:finish(doc, { probes_sent = doc.probes_sent, flows = doc.flows, reached = doc.reached,
-      stop_reason = doc.stop_reason, error = doc.error, started = doc.started,
-      duration = doc.duration, text = require("sonde.format.mda").summary(doc) })
+  if sink.module then
+    local sum = { text = table.concat(tally.lines, "\n\n") }
+    local d = tally.last
+    if tg.single and d then
+      sum.probes_sent, sum.flows, sum.reached, sum.stop_reason, sum.error, sum.started,
+        sum.duration = d.probes_sent, d.flows, d.reached, d.stop_reason, d.error, d.started,
+        d.duration
+    else
+      sum.targets, sum.reached, sum.probes_sent = tally.targets, tally.reached, tally.probes_sent
+      sum.stop_reason = signal and "interrupted" or "done"
+    end
+    sink:finish(nil, sum)
   end
   sink:flush()
   sink:close()
-  if doc.stop_reason == "interrupted" then return target.signal_status(signal) end
-  if doc.stop_reason == "error" then
-    ctx.stderr:write(string.format("sonde mda: %s: %s\n", doc.error.name, doc.error.message))
-    if unprivileged(doc.error) then
+  if signal then return target.signal_status(signal) end
+  if tally.errors > 0 and tally.errors == tally.targets then
+    local e = tally.error
+    ctx.stderr:write(string.format("sonde mda: %s: %s\n", e.name, e.message))
+    if unprivileged(e) then
       ctx.stderr:write("sonde mda: its probes are Paris UDP probes, named by their checksum and "
         .. "sent from a raw socket, which needs root or CAP_NET_RAW\n")
     end
     return cli.EXIT.RUNTIME
   end
-  return doc.reached and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  if tg.list and not opts.quiet then
+    ctx.stderr:write(string.format("sonde mda: %d of %d destinations reached\n", tally.reached,
+      tally.targets))
+  end
+  return tally.reached == tally.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
 end
 
 return { spec = spec, run = run }

@@ -5,6 +5,7 @@
 local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
+local campaign = require "sonde.campaign"
 local json = require "sonde.json"
 local ping = require "sonde.strategy.ping"
 local mtr = require "sonde.strategy.mtr"
@@ -20,7 +21,7 @@ for c in fmt.CSV_HEADER:gmatch("[^,]+") do COLUMNS[#COLUMNS + 1] = c end
 local spec = {
   name = "mtr",
   summary = "trace the route to a host continuously, with loss and RTT statistics per hop",
-  usage = "sonde mtr [options] TARGET",
+  usage = "sonde mtr [options] TARGET... | --targets FILE",
   description = [[
 Combines trace and ping, as mtr and Trippy do: every -i seconds a round of probes goes out, one to each TTL from -f up to the destination, and each hop's answers accumulate into its statistics: Loss% (probes without an answer), Snt (probes sent and ended), Last, Avg, Best and Wrst (round-trip times, ms), StDev (their sample standard deviation) and Javg (jitter: the mean absolute difference between consecutive RTTs). Rounds do not wait for each other; a probe gets -w seconds to be answered.
 
@@ -30,20 +31,23 @@ On a terminal, without --report, the table is shown live and redrawn in place; p
 
 Formats (--format; every one but text implies --report): text (the report); json (one document: "type":"mtr", each hop's figures, RTTs in seconds); jsonl (an "mtr_round" line per round once every probe of the round has ended, in round order: the round's number and each TTL's outcome under "probes"; then the mtr document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per hop: target, ttl, addr, name, loss_pct, sent, received, last_ms, avg_ms, best_ms, worst_ms, stddev_ms, jitter_ms); markdown (the same rows as a table, then a line with the rounds and whether the destination answered); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes the report to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets what was collected); the live table, if any, stays on the terminal. Started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
 
+Several targets (names, addresses, CIDR prefixes, the lines of --targets files) run at once, --parallel at a time, on one engine: the live table shows each one's, one under the other, and each report is written when its rounds end (after the live table, if any): text reports one after the other, json a document per line, csv one header row then every target's hops, jsonl and a format module each target's rounds and document. A line on standard error says how many destinations were reached (not with -q). The targets form a set, run in a seeded order (--seed); --shard K/N runs one shard of them, as sonde trace does.
+
 Loss at a hop that the hops behind it do not show is usually the router limiting the ICMP errors it sends, not loss on the path.
 
 Raw sockets read the ICMP answers: run as root or give the executable CAP_NET_RAW.
 
 Exit status:
 
-    0    the destination answered at least once
-    1    it never did
+    0    the destination answered at least once (several targets: each
+         one did)
+    1    it never did (several: some destination never did)
     2    usage error
     3    runtime error: a name that does not resolve, no permission,
          a probe that could not be sent (no route), -o not writable
     130  interrupted by SIGINT (143: SIGTERM); the report of what was
          collected (stop_reason "interrupted") comes first]],
-  options = {
+  options = campaign.options({
     { "-r", "--report", flag = true,
       help = "no live table: run -c rounds, then print the report" },
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 1000000,
@@ -67,8 +71,8 @@ Exit status:
       help = "report format: text, json, jsonl (a line per round, then the document), csv or markdown (a row per hop), or the path of a Lua format module (see Formats above); all but text imply --report" },
     { "-o", "--output", arg = "FILE", type = "string",
       help = "write the report to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
-  },
-  positionals = { { name = "TARGET", required = true, help = "host name or numeric address" } },
+  }, { parallel = 16, what = "targets", q = true }),
+  positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" } },
   examples = {
     "sonde mtr 198.18.8.2",
@@ -76,6 +80,7 @@ Exit status:
     "sonde mtr -p udp -i 0.2 -c 50 --format json 2001:db8:8::2",
     "sonde mtr -p tcp --port 443 --format csv -c 10 -n 198.18.8.2",
     "sonde mtr -c 60 -n --format jsonl -o rounds.jsonl 198.18.8.2",
+    "sonde mtr --report -c 5 -n 198.18.8.2 198.18.9.2 2001:db8:8::2",
   },
 }
 
@@ -136,15 +141,31 @@ local ESC = {
 ---------------------------------------------------------------------------
 
 -- Looks up each new address once, concurrently; names[addr] = name.
+-- settle() returns once every lookup asked for so far has ended (each has
+-- its own timeout), so that a report names what was seen.
 local function namer(eng)
-  local names, asked = {}, {}
-  return names, function(addr)
+  local names, asked, pending, waiters = {}, {}, 0, {}
+  local function lookup(addr)
     if asked[addr] then return end
     asked[addr] = true
+    pending = pending + 1
     eng:spawn(function()
       names[addr] = eng:reverse(addr, 1) or nil
+      pending = pending - 1
+      if pending == 0 then
+        local w = waiters
+        waiters = {}
+        for _, ev in ipairs(w) do ev.fire() end
+      end
     end)
   end
+  local function settle()
+    if pending == 0 then return end
+    local ev = eng:event()
+    waiters[#waiters + 1] = ev
+    ev.wait()
+  end
+  return names, lookup, settle
 end
 
 local function hostname()
@@ -279,6 +300,7 @@ local function run(opts, ctx)
   if opts.port and opts.protocol == "icmp" then
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
+  local tg = campaign.collect(opts.target, opts, ctx, "mtr")
   local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
     own = { text = true, json = true, csv = true } }
   local live = not opts.report and opts.format == "text" and ctx.stdout == io.stdout and isatty(1)
@@ -289,15 +311,24 @@ local function run(opts, ctx)
     sink:abort()
     cli.runtime_error("%s", err)
   end
-  local signal, stop
+  local signal
+  local stops = {}          -- [target address] = stops its rounds (with a reason)
+  local function stop_all(why)
+    for _, stop in pairs(stops) do stop(why) end
+  end
   target.on_interrupt(eng, function(name)
     signal = name
-    if stop then stop("interrupted") end
+    stop_all("interrupted")
   end)
 
-  local meta, st, names, lookup
-  local restore, screen, rounds
-  local function doc_of(state, now)
+  local names, lookup, settle
+  if not opts.numeric then names, lookup, settle = namer(eng) end
+  local views = {}          -- each target's meta and state, in start order
+  local version = 0         -- bumped on every update (the live table redraws)
+  local reports = {}        -- the live table's reports, written after it
+  local tally = { targets = 0, reached = 0, errors = 0, lines = {} }
+
+  local function doc_of(meta, state, now)
     local d = { type = "mtr", version = 1, rounds = state.rounds, reached = state.reached,
       stop_reason = state.stop_reason, error = state.error, src = state.src,
       hops = mtr.rows(state), started = state.started, duration = state.duration, now = now }
@@ -308,32 +339,88 @@ local function run(opts, ctx)
     return d
   end
 
-  local ok, perr = pcall(eng.run, eng, function()
-    local addr, af = target.resolve(eng, opts.target, family)
-    meta = { target = opts.target, addr = addr, af = af, protocol = opts.protocol,
+  -- Writes one target's report in the chosen format.
+  local function emit(doc)
+    tally.targets = tally.targets + 1
+    if doc.reached then tally.reached = tally.reached + 1 end
+    if doc.stop_reason == "error" then
+      tally.errors = tally.errors + 1
+      tally.error = tally.error or doc.error
+    end
+    tally.lines[#tally.lines + 1] = summary_text(doc)
+    tally.last = doc
+    if opts.format == "json" then
+      sink:write(json.encode(doc) .. "\n")
+    elseif opts.format == "csv" then
+      local text = fmt.csv(doc)
+      -- one header row for the whole run
+      if tally.targets > 1 then text = text:gsub("^[^\n]*\n", "", 1) end
+      sink:write(text)
+    elseif opts.format == "text" then
+      sink:write((tally.targets > 1 and "\n" or "") .. fmt.report(doc, hostname()))
+    else
+      for _, hop in ipairs(doc.hops) do sink:row(row_of(doc, hop)) end
+      sink:event(doc)
+    end
+    sink:flush()
+  end
+
+  -- Runs the rounds to one target until -c, q or the signal: -> its report.
+  local function mtr_one(name, addr, af)
+    local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, interval = opts.interval,
       wait = opts.wait }
     local strat = ping.new{ dst = addr, proto = opts.protocol, port = opts.port, wait = opts.wait }
     if opts.protocol ~= "icmp" then meta.port = strat.port end
-    if not opts.numeric then names, lookup = namer(eng) end
-    local fmeta = { command = "mtr", version = 1, columns = COLUMNS, count = count }
-    for k, v in pairs(meta) do fmeta[k] = v end
-    sink:start(fmeta)
-
-    local version, running = 0, true
-    local state                    -- the run's state, once it exists
-    local probing = eng
+    if tg.single then
+      local fmeta = { command = "mtr", version = 1, columns = COLUMNS, count = count }
+      for k, v in pairs(meta) do fmeta[k] = v end
+      sink:start(fmeta)
+    end
+    local view = { meta = meta }
+    views[#views + 1] = view
+    local probing, rounds = eng, nil
     if sink:events() then
       rounds = round_recorder{ eng = eng, first_ttl = opts.first_ttl,
-        limit = function() return state and state.limit or opts.max_ttl end,
+        limit = function() return view.state and view.state.limit or opts.max_ttl end,
         emit = function(n, probes)
-          sink:event{ type = "mtr_round", version = 1, target = opts.target, addr = addr,
+          sink:event{ type = "mtr_round", version = 1, target = name, addr = addr,
             round = n, probes = probes }
           -- nobody reads any more (a closed pipe, a full disk): stop
-          if not sink:ok() and stop then stop("quit") end
+          if not sink:ok() then stop_all("quit") end
         end }
       strat, probing = rounds.strategy(strat), rounds.eng
     end
+    local st = mtr.run{
+      eng = probing, strategy = strat, dst = addr,
+      first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
+      count = count, interval = opts.interval,
+      on_update = function(state)
+        view.state = state
+        version = version + 1
+        if lookup then
+          for _, hop in pairs(state.hops) do
+            for _, a in ipairs(hop.addrs) do lookup(a) end
+          end
+        end
+      end,
+      on_stop = function(fn)
+        stops[addr] = fn
+        if signal then fn("interrupted") end
+      end,
+    }
+    stops[addr] = nil
+    view.state = st
+    if rounds then rounds.close() end
+    if settle and not signal then settle() end
+    local doc = doc_of(meta, st)
+    doc.now = nil
+    if live then reports[#reports + 1] = doc else emit(doc) end
+  end
+
+  local restore, screen
+  local ok, perr = pcall(eng.run, eng, function()
+    local running = true
     if live then
       restore = cbreak()
       screen = true
@@ -345,10 +432,18 @@ local function run(opts, ctx)
         -- Redraw when something changed, look for q ten times a second;
         -- ends when the run does.
         while running do
-          if restore and keys():find("[qQ]") and stop then stop("quit") end
-          if state and version ~= shown then
+          if restore and keys():find("[qQ]") then stop_all("quit") end
+          if version ~= shown then
             shown = version
-            local lines = fmt.live(doc_of(state, os.time()), width)
+            local lines = {}
+            for _, v in ipairs(views) do
+              if v.state then
+                if #lines > 0 then lines[#lines + 1] = "" end
+                for _, l in ipairs(fmt.live(doc_of(v.meta, v.state, os.time()), width)) do
+                  lines[#lines + 1] = l
+                end
+              end
+            end
             ctx.stdout:write(ESC.home, table.concat(lines, ESC.eol .. "\n"), ESC.eol, "\n", ESC.eos)
             ctx.stdout:flush()
           end
@@ -356,27 +451,20 @@ local function run(opts, ctx)
         end
       end)
     end
-
-    st = mtr.run{
-      eng = probing, strategy = strat, dst = addr,
-      first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
-      count = count, interval = opts.interval,
-      on_update = function(s)
-        state = s
-        version = version + 1
-        if lookup then
-          for _, hop in pairs(s.hops) do
-            for _, a in ipairs(hop.addrs) do lookup(a) end
-          end
-        end
-      end,
-      on_stop = function(fn)
-        stop = fn
-        if signal then fn("interrupted") end
-      end,
-    }
-    state = st
-    if rounds then rounds.close() end
+    if tg.single then
+      local addr, af = target.resolve(eng, tg.single, family)
+      mtr_one(tg.single, addr, af)
+    else
+      sink:start{ command = "mtr", version = 1, columns = COLUMNS, count = count,
+        protocol = opts.protocol, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
+        interval = opts.interval, wait = opts.wait }
+      campaign.each(eng, tg.list, ctx, {
+        cmd = "mtr", family = family, seed = opts.seed, shard = opts.shard,
+        parallel = opts.parallel,
+        stopped = function() return signal ~= nil or not sink:ok() end,
+        job = function(addr, name) mtr_one(name or addr, addr, target.family(addr)) end,
+      })
+    end
     running = false
   end)
   -- Every way out: the terminal as it was.
@@ -388,27 +476,31 @@ local function run(opts, ctx)
     error(perr, 0)
   end
 
-  local doc = doc_of(st)
-  doc.now = nil
-  if opts.format == "json" then
-    sink:write(json.encode(doc) .. "\n")
-  elseif opts.format == "csv" then
-    sink:write(fmt.csv(doc))
-  elseif opts.format == "text" then
-    sink:write(fmt.report(doc, hostname()))
-  else
-    for _, hop in ipairs(doc.hops) do sink:row(row_of(doc, hop)) end
-    sink:finish(doc, { rounds = doc.rounds, reached = doc.reached, stop_reason = doc.stop_reason,
-      error = doc.error, started = doc.started, duration = doc.duration, text = summary_text(doc) })
+  for _, doc in ipairs(reports) do emit(doc) end
+  if sink.module then
+    local d = tally.last
+    local sum = { text = table.concat(tally.lines, "\n\n") }
+    if tg.single and d then
+      sum.rounds, sum.reached, sum.stop_reason, sum.error, sum.started, sum.duration =
+        d.rounds, d.reached, d.stop_reason, d.error, d.started, d.duration
+    else
+      sum.targets, sum.reached = tally.targets, tally.reached
+      sum.stop_reason = signal and "interrupted" or "done"
+    end
+    sink:finish(nil, sum)
   end
   sink:flush()
   sink:close()
-  if st.stop_reason == "interrupted" then return target.signal_status(signal) end
-  if st.stop_reason == "error" then
-    ctx.stderr:write(string.format("sonde mtr: %s: %s\n", st.error.name, st.error.message))
+  if signal then return target.signal_status(signal) end
+  if tally.errors > 0 and tally.errors == tally.targets then
+    ctx.stderr:write(string.format("sonde mtr: %s: %s\n", tally.error.name, tally.error.message))
     return cli.EXIT.RUNTIME
   end
-  return st.reached and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  if tg.list and not opts.quiet then
+    ctx.stderr:write(string.format("sonde mtr: %d of %d destinations reached\n", tally.reached,
+      tally.targets))
+  end
+  return tally.reached == tally.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
 end
 
 return { spec = spec, run = run }

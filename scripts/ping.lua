@@ -4,6 +4,7 @@
 local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
+local campaign = require "sonde.campaign"
 local json = require "sonde.json"
 local stats = require "sonde.stats"
 local strategy = require "sonde.strategy.ping"
@@ -18,7 +19,7 @@ local COLUMNS = { "target", "addr", "protocol", "seq", "status", "kind", "code",
 local spec = {
   name = "ping",
   summary = "send probes to a host and report replies, loss and round-trip times",
-  usage = "sonde ping [options] TARGET",
+  usage = "sonde ping [options] TARGET... | --targets FILE",
   description = [[
 Sends one probe to TARGET every -i seconds (-c times, or until interrupted) and prints each outcome as it arrives, then a summary: how many probes went out, how many the destination answered, the loss, and the minimum, average, maximum and mean deviation of the round-trip times, as ping(8) does.
 
@@ -26,19 +27,25 @@ With -p icmp (the default) the probe is an ICMP echo request and the answer an e
 
 An answer from somewhere else (a router's time exceeded when -t is too small, a host or network unreachable, a filter's administratively prohibited) is printed as an error from that address and does not count as received. A probe that could not be sent (no route, no permission) is printed with its error (ENETUNREACH, EPERM, ...).
 
+Several targets (addresses, host names, CIDR prefixes such as 198.18.0.0/28, and the lines of --targets files) are pinged at once, --parallel at a time, on one engine: each text line then starts with its target ("198.18.8.2: 64 bytes from ..."), each target's statistics come when its pings end, and a line on standard error says how many targets answered (not with -q). The targets form a set, probed in a seeded order (--seed); --shard K/N pings one shard of them, as sonde trace does.
+
 Raw sockets read the ICMP answers: run as root or give the executable CAP_NET_RAW.
 
 Formats (--format): text (ping's lines as the outcomes arrive, then the statistics); json (one document at the end: "type":"ping", every probe in sequence order, the summary); jsonl (a "ping_probe" line per probe as its outcome arrives, the outcome under "probe", then the ping document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per probe as it ends: target, addr, protocol, seq, status, kind, code, from (who answered), rtt_ms, ttl, reply_ttl, icmp_seq, sport, dport, error); markdown (the same rows as a table, then the statistics line); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets what was collected); started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
 
+With several targets, json writes one document per target (a line each, as each target's pings end), jsonl and a format module get each target's document when its pings end, and the footer's summary counts the targets (targets, answered) and gives each one's statistics line (text).
+
 Exit status:
 
-    0    the destination answered at least one probe
-    1    it answered none
+    0    the destination answered at least one probe (several targets:
+         every target did)
+    1    it answered none (several: some target answered none)
     2    usage error
-    3    runtime error: a name that does not resolve, no permission,
-         every probe failed locally (no route), -o not writable
+    3    runtime error: a name that does not resolve (several targets: it
+         is reported and skipped), no permission, every probe failed
+         locally (no route), -o not writable
     130  interrupted by SIGINT (143: SIGTERM); the summary comes first]],
-  options = {
+  options = campaign.options({
     { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
       help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 100000000,
@@ -59,8 +66,8 @@ Exit status:
       help = "output format: text as it goes, json (one document at the end), jsonl (a line per probe, then the document), csv or markdown (a row per probe), or the path of a Lua format module (see Formats above)" },
     { "-o", "--output", arg = "FILE", type = "string",
       help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
-  },
-  positionals = { { name = "TARGET", required = true, help = "host name or numeric address" } },
+  }, { parallel = 256, what = "targets pinged", q = true }),
+  positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" } },
   examples = {
     "sonde ping -c 5 198.18.8.2",
@@ -68,6 +75,7 @@ Exit status:
     "sonde ping -p udp -t 3 -c 1 198.18.8.2",
     "sonde ping -c 10 --format json 198.18.8.2",
     "sonde ping -c 100 -i 0.2 --format csv -o rtt.csv 198.18.8.2",
+    "sonde ping -c 3 -i 0.2 198.18.8.2 198.18.9.0/29 2001:db8:8::2",
   },
 }
 
@@ -188,12 +196,26 @@ local function event_of(r, meta)
     protocol = meta.protocol, probe = p }
 end
 
+-- The ping document of one target.
+local function document(meta, out, summary)
+  local doc = { type = "ping", version = 1, probes = json.array{}, summary = summary,
+    stop_reason = out.stop_reason, started = out.started, duration = out.duration }
+  for k, v in pairs(meta) do doc[k] = v end
+  for _, r in ipairs(out.results) do
+    doc.src = doc.src or r.src
+    r.src = nil
+    doc.probes[#doc.probes + 1] = r
+  end
+  return doc
+end
+
 local function run(opts, ctx)
   local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
   local text = opts.format == "text"
   if opts.port and opts.protocol == "icmp" then
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
+  local tg = campaign.collect(opts.target, opts, ctx, "ping")
   local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
     own = { text = true, json = true } }
   local eng, err = sonde.engine{ window = 1024 }
@@ -201,55 +223,107 @@ local function run(opts, ctx)
     sink:abort()
     cli.runtime_error("%s", err)
   end
-  local signal, stopping
+  local signal
+  local stops = {}          -- [target] = the function that stops its pings
+  local function stop_all()
+    for _, stop in pairs(stops) do stop() end
+  end
   target.on_interrupt(eng, function(name)
     signal = name
-    if stopping then stopping() end
+    stop_all()
   end)
-  local meta, out
-  local ok, perr = pcall(eng.run, eng, function()
-    local addr, af = target.resolve(eng, opts.target, family)
+  local icmp_id = own_pid() % 65535 + 1
+  -- What the run found: targets pinged, answered, and those whose every
+  -- probe failed locally (the first such one's error).
+  local tally = { targets = 0, answered = 0, failed = 0, lines = {} }
+
+  -- Pings one target to the end (or the signal) and writes its results;
+  -- with several targets, text lines start with the target's name.
+  local function ping_one(name, addr, af)
+    local prefix = tg.single and "" or (name .. ": ")
     local strat = strategy.new{ dst = addr, proto = opts.protocol, port = opts.port,
-      size = opts.protocol ~= "tcp" and opts.size or nil, wait = opts.wait,
-      icmp_id = own_pid() % 65535 + 1 }
-    meta = { target = opts.target, addr = addr, af = af, protocol = opts.protocol,
+      size = opts.protocol ~= "tcp" and opts.size or nil, wait = opts.wait, icmp_id = icmp_id }
+    local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
       port = opts.protocol ~= "icmp" and strat.port or nil,
       size = opts.protocol ~= "tcp" and opts.size or nil,
       ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count }
     if text then
       local head
       if opts.protocol == "icmp" then
-        head = string.format("PING %s (%s) %d(%d) bytes of data.", opts.target, addr,
+        head = string.format("PING %s (%s) %d(%d) bytes of data.", name, addr,
           opts.size, opts.size + 8 + (af == 4 and 20 or 40))
       elseif opts.protocol == "udp" then
-        head = string.format("PING %s (%s) udp port %d+, %d bytes of data.", opts.target,
+        head = string.format("PING %s (%s) udp port %d+, %d bytes of data.", name,
           addr, strat.port, opts.size)
       else
-        head = string.format("PING %s (%s) tcp port %d.", opts.target, addr, strat.port)
+        head = string.format("PING %s (%s) tcp port %d.", name, addr, strat.port)
       end
       sink:write(head .. "\n")
       sink:flush()
     end
-    local fmeta = { command = "ping", version = 1, columns = COLUMNS }
-    for k, v in pairs(meta) do fmeta[k] = v end
-    sink:start(fmeta)
-    out = strategy.run{
+    if tg.single then
+      local fmeta = { command = "ping", version = 1, columns = COLUMNS }
+      for k, v in pairs(meta) do fmeta[k] = v end
+      sink:start(fmeta)
+    end
+    local out = strategy.run{
       eng = eng, strategy = strat, ttl = opts.ttl, count = opts.count,
       interval = opts.interval,
       on_result = opts.format ~= "json" and function(r)
         if text then
-          sink:write(line(r, meta))
+          sink:write(prefix .. line(r, meta))
           sink:flush()
         else
           sink:event(event_of(r, meta))
           sink:row(row_of(r, meta))
         end
         -- nobody reads any more (a closed pipe, a full disk): stop
-        if not sink:ok() and stopping then stopping() end
+        if not sink:ok() then stop_all() end
       end or nil,
       interrupted = function() return signal ~= nil end,
-      on_interrupt = function(stop) stopping = stop end,
+      on_interrupt = function(stop) stops[addr] = stop end,
     }
+    stops[addr] = nil
+
+    local summary, failed = summarize(out.results, addr)
+    local counts, rtt = statistics(summary, out.duration)
+    tally.targets = tally.targets + 1
+    if summary.received > 0 then tally.answered = tally.answered + 1 end
+    if failed > 0 and failed == #out.results then
+      tally.failed = tally.failed + 1
+      tally.error = tally.error or out.results[1].error
+    end
+    local doc = document(meta, out, summary)
+    if text then
+      sink:write(string.format("%s--- %s ping statistics ---\n", tg.single and "\n" or "", name))
+      sink:write(counts .. "\n")
+      if rtt then sink:write(rtt .. "\n") end
+    elseif opts.format == "json" then
+      sink:write(json.encode(doc) .. "\n")
+    else
+      sink:event(doc)
+    end
+    sink:flush()
+    tally.lines[#tally.lines + 1] = (tg.single and "" or prefix) .. counts .. (rtt and ("; " .. rtt) or "")
+    tally.last = { summary = summary, out = out }
+  end
+
+  local ok, perr = pcall(eng.run, eng, function()
+    if tg.single then
+      local addr, af = target.resolve(eng, tg.single, family)
+      ping_one(tg.single, addr, af)
+      return
+    end
+    if not text then
+      sink:start{ command = "ping", version = 1, columns = COLUMNS, protocol = opts.protocol,
+        ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count }
+    end
+    campaign.each(eng, tg.list, ctx, {
+      cmd = "ping", family = family, seed = opts.seed, shard = opts.shard,
+      parallel = opts.parallel,
+      stopped = function() return signal ~= nil or not sink:ok() end,
+      job = function(addr, name) ping_one(name or addr, addr, target.family(addr)) end,
+    })
   end)
   eng:close()
   if not ok then
@@ -257,40 +331,32 @@ local function run(opts, ctx)
     error(perr, 0)
   end
 
-  local summary, failed = summarize(out.results, meta.addr)
-  local counts, rtt = statistics(summary, out.duration)
-  if text then
-    sink:write(string.format("\n--- %s ping statistics ---\n", opts.target))
-    sink:write(counts .. "\n")
-    if rtt then sink:write(rtt .. "\n") end
-  else
-    local doc = { type = "ping", version = 1, probes = json.array{}, summary = summary,
-      stop_reason = out.stop_reason, started = out.started, duration = out.duration }
-    for k, v in pairs(meta) do doc[k] = v end
-    for _, r in ipairs(out.results) do
-      doc.src = doc.src or r.src
-      r.src = nil
-      doc.probes[#doc.probes + 1] = r
-    end
-    if opts.format == "json" then
-      sink:write(json.encode(doc) .. "\n")
+  if not text and opts.format ~= "json" then
+    -- the footer's summary: one target's figures; several targets' counts
+    local sum = { stop_reason = signal and "interrupted" or "done",
+      text = table.concat(tally.lines, "\n\n") }
+    if tg.single and tally.last then
+      local out = tally.last.out
+      sum.stop_reason, sum.started, sum.duration = out.stop_reason, out.started, out.duration
+      for k, v in pairs(tally.last.summary) do sum[k] = v end
     else
-      local sum = { stop_reason = out.stop_reason, started = out.started, duration = out.duration,
-        text = counts .. (rtt and ("; " .. rtt) or "") }
-      for k, v in pairs(summary) do sum[k] = v end
-      sink:finish(doc, sum)
+      sum.targets, sum.answered = tally.targets, tally.answered
     end
+    sink:finish(nil, sum)
   end
   sink:flush()
   sink:close()
   if signal then return target.signal_status(signal) end
-  if summary.received > 0 then return cli.EXIT.OK end
-  if failed > 0 and failed == #out.results then
-    local e = out.results[1].error
+  if tally.failed > 0 and tally.failed == tally.targets then
+    local e = tally.error
     ctx.stderr:write(string.format("sonde ping: %s: %s\n", e.name, e.message))
     return cli.EXIT.RUNTIME
   end
-  return cli.EXIT.NOT_REACHED
+  if tg.list and not opts.quiet then
+    ctx.stderr:write(string.format("sonde ping: %d of %d targets answered\n", tally.answered,
+      tally.targets))
+  end
+  return tally.answered == tally.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
 end
 
 return { spec = spec, run = run }

@@ -3,6 +3,7 @@
 local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
+local campaign = require "sonde.campaign"
 local json = require "sonde.json"
 local formats = require "sonde.format"
 
@@ -15,7 +16,7 @@ local COLUMNS = { "target", "addr", "port", "seq", "status", "kind", "code", "fr
 local spec = {
   name = "tcping",
   summary = "measure TCP connect latency to a port",
-  usage = "sonde tcping [options] HOST PORT",
+  usage = "sonde tcping [options] HOST... PORT | --targets FILE PORT",
   description = [[
 Connects to HOST:PORT again and again (-c times, one every -i seconds) and reports each attempt's outcome and the connect time (SYN to SYN-ACK), then min/avg/max and loss, like tcping and paping.
 
@@ -23,10 +24,12 @@ With --payload the text is written once connected; with --expect the reply is re
 
 Every attempt ends in one outcome, named as trace's probes are: tcp_synack (connected), tcp_rst (refused: the host answered, the port is closed), reset (ECONNRESET: the peer reset the connection; EPIPE: it had closed and we wrote), closed (the peer closed before the expected text), dest_unreachable (a router or the host said so), timeout (no answer within -w: sonde never waits for the kernel's SYN retries), skipped (the source port was busy), failed (a local error, named: EADDRNOTAVAIL, ENETUNREACH, ...), self_connect (the kernel connected the socket to itself; never counted as open).
 
+Several hosts (names, addresses, CIDR prefixes such as 198.18.0.0/28, and the lines of --targets files; PORT is the last word) are tried at once, --parallel at a time, on one engine: each text line then starts with its host, each host's statistics come when its attempts end, and a line on standard error says how many hosts accepted a connection (not with -q). The hosts form a set, tried in a seeded order (--seed); --shard K/N tries one shard of them, as sonde trace does. With --bind sequence, each host gets its own -c source ports (--sport + the attempts before it). json then writes a document per host (a line each), jsonl and a format module get each host's document when its attempts end, and the footer's summary counts the hosts (targets, succeeded).
+
 Formats (--format): text (a line per attempt as it ends, then the statistics); json (one document at the end: "type":"tcping", the attempts and the summary); jsonl (a "tcping_attempt" line per attempt as it ends, with the attempt's outcome under "attempt", then the tcping document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per attempt as it ends: target, addr, port, seq, status, kind, code, from (who answered), rtt_ms, sport, matched, error); markdown (the same rows as a table, then the statistics line); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets the attempts made); started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
 
-Exit status: 0 at least one attempt succeeded, 1 none did, 2 usage error, 3 runtime error (a name that does not resolve, -o not writable), 130 interrupted (143: SIGTERM; the statistics come first).]],
-  options = {
+Exit status: 0 at least one attempt succeeded (several hosts: for every host), 1 none did (several: for some host), 2 usage error, 3 runtime error (a name that does not resolve: with several hosts it is reported and skipped; every attempt failed locally, e.g. ENETUNREACH or EADDRNOTAVAIL; -o not writable), 130 interrupted (143: SIGTERM; the statistics come first).]],
+  options = campaign.options({
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 1000000, default = 4,
       help = "number of attempts" },
     { "-i", "--interval", arg = "SECONDS", type = "number", min = 0, max = 3600, default = "1",
@@ -49,8 +52,8 @@ Exit status: 0 at least one attempt succeeded, 1 none did, 2 usage error, 3 runt
       help = "output format: text, json, jsonl (a line per attempt, then the document), csv or markdown (a row per attempt), or the path of a Lua format module (see Formats above)" },
     { "-o", "--output", arg = "FILE", type = "string",
       help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
-  },
-  positionals = { { name = "HOST", required = true },
+  }, { parallel = 64, what = "targets connected to", q = true }),
+  positionals = { { name = "HOST", many = true, help = "host name, numeric address or CIDR prefix" },
     { name = "PORT", required = true, type = "int", min = 1, max = 65535 } },
   exclusive = { { "ipv4", "ipv6" } },
   examples = {
@@ -58,6 +61,8 @@ Exit status: 0 at least one attempt succeeded, 1 none did, 2 usage error, 3 runt
     "sonde tcping --payload 'GET / HTTP/1.0\\r\\n\\r\\n' --expect 'HTTP/1.' 198.18.8.2 80",
     "sonde tcping --bind sequence --sport 40000 -i 0.2 2001:db8:8::2 443",
     "sonde tcping -c 100 -i 0.1 --format jsonl -o attempts.jsonl 198.18.8.2 443",
+    "sonde tcping -c 3 198.18.8.2 198.18.9.0/29 2001:db8:8::2 22",
+    "sonde tcping --targets web-servers.txt -c 1 -q --format csv 443",
   },
 }
 
@@ -130,6 +135,7 @@ local function run(opts, ctx)
   end
   local payload, expect = unescape(opts.payload), unescape(opts.expect)
   local text = opts.format == "text"
+  local tg = campaign.collect(opts.host, opts, ctx, "tcping")
   local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
     own = { text = true, json = true } }
   local eng, err = sonde.engine()
@@ -137,33 +143,46 @@ local function run(opts, ctx)
     sink:abort()
     cli.runtime_error("%s", err)
   end
-  local signal, current, results = nil, nil, json.array{}
-  local addr
+  local signal
+  local current = {}        -- [target address] = its attempt in progress
   target.on_interrupt(eng, function(name)
     signal = name
-    if current then eng:cancel(current) end
+    for _, id in pairs(current) do eng:cancel(id) end
   end)
-  local ok, perr = pcall(eng.run, eng, function()
-    addr = target.resolve(eng, opts.host, family)
+  local tally = { targets = 0, ok = 0, failed = 0, lines = {} }
+  -- A sequence-bound source port is --sport + the attempt's number: with
+  -- several targets at once, each gets its own range of -c ports.
+  local base = 0
+
+  -- Connects to one target -c times and writes the attempts as they end,
+  -- then the statistics (with several targets, text lines start with the
+  -- target's name).
+  local function tcping_one(name, addr)
+    local prefix = tg.single and "" or (name .. ": ")
+    local results = json.array{}
+    local first_seq = base
+    base = base + opts.count
     if text then
-      sink:write(string.format("tcping %s (%s) port %d\n", opts.host, addr, opts.port))
+      sink:write(string.format("tcping %s (%s) port %d\n", name, addr, opts.port))
     end
-    sink:start{ command = "tcping", version = 1, columns = COLUMNS, target = opts.host,
+    local meta = { command = "tcping", version = 1, columns = COLUMNS, target = name,
       addr = addr, port = opts.port, count = opts.count, interval = opts.interval,
       wait = opts.wait, ttl = opts.ttl, bind = opts.bind, sport = opts.sport }
+    if tg.single then sink:start(meta) end
     for seq = 0, opts.count - 1 do
       if signal or not sink:ok() then break end
       local started = eng:now()
       local ev = eng:event()
+      local nseq = first_seq + seq
       local id, perr2, pname = eng:probe_async({ dst = addr, proto = "tcp", dport = opts.port,
         ttl = opts.ttl, wait = opts.wait, bind = opts.bind, sport = opts.sport,
-        seq = opts.bind == "sequence" and seq % (65536 - opts.sport) or seq,
+        seq = opts.bind == "sequence" and nseq % (65536 - opts.sport) or nseq,
         payload = payload, expect = expect }, function(r) ev.fire(r) end)
       local r
       if id then
-        current = id
+        current[addr] = id
         r = ev.wait()
-        current = nil
+        current[addr] = nil
       else
         r = { status = "failed", seq = seq, error = { name = pname, message = perr2 } }
       end
@@ -172,43 +191,88 @@ local function run(opts, ctx)
       r.seq = seq
       results[#results + 1] = r
       if text then
-        sink:write(string.format("%s:%d seq=%d %s%s\n", addr, opts.port, seq,
+        sink:write(string.format("%s%s:%d seq=%d %s%s\n", prefix, addr, opts.port, seq,
           describe(r), r.rtt and string.format(" time=%.3f ms", r.rtt * 1000) or ""))
         sink:flush()
       else
-        sink:event{ type = "tcping_attempt", version = 1, target = opts.host, addr = addr,
+        sink:event{ type = "tcping_attempt", version = 1, target = name, addr = addr,
           port = opts.port, attempt = r }
-        sink:row(row_of(r, opts.host, addr, opts.port))
+        sink:row(row_of(r, name, addr, opts.port))
       end
       local rest = opts.interval - (eng:now() - started)
       if seq < opts.count - 1 and rest > 0 and not signal then eng:sleep(rest) end
     end
+    local s = summary(results, expect ~= nil)
+    local failed = 0
+    for _, r in ipairs(results) do
+      if r.status == "failed" then failed = failed + 1 end
+    end
+    if failed > 0 and failed == #results then
+      tally.failed = tally.failed + 1
+      tally.error = tally.error or results[1].error
+    end
+    tally.targets = tally.targets + 1
+    if s.ok > 0 then tally.ok = tally.ok + 1 end
+    tally.lines[#tally.lines + 1] = prefix .. statistics(s)
+    tally.last = s
+    local stop_reason = signal and "interrupted" or "done"
+    if text then
+      sink:write(string.format("--- %s port %d tcping statistics ---\n", name, opts.port))
+      sink:write(statistics(s) .. "\n")
+    else
+      local doc = { type = "tcping", version = 1, target = name, addr = addr, port = opts.port,
+        attempts = results, summary = s, stop_reason = stop_reason }
+      if opts.format == "json" then
+        sink:write(json.encode(doc) .. "\n")
+      else
+        sink:event(doc)
+      end
+    end
+    sink:flush()
+  end
+
+  local ok, perr = pcall(eng.run, eng, function()
+    if tg.single then
+      tcping_one(tg.single, (target.resolve(eng, tg.single, family)))
+      return
+    end
+    sink:start{ command = "tcping", version = 1, columns = COLUMNS, port = opts.port,
+      count = opts.count, interval = opts.interval, wait = opts.wait, ttl = opts.ttl,
+      bind = opts.bind, sport = opts.sport }
+    campaign.each(eng, tg.list, ctx, {
+      cmd = "tcping", family = family, seed = opts.seed, shard = opts.shard,
+      parallel = opts.parallel,
+      stopped = function() return signal ~= nil or not sink:ok() end,
+      job = function(addr, name) tcping_one(name or addr, addr) end,
+    })
   end)
   eng:close()
   if not ok then
     sink:abort()
     error(perr, 0)
   end
-  local s = summary(results, expect ~= nil)
-  local stop_reason = signal and "interrupted" or "done"
-  if text then
-    sink:write(string.format("--- %s port %d tcping statistics ---\n", opts.host, opts.port))
-    sink:write(statistics(s) .. "\n")
-  else
-    local doc = { type = "tcping", version = 1, target = opts.host,
-      addr = addr, port = opts.port, attempts = results, summary = s,
-      stop_reason = stop_reason }
-    if opts.format == "json" then
-      sink:write(json.encode(doc) .. "\n")
+  if not text and opts.format ~= "json" then
+    local sum = { stop_reason = signal and "interrupted" or "done",
+      text = table.concat(tally.lines, "\n\n") }
+    if tg.single and tally.last then
+      for k, v in pairs(tally.last) do sum[k] = v end
     else
-      local sum = { stop_reason = stop_reason, text = statistics(s) }
-      for k, v in pairs(s) do sum[k] = v end
-      sink:finish(doc, sum)
+      sum.targets, sum.succeeded = tally.targets, tally.ok
     end
+    sink:finish(nil, sum)
   end
   sink:close()
   if signal then return target.signal_status(signal) end
-  return s.ok > 0 and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  if tally.failed > 0 and tally.failed == tally.targets then
+    -- not the network's answer: nothing could be sent (no route, no port)
+    ctx.stderr:write(string.format("sonde tcping: %s: %s\n", tally.error.name, tally.error.message))
+    return cli.EXIT.RUNTIME
+  end
+  if tg.list and not opts.quiet then
+    ctx.stderr:write(string.format("sonde tcping: %d of %d targets connected\n", tally.ok,
+      tally.targets))
+  end
+  return tally.ok == tally.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
 end
 
 return { spec = spec, run = run }

@@ -5,7 +5,6 @@ local cli = require "sonde.cli"
 local tracer = require "sonde.trace"
 local retry = require "sonde.retry"
 local target = require "sonde.target"
-local targets = require "sonde.targets"
 local campaign = require "sonde.campaign"
 local output = require "sonde.output"
 local json = require "sonde.json"
@@ -15,7 +14,6 @@ local FORMATS = { text = "sonde.format.text", json = "sonde.format.json",
   dot = "sonde.format.dot" }
 
 local check_format = campaign.format_check(FORMATS, "text, json, jsonl, csv, markdown, dot")
-local check_shard = campaign.check_shard
 
 -- The garbage collector during a campaign. Every running trace keeps its
 -- results until it is written, and writing makes much short-lived text: a
@@ -60,7 +58,7 @@ Raw sockets are used to read ICMP errors: run as root or give the executable CAP
 The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row; stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
 
 Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted.]],
-  options = {
+  options = campaign.options({
     { "-p", "--protocol", arg = "PROTO", choices = { "udp", "icmp", "tcp" }, default = "udp",
       help = "probe protocol: UDP to closed ports, ICMP echo, or TCP SYN (connect)" },
     { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
@@ -98,20 +96,11 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
       help = "output format: text; json (one document; with several targets, one per line); jsonl (one trace per line); csv and markdown (one row per probe); dot (a Graphviz digraph of what answered; with dublin: the flows' merged graph); or the path of a Lua format module (examples/format_example.lua)" },
     { "-o", "--output", arg = "FILE", type = "string",
       help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
-    { nil, "--targets", arg = "FILE", type = "string", list = true,
-      help = "read targets from FILE, one per line (- for standard input; # comments and blank lines ignored; a bad line is reported with its number and skipped); repeatable" },
-    { nil, "--parallel", arg = "N", type = "int", min = 1, max = 4096, default = 32,
-      help = "with several targets: traces at once" },
     { nil, "--rate", arg = "PPS", type = "number", min = 0, max = 10000000, default = "0",
       help = "probes per second for the whole run (0: no limit)" },
     { nil, "--window", arg = "N", type = "int", min = 1, max = 1000000, default = 1024,
       help = "probes in flight at most, for the whole run" },
-    { nil, "--shard", arg = "K/N", type = "string", check = check_shard,
-      help = "probe only shard K (from 0) of N of the targets: a seeded permutation splits them so that N processes with the same targets and --seed cover each exactly once (in a Kubernetes Indexed Job, K is JOB_COMPLETION_INDEX)" },
-    { nil, "--seed", arg = "S", type = "int", min = 0, max = 4294967295, default = 0,
-      help = "the seed of the permutation (--shard) and of the targets' order" },
-    { nil, "--quiet", flag = true, help = "no progress line and no summary on standard error" },
-  },
+  }, { parallel = 32, what = "traces" }),
   positionals = { { name = "TARGET", many = true } },
   exclusive = { { "ipv4", "ipv6" }, { "privileged", "unprivileged" } },
   examples = {
@@ -293,7 +282,11 @@ local function run_campaign(eng, run, list, ctx)
   -- What the traces learn from each other (where destinations lie).
   run.campaign = tracer.campaign()
   local summary = { total = 0, done = 0, reached = 0, errors = 0 }
-  local write_error, stops, signal_stop = nil, {}, false
+  local write_error, stops = nil, {}
+  -- SIGINT/SIGTERM: every running trace stops (and is written)
+  run.stop = function()
+    for _, stop in pairs(stops) do stop() end
+  end
 
   local function write(text)
     if write_error or not text or text == "" then return end
@@ -321,39 +314,22 @@ local function run_campaign(eng, run, list, ctx)
   local pause = collectgarbage("setpause", CAMPAIGN_GC_PAUSE)
   local stepmul = collectgarbage("setstepmul", CAMPAIGN_GC_STEPMUL)
   local ok, perr = pcall(eng.run, eng, function()
-    campaign.resolve_names(eng, list, ctx, "trace", run.family)
-    local n, lerr = list:finish()
-    if not n then cli.usage_error("%s", lerr) end
-    if n == 0 then cli.usage_error("no targets left to trace") end
-    local iter, total = list:iter{ seed = opts.seed, shard = run.shard, shards = run.shards }
-    summary.total = total
-    run.meta = { command = "trace", version = 1, columns = rows and COLUMNS or nil,
-      total = total, protocol = opts.protocol, strategy = opts.strategy }
-    if form.header then write(form.header(run.meta)) end
-    local started, running, all = eng:now(), 0, eng:event()
-    local tick   -- the progress timer's token, cancelled at the end
-    local function ticker()
-      tick = nil
-      if running == 0 then return end
-      progress.show("sonde trace: " .. campaign.rate_text(summary.done, total, eng:now() - started),
-        eng:now() - started)
-      tick = eng:after(0.5, ticker)
-    end
-    local start_next
-    function start_next()
-      local addr = not run.interrupted() and not write_error and iter() or nil
-      if not addr then
-        if running == 0 then all.fire() end
-        return
-      end
-      running = running + 1
-      eng:spawn(function()
+    campaign.each(eng, list, ctx, {
+      cmd = "trace", family = run.family, seed = opts.seed, shard = opts.shard,
+      parallel = opts.parallel, progress = progress,
+      stopped = function() return run.interrupted() or write_error ~= nil end,
+      on_total = function(total)
+        summary.total = total
+        run.meta = { command = "trace", version = 1, columns = rows and COLUMNS or nil,
+          total = total, protocol = opts.protocol, strategy = opts.strategy }
+        if form.header then write(form.header(run.meta)) end
+      end,
+      job = function(addr)
         local meta
         local r = setmetatable({ on_header = function(m) meta = m end,
           on_stop = function(stop) stops[addr] = stop end }, { __index = run })
         local t = trace_one(eng, r, addr)
         stops[addr] = nil
-        running = running - 1
         summary.done = summary.done + 1
         if t.reached then summary.reached = summary.reached + 1 end
         if t.stop_reason == "error" then
@@ -361,17 +337,8 @@ local function run_campaign(eng, run, list, ctx)
           if summary.errors <= 3 then explain_error(t, ctx) end
         end
         if t.stop_reason ~= "interrupted" or #t.hops > 0 then emit(t, meta) end
-        start_next()
-      end)
-    end
-    signal_stop = function()
-      for _, stop in pairs(stops) do stop() end
-    end
-    for _ = 1, math.min(opts.parallel, total) do start_next() end
-    tick = eng:after(0.5, ticker)
-    if running > 0 then all.wait() end
-    -- Done: the next tick would keep the loop up to half a second longer.
-    if tick then eng:cancel_timer(tick) end
+      end,
+    })
     summary.text = string.format("%d of %d targets reached", summary.reached, summary.total)
     if form.footer then write(form.footer(summary, run.meta)) end
   end)
@@ -391,7 +358,6 @@ local function run_campaign(eng, run, list, ctx)
   if not cok and not (out:target() == nil and tostring(cerr):find("Broken pipe", 1, true)) then
     cli.runtime_error("-o: %s", cerr)
   end
-  run.stop_all = signal_stop
   if summary.errors > 3 then
     ctx.stderr:write(string.format("sonde trace: ... %d traces stopped on an error in all\n", summary.errors))
   end
@@ -413,31 +379,17 @@ local function run(opts, ctx)
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
-  local names_given = opts.target or {}
-  if #names_given == 0 and #opts.targets == 0 then
-    cli.usage_error("missing TARGET (or --targets FILE)")
-  end
   local run = { opts = opts, strategy_given = strategy_given,
     family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil,
-    rule = opts.retry and load_rule(opts.retry) or retry.default,
-    shard = opts.shard and opts.shard[1] or 0, shards = opts.shard and opts.shard[2] or 1 }
+    rule = opts.retry and load_rule(opts.retry) or retry.default }
 
   -- One target given as such, and a format that is one document: the trace
   -- as it goes (text streams hop by hop). Everything else is a campaign.
-  local single = #names_given == 1 and #opts.targets == 0 and not opts.shard
-    and not names_given[1]:find("/", 1, true)
-    and (opts.format == "text" or opts.format == "json" or opts.format == "dot")
+  local one_doc = opts.format == "text" or opts.format == "json" or opts.format == "dot"
+  local tg = campaign.collect(opts.target, opts, ctx, "trace", not one_doc)
+  local single, list = tg.single, tg.list
   if opts.strategy == "dublin" and not single then
     cli.usage_error("--strategy dublin traces one target (its output is a graph)")
-  end
-  local list
-  if not single then
-    list = targets.list()
-    for _, t in ipairs(names_given) do
-      local ok, why = list:add(t)
-      if not ok then cli.usage_error("TARGET: invalid value '%s' (%s)", t, why) end
-    end
-    campaign.read_target_files(list, opts.targets, ctx, "trace")
   end
 
   local eng, err = sonde.engine{ rate = opts.rate, window = opts.window,
@@ -452,9 +404,6 @@ local function run(opts, ctx)
   run.names = not opts.numeric and namer(eng) or nil
 
   if not single then
-    local stops = {}
-    run.on_stop = function(stop) stops[#stops + 1] = stop end
-    run.stop = function() for _, stop in ipairs(stops) do stop() end end
     local summary = run_campaign(eng, run, list, ctx)
     eng:close()
     if signal then return target.signal_status(signal) end
@@ -485,7 +434,7 @@ local function run(opts, ctx)
       local on_header = run.on_header
       run.on_header = function(meta) run.meta = meta; on_header(meta) end
     end
-    local t = trace_one(eng, run, names_given[1])
+    local t = trace_one(eng, run, single)
     local st = eng:stats()
     t.counters = { sent = st.sent, received = st.received, ignored = st.ignored,
       malformed = st.malformed, dropped = st.dropped }

@@ -431,6 +431,31 @@ describe("positionals", function()
       local s = { name = "ls", positionals = { { name = "FILES", many = true } } }
       assert.same({}, assert(args.parse(s, {})).files)
     end)
+
+    describe("before a required one", function()
+      local ping = { name = "tcping",
+        positionals = { { name = "HOST", many = true },
+          { name = "PORT", required = true, type = "int", min = 1, max = 65535 } } }
+
+      it("leave it the last word", function()
+        local o = assert(args.parse(ping, { "a", "b", "443" }))
+        assert.same({ "a", "b" }, o.host)
+        assert.equal(443, o.port)
+        o = assert(args.parse(ping, { "443" }))
+        assert.same({}, o.host)
+        assert.equal(443, o.port)
+      end)
+
+      it("do not hide that it is missing or wrong", function()
+        assert.equal("sonde tcping: missing PORT", select(2, args.parse(ping, {})))
+        assert.equal("sonde tcping: PORT: invalid value 'b' (expected an integer from 1 to 65535)",
+          select(2, args.parse(ping, { "a", "b" })))
+      end)
+
+      it("show in the usage line", function()
+        assert.equal("sonde tcping [HOST...] PORT", args.usage(ping))
+      end)
+    end)
   end)
 
   it("are unexpected in a command that takes none", function()
@@ -534,9 +559,12 @@ describe("a spec with a mistake", function()
       "args spec 'bad': exclusive names unknown key 'b'")
   end)
 
-  it("raises when a many positional is not the last", function()
+  it("raises when a positional after a many one is optional, or many too", function()
     assert.has_error(bad({}, { positionals = { { name = "A", many = true }, { name = "B" } } }),
-      "args spec 'bad': positional A: only the last one may be many")
+      "args spec 'bad': positional B: one after a many one must be required")
+    assert.has_error(bad({}, { positionals = { { name = "A", many = true },
+      { name = "B", many = true, required = true } } }),
+      "args spec 'bad': positional B: only one may be many")
   end)
 
   it("raises when a string default does not pass its own check", function()

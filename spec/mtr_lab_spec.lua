@@ -320,6 +320,22 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
     assert.is_true(r.icanon)
   end)
 
+  it("on a terminal with several targets shows each one's table and quits them all on q", function()
+    local r = live("q", { "-i", "0.1", "-w", "0.5", "-n", l.dst.v4, l.dst.v6 })
+    assert.is_false(r.timeout, r.out)
+    assert.are.equal(0, r.code)
+    local leave = r.out:find("\27[?1049l", 1, true)
+    assert.truthy(leave, r.out)
+    local screen, after = r.out:sub(1, leave), r.out:sub(leave)
+    for _, a in ipairs{ l.dst.v4, l.dst.v6 } do
+      assert.truthy(screen:find("sonde mtr to " .. a, 1, true), screen)
+      assert.truthy(screen:find("  4. " .. a, 1, true), screen)
+      assert.matches("  4%.|%-%- " .. esc(a), after)          -- each one's report
+    end
+    assert.is_nil(after:find("interrupted", 1, true))
+    assert.is_true(r.echo)
+  end)
+
   it("rejects -f above -m and --port with ICMP, exit 2", function()
     local _, err, code = sonde{ "-f", "5", "-m", "3", l.dst.v4 }
     assert.are.equal(2, code)

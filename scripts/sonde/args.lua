@@ -8,7 +8,9 @@
 --               a paragraph whose lines are indented is printed verbatim
 --   options     list of options (below)
 --   positionals list of { name = "TARGET", required = bool, many = bool,
---               key = ?, type/choices/min/max/check = ?, help = ? }
+--               key = ?, type/choices/min/max/check = ?, help = ? }; one
+--               may be many (it takes every word the others leave); those
+--               after it must be required ("HOST... PORT")
 --   exclusive   list of key lists: at most one key of each list may be given
 --   examples    list of command lines
 --
@@ -127,18 +129,22 @@ local function positional_key(p)
 end
 
 local function check_positionals(spec, c)
-  local seen_optional = false
+  local seen_optional, many = false, false
   for i, p in ipairs(c.positionals) do
     if type(p.name) ~= "string" or p.name == "" then
       spec_error(spec, "positional %d has no name", i)
     end
-    if p.many and i ~= #c.positionals then
-      spec_error(spec, "positional %s: only the last one may be many", p.name)
+    if p.many and many then
+      spec_error(spec, "positional %s: only one may be many", p.name)
     end
-    if p.required and seen_optional then
+    if many and not p.required then
+      spec_error(spec, "positional %s: one after a many one must be required", p.name)
+    end
+    many = many or p.many
+    if p.required and seen_optional and not many then
       spec_error(spec, "positional %s: a required one cannot follow an optional one", p.name)
     end
-    seen_optional = seen_optional or not p.required
+    seen_optional = seen_optional or (not p.required and not p.many)
     local key = positional_key(p)
     if key == "help" or key == "positional" then
       spec_error(spec, "positional %s: key '%s' is reserved", p.name, key)
@@ -382,14 +388,15 @@ end
 function Parser:positionals(words)
   local ps, opts = self.c.positionals, self.opts
   local n = 1
-  for _, p in ipairs(ps) do
+  for i, p in ipairs(ps) do
     local key = positional_key(p)
-    local last = p.many and #words or n
-    if n > #words then
+    -- a many one leaves a word to each (required) one after it
+    local last = p.many and math.max(n - 1, #words - (#ps - i)) or n
+    if n > last or n > #words then
       if p.required then self:fail("missing %s", p.name) end
-      break
+      if not p.many then break end
     end
-    for k = n, last do
+    for k = n, math.min(last, #words) do
       local v, reason = convert(p, words[k])
       if v == nil then error({ args_error = invalid(self.spec, p.name, words[k], reason) }, 0) end
       if p.many then insert(opts[key], v) else opts[key] = v end

@@ -85,9 +85,10 @@ end
 -- Resolve every name of the list at once (at most 64 lookups in flight),
 -- inside eng:run(), and add the first address of each (of `family`, 4 or
 -- 6, if given). A name that does not resolve is reported and skipped.
+-- -> { [address] = the name it came from }.
 function M.resolve_names(eng, list, ctx, cmd, family)
-  local names = list:names()
-  if #names == 0 then return end
+  local names, named = list:names(), {}
+  if #names == 0 then return named end
   local addrs, nexti = {}, 0
   local left = math.min(64, #names)
   local all = eng:event()
@@ -110,8 +111,103 @@ function M.resolve_names(eng, list, ctx, cmd, family)
   end
   all.wait()
   for i = 1, #names do
-    if addrs[i] then assert(list:add(addrs[i])) end
+    if addrs[i] then
+      assert(list:add(addrs[i]))
+      named[addrs[i]] = named[addrs[i]] or names[i]
+    end
   end
+  return named
+end
+
+-- The options of a command that takes several targets, after its own:
+-- --targets, --parallel (o.parallel: its default; o.what: what runs at
+-- once, "pings"), --shard, --seed and --quiet (with -q when o.q).
+function M.options(own, o)
+  local all = {}
+  for _, opt in ipairs(own) do all[#all + 1] = opt end
+  all[#all + 1] = { nil, "--targets", arg = "FILE", type = "string", list = true,
+    help = "read targets from FILE, one per line (- for standard input; # comments and blank lines ignored; a bad line is reported with its number and skipped)" }
+  all[#all + 1] = { nil, "--parallel", arg = "N", type = "int", min = 1, max = 4096,
+    default = o.parallel, help = "with several targets: " .. o.what .. " at once" }
+  all[#all + 1] = { nil, "--shard", arg = "K/N", type = "string", check = M.check_shard,
+    help = "probe only shard K (from 0) of N of the targets: a seeded permutation splits them so that N processes with the same targets and --seed cover each exactly once (in a Kubernetes Indexed Job, K is JOB_COMPLETION_INDEX)" }
+  all[#all + 1] = { nil, "--seed", arg = "S", type = "int", min = 0, max = 4294967295, default = 0,
+    help = "the seed of the permutation (--shard) and of the targets' order" }
+  all[#all + 1] = { o.q and "-q" or nil, "--quiet", flag = true,
+    help = "no progress line and no summary on standard error" }
+  return all
+end
+
+-- The targets of a command that takes several: the words given as TARGET
+-- and the --targets files. -> { single = word } when one target was given
+-- as such (a name or an address: no file, no prefix, no --shard), which
+-- the command probes as it always did; else { list = a sonde.targets list }
+-- (bad lines of files reported and skipped; a bad word is a usage error).
+-- as_list: always the list.
+function M.collect(words, opts, ctx, cmd, as_list)
+  if #words == 0 and #opts.targets == 0 then
+    cli.usage_error("missing TARGET (or --targets FILE)")
+  end
+  if not as_list and #words == 1 and #opts.targets == 0 and not opts.shard
+      and not words[1]:find("/", 1, true) then
+    return { single = words[1] }
+  end
+  local list = require("sonde.targets").list()
+  for _, t in ipairs(words) do
+    local ok, why = list:add(t)
+    if not ok then cli.usage_error("TARGET: invalid value '%s' (%s)", t, why) end
+  end
+  M.read_target_files(list, opts.targets, ctx, cmd)
+  return { list = list }
+end
+
+-- Runs o.job(addr, name) for every target of `list`, each in its own
+-- coroutine, at most o.parallel at once, inside eng:run(); returns when
+-- every job has returned. Names are resolved first (a name: the one the
+-- address came from; nil for addresses and prefixes). No job starts once
+-- o.stopped() is true. With o.progress (M.progress), a progress line
+-- counts the jobs done.
+--   o: cmd ("trace"), family (4, 6 or nil), seed, shard ({ K, N } or nil),
+--      parallel, job, stopped, progress, on_total(total) (before any job)
+-- -> the number of targets (of the shard).
+function M.each(eng, list, ctx, o)
+  local named = M.resolve_names(eng, list, ctx, o.cmd, o.family)
+  local n, lerr = list:finish()
+  if not n then cli.usage_error("%s", lerr) end
+  if n == 0 then cli.usage_error("no targets left to probe") end
+  local iter, total = list:iter{ seed = o.seed, shard = o.shard and o.shard[1] or 0,
+    shards = o.shard and o.shard[2] or 1 }
+  if o.on_total then o.on_total(total) end
+  local started, running, done, all = eng:now(), 0, 0, eng:event()
+  local tick -- the progress timer's token, cancelled at the end
+  local function ticker()
+    tick = nil
+    if running == 0 then return end
+    local elapsed = eng:now() - started
+    o.progress.show(fmt("sonde %s: %s", o.cmd, M.rate_text(done, total, elapsed)), elapsed)
+    tick = eng:after(0.5, ticker)
+  end
+  local start_next
+  function start_next()
+    local addr = not (o.stopped and o.stopped()) and iter() or nil
+    if not addr then
+      if running == 0 then all.fire() end
+      return
+    end
+    running = running + 1
+    eng:spawn(function()
+      o.job(addr, named[addr])
+      running = running - 1
+      done = done + 1
+      start_next()
+    end)
+  end
+  for _ = 1, math.min(o.parallel, total) do start_next() end
+  if o.progress then tick = eng:after(0.5, ticker) end
+  if running > 0 then all.wait() end
+  -- Done: the next tick would keep the loop up to half a second longer.
+  if tick then eng:cancel_timer(tick) end
+  return total
 end
 
 -- The progress line: shown on a terminal (standard error) for runs longer
