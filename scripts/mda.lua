@@ -137,7 +137,8 @@ local function run(opts, ctx)
     for _, stop in pairs(stops) do stop() end
   end)
   local progress = campaign.progress(ctx, opts.quiet, opts.output)
-  local tally = { targets = 0, reached = 0, errors = 0, probes_sent = 0, lines = {} }
+  local tally, last = campaign.tally("mda", "destinations reached"), nil
+  local probes_sent = 0
 
   -- Explores one target: -> its mda document.
   local function explore(name, addr, af)
@@ -239,16 +240,11 @@ local function run(opts, ctx)
   -- Writes one target's graph in the chosen format.
   local function emit(doc)
     progress.before_output()
-    tally.targets = tally.targets + 1
-    tally.probes_sent = tally.probes_sent + doc.probes_sent
-    if doc.reached then tally.reached = tally.reached + 1 end
-    if doc.stop_reason == "error" then
-      tally.errors = tally.errors + 1
-      tally.error = tally.error or doc.error
-    end
     local summary = require("sonde.format.mda").summary(doc)
-    tally.lines[#tally.lines + 1] = tg.single and summary or (doc.target .. ": " .. summary)
-    tally.last = doc
+    tally:add(doc.reached, tg.single and summary or (doc.target .. ": " .. summary),
+      doc.stop_reason == "error" and doc.error or nil)
+    probes_sent = probes_sent + doc.probes_sent
+    last = doc
     if opts.format == "json" then
       sink:write(json.encode(doc) .. "\n")
     elseif opts.format == "dot" then
@@ -295,35 +291,26 @@ local function run(opts, ctx)
   end
 
   if sink.module then
-    local sum = { text = table.concat(tally.lines, "\n\n") }
-    local d = tally.last
+    local sum = { text = tally:text() }
+    local d = last
     if tg.single and d then
       sum.probes_sent, sum.flows, sum.reached, sum.stop_reason, sum.error, sum.started,
         sum.duration = d.probes_sent, d.flows, d.reached, d.stop_reason, d.error, d.started,
         d.duration
     else
-      sum.targets, sum.reached, sum.probes_sent = tally.targets, tally.reached, tally.probes_sent
+      sum.targets, sum.reached, sum.probes_sent = tally.targets, tally.ok, probes_sent
       sum.stop_reason = signal and "interrupted" or "done"
     end
     sink:finish(nil, sum)
   end
   sink:flush()
   sink:close()
-  if signal then return target.signal_status(signal) end
-  if tally.errors > 0 and tally.errors == tally.targets then
-    local e = tally.error
-    ctx.stderr:write(string.format("sonde mda: %s: %s\n", e.name, e.message))
-    if unprivileged(e) then
-      ctx.stderr:write("sonde mda: its probes are Paris UDP probes, named by their checksum and "
-        .. "sent from a raw socket, which needs root or CAP_NET_RAW\n")
-    end
-    return cli.EXIT.RUNTIME
+  local status = tally:status(ctx, signal, tg.list and not opts.quiet)
+  if status == cli.EXIT.RUNTIME and unprivileged(tally.error) then
+    ctx.stderr:write("sonde mda: its probes are Paris UDP probes, named by their checksum and "
+      .. "sent from a raw socket, which needs root or CAP_NET_RAW\n")
   end
-  if tg.list and not opts.quiet then
-    ctx.stderr:write(string.format("sonde mda: %d of %d destinations reached\n", tally.reached,
-      tally.targets))
-  end
-  return tally.reached == tally.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  return status
 end
 
 return { spec = spec, run = run }

@@ -326,7 +326,7 @@ local function run(opts, ctx)
   local views = {}          -- each target's meta and state, in start order
   local version = 0         -- bumped on every update (the live table redraws)
   local reports = {}        -- the live table's reports, written after it
-  local tally = { targets = 0, reached = 0, errors = 0, lines = {} }
+  local tally, last = campaign.tally("mtr", "destinations reached"), nil
 
   local function doc_of(meta, state, now)
     local d = { type = "mtr", version = 1, rounds = state.rounds, reached = state.reached,
@@ -341,14 +341,8 @@ local function run(opts, ctx)
 
   -- Writes one target's report in the chosen format.
   local function emit(doc)
-    tally.targets = tally.targets + 1
-    if doc.reached then tally.reached = tally.reached + 1 end
-    if doc.stop_reason == "error" then
-      tally.errors = tally.errors + 1
-      tally.error = tally.error or doc.error
-    end
-    tally.lines[#tally.lines + 1] = summary_text(doc)
-    tally.last = doc
+    tally:add(doc.reached, summary_text(doc), doc.stop_reason == "error" and doc.error or nil)
+    last = doc
     if opts.format == "json" then
       sink:write(json.encode(doc) .. "\n")
     elseif opts.format == "csv" then
@@ -478,29 +472,20 @@ local function run(opts, ctx)
 
   for _, doc in ipairs(reports) do emit(doc) end
   if sink.module then
-    local d = tally.last
-    local sum = { text = table.concat(tally.lines, "\n\n") }
+    local d = last
+    local sum = { text = tally:text() }
     if tg.single and d then
       sum.rounds, sum.reached, sum.stop_reason, sum.error, sum.started, sum.duration =
         d.rounds, d.reached, d.stop_reason, d.error, d.started, d.duration
     else
-      sum.targets, sum.reached = tally.targets, tally.reached
+      sum.targets, sum.reached = tally.targets, tally.ok
       sum.stop_reason = signal and "interrupted" or "done"
     end
     sink:finish(nil, sum)
   end
   sink:flush()
   sink:close()
-  if signal then return target.signal_status(signal) end
-  if tally.errors > 0 and tally.errors == tally.targets then
-    ctx.stderr:write(string.format("sonde mtr: %s: %s\n", tally.error.name, tally.error.message))
-    return cli.EXIT.RUNTIME
-  end
-  if tg.list and not opts.quiet then
-    ctx.stderr:write(string.format("sonde mtr: %d of %d destinations reached\n", tally.reached,
-      tally.targets))
-  end
-  return tally.reached == tally.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  return tally:status(ctx, signal, tg.list and not opts.quiet)
 end
 
 return { spec = spec, run = run }

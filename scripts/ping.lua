@@ -235,7 +235,7 @@ local function run(opts, ctx)
   local icmp_id = own_pid() % 65535 + 1
   -- What the run found: targets pinged, answered, and those whose every
   -- probe failed locally (the first such one's error).
-  local tally = { targets = 0, answered = 0, failed = 0, lines = {} }
+  local tally, last = campaign.tally("ping", "targets answered"), nil
 
   -- Pings one target to the end (or the signal) and writes its results;
   -- with several targets, text lines start with the target's name.
@@ -287,12 +287,9 @@ local function run(opts, ctx)
 
     local summary, failed = summarize(out.results, addr)
     local counts, rtt = statistics(summary, out.duration)
-    tally.targets = tally.targets + 1
-    if summary.received > 0 then tally.answered = tally.answered + 1 end
-    if failed > 0 and failed == #out.results then
-      tally.failed = tally.failed + 1
-      tally.error = tally.error or out.results[1].error
-    end
+    tally:add(summary.received > 0, prefix .. counts .. (rtt and ("; " .. rtt) or ""),
+      failed > 0 and failed == #out.results and out.results[1].error or nil)
+    last = { summary = summary, out = out }
     local doc = document(meta, out, summary)
     if text then
       sink:write(string.format("%s--- %s ping statistics ---\n", tg.single and "\n" or "", name))
@@ -304,8 +301,6 @@ local function run(opts, ctx)
       sink:event(doc)
     end
     sink:flush()
-    tally.lines[#tally.lines + 1] = (tg.single and "" or prefix) .. counts .. (rtt and ("; " .. rtt) or "")
-    tally.last = { summary = summary, out = out }
   end
 
   local ok, perr = pcall(eng.run, eng, function()
@@ -334,29 +329,19 @@ local function run(opts, ctx)
   if not text and opts.format ~= "json" then
     -- the footer's summary: one target's figures; several targets' counts
     local sum = { stop_reason = signal and "interrupted" or "done",
-      text = table.concat(tally.lines, "\n\n") }
-    if tg.single and tally.last then
-      local out = tally.last.out
+      text = tally:text() }
+    if tg.single and last then
+      local out = last.out
       sum.stop_reason, sum.started, sum.duration = out.stop_reason, out.started, out.duration
-      for k, v in pairs(tally.last.summary) do sum[k] = v end
+      for k, v in pairs(last.summary) do sum[k] = v end
     else
-      sum.targets, sum.answered = tally.targets, tally.answered
+      sum.targets, sum.answered = tally.targets, tally.ok
     end
     sink:finish(nil, sum)
   end
   sink:flush()
   sink:close()
-  if signal then return target.signal_status(signal) end
-  if tally.failed > 0 and tally.failed == tally.targets then
-    local e = tally.error
-    ctx.stderr:write(string.format("sonde ping: %s: %s\n", e.name, e.message))
-    return cli.EXIT.RUNTIME
-  end
-  if tg.list and not opts.quiet then
-    ctx.stderr:write(string.format("sonde ping: %d of %d targets answered\n", tally.answered,
-      tally.targets))
-  end
-  return tally.answered == tally.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  return tally:status(ctx, signal, tg.list and not opts.quiet)
 end
 
 return { spec = spec, run = run }

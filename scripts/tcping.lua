@@ -149,7 +149,7 @@ local function run(opts, ctx)
     signal = name
     for _, id in pairs(current) do eng:cancel(id) end
   end)
-  local tally = { targets = 0, ok = 0, failed = 0, lines = {} }
+  local tally, last = campaign.tally("tcping", "targets connected"), nil
   -- A sequence-bound source port is --sport + the attempt's number: with
   -- several targets at once, each gets its own range of -c ports.
   local base = 0
@@ -207,14 +207,9 @@ local function run(opts, ctx)
     for _, r in ipairs(results) do
       if r.status == "failed" then failed = failed + 1 end
     end
-    if failed > 0 and failed == #results then
-      tally.failed = tally.failed + 1
-      tally.error = tally.error or results[1].error
-    end
-    tally.targets = tally.targets + 1
-    if s.ok > 0 then tally.ok = tally.ok + 1 end
-    tally.lines[#tally.lines + 1] = prefix .. statistics(s)
-    tally.last = s
+    tally:add(s.ok > 0, prefix .. statistics(s),
+      failed > 0 and failed == #results and results[1].error or nil)
+    last = s
     local stop_reason = signal and "interrupted" or "done"
     if text then
       sink:write(string.format("--- %s port %d tcping statistics ---\n", name, opts.port))
@@ -253,26 +248,17 @@ local function run(opts, ctx)
   end
   if not text and opts.format ~= "json" then
     local sum = { stop_reason = signal and "interrupted" or "done",
-      text = table.concat(tally.lines, "\n\n") }
-    if tg.single and tally.last then
-      for k, v in pairs(tally.last) do sum[k] = v end
+      text = tally:text() }
+    if tg.single and last then
+      for k, v in pairs(last) do sum[k] = v end
     else
       sum.targets, sum.succeeded = tally.targets, tally.ok
     end
     sink:finish(nil, sum)
   end
   sink:close()
-  if signal then return target.signal_status(signal) end
-  if tally.failed > 0 and tally.failed == tally.targets then
-    -- not the network's answer: nothing could be sent (no route, no port)
-    ctx.stderr:write(string.format("sonde tcping: %s: %s\n", tally.error.name, tally.error.message))
-    return cli.EXIT.RUNTIME
-  end
-  if tg.list and not opts.quiet then
-    ctx.stderr:write(string.format("sonde tcping: %d of %d targets connected\n", tally.ok,
-      tally.targets))
-  end
-  return tally.ok == tally.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  -- every attempt failed here (no route, no port), not on the network: 3
+  return tally:status(ctx, signal, tg.list and not opts.quiet)
 end
 
 return { spec = spec, run = run }

@@ -7,21 +7,9 @@
 
 local helpers = require "helpers"
 local lab = require "lab"
-local cjson = require "cjson"
 local schema = require "schema"
 
-local function lines(text, sep)
-  local t = {}
-  sep = sep or "\n"
-  for l in text:gmatch("(.-)" .. sep) do t[#t + 1] = l end
-  return t
-end
-
-local function decode_lines(text)
-  local t = {}
-  for _, l in ipairs(lines(text)) do t[#t + 1] = cjson.decode(l) end
-  return t
-end
+local lines, decode_lines = helpers.lines, helpers.decode_lines
 
 local function by(docs, field)
   local t = {}

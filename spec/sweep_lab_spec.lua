@@ -4,14 +4,9 @@
 
 local helpers = require "helpers"
 local lab = require "lab"
-local cjson = require "cjson"
 local schema = require "schema"
 
-local function decode_lines(out)
-  local recs = {}
-  for line in out:gmatch("[^\n]+") do recs[#recs + 1] = cjson.decode(line) end
-  return recs
-end
+local decode_lines = helpers.decode_lines
 
 local function by_addr(recs)
   local t = {}

@@ -239,6 +239,49 @@ function M.progress(ctx, quiet, to_file)
   return p
 end
 
+-- What a command that probes several targets found, and its exit status.
+--   local tally = campaign.tally("ping", "targets answered")
+--   tally:add(ok, line, err)  -- a target done: did it answer (reach, connect)?
+--                             -- its summary line; err: the local error that
+--                             -- stopped it (no route...), or nil
+--   tally:text()              -- the targets' lines, for a footer's summary
+--   return tally:status(ctx, signal, several and not opts.quiet)
+local Tally = {}
+Tally.__index = Tally
+
+function M.tally(cmd, what)
+  return setmetatable({ cmd = cmd, what = what, targets = 0, ok = 0, failed = 0, lines = {} }, Tally)
+end
+
+function Tally:add(ok, line, err)
+  self.targets = self.targets + 1
+  if ok then self.ok = self.ok + 1 end
+  if err then
+    self.failed = self.failed + 1
+    self.error = self.error or err
+  end
+  self.lines[#self.lines + 1] = line
+end
+
+function Tally:text()
+  return table.concat(self.lines, "\n\n")
+end
+
+-- The exit status: the signal's; 3 (the error on stderr) when every target
+-- stopped on a local error; 0 when every target answered; 1 otherwise.
+-- say: write "sonde CMD: K of N WHAT" on stderr first.
+function Tally:status(ctx, signal, say)
+  if signal then return require("sonde.target").signal_status(signal) end
+  if self.failed > 0 and self.failed == self.targets then
+    ctx.stderr:write(fmt("sonde %s: %s: %s\n", self.cmd, self.error.name, self.error.message))
+    return cli.EXIT.RUNTIME
+  end
+  if say then
+    ctx.stderr:write(fmt("sonde %s: %d of %d %s\n", self.cmd, self.ok, self.targets, self.what))
+  end
+  return self.ok == self.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+end
+
 -- "123/2000 (6.2 %), 41 per second, 45s left"
 function M.rate_text(done, total, elapsed)
   local rate = elapsed > 0 and done / elapsed or 0

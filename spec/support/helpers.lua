@@ -117,6 +117,23 @@ end
 -- Polls fn() every `interval` seconds (default 0.02) until it returns a
 -- true value, at most `timeout` seconds (default 5).  -> that value, or
 -- raises naming `what`.
+-- The lines of text, each ended by sep ("\n"; "\r\n" for CSV): a last
+-- line without its end is not one (output is written whole lines).
+function helpers.lines(text, sep)
+  local t = {}
+  sep = sep or "\n"
+  for l in text:gmatch("(.-)" .. sep) do t[#t + 1] = l end
+  return t
+end
+
+-- JSON Lines -> the decoded records.
+function helpers.decode_lines(text)
+  local cjson = require "cjson"
+  local t = {}
+  for _, l in ipairs(helpers.lines(text)) do t[#t + 1] = cjson.decode(l) end
+  return t
+end
+
 function helpers.wait_until(fn, timeout, what, interval)
   timeout, interval = timeout or 5, interval or 0.02
   for _ = 0, math.ceil(timeout / interval) do
