@@ -137,6 +137,7 @@ local function run(opts, ctx)
     for _, stop in pairs(stops) do stop() end
   end)
   local progress = campaign.progress(ctx, opts.quiet, opts.output)
+  sink.before = progress.before_output
   local tally, last = campaign.tally("mda", "destinations reached"), nil
   local probes_sent = 0
 
@@ -239,7 +240,6 @@ local function run(opts, ctx)
 
   -- Writes one target's graph in the chosen format.
   local function emit(doc)
-    progress.before_output()
     local summary = require("sonde.format.mda").summary(doc)
     tally:add(doc.reached, tg.single and summary or (doc.target .. ": " .. summary),
       doc.stop_reason == "error" and doc.error or nil)

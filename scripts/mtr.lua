@@ -31,7 +31,7 @@ On a terminal, without --report, the table is shown live and redrawn in place; p
 
 Formats (--format; every one but text implies --report): text (the report); json (one document: "type":"mtr", each hop's figures, RTTs in seconds); jsonl (an "mtr_round" line per round once every probe of the round has ended, in round order: the round's number and each TTL's outcome under "probes"; then the mtr document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per hop: target, ttl, addr, name, loss_pct, sent, received, last_ms, avg_ms, best_ms, worst_ms, stddev_ms, jitter_ms); markdown (the same rows as a table, then a line with the rounds and whether the destination answered); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes the report to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets what was collected); the live table, if any, stays on the terminal. Started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
 
-Several targets (names, addresses, CIDR prefixes, the lines of --targets files) run at once, --parallel at a time, on one engine: the live table shows each one's, one under the other, and each report is written when its rounds end (after the live table, if any): text reports one after the other, json a document per line, csv one header row then every target's hops, jsonl and a format module each target's rounds and document. A line on standard error says how many destinations were reached (not with -q). The targets form a set, run in a seeded order (--seed); --shard K/N runs one shard of them, as sonde trace does.
+Several targets (names, addresses, CIDR prefixes, the lines of --targets files) run at once, --parallel at a time, on one engine: the live table shows each one's, one under the other, and each report is written when its rounds end (after the live table, if any): text reports one after the other, json a document per line, csv one header row then every target's hops, jsonl and a format module each target's rounds and document. On standard error: a progress line (targets done out of the total; on a terminal, for runs longer than two seconds, not over the live table) and at the end a line that says how many destinations were reached (neither with -q). The targets form a set, run in a seeded order (--seed); --shard K/N runs one shard of them, as sonde trace does.
 
 Loss at a hop that the hops behind it do not show is usually the router limiting the ICMP errors it sends, not loss on the path.
 
@@ -412,7 +412,7 @@ local function run(opts, ctx)
     if live then reports[#reports + 1] = doc else emit(doc) end
   end
 
-  local restore, screen
+  local restore, screen, progress
   local ok, perr = pcall(eng.run, eng, function()
     local running = true
     if live then
@@ -452,15 +452,21 @@ local function run(opts, ctx)
       sink:start{ command = "mtr", version = 1, columns = COLUMNS, count = count,
         protocol = opts.protocol, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
         interval = opts.interval, wait = opts.wait }
+      -- no progress line over the live table
+      if not live then
+        progress = campaign.progress(ctx, opts.quiet, opts.output)
+        sink.before = progress.before_output
+      end
       campaign.each(eng, tg.list, ctx, {
         cmd = "mtr", family = family, seed = opts.seed, shard = opts.shard,
-        parallel = opts.parallel,
+        parallel = opts.parallel, progress = progress,
         stopped = function() return signal ~= nil or not sink:ok() end,
         job = function(addr, name) mtr_one(name or addr, addr, target.family(addr)) end,
       })
     end
     running = false
   end)
+  if progress then progress.clear() end
   -- Every way out: the terminal as it was.
   if screen then ctx.stdout:write(ESC.leave); ctx.stdout:flush() end
   if restore then restore() end

@@ -27,7 +27,7 @@ With -p icmp (the default) the probe is an ICMP echo request and the answer an e
 
 An answer from somewhere else (a router's time exceeded when -t is too small, a host or network unreachable, a filter's administratively prohibited) is printed as an error from that address and does not count as received. A probe that could not be sent (no route, no permission) is printed with its error (ENETUNREACH, EPERM, ...).
 
-Several targets (addresses, host names, CIDR prefixes such as 198.18.0.0/28, and the lines of --targets files) are pinged at once, --parallel at a time, on one engine: each text line then starts with its target ("198.18.8.2: 64 bytes from ..."), each target's statistics come when its pings end, and a line on standard error says how many targets answered (not with -q). The targets form a set, probed in a seeded order (--seed); --shard K/N pings one shard of them, as sonde trace does.
+Several targets (addresses, host names, CIDR prefixes such as 198.18.0.0/28, and the lines of --targets files) are pinged at once, --parallel at a time, on one engine: each text line then starts with its target ("198.18.8.2: 64 bytes from ..."), each target's statistics come when its pings end, and on standard error a progress line (targets done out of the total, the rate, the time left; on a terminal, for runs longer than two seconds) and at the end a line that says how many targets answered (neither with -q). The targets form a set, probed in a seeded order (--seed); --shard K/N pings one shard of them, as sonde trace does.
 
 Raw sockets read the ICMP answers: run as root or give the executable CAP_NET_RAW.
 
@@ -303,6 +303,7 @@ local function run(opts, ctx)
     sink:flush()
   end
 
+  local progress      -- with several targets: the progress line
   local ok, perr = pcall(eng.run, eng, function()
     if tg.single then
       local addr, af = target.resolve(eng, tg.single, family)
@@ -313,13 +314,16 @@ local function run(opts, ctx)
       sink:start{ command = "ping", version = 1, columns = COLUMNS, protocol = opts.protocol,
         ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count }
     end
+    progress = campaign.progress(ctx, opts.quiet, opts.output)
+    sink.before = progress.before_output
     campaign.each(eng, tg.list, ctx, {
       cmd = "ping", family = family, seed = opts.seed, shard = opts.shard,
       parallel = opts.parallel,
-      stopped = function() return signal ~= nil or not sink:ok() end,
+      stopped = function() return signal ~= nil or not sink:ok() end, progress = progress,
       job = function(addr, name) ping_one(name or addr, addr, target.family(addr)) end,
     })
   end)
+  if progress then progress.clear() end
   eng:close()
   if not ok then
     sink:abort()

@@ -24,7 +24,7 @@ With --payload the text is written once connected; with --expect the reply is re
 
 Every attempt ends in one outcome, named as trace's probes are: tcp_synack (connected), tcp_rst (refused: the host answered, the port is closed), reset (ECONNRESET: the peer reset the connection; EPIPE: it had closed and we wrote), closed (the peer closed before the expected text), dest_unreachable (a router or the host said so), timeout (no answer within -w: sonde never waits for the kernel's SYN retries), skipped (the source port was busy), failed (a local error, named: EADDRNOTAVAIL, ENETUNREACH, ...), self_connect (the kernel connected the socket to itself; never counted as open).
 
-Several hosts (names, addresses, CIDR prefixes such as 198.18.0.0/28, and the lines of --targets files; PORT is the last word) are tried at once, --parallel at a time, on one engine: each text line then starts with its host, each host's statistics come when its attempts end, and a line on standard error says how many hosts accepted a connection (not with -q). The hosts form a set, tried in a seeded order (--seed); --shard K/N tries one shard of them, as sonde trace does. With --bind sequence, each host gets its own -c source ports (--sport + the attempts before it). json then writes a document per host (a line each), jsonl and a format module get each host's document when its attempts end, and the footer's summary counts the hosts (targets, succeeded).
+Several hosts (names, addresses, CIDR prefixes such as 198.18.0.0/28, and the lines of --targets files; PORT is the last word) are tried at once, --parallel at a time, on one engine: each text line then starts with its host, each host's statistics come when its attempts end, and on standard error a progress line (hosts done out of the total, the rate, the time left; on a terminal, for runs longer than two seconds) and at the end a line that says how many hosts accepted a connection (neither with -q). The hosts form a set, tried in a seeded order (--seed); --shard K/N tries one shard of them, as sonde trace does. With --bind sequence, each host gets its own -c source ports (--sport + the attempts before it). json then writes a document per host (a line each), jsonl and a format module get each host's document when its attempts end, and the footer's summary counts the hosts (targets, succeeded).
 
 Formats (--format): text (a line per attempt as it ends, then the statistics); json (one document at the end: "type":"tcping", the attempts and the summary); jsonl (a "tcping_attempt" line per attempt as it ends, with the attempt's outcome under "attempt", then the tcping document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per attempt as it ends: target, addr, port, seq, status, kind, code, from (who answered), rtt_ms, sport, matched, error); markdown (the same rows as a table, then the statistics line); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets the attempts made); started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
 
@@ -226,6 +226,7 @@ local function run(opts, ctx)
     sink:flush()
   end
 
+  local progress      -- with several targets: the progress line
   local ok, perr = pcall(eng.run, eng, function()
     if tg.single then
       tcping_one(tg.single, (target.resolve(eng, tg.single, family)))
@@ -234,13 +235,16 @@ local function run(opts, ctx)
     sink:start{ command = "tcping", version = 1, columns = COLUMNS, port = opts.port,
       count = opts.count, interval = opts.interval, wait = opts.wait, ttl = opts.ttl,
       bind = opts.bind, sport = opts.sport }
+    progress = campaign.progress(ctx, opts.quiet, opts.output)
+    sink.before = progress.before_output
     campaign.each(eng, tg.list, ctx, {
       cmd = "tcping", family = family, seed = opts.seed, shard = opts.shard,
       parallel = opts.parallel,
-      stopped = function() return signal ~= nil or not sink:ok() end,
+      stopped = function() return signal ~= nil or not sink:ok() end, progress = progress,
       job = function(addr, name) tcping_one(name or addr, addr) end,
     })
   end)
+  if progress then progress.clear() end
   eng:close()
   if not ok then
     sink:abort()

@@ -48,49 +48,9 @@ local function check_hop(hop)
   end
 end
 
--- A pty for the live table: runs argv in a new pseudo-terminal, types
--- `key` after `delay` seconds, reads everything until the process ends
--- (at most 10 s), and prints a JSON line: exit code, output, and whether
--- the terminal has its echo and canonical mode back afterwards.
-local PTY = [[
-import json, os, pty, select, sys, termios, time
-delay, key, argv = float(sys.argv[1]), sys.argv[2].encode().decode("unicode_escape").encode(), sys.argv[3:]
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(argv[0], argv)
-out, typed, start = b"", False, time.time()
-while time.time() - start < 10:
-    if not typed and time.time() - start >= delay:
-        os.write(fd, key)
-        typed = True
-    r, _, _ = select.select([fd], [], [], 0.05)
-    if not r:
-        continue
-    try:
-        data = os.read(fd, 65536)
-    except OSError:        # EIO: the child and its terminal are gone
-        break
-    if not data:
-        break
-    out += data
-code, timeout = None, False
-while code is None and time.time() - start < 10:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        code = os.waitstatus_to_exitcode(status)
-    else:
-        time.sleep(0.02)
-lflag = termios.tcgetattr(fd)[3]
-if code is None:
-    timeout = True
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-print(json.dumps({"out": out.decode("utf-8", "replace"), "code": code, "timeout": timeout,
-                  "echo": bool(lflag & termios.ECHO), "icanon": bool(lflag & termios.ICANON)}))
-]]
-
 helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", function()
-  local l, pty_path
+  local l
+  local pty_path = helpers.root() .. "/spec/support/in_pty.py"
 
   setup(function()
     l = lab.chain{ routers = 3, v6 = true, name = "mtr" }
@@ -100,14 +60,9 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
     -- loopback, so no lookup leaves the lab.
     l:hosts("src", { ["r1.lab"] = l.hops[1].v4, ["dst.lab"] = l.dst.v4 })
     l:etc("src", "resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-    pty_path = os.tmpname()
-    local f = assert(io.open(pty_path, "w"))
-    f:write(PTY)
-    f:close()
   end)
 
   teardown(function()
-    if pty_path then os.remove(pty_path) end
     if l then l:destroy() end
   end)
 

@@ -8,6 +8,7 @@
 local helpers = require "helpers"
 local lab = require "lab"
 local schema = require "schema"
+local cjson = require "cjson"
 
 local lines, decode_lines = helpers.lines, helpers.decode_lines
 
@@ -40,7 +41,8 @@ helpers.lab_describe("several targets on ping, tcping, mtr and mda", function()
     peer6 = l:spawn("dst", { helpers.labpeer(), "echo", "-6", "-p", "7000", "-t", "60" })
     peer6:wait_for("^ready$", 5)
     dir = lab.run("mktemp -d /tmp/" .. lab.prefix() .. "multi.XXXXXX"):match("%S+")
-    assert(os.execute("chmod 755 " .. lab.shquote(dir)) == 0)
+    -- sonde, started as root, writes -o files as nobody
+    assert(os.execute("chmod 777 " .. lab.shquote(dir)) == 0)
   end)
 
   teardown(function()
@@ -132,6 +134,20 @@ helpers.lab_describe("several targets on ping, tcping, mtr and mda", function()
         end
       end
       assert.are.equal(4, count(seen))
+    end)
+
+    it("shows a progress line on a terminal for a run longer than two seconds, then erases it", function()
+      local path = dir .. "/progress.json"
+      local out, err, code = l:exec("src", { "/usr/bin/python3", helpers.root() .. "/spec/support/in_pty.py",
+        "60", "x", helpers.sonde(), "ping", "-c", "2", "-i", "1", "--parallel", "1", "--format", "json",
+        "-o", path, l.dst.v4, l.dst.v6, R1 })
+      assert.are.equal(0, code, err)
+      local r = cjson.decode(out)
+      assert.is_false(r.timeout, r.out)
+      assert.are.equal(0, r.code, r.out)
+      assert.matches("\r\27%[Ksonde ping: [12]/3 %([%d.]+ %%%), [%d.]+ per second, %d+s left", r.out)
+      assert.matches("\r\27%[Ksonde ping: 3 of 3 targets answered\r?\n$", r.out)
+      assert.are.equal(3, #decode_lines(io.open(path):read("*a")))
     end)
 
     it("SIGINT stops every target and still writes each one's statistics (exit 130)", function()

@@ -98,8 +98,10 @@ function Sink:events()
 end
 
 -- Write text (nil or "" writes nothing); the first error is kept.
+-- sink.before, if set, is called first (a progress line erases itself).
 function Sink:write(text)
   if self.write_error or text == nil or text == "" then return end
+  if self.before then self.before() end
   local ok, err = self.out:write(text)
   if not ok then self.write_error = err end
 end
