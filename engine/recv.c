@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -26,6 +27,40 @@ void sonde__sock_close(sonde_engine_t *eng, sonde__sock_t *s) {
   }
 }
 
+/*
+ * When a packet arrived: the kernel's receive timestamp (SO_TIMESTAMPNS),
+ * on the engine's clock. RTTs end there, not when the engine gets round to
+ * reading: with many probes in flight, replies wait in the socket's queue
+ * while earlier ones are handled, and a read-time stamp would count that
+ * wait in the RTT (and so in every adaptive wait derived from it).
+ *
+ * The kernel stamps with CLOCK_REALTIME; the engine's clock is uv_hrtime()
+ * (CLOCK_MONOTONIC). The offset between them is taken once per burst read
+ * (both run at the same rate; only a step of the wall clock moves it).
+ */
+typedef struct {
+  int64_t offset; /* realtime - monotonic, in ns; 0: not taken yet */
+} rx_clock_t;
+
+static uint64_t rx_stamp(rx_clock_t *c, const struct timespec *ts,
+                         uint64_t now) {
+  int64_t real, stamp;
+  if (c->offset == 0) {
+    struct timespec rt;
+    if (clock_gettime(CLOCK_REALTIME, &rt) < 0)
+      return now;
+    c->offset = ((int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec) -
+                (int64_t)sonde__now();
+  }
+  real = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+  stamp = real - c->offset;
+  /* Not later than now; and a stamp that makes no sense (no timestamp, or
+   * a wall clock stepped since) falls back to the time of reading. */
+  if (real == 0 || stamp <= 0 || (uint64_t)stamp > now)
+    return now;
+  return (uint64_t)stamp;
+}
+
 /* Poll an engine socket for reading. The poll handle is unreferenced: the
  * receive sockets alone do not keep the loop running; pending probes do,
  * through the timer. */
@@ -33,6 +68,8 @@ static int sock_watch(sonde_engine_t *eng, sonde__sock_t *s, uv_poll_cb cb) {
   int on = 1, r;
   /* Best effort: without it drops are not counted, nothing else changes. */
   (void)setsockopt(s->fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on));
+  /* Best effort too: without receive timestamps, RTTs end at the read. */
+  (void)setsockopt(s->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
   r = uv_poll_init(eng->loop, &s->poll, s->fd);
   if (r < 0) {
     sonde__close_fd(&s->fd);
@@ -209,14 +246,22 @@ static int icmp_key(const sonde__icmp_t *m, const struct sockaddr_storage *from,
   return -1;
 }
 
+/* When the reply for p came: its kernel timestamp, unless that is before
+ * the probe was sent (it cannot be: the stamp is not usable), then the time
+ * it was read. */
+static uint64_t reply_time(const sonde__probe_t *p, uint64_t stamp,
+                           uint64_t now) {
+  return stamp >= p->sent_ns ? stamp : now;
+}
+
 static void icmp_matched(sonde_engine_t *eng, sonde__probe_t *p,
                          const sonde__icmp_t *m,
                          const struct sockaddr_storage *from, int reply_ttl,
-                         uint64_t now) {
+                         uint64_t stamp, uint64_t now) {
   sonde_result_t res;
   int i;
 
-  sonde__result_reply(p, &res, m->kind, from, now);
+  sonde__result_reply(p, &res, m->kind, from, reply_time(p, stamp, now));
   res.unreach = m->unreach;
   res.reply_ttl = reply_ttl;
   res.icmp_type = m->type;
@@ -229,20 +274,61 @@ static void icmp_matched(sonde_engine_t *eng, sonde__probe_t *p,
   sonde__probe_done(eng, p, &res);
 }
 
-/* Read one packet from a raw or ping socket, with the TTL of the packet
- * (IPv6 hop limit, or IPv4 TTL from IP_RECVTTL) when the kernel gives it.
- * Returns its length, 0 when there is nothing more to read, or a negative
- * errno. */
-static ssize_t read_icmp(sonde_engine_t *eng, sonde__sock_t *s,
-                         struct sockaddr_storage *from, int *hoplimit) {
-  union {
-    char buf[CMSG_SPACE(sizeof(int)) * 3];
-    struct cmsghdr align;
-  } control;
-  int fd = s->fd;
+/* The ancillary data a receive socket asks for: the TTL or hop limit, the
+ * drop counter, the receive timestamp. */
+typedef union {
+  char buf[CMSG_SPACE(sizeof(int)) * 3 + CMSG_SPACE(sizeof(struct timespec))];
+  struct cmsghdr align;
+} rx_control_t;
+
+/* Read the ancillary data of one packet: the TTL (IPv6 hop limit, or IPv4
+ * TTL from IP_RECVTTL) into *hoplimit when the kernel gives it (else -1),
+ * the receive timestamp into *stamp (else now), and the socket's drop
+ * count into the engine's stats (drops_seen: the socket's count last
+ * seen; NULL: not counted). */
+static void rx_ancillary(sonde_engine_t *eng, uint32_t *drops_seen,
+                         struct msghdr *msg, rx_clock_t *clk, int *hoplimit,
+                         uint64_t *stamp, uint64_t now) {
+  struct cmsghdr *cm;
+
+  *hoplimit = -1;
+  *stamp = now;
+  for (cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS &&
+        cm->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+      struct timespec ts;
+      memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+      *stamp = rx_stamp(clk, &ts, now);
+      continue;
+    }
+    if (cm->cmsg_len < CMSG_LEN(sizeof(int)))
+      continue;
+    if ((cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_HOPLIMIT) ||
+        (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_TTL)) {
+      memcpy(hoplimit, CMSG_DATA(cm), sizeof(int));
+    } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL &&
+               drops_seen) {
+      /* The receive buffer overflowed: the kernel counts what it dropped
+       * (cumulative, per socket). Lost replies become timeouts; the count
+       * says why. */
+      uint32_t drops;
+      memcpy(&drops, CMSG_DATA(cm), sizeof(drops));
+      eng->stats.dropped += (uint32_t)(drops - *drops_seen);
+      *drops_seen = drops;
+    }
+  }
+}
+
+/* Read one packet from socket fd into eng->buf, with its ancillary data
+ * (see rx_ancillary) and the time it was read (*now). Returns its length
+ * (0 is a valid, empty, datagram), SONDE_EAGAIN when there is nothing more
+ * to read, or another negative errno. */
+static ssize_t read_packet(sonde_engine_t *eng, int fd, uint32_t *drops_seen,
+                           rx_clock_t *clk, struct sockaddr_storage *from,
+                           int *hoplimit, uint64_t *stamp, uint64_t *now) {
+  rx_control_t control;
   struct iovec iov = {eng->buf, sizeof(eng->buf)};
   struct msghdr msg;
-  struct cmsghdr *cm;
   ssize_t n;
 
   memset(&msg, 0, sizeof(msg));
@@ -256,25 +342,10 @@ static ssize_t read_icmp(sonde_engine_t *eng, sonde__sock_t *s,
     n = recvmsg(fd, &msg, 0);
   while (n < 0 && errno == EINTR);
   if (n < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-  *hoplimit = -1;
-  for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-    if (cm->cmsg_len < CMSG_LEN(sizeof(int)))
-      continue;
-    if ((cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_HOPLIMIT) ||
-        (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_TTL)) {
-      memcpy(hoplimit, CMSG_DATA(cm), sizeof(int));
-    } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
-      /* The receive buffer overflowed: the kernel counts what it dropped
-       * (cumulative, per socket). Lost replies become timeouts; the count
-       * says why. */
-      uint32_t drops;
-      memcpy(&drops, CMSG_DATA(cm), sizeof(drops));
-      eng->stats.dropped += (uint32_t)(drops - s->drops);
-      s->drops = drops;
-    }
-  }
-  return n == 0 ? -EBADMSG : n;
+    return errno == EWOULDBLOCK ? SONDE_EAGAIN : -errno;
+  *now = sonde__now();
+  rx_ancillary(eng, drops_seen, &msg, clk, hoplimit, stamp, *now);
+  return n;
 }
 
 /*
@@ -286,6 +357,7 @@ static ssize_t read_icmp(sonde_engine_t *eng, sonde__sock_t *s,
  */
 void sonde__recv_drain(sonde_engine_t *eng, int af) {
   sonde__sock_t *s = &eng->icmp[sonde__afi(af)];
+  rx_clock_t clk = {0};
   int i;
 
   for (i = 0; i < SONDE__RECV_BURST && s->fd != -1 && !eng->closing; i++) {
@@ -294,12 +366,13 @@ void sonde__recv_drain(sonde_engine_t *eng, int af) {
     sonde__key_t key;
     sonde__probe_t *p;
     int hoplimit = -1, r;
-    ssize_t n = read_icmp(eng, s, &from, &hoplimit);
-    uint64_t now = sonde__now();
+    uint64_t stamp, now;
+    ssize_t n = read_packet(eng, s->fd, &s->drops, &clk, &from, &hoplimit,
+                            &stamp, &now);
 
-    if (n == 0)
+    if (n == SONDE_EAGAIN)
       break;
-    if (n < 0) {
+    if (n <= 0) {
       /* ICMP errors about our own sends can surface here (e.g. EHOSTUNREACH
        * from a local route); they are not replies. */
       eng->stats.ignored++;
@@ -326,7 +399,7 @@ void sonde__recv_drain(sonde_engine_t *eng, int af) {
       continue;
     }
     icmp_matched(eng, p, &m, &from, af == AF_INET6 ? hoplimit : m.reply_ttl,
-                 now);
+                 stamp, now);
   }
 }
 
@@ -341,6 +414,7 @@ static void on_ping(uv_poll_t *h, int status, int events) {
   sonde_engine_t *eng = h->data;
   int af = h == &eng->ping[1].poll ? AF_INET6 : AF_INET, i;
   sonde__sock_t *s = &eng->ping[sonde__afi(af)];
+  rx_clock_t clk = {0};
 
   if (status < 0) {
     after_error(eng, s, SONDE_PROTO_ICMP, on_ping);
@@ -352,11 +426,13 @@ static void on_ping(uv_poll_t *h, int status, int events) {
     sonde__key_t key;
     sonde__probe_t *p;
     int ttl = -1;
-    ssize_t n = read_icmp(eng, s, &from, &ttl);
+    uint64_t stamp, now;
+    ssize_t n = read_packet(eng, s->fd, &s->drops, &clk, &from, &ttl, &stamp,
+                            &now);
 
-    if (n == 0)
+    if (n == SONDE_EAGAIN)
       break;
-    if (n < 0)
+    if (n <= 0)
       continue;
     eng->stats.received++;
     if (sonde__parse_icmp(af, eng->buf, (size_t)n, &m) < 0 ||
@@ -366,7 +442,7 @@ static void on_ping(uv_poll_t *h, int status, int events) {
       eng->stats.ignored++;
       continue;
     }
-    icmp_matched(eng, p, &m, &from, ttl, sonde__now());
+    icmp_matched(eng, p, &m, &from, ttl, stamp, now);
   }
 }
 
@@ -375,23 +451,20 @@ static void on_ping(uv_poll_t *h, int status, int events) {
  * replied). Matched by the destination's address and port and our port.
  */
 void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port) {
+  rx_clock_t clk = {0};
   int i;
   for (i = 0; i < SONDE__RECV_BURST && !eng->closing; i++) {
     struct sockaddr_storage from;
-    socklen_t len = sizeof(from);
     sonde__key_t key;
     sonde__probe_t *p;
-    ssize_t n;
+    int ttl;
+    uint64_t stamp, now;
+    ssize_t n = read_packet(eng, fd, NULL, &clk, &from, &ttl, &stamp, &now);
 
-    n = recvfrom(fd, eng->buf, sizeof(eng->buf), 0, (struct sockaddr *)&from,
-                 &len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      /* EAGAIN ends the burst; other errors are ICMP errors that the raw
-       * socket reports in full. */
+    /* EAGAIN ends the burst; other errors are ICMP errors that the raw
+     * socket reports in full. */
+    if (n < 0)
       break;
-    }
     eng->stats.received++;
     sonde__key_make(&key, SONDE_PROTO_UDP, from.ss_family,
                     sonde__addr_bytes(&from), local_port,
@@ -403,7 +476,8 @@ void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port) {
     }
     {
       sonde_result_t res;
-      sonde__result_reply(p, &res, SONDE_KIND_UDP_REPLY, &from, sonde__now());
+      sonde__result_reply(p, &res, SONDE_KIND_UDP_REPLY, &from,
+                          reply_time(p, stamp, now));
       sonde__probe_done(eng, p, &res);
     }
     /* A per-probe socket is closed once its probe ends. */

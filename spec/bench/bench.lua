@@ -15,6 +15,9 @@ local ROOT = helpers.root()
 local SONDE = helpers.sonde()
 local OUT_DIR = ROOT .. "/bench"
 local REPS = tonumber(os.getenv("BENCH_REPS") or "5")
+-- The campaign and the sweep take longer (scamper's campaign: 11 s a run):
+-- 3 runs each unless BENCH_REPS says otherwise.
+local LONG_REPS = tonumber(os.getenv("BENCH_REPS") or "3")
 local CAMPAIGN_TARGETS = 2000
 -- BENCH_ONLY=single,campaign,sweep,rtt runs a subset.
 local ONLY = os.getenv("BENCH_ONLY")
@@ -244,7 +247,7 @@ local function main()
     write(tfile, table.concat(targets, "\n") .. "\n")
     local cout = tmp .. "/campaign.jsonl"
     if wanted("campaign") then
-    sections[#sections + 1] = section(l, tmp, ("campaign: %d traces, one each"):format(CAMPAIGN_TARGETS), 3, {
+    sections[#sections + 1] = section(l, tmp, ("campaign: %d traces, one each"):format(CAMPAIGN_TARGETS), LONG_REPS, {
       { name = "sonde trace --targets -q 1", argv = { SONDE, "trace", "-n", "-q", "1", "--format", "jsonl",
         "--targets", tfile }, stdout = cout },
       { name = "xargs -P 64 traceroute -n -q1", argv = { "sh", "-c",
@@ -261,7 +264,7 @@ local function main()
     -- zmap writes Ethernet frames itself: it needs the gateway's MAC
     local mac = l:check("r1", { "cat", "/sys/class/net/to-src/address" })
     if wanted("sweep") then
-    sections[#sections + 1] = section(l, tmp, "sweep: ICMP echo to 65 536 addresses", 3, {
+    sections[#sections + 1] = section(l, tmp, "sweep: ICMP echo to 65 536 addresses", LONG_REPS, {
       -- the same rate as zmap's
       { name = "sonde sweep --rate 150000", argv = { SONDE, "sweep", "-q", "-p", "icmp", "--rate", "150000",
         "198.19.0.0/16" }, stdout = sout },
