@@ -202,6 +202,7 @@ static int result_fields(const sonde_result_t *r) {
   n += (r->attempts > 1) + (r->connected != 0) + (r->response >= 0) +
        (r->received != 0) + (r->matched != 0) + (r->error != 0) +
        (r->n_mpls > 0);
+  n += (r->ip_id != 0) + (r->df >= 0) + (r->flow_label >= 0);
   return n;
 }
 
@@ -258,6 +259,14 @@ static void push_result(lua_State *L, uint64_t id, const sonde_result_t *r) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "matched");
   }
+  if (r->ip_id)
+    set_int(L, "ip_id", r->ip_id);
+  if (r->df >= 0) {
+    lua_pushboolean(L, r->df);
+    lua_setfield(L, -2, "df");
+  }
+  if (r->flow_label >= 0)
+    set_int(L, "flow_label", r->flow_label);
   if (r->error) {
     lua_createtable(L, 0, 3);
     set_str(L, "name", sonde_err_name(r->error));
@@ -439,12 +448,14 @@ static void spec_addr(lua_State *L, const char *k, struct sockaddr_storage *ss) 
 enum {
   PF_DST, PF_PROTO, PF_TTL, PF_WAIT, PF_SPORT, PF_DPORT, PF_BIND, PF_SEQ,
   PF_SIZE, PF_ICMP_ID, PF_ICMP_SEQ, PF_PAYLOAD, PF_EXPECT, PF_TOS, PF_FILL,
-  PF_CHECKSUM, PF_N
+  PF_CHECKSUM, PF_IP_ID, PF_DF, PF_FLOW_LABEL, PF_N
 };
 
 static int probe_field(const char *k, size_t n) {
 #define IS(s) (n == sizeof(s) - 1 && memcmp(k, s, n) == 0)
   switch (n) {
+  case 2:
+    return IS("df") ? PF_DF : -1;
   case 3:
     return IS("dst") ? PF_DST : IS("ttl") ? PF_TTL : IS("seq") ? PF_SEQ
          : IS("tos") ? PF_TOS : -1;
@@ -453,13 +464,15 @@ static int probe_field(const char *k, size_t n) {
          : IS("fill") ? PF_FILL : -1;
   case 5:
     return IS("proto") ? PF_PROTO : IS("sport") ? PF_SPORT
-         : IS("dport") ? PF_DPORT : -1;
+         : IS("dport") ? PF_DPORT : IS("ip_id") ? PF_IP_ID : -1;
   case 6:
     return IS("expect") ? PF_EXPECT : -1;
   case 7:
     return IS("icmp_id") ? PF_ICMP_ID : IS("payload") ? PF_PAYLOAD : -1;
   case 8:
     return IS("icmp_seq") ? PF_ICMP_SEQ : IS("checksum") ? PF_CHECKSUM : -1;
+  case 10:
+    return IS("flow_label") ? PF_FLOW_LABEL : -1;
   default:
     return -1;
   }
@@ -468,7 +481,7 @@ static int probe_field(const char *k, size_t n) {
 
 typedef struct {
   int type;          /* LUA_TNIL when absent */
-  double num;
+  double num;        /* a number, or a boolean as 0/1 */
   const char *str;   /* anchored by the probe table, on the stack */
   size_t len;
 } pfield_t;
@@ -501,13 +514,15 @@ static int probe_spec_fast(lua_State *L, sonde_probe_spec_t *spec) {
     if (lua_type(L, -2) == LUA_TSTRING)
       k = lua_tolstring(L, -2, &n);
     if (k == NULL || (i = probe_field(k, n)) < 0 ||
-        (t != LUA_TNUMBER && t != LUA_TSTRING)) {
+        (t != LUA_TNUMBER && t != LUA_TSTRING && t != LUA_TBOOLEAN)) {
       lua_pop(L, 2);
       return 0;
     }
     f[i].type = t;
     if (t == LUA_TNUMBER)
       f[i].num = lua_tonumber(L, -1);
+    else if (t == LUA_TBOOLEAN)
+      f[i].num = lua_toboolean(L, -1);
     else
       f[i].str = lua_tolstring(L, -1, &f[i].len);
     lua_pop(L, 1);
@@ -581,6 +596,21 @@ static int probe_spec_fast(lua_State *L, sonde_probe_spec_t *spec) {
     spec->hold_checksum = 1;
     spec->checksum = (uint16_t)v;
   }
+  if (fast_int(&f[PF_IP_ID], 0, 1, 65535, &v) < 0 ||
+      (v != 0 && spec->dst.ss_family != AF_INET))
+    return 0;
+  spec->ip_id = (uint16_t)v;
+  if (f[PF_DF].type == LUA_TBOOLEAN)
+    spec->df = f[PF_DF].num != 0 ? SONDE_DF_SET : SONDE_DF_CLEAR;
+  else if (f[PF_DF].type != LUA_TNIL)
+    return 0;
+  if (f[PF_FLOW_LABEL].type != LUA_TNIL) {
+    if (spec->dst.ss_family != AF_INET6 ||
+        fast_int(&f[PF_FLOW_LABEL], 0, 0, 0xfffff, &v) < 0)
+      return 0;
+    spec->has_flow_label = 1;
+    spec->flow_label = (uint32_t)v;
+  }
   for (i = PF_PAYLOAD; i <= PF_EXPECT; i++)
     if (f[i].type != LUA_TNIL &&
         (f[i].type != LUA_TSTRING || spec->proto != SONDE_PROTO_TCP))
@@ -606,7 +636,7 @@ static void probe_spec_checked(lua_State *L, sonde_probe_spec_t *out) {
   static const char *const fields[] = {
       "dst", "proto", "ttl", "wait", "sport", "dport", "bind", "seq", "size",
       "icmp_id", "icmp_seq", "payload", "expect", "tos", "fill", "checksum",
-      NULL};
+      "ip_id", "df", "flow_label", NULL};
   static const char *const protos[] = {"", "icmp", "udp", "tcp", NULL};
   static const char *const binds[] = {"kernel", "sequence", "fixed", NULL};
   sonde_probe_spec_t spec;
@@ -638,6 +668,29 @@ static void probe_spec_checked(lua_State *L, sonde_probe_spec_t *out) {
     if (spec.proto == SONDE_PROTO_TCP)
       luaL_error(L, "probe: field 'checksum' is for proto 'udp' and 'icmp'");
     spec.checksum = (uint16_t)opt_int(L, 2, "probe", "checksum", 1, 1, 65534);
+  }
+  /* ip_id 0 would be no choice: the kernel replaces a zero ID (raw(7)). */
+  spec.ip_id = (uint16_t)opt_int(L, 2, "probe", "ip_id", 0, 1, 65535);
+  if (spec.ip_id && spec.dst.ss_family != AF_INET)
+    luaL_error(L, "probe: field 'ip_id' is for IPv4 destinations (dst is "
+                  "IPv6: it has no identification field)");
+  lua_getfield(L, 2, "df");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TBOOLEAN)
+      luaL_error(L, "probe: field 'df' must be a boolean (got %s)",
+                 luaL_typename(L, -1));
+    spec.df = lua_toboolean(L, -1) ? SONDE_DF_SET : SONDE_DF_CLEAR;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "flow_label");
+  spec.has_flow_label = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (spec.has_flow_label) {
+    if (spec.dst.ss_family != AF_INET6)
+      luaL_error(L, "probe: field 'flow_label' is for IPv6 destinations (dst "
+                    "is IPv4: it has no flow label)");
+    spec.flow_label =
+        (uint32_t)opt_int(L, 2, "probe", "flow_label", 0, 0, 0xfffff);
   }
   spec.payload = (const uint8_t *)opt_string(L, 2, "payload", &spec.payload_len);
   spec.expect = (const uint8_t *)opt_string(L, 2, "expect", &spec.expect_len);

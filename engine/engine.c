@@ -55,6 +55,7 @@ int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
     eng->udp[i].fd = -1;
     eng->rawudp[i] = -1;
   }
+  eng->rawip = -1;
   eng->loop = loop;
   eng->generation = 1;
   eng->tokens = 1;
@@ -192,7 +193,13 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
   if (cb == NULL || spec->ttl < 1 || spec->ttl > 255 ||
       spec->proto < SONDE_PROTO_ICMP || spec->proto > SONDE_PROTO_TCP ||
       spec->bind < SONDE_BIND_KERNEL || spec->bind > SONDE_BIND_FIXED ||
-      isnan(spec->wait) || spec->size > SONDE__MAX_PAYLOAD)
+      isnan(spec->wait) || spec->size > SONDE__MAX_PAYLOAD ||
+      spec->df < SONDE_DF_DEFAULT || spec->df > SONDE_DF_CLEAR)
+    return SONDE_EINVAL;
+  /* Header fields the family has no room for (IPv6 has no identification
+   * outside a fragment header, IPv4 no flow label). */
+  if ((spec->ip_id && af != AF_INET) ||
+      (spec->has_flow_label && (af != AF_INET6 || spec->flow_label > 0xfffff)))
     return SONDE_EINVAL;
   if ((spec->payload_len || spec->expect_len) &&
       (spec->proto != SONDE_PROTO_TCP || spec->payload_len > 65536 ||
@@ -228,8 +235,11 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
 
 /* --- sending ------------------------------------------------------------- */
 
+/* The probe is on its way: its wait runs from p->sent_ns, stamped just
+ * before it was sent (see send_one). */
 void sonde__probe_sent(sonde_engine_t *eng, sonde__probe_t *p) {
-  p->sent_ns = sonde__now();
+  if (p->sent_ns == 0)
+    p->sent_ns = sonde__now();
   p->deadline_ns = p->sent_ns + (uint64_t)(p->wait * 1e9);
   if (sonde__heap_push(eng, p) < 0) {
     sonde__probe_fail(eng, p, SONDE_ENOMEM);
@@ -242,6 +252,13 @@ static void send_one(sonde_engine_t *eng, sonde__probe_t *p) {
   int r;
   p->state = SONDE__INFLIGHT;
   eng->stats.in_flight++;
+  /* The send time is taken before the send, not after: on veth and lo the
+   * kernel may carry the packet across every hop, and queue the reply to
+   * our receive socket with its receive timestamp, inside sendmsg()
+   * itself. ICMP and UDP take it again immediately before sendmsg(), after
+   * opening sockets; a TCP probe's runs from here (its socket, bind and
+   * connect: some microseconds). */
+  p->sent_ns = sonde__now();
   switch (p->spec.proto) {
   case SONDE_PROTO_ICMP: r = sonde__icmp_send(eng, p); break;
   case SONDE_PROTO_UDP: r = sonde__udp_send(eng, p); break;
@@ -366,6 +383,9 @@ void sonde__result_init(const sonde__probe_t *p, sonde_result_t *res) {
   res->response = -1;
   res->received = p->received;
   res->src = p->local;
+  res->ip_id = p->spec.ip_id;
+  res->df = p->spec.df ? p->spec.df == SONDE_DF_SET : -1;
+  res->flow_label = p->spec.has_flow_label ? (int32_t)p->spec.flow_label : -1;
   if (p->key.proto == SONDE_PROTO_ICMP) {
     res->echo_id = p->key.a;
     res->echo_seq = p->key.b;
@@ -396,7 +416,7 @@ void sonde__result_reply(const sonde__probe_t *p, sonde_result_t *res,
   res->kind = kind;
   if (addr)
     res->addr = *addr;
-  res->rtt = (double)(now - p->sent_ns) / 1e9;
+  res->rtt = now > p->sent_ns ? (double)(now - p->sent_ns) / 1e9 : 0;
 }
 
 static void probe_poll_closed(uv_handle_t *h) {
@@ -549,6 +569,7 @@ void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data) {
     sonde__sock_close(eng, &eng->ping[k]);
     sonde__sock_close(eng, &eng->udp[k]);
   }
+  sonde__close_fd(&eng->rawip);
   uv_timer_stop(&eng->timer);
   sonde__handle_close(eng, (uv_handle_t *)&eng->timer);
 }

@@ -74,6 +74,8 @@ int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
       seq = ++eng->echo_seq ? eng->echo_seq : ++eng->echo_seq;
     }
   }
+  if (spec->ip_id && (r = sonde__rawip_open(eng, p)) < 0)
+    return r;
   sonde__key_make(&p->key, SONDE_PROTO_ICMP, af,
                   sonde__addr_bytes(&spec->dst), id, seq);
   r = sonde__table_insert(eng, p);
@@ -85,12 +87,17 @@ int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
                           spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD);
   if (len > 0 && (spec->fill || spec->hold_checksum))
     len = shape(eng, p, eng->sbuf, (size_t)len);
-  r = len < 0 ? len
-              : sonde__sendto_probe(fd, eng->sbuf, (size_t)len, &spec->dst,
-                                    spec);
+  p->sent_ns = sonde__now(); /* the send time: see send_one */
+  if (len < 0)
+    r = len;
+  else if (spec->ip_id)
+    r = sonde__send_hdrincl(eng, p, IPPROTO_ICMP, (size_t)len);
+  else
+    r = sonde__sendto_probe(p, fd, eng->sbuf, (size_t)len, &spec->dst);
   if (r < 0) {
     sonde__table_remove(eng, p);
-    p->call = "sendmsg";
+    if (p->call == NULL)
+      p->call = "sendmsg";
     return r;
   }
   sonde__probe_sent(eng, p);

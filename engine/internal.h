@@ -132,6 +132,9 @@ struct sonde_engine {
   sonde__sock_t udp[2];
   int rawudp[2];          /* send-only raw UDP (Paris); -1 if not open */
   int rawudp_err[2];
+  int rawip;              /* send-only IPPROTO_RAW, IPv4 (ip_id); -1 if not
+                             open */
+  int rawip_err;
   int unpriv[2];          /* the family runs unprivileged */
   struct sockaddr_storage route_dst[2], route_src[2]; /* sonde__route_src */
   sonde__flowsock_t **flows; /* UDP sockets by source port (bind fixed) */
@@ -180,9 +183,8 @@ void sonde__table_free(sonde_engine_t *eng);
 /* net.c: socket helpers */
 int sonde__socket(int af, int type, int proto);
 int sonde__set_ttl(int fd, int af, int ttl);
-int sonde__sendto_probe(int fd, const void *buf, size_t len,
-                        const struct sockaddr_storage *dst,
-                        const sonde_probe_spec_t *spec);
+int sonde__sendto_probe(sonde__probe_t *p, int fd, const void *buf,
+                        size_t len, const struct sockaddr_storage *dst);
 int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
                      struct sockaddr_storage *src);
 void sonde__clear_pending_error(int fd);
@@ -213,6 +215,17 @@ void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
 /* priv.c: the raw sockets opened before privileges were dropped */
 int sonde__raw_socket(int af);
 int sonde__raw_udp_socket(int af);
+int sonde__raw_ip_socket(void);
+
+/* iphdr.c: the IP header fields a probe sets itself (ip_id, df, flow
+ * label). Each returns 0 or a negative errno with p->call naming what
+ * failed. */
+int sonde__send_fields(sonde__probe_t *p, int fd, struct msghdr *msg);
+int sonde__rawip_open(sonde_engine_t *eng, sonde__probe_t *p);
+int sonde__send_hdrincl(sonde_engine_t *eng, sonde__probe_t *p, int proto,
+                        size_t len);
+int sonde__tcp_fields(sonde__probe_t *p);
+int sonde__connect_fields(sonde__probe_t *p, struct sockaddr_storage *dst);
 
 /* icmp.c, udp.c, tcp.c: send one probe. 0 on success (in flight), or a
  * negative errno: the caller ends the probe per sonde_err_status(). */

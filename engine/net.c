@@ -32,22 +32,25 @@ static struct cmsghdr *put_int(struct msghdr *msg, struct cmsghdr *cm,
 }
 
 /*
- * Send one probe datagram with its TTL (IP_TTL / IPV6_HOPLIMIT) and, if
- * set, its TOS / traffic class (IP_TOS / IPV6_TCLASS) as ancillary data, so
- * that one shared socket serves probes of every TTL and class. MSG_NOSIGNAL:
- * sonde never raises SIGPIPE. Returns 0 or a negative errno.
+ * Send one probe datagram of p with its TTL (IP_TTL / IPV6_HOPLIMIT) and,
+ * if set, its TOS / traffic class (IP_TOS / IPV6_TCLASS) as ancillary data,
+ * so that one shared socket serves probes of every TTL and class; an IPv6
+ * df too (IPV6_DONTFRAG). What has no ancillary form (IPv4 DF, the flow
+ * label) goes through sonde__send_fields, only for probes that ask.
+ * MSG_NOSIGNAL: sonde never raises SIGPIPE. Returns 0 or a negative errno,
+ * with p->call set when something other than sendmsg() failed.
  */
-int sonde__sendto_probe(int fd, const void *buf, size_t len,
-                        const struct sockaddr_storage *dst,
-                        const sonde_probe_spec_t *spec) {
+int sonde__sendto_probe(sonde__probe_t *p, int fd, const void *buf,
+                        size_t len, const struct sockaddr_storage *dst) {
+  const sonde_probe_spec_t *spec = &p->spec;
   union {
-    char buf[2 * CMSG_SPACE(sizeof(int))];
+    char buf[3 * CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
   } control;
   struct iovec iov;
   struct msghdr msg;
   struct cmsghdr *cm;
-  int v6 = dst->ss_family == AF_INET6;
+  int v6 = dst->ss_family == AF_INET6, n_cmsg = 1;
   ssize_t n;
 
   memset(&msg, 0, sizeof(msg));
@@ -59,14 +62,23 @@ int sonde__sendto_probe(int fd, const void *buf, size_t len,
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = control.buf;
-  msg.msg_controllen = spec->tos ? sizeof(control.buf)
-                                 : CMSG_SPACE(sizeof(int));
+  msg.msg_controllen = sizeof(control.buf);
   cm = CMSG_FIRSTHDR(&msg);
   cm = put_int(&msg, cm, v6 ? IPPROTO_IPV6 : IPPROTO_IP,
                v6 ? IPV6_HOPLIMIT : IP_TTL, spec->ttl);
-  if (spec->tos)
-    (void)put_int(&msg, cm, v6 ? IPPROTO_IPV6 : IPPROTO_IP,
-                  v6 ? IPV6_TCLASS : IP_TOS, spec->tos);
+  if (spec->tos) {
+    cm = put_int(&msg, cm, v6 ? IPPROTO_IPV6 : IPPROTO_IP,
+                 v6 ? IPV6_TCLASS : IP_TOS, spec->tos);
+    n_cmsg++;
+  }
+  if (v6 && spec->df) {
+    (void)put_int(&msg, cm, IPPROTO_IPV6, IPV6_DONTFRAG,
+                  spec->df == SONDE_DF_SET);
+    n_cmsg++;
+  }
+  msg.msg_controllen = (size_t)n_cmsg * CMSG_SPACE(sizeof(int));
+  if ((spec->df && !v6) || spec->has_flow_label)
+    return sonde__send_fields(p, fd, &msg);
   do
     n = sendmsg(fd, &msg, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);

@@ -18,6 +18,10 @@ static int pool[2][POOL] = {{-1, -1}, {-1, -1}};
  * touch; they are never read. One per family. */
 #define POOL_UDP 1
 static int pool_udp[2][POOL_UDP] = {{-1}, {-1}};
+/* One IPv4 IPPROTO_RAW socket: probes that set their IP identification
+ * are written header and all (IP_HDRINCL). Such a socket is send-only on
+ * Linux (raw(7)): it never queues what arrives. */
+static int pool_ip = -1;
 
 /* Block every ICMP type: a pooled socket queues nothing until it is taken
  * and its engine sets the filter it wants. */
@@ -80,6 +84,8 @@ int sonde_raw_preopen(void) {
       opened++;
     }
   }
+  if (pool_ip == -1 && (k = sonde__socket(AF_INET, SOCK_RAW, IPPROTO_RAW)) >= 0)
+    pool_ip = k;
   return opened ? opened : (err ? err : SONDE_EPERM);
 }
 
@@ -91,6 +97,18 @@ void sonde_raw_release(void) {
       if (k < POOL_UDP)
         sonde__close_fd(&pool_udp[i][k]);
     }
+  sonde__close_fd(&pool_ip);
+}
+
+/* The IPv4 IPPROTO_RAW socket for an engine, which owns it from then on:
+ * the pooled one, else new (EPERM without CAP_NET_RAW). */
+int sonde__raw_ip_socket(void) {
+  int fd = pool_ip;
+  if (fd != -1) {
+    pool_ip = -1;
+    return fd;
+  }
+  return sonde__socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
 }
 
 /* A send-only raw UDP socket for an engine, which owns it from then on:

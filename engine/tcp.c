@@ -23,9 +23,10 @@ static void abort_close(sonde_engine_t *eng, sonde__probe_t *p,
 
 /*
  * One connect attempt: socket, SO_REUSEPORT, bind per policy, TTL,
- * IP_RECVERR, connect. EADDRINUSE may come from bind() or, for a port in
- * TIME_WAIT once SO_REUSEPORT is set, from connect(): both reach the caller,
- * which makes the probe skipped. With the kernel choosing the port, a
+ * IP_RECVERR, the probe's IP header fields (TOS, DF, flow label: iphdr.c),
+ * connect. EADDRINUSE may come from bind() or, for a port in TIME_WAIT once
+ * SO_REUSEPORT is set, from connect(): both reach the caller, which makes
+ * the probe skipped. With the kernel choosing the port, a
  * spurious EADDRNOTAVAIL is retried at most twice, as Go's dialTCP does
  * (SEEDS.md 003); with a port of our choosing it means the address is not
  * local or the ephemeral range is exhausted, and the probe fails.
@@ -48,9 +49,13 @@ static int tcp_connect(sonde_engine_t *eng, sonde__probe_t *p) {
     if (r == 0 && (r = sonde__recverr_enable(p->fd, af)) < 0)
       p->call = af == AF_INET6 ? "setsockopt(IPV6_RECVERR)"
                                : "setsockopt(IP_RECVERR)";
-    if (r == 0 && connect(p->fd, (struct sockaddr *)&dst,
-                          sonde__addr_len(&dst)) < 0 &&
-        errno != EINPROGRESS) {
+    if (r == 0)
+      r = sonde__tcp_fields(p);
+    if (r == 0 && p->spec.has_flow_label) {
+      r = sonde__connect_fields(p, &dst);
+    } else if (r == 0 && connect(p->fd, (struct sockaddr *)&dst,
+                                 sonde__addr_len(&dst)) < 0 &&
+               errno != EINPROGRESS) {
       r = -errno;
       p->call = "connect";
     }

@@ -28,17 +28,20 @@ static void on_readable(uv_poll_t *h, int status, int events) {
  * the compensator is computed over exactly those. Returns 0 or -errno.
  */
 static int payload(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
-                   uint16_t sport, size_t len, uint16_t *pseudo_out) {
-  uint8_t *msg = eng->sbuf; /* header (for the sum only), then payload */
+                   uint16_t sport, size_t len, int header,
+                   uint16_t *pseudo_out) {
+  uint8_t *msg = eng->sbuf; /* header (ours to send, or for the sum only),
+                               then payload */
   size_t i;
 
   for (i = 0; i < len; i++)
     msg[8 + i] = spec->fill ? spec->fill : (uint8_t)(0x40 + (i & 0x3f));
-  if (spec->hold_checksum) {
+  if (header) {
     struct sockaddr_storage src;
     uint16_t pseudo;
     int r;
-    if (len < 2 || spec->checksum == 0 || spec->checksum == 0xffff)
+    if (spec->hold_checksum &&
+        (len < 2 || spec->checksum == 0 || spec->checksum == 0xffff))
       return SONDE_EINVAL;
     r = sonde__route_src(eng, &spec->dst, &src);
     if (r < 0)
@@ -52,8 +55,11 @@ static int payload(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
     msg[3] = (uint8_t)spec->dport;
     msg[4] = (uint8_t)((8 + len) >> 8);
     msg[5] = (uint8_t)(8 + len);
-    msg[6] = msg[7] = msg[8] = msg[9] = 0;
-    sonde__checksum_hold(msg, 8 + len, 8, pseudo, spec->checksum);
+    msg[6] = msg[7] = 0;
+    if (spec->hold_checksum) {
+      msg[8] = msg[9] = 0;
+      sonde__checksum_hold(msg, 8 + len, 8, pseudo, spec->checksum);
+    }
     *pseudo_out = pseudo;
   }
   return 0;
@@ -124,15 +130,21 @@ static int raw_open(sonde_engine_t *eng, int af) {
  * - a socket of its own (bind "sequence": port = sport + seq).
  * A Paris probe (held checksum) is sent on the raw UDP socket instead,
  * with its header written here: the kernel would leave the checksum to
- * "offload" on lo and veth, and routers would quote a partial sum. Its
- * port is still held by a shared or flow socket, so no one else gets it.
+ * "offload" on lo and veth, and routers would quote a partial sum. A probe
+ * with an ip_id goes out on the raw IPv4 socket, IP header and all. Either
+ * way its port is still held by a shared or flow socket, so no one else
+ * gets it.
  */
 static int source(sonde_engine_t *eng, sonde__probe_t *p, int *fd,
                   uint16_t *sport) {
   const sonde_probe_spec_t *spec = &p->spec;
   int af = spec->dst.ss_family, i = sonde__afi(af), r;
 
-  if (spec->hold_checksum) {
+  if (spec->ip_id) {
+    r = sonde__rawip_open(eng, p);
+    if (r < 0)
+      return r;
+  } else if (spec->hold_checksum) {
     if (eng->unpriv[i]) {
       /* The error queue hands back the payload, not the UDP header: the
        * probes of one flow, told apart by their checksum, could not be. */
@@ -189,6 +201,8 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   int af = spec->dst.ss_family, r, fd;
   uint16_t sport, pseudo = 0;
   size_t len = spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD;
+  /* we write the UDP header: a held checksum, or an IPv4 header too */
+  int raw = spec->hold_checksum || spec->ip_id;
   struct sockaddr_storage dst = spec->dst;
 
   r = sonde__recv_open(eng, af);
@@ -208,30 +222,39 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
     p->call = "match";
     return r;
   }
-  r = payload(eng, spec, sport, len, &pseudo);
-  if (r == 0 && spec->hold_checksum) {
-    /* Sent from the raw socket: its source is the route's. */
+  r = payload(eng, spec, sport, len, raw, &pseudo);
+  if (r == 0 && raw) {
+    /* Sent from a raw socket: its source is the route's. */
     p->local = eng->route_src[sonde__afi(af)];
     if (af == AF_INET6)
       ((struct sockaddr_in6 *)&p->local)->sin6_port = htons(sport);
     else
       ((struct sockaddr_in *)&p->local)->sin_port = htons(sport);
-    /* Header and all, on the raw socket; the address carries no port. */
+    /* Header and all; the address carries no port. A computed 0 goes out
+     * as 0xffff: 0 would mean "no checksum" (RFC 768). */
     uint16_t c = sonde__cksum(eng->sbuf, 8 + len, pseudo);
+    if (c == 0)
+      c = 0xffff;
     eng->sbuf[6] = (uint8_t)(c >> 8);
     eng->sbuf[7] = (uint8_t)c;
-    r = sonde__sendto_probe(eng->rawudp[sonde__afi(af)], eng->sbuf, 8 + len,
-                            &dst, spec);
+    p->sent_ns = sonde__now(); /* the send time: see send_one */
+    if (spec->ip_id)
+      r = sonde__send_hdrincl(eng, p, IPPROTO_UDP, 8 + len);
+    else
+      r = sonde__sendto_probe(p, eng->rawudp[sonde__afi(af)], eng->sbuf,
+                              8 + len, &dst);
   } else if (r == 0) {
     if (af == AF_INET6)
       ((struct sockaddr_in6 *)&dst)->sin6_port = htons(spec->dport);
     else
       ((struct sockaddr_in *)&dst)->sin_port = htons(spec->dport);
-    r = sonde__sendto_probe(fd, eng->sbuf + 8, len, &dst, spec);
+    p->sent_ns = sonde__now(); /* the send time: see send_one */
+    r = sonde__sendto_probe(p, fd, eng->sbuf + 8, len, &dst);
   }
   if (r < 0) {
     sonde__table_remove(eng, p);
-    p->call = "sendmsg";
+    if (p->call == NULL)
+      p->call = "sendmsg";
     return r;
   }
   sonde__probe_sent(eng, p);

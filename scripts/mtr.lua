@@ -6,6 +6,7 @@ local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
 local campaign = require "sonde.campaign"
+local header = require "sonde.header"
 local json = require "sonde.json"
 local ping = require "sonde.strategy.ping"
 local mtr = require "sonde.strategy.mtr"
@@ -47,7 +48,7 @@ Exit status:
          a probe that could not be sent (no route), -o not writable
     130  interrupted by SIGINT (143: SIGTERM); the report of what was
          collected (stop_reason "interrupted") comes first]],
-  options = campaign.options({
+  options = campaign.options(header.options{
     { "-r", "--report", flag = true,
       help = "no live table: run -c rounds, then print the report" },
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 1000000,
@@ -364,7 +365,8 @@ local function run(opts, ctx)
     local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, interval = opts.interval,
       wait = opts.wait }
-    local strat = ping.new{ dst = addr, proto = opts.protocol, port = opts.port, wait = opts.wait }
+    local strat = header.apply(ping.new{ dst = addr, proto = opts.protocol, port = opts.port,
+      wait = opts.wait }, opts)
     if opts.protocol ~= "icmp" then meta.port = strat.port end
     if tg.single then
       local fmeta = { command = "mtr", version = 1, columns = COLUMNS, count = count }

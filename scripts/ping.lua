@@ -5,6 +5,7 @@ local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
 local campaign = require "sonde.campaign"
+local header = require "sonde.header"
 local json = require "sonde.json"
 local stats = require "sonde.stats"
 local strategy = require "sonde.strategy.ping"
@@ -45,7 +46,7 @@ Exit status:
          is reported and skipped), no permission, every probe failed
          locally (no route), -o not writable
     130  interrupted by SIGINT (143: SIGTERM); the summary comes first]],
-  options = campaign.options({
+  options = campaign.options(header.options{
     { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
       help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 100000000,
@@ -241,8 +242,8 @@ local function run(opts, ctx)
   -- with several targets, text lines start with the target's name.
   local function ping_one(name, addr, af)
     local prefix = tg.single and "" or (name .. ": ")
-    local strat = strategy.new{ dst = addr, proto = opts.protocol, port = opts.port,
-      size = opts.protocol ~= "tcp" and opts.size or nil, wait = opts.wait, icmp_id = icmp_id }
+    local strat = header.apply(strategy.new{ dst = addr, proto = opts.protocol, port = opts.port,
+      size = opts.protocol ~= "tcp" and opts.size or nil, wait = opts.wait, icmp_id = icmp_id }, opts)
     local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
       port = opts.protocol ~= "icmp" and strat.port or nil,
       size = opts.protocol ~= "tcp" and opts.size or nil,

@@ -4,6 +4,7 @@ local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
 local campaign = require "sonde.campaign"
+local header = require "sonde.header"
 local json = require "sonde.json"
 local formats = require "sonde.format"
 
@@ -29,7 +30,7 @@ Several hosts (names, addresses, CIDR prefixes such as 198.18.0.0/28, and the li
 Formats (--format): text (a line per attempt as it ends, then the statistics); json (one document at the end: "type":"tcping", the attempts and the summary); jsonl (a "tcping_attempt" line per attempt as it ends, with the attempt's outcome under "attempt", then the tcping document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per attempt as it ends: target, addr, port, seq, status, kind, code, from (who answered), rtt_ms, sport, matched, error); markdown (the same rows as a table, then the statistics line); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets the attempts made); started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
 
 Exit status: 0 at least one attempt succeeded (several hosts: for every host), 1 none did (several: for some host), 2 usage error, 3 runtime error (a name that does not resolve: with several hosts it is reported and skipped; every attempt failed locally, e.g. ENETUNREACH or EADDRNOTAVAIL; -o not writable), 130 interrupted (143: SIGTERM; the statistics come first).]],
-  options = campaign.options({
+  options = campaign.options(header.options{
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 1000000, default = 4,
       help = "number of attempts" },
     { "-i", "--interval", arg = "SECONDS", type = "number", min = 0, max = 3600, default = "1",
@@ -174,10 +175,10 @@ local function run(opts, ctx)
       local started = eng:now()
       local ev = eng:event()
       local nseq = first_seq + seq
-      local id, perr2, pname = eng:probe_async({ dst = addr, proto = "tcp", dport = opts.port,
-        ttl = opts.ttl, wait = opts.wait, bind = opts.bind, sport = opts.sport,
+      local id, perr2, pname = eng:probe_async(header.fields(opts, { dst = addr, proto = "tcp",
+        dport = opts.port, ttl = opts.ttl, wait = opts.wait, bind = opts.bind, sport = opts.sport,
         seq = opts.bind == "sequence" and nseq % (65536 - opts.sport) or nseq,
-        payload = payload, expect = expect }, function(r) ev.fire(r) end)
+        payload = payload, expect = expect }), function(r) ev.fire(r) end)
       local r
       if id then
         current[addr] = id

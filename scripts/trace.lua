@@ -6,6 +6,7 @@ local tracer = require "sonde.trace"
 local retry = require "sonde.retry"
 local target = require "sonde.target"
 local campaign = require "sonde.campaign"
+local header = require "sonde.header"
 local output = require "sonde.output"
 local json = require "sonde.json"
 
@@ -58,7 +59,7 @@ Raw sockets are used to read ICMP errors: run as root or give the executable CAP
 The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row; stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
 
 Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted.]],
-  options = campaign.options({
+  options = campaign.options(header.options{
     { "-p", "--protocol", arg = "PROTO", choices = { "udp", "icmp", "tcp" }, default = "udp",
       help = "probe protocol: UDP to closed ports, ICMP echo, or TCP SYN (connect)" },
     { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
@@ -162,7 +163,7 @@ local function strategy_for(name, opts, addr, port)
   local o = { dst = addr, proto = opts.protocol, port = port, sport = opts.sport,
     bind = name == "classic" and opts.bind or nil, flows = opts.flows }
   if name == "classic" and opts.protocol == "tcp" then o.sport = o.sport or 33434 end
-  return mod.new(o)
+  return header.apply(mod.new(o), opts)
 end
 
 -- Did the trace fail because Paris UDP needs raw sockets?

@@ -35,6 +35,32 @@ describe("sonde.core without privileges", function()
     assert.is_true(eng:close())
   end)
 
+  it("rejects an IP header field for the wrong family, of the wrong type or out of range, naming it", function()
+    local eng = assert(sonde.engine())
+    local function raised(spec)
+      local ok, err = pcall(eng.core.probe, eng.core, spec, print)
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches("probe: field 'ip_id' is for IPv4 destinations",
+      raised{ dst = "::1", proto = "icmp", ip_id = 1 })
+    assert.matches("probe: field 'ip_id' must be from 1 to 65535 %(got 0%)",
+      raised{ dst = "127.0.0.1", proto = "udp", ip_id = 0 })
+    assert.matches("probe: field 'ip_id' must be an integer %(got 1%.5%)",
+      raised{ dst = "127.0.0.1", proto = "udp", ip_id = 1.5 })
+    assert.matches("probe: field 'flow_label' is for IPv6 destinations",
+      raised{ dst = "127.0.0.1", proto = "udp", flow_label = 1 })
+    assert.matches("probe: field 'flow_label' must be from 0 to 1048575 %(got 1048576%)",
+      raised{ dst = "::1", proto = "udp", flow_label = 0x100000 })
+    assert.matches("probe: field 'flow_label' must be a number %(got string%)",
+      raised{ dst = "::1", proto = "udp", flow_label = "1" })
+    assert.matches("probe: field 'df' must be a boolean %(got number%)",
+      raised{ dst = "127.0.0.1", proto = "udp", df = 1 })
+    assert.matches("probe: field 'df' must be a boolean %(got string%)",
+      raised{ dst = "::1", proto = "tcp", df = "yes" })
+    assert.is_true(eng:close())
+  end)
+
   it("treats a second close as a soft error, not a second close", function()
     local eng = assert(sonde.engine())
     assert.is_true(eng:close())

@@ -141,6 +141,14 @@ typedef enum {
   SONDE_PROTO_TCP        /* non-blocking connect with the probe's TTL */
 } sonde_proto_t;
 
+/* The DF bit of a probe (sonde_probe_spec_t.df; README "Flows"). */
+typedef enum {
+  SONDE_DF_DEFAULT = 0, /* the kernel's choice (Linux: DF set on datagrams
+                           that fit the path MTU; path MTU discovery) */
+  SONDE_DF_SET,         /* do not fragment */
+  SONDE_DF_CLEAR        /* may be fragmented */
+} sonde_df_t;
+
 /* Source-port binding policy for probes that own a socket (TCP, and UDP with
  * a source port). See DESIGN.md "Source-port binding policy". */
 typedef enum {
@@ -192,6 +200,41 @@ typedef struct {
                                    bytes (Paris traceroute); the checksum
                                    then names the probe among the flow's */
   uint16_t checksum;
+  /*
+   * IP header fields (README "Flows"). Asking for one that a probe's
+   * family cannot carry is EINVAL at sonde_probe_start(); one that its
+   * protocol or privilege cannot honour fails the probe with a named errno
+   * (its result's call names the field).
+   *
+   * ip_id: the IPv4 identification, 1..65535 (0: the kernel's). The
+   * engine then writes the whole IPv4 header itself on a raw IPPROTO_RAW
+   * socket (IP_HDRINCL), with ttl, tos and DF (set unless df says
+   * SONDE_DF_CLEAR); the kernel never fragments such a datagram (over the
+   * device MTU it fails with EMSGSIZE). ICMP and UDP with raw sockets;
+   * unprivileged, and for TCP (the kernel writes a connect's headers),
+   * the probe fails with ENOTSUP. IPv4 only.
+   *
+   * df: IPv4: IP_MTU_DISCOVER for this send (SET: IP_PMTUDISC_DO, a
+   * datagram over the known path MTU fails locally with EMSGSIZE and a
+   * router that cannot forward it answers frag_needed; CLEAR:
+   * IP_PMTUDISC_DONT, fragmented where needed). IPv6 has no DF bit and
+   * its routers never fragment: SET/CLEAR is IPV6_DONTFRAG, whether the
+   * sender refuses (EMSGSIZE) or fragments a datagram over the path MTU.
+   * TCP: IPv4 only (on IPv6 the probe fails with ENOTSUP: TCP never
+   * fragments).
+   *
+   * flow_label (when has_flow_label): the IPv6 flow label, 0..0xFFFFF,
+   * instead of the one Linux derives from the flow (0: unlabelled).
+   * IPV6_FLOWINFO_SEND; where the kernel wants a lease (someone in the
+   * network namespace holds an exclusive one) the engine takes a shared
+   * lease for the send (IPV6_FLOWLABEL_MGR), and a label leased
+   * exclusively by another socket fails the probe with EPERM. Every
+   * protocol, with or without privileges. IPv6 only.
+   */
+  uint16_t ip_id;
+  sonde_df_t df;
+  int has_flow_label;
+  uint32_t flow_label;
   /* TCP only: after connect, write payload (if any), then read until expect
    * appears (if any; else until the first bytes). Copied at start. */
   const uint8_t *payload;
@@ -227,6 +270,10 @@ typedef struct {
                                     reply data / match; < 0 if none */
   size_t received;               /* TCP session: bytes read */
   int matched;                   /* TCP session: expect was found */
+  /* The header fields the probe asked for (see the spec): */
+  uint16_t ip_id;                /* 0 if none */
+  int df;                        /* 1 set, 0 clear, -1 the kernel's choice */
+  int32_t flow_label;            /* -1 if none */
   const char *call;              /* with error: the call that failed ("bind",
                                     "connect", "sendmsg", ...); static string */
   int n_mpls;
@@ -317,8 +364,9 @@ uv_loop_t *sonde_engine_loop(sonde_engine_t *eng);
  * data). Returns the probe's id (> 0, below 2^53: exact in a double; unique
  * among the engine's live probes) or a negative errno for a spec that
  * cannot be sent at all, and then cb is never called: SONDE_EINVAL (ttl
- * outside 1..255, an unknown proto or bind, size over 1400, payload or
- * expect on a non-TCP probe, a NaN wait, cb NULL), SONDE_EAFNOSUPPORT (dst
+ * outside 1..255, an unknown proto, bind or df, size over 1400, payload or
+ * expect on a non-TCP probe, ip_id on IPv6, a flow label on IPv4 or over
+ * 0xFFFFF, a NaN wait, cb NULL), SONDE_EAFNOSUPPORT (dst
  * is neither AF_INET nor AF_INET6), SONDE_ENOMEM, SONDE_ECANCELED (the
  * engine is closing). What goes wrong later (no route, no permission, a
  * busy source port, another probe in flight with the same identity:
@@ -354,7 +402,9 @@ int sonde_engine_privileged(const sonde_engine_t *eng, int af);
  * Open raw ICMP and ICMPv6 sockets now, while the process may, for engines
  * created later, after it has dropped its privileges: each engine takes
  * one (two per family are kept; ownership passes to the engine that takes
- * it, which closes it when it closes). Process-wide; call it from one
+ * it, which closes it when it closes), and the send-only ones of the first
+ * engine that needs them: raw UDP per family (Paris UDP) and one IPv4
+ * IPPROTO_RAW (probes with an ip_id). Process-wide; call it from one
  * thread, before the engines exist. Returns how many are open, or a
  * negative errno (SONDE_EPERM without CAP_NET_RAW). Without it, an engine
  * opens its raw sockets itself when its first probe needs them.

@@ -51,6 +51,12 @@
  *                   sleep=SEC   nothing printed
  *                   shut        shutdown(SHUT_WR); "shut" or "shut ENAME"
  *                 Prints "connected LOCAL REMOTE" first and "done" last.
+ *   flow-label ADDR LABEL
+ *                 hold an exclusive lease (IPV6_FLOWLABEL_MGR, share
+ *                 IPV6_FL_S_EXCL) of IPv6 flow label LABEL (decimal)
+ *                 towards ADDR; prints "ready". Once a socket of
+ *                 the namespace holds an exclusive lease, Linux checks
+ *                 every flow label sent against the sender's leases.
  *
  * Addresses: servers, hold-port and udp-echo bind -a ADDR (default 0.0.0.0,
  * or :: with -6; an IPv6 socket is IPV6_V6ONLY).  Client modes take the
@@ -78,6 +84,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <linux/in6.h> /* struct in6_flowlabel_req */
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -96,7 +103,7 @@
 
 enum mode {
   M_LISTEN, M_ECHO, M_RESET, M_CLOSE, M_BANNER, M_HOLD_PORT, M_UDP_ECHO,
-  M_CONNECT, M_TIME_WAIT, M_CLIENT
+  M_CONNECT, M_TIME_WAIT, M_CLIENT, M_FLOW_LABEL
 };
 
 static const struct { const char *name; enum mode mode; } modes[] = {
@@ -104,6 +111,7 @@ static const struct { const char *name; enum mode mode; } modes[] = {
   { "close", M_CLOSE }, { "banner", M_BANNER }, { "hold-port", M_HOLD_PORT },
   { "udp-echo", M_UDP_ECHO }, { "connect", M_CONNECT },
   { "time-wait", M_TIME_WAIT }, { "client", M_CLIENT },
+  { "flow-label", M_FLOW_LABEL },
 };
 
 struct opts {
@@ -723,6 +731,35 @@ static int run_client(const struct opts *o) {
   return EXIT_OK;
 }
 
+/* ---- flow-label --------------------------------------------------------- */
+
+static int run_flow_label(const struct opts *o) {
+  struct in6_flowlabel_req req;
+  int fd;
+
+  memset(&req, 0, sizeof req);
+  if (inet_pton(AF_INET6, o->raddr, &req.flr_dst) != 1)
+    usage("flow-label needs an IPv6 ADDR");
+  req.flr_label = htonl((uint32_t) o->rport);
+  req.flr_action = IPV6_FL_A_GET;
+  req.flr_flags = IPV6_FL_F_CREATE | IPV6_FL_F_EXCL;
+  req.flr_share = IPV6_FL_S_EXCL;
+  fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    report("socket", o->raddr, errno);
+    return EXIT_SETUP;
+  }
+  if (setsockopt(fd, IPPROTO_IPV6, IPV6_FLOWLABEL_MGR, &req, sizeof req) < 0) {
+    report("setsockopt(IPV6_FLOWLABEL_MGR)", o->raddr, errno);
+    close_fd(&fd);
+    return EXIT_SETUP;
+  }
+  say("ready");
+  while (!stop_requested && now() < deadline) poll(NULL, 0, ms_until(deadline));
+  close_fd(&fd);
+  return EXIT_OK;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 static void parse(int argc, char **argv, struct opts *o) {
@@ -776,6 +813,11 @@ static void parse(int argc, char **argv, struct opts *o) {
     }
     if (o->mode == M_TIME_WAIT && o->count) usage("time-wait takes no -n");
     break;
+  case M_FLOW_LABEL:
+    if (npos != 2) usage("flow-label needs ADDR LABEL");
+    o->raddr = pos[0];
+    o->rport = (int) parse_long(pos[1], 1, 0xfffff, "flow label");
+    break;
   case M_BANNER:
     if (npos != 1) usage("banner needs TEXT");
     o->text = pos[0];
@@ -816,6 +858,7 @@ int main(int argc, char **argv) {
   case M_CONNECT: return run_connect(&o);
   case M_TIME_WAIT: return run_time_wait(&o);
   case M_CLIENT: return run_client(&o);
+  case M_FLOW_LABEL: return run_flow_label(&o);
   }
   return EXIT_USAGE;
 }

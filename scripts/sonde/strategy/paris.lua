@@ -20,7 +20,11 @@
 --         connect()s, and two with the same 4-tuple cannot be in flight at
 --         once: a Paris TCP trace sends one probe at a time (the instance
 --         says so with `inflight = 1`), so it is slower, above all across
---         silent hops, which each cost the full wait.
+--         silent hops, which each cost the full wait. Paris traceroute
+--         names TCP probes by their IP ID, but only because it writes raw
+--         SYNs; the IP ID of a connect() is the kernel's (the engine
+--         refuses `ip_id` for TCP with ENOTSUP), and naming the probes
+--         would not lift the one-connect-per-4-tuple limit anyway.
 --
 -- M.new(o) returns { spec = function(ttl, seq), inflight = nil | 1 }, the
 -- interface of every trace strategy (sonde.strategy.classic).
