@@ -176,6 +176,13 @@ local scratch, busy = {}, false
 local SCRATCH_MAX = 8192
 
 -- The JSON text of v (no trailing newline).
+-- The pieces, for encoders of their own (sonde.format.jsonl): a string's
+-- JSON text, a number's (raises on NaN and infinities), and '"key":' by
+-- key (a table).
+M.quote = quote
+M.number = encode_number
+M.keytext = keytext
+
 function M.encode(v)
   if busy then
     local out = {}

@@ -18,51 +18,16 @@ local json = require "sonde.json"
 
 local M = { name = "jsonl" }
 
-local concat, sort, fmt, floor, huge = table.concat, table.sort, string.format,
-  math.floor, math.huge
-local type, pairs = type, pairs
-
-local escapes = {
-  ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
-  ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
-}
-
-local function escape(c)
-  return escapes[c] or fmt("\\u%04x", c:byte())
-end
-
-local byte = string.byte
-
--- A byte loop, not a pattern: LuaJIT compiles it (it does not compile
--- string.find with a pattern), and most strings need no escape.
-local function quote(s)
-  for i = 1, #s do
-    local b = byte(s, i)
-    if b < 32 or b == 34 or b == 92 or b == 127 then
-      return '"' .. s:gsub('[%c"\\]', escape) .. '"'
-    end
-  end
-  return '"' .. s .. '"'
-end
+local concat, type, pairs = table.concat, type, pairs
+local quote, number, keytext = json.quote, json.number, json.keytext
 
 local function value(v)
   local t = type(v)
   if t == "string" then return quote(v) end
-  if t == "number" then
-    if v == floor(v) and v < 2^53 and v > -2^53 then return fmt("%d", v) end
-    if v ~= v or v == huge or v == -huge then return json.encode(v) end -- raises
-    return fmt("%.9g", v)
-  end
+  if t == "number" then return number(v) end
   if t == "boolean" then return v and "true" or "false" end
   return json.encode(v)
 end
-
--- "key": for each key met (keys are few; their text is made once).
-local keytext = setmetatable({}, { __index = function(t, k)
-  local v = quote(k) .. ":"
-  t[k] = v
-  return v
-end })
 
 local first = { type = 1, version = 2 }
 local function key_order(a, b)
@@ -105,25 +70,7 @@ function M.encode(rec, fields)
     for _ in pairs(rec) do n = n + 1 end
     if n == m and m > 0 then return "{" .. concat(out, ",") .. "}" end
   end
-  local keys, n = {}, 0
-  local has_type, has_version = false, false
-  for k in pairs(rec) do
-    if k == "type" then has_type = true
-    elseif k == "version" then has_version = true
-    elseif type(k) ~= "string" then return json.encode(rec) -- its error
-    else n = n + 1; keys[n] = k end
-  end
-  sort(keys)
-  local out, m = {}, 0
-  if has_type then m = m + 1; out[m] = '"type":' .. value(rec.type) end
-  if has_version then m = m + 1; out[m] = '"version":' .. value(rec.version) end
-  for i = 1, n do
-    local k = keys[i]
-    m = m + 1
-    out[m] = keytext[k] .. value(rec[k])
-  end
-  if m == 0 then return json.encode(rec) end -- {} or [] as sonde.json says
-  return "{" .. concat(out, ",") .. "}"
+  return json.encode(rec) -- the general way is sonde.json's
 end
 
 function M.record(rec, meta)
