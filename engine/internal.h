@@ -16,6 +16,7 @@
 #define SONDE__CONNECT_ATTEMPTS 3 /* one try and at most two retries (Go) */
 #define SONDE__SEND_RETRIES 3     /* ENOBUFS/EAGAIN at send, then failed */
 #define SONDE__RECV_BURST 64      /* packets read per poll callback */
+#define SONDE__ROUTES 64          /* route sources kept per family */
 
 /* What a reply carries back that names its probe. a/b: ports or ICMP id/seq. */
 typedef struct {
@@ -136,7 +137,10 @@ struct sonde_engine {
                              open */
   int rawip_err;
   int unpriv[2];          /* the family runs unprivileged */
-  struct sockaddr_storage route_dst[2], route_src[2]; /* sonde__route_src */
+  struct {              /* sonde__route_src: a direct-mapped cache */
+    uint8_t dst[16], src[16];
+    uint8_t used;
+  } routes[2][SONDE__ROUTES];
   sonde__flowsock_t **flows; /* UDP sockets by source port (bind fixed) */
   size_t n_flows, cap_flows;
   uint16_t echo_id;

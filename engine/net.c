@@ -103,18 +103,28 @@ void sonde__clear_pending_error(int fd) {
 /*
  * The source address the kernel would use towards dst: the routing decision
  * of a connected UDP socket (connect() sends nothing). Needed to compute a
- * checksum over the pseudo-header before the kernel does. The last answer
- * per family is kept: a trace asks for the same destination again and
- * again. Returns 0 or a negative errno (ENETUNREACH without a route).
+ * checksum over the pseudo-header before the kernel does. The answers are
+ * kept, SONDE__ROUTES per family by a hash of the destination: a trace asks
+ * for the same destination again and again, and a campaign interleaves
+ * many traces (each lookup costs four system calls). Returns 0 or a
+ * negative errno (ENETUNREACH without a route).
  */
 int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
                      struct sockaddr_storage *src) {
   int i = sonde__afi(dst->ss_family), fd, r = 0;
+  size_t alen = dst->ss_family == AF_INET6 ? 16 : 4, k;
+  const uint8_t *a = sonde__addr_bytes(dst);
+  uint32_t h = 2166136261u; /* FNV-1a */
   struct sockaddr_storage to = *dst;
   socklen_t len = sizeof(*src);
 
-  if (sonde__addr_equal(&eng->route_dst[i], dst, 0)) {
-    *src = eng->route_src[i];
+  for (k = 0; k < alen; k++)
+    h = (h ^ a[k]) * 16777619u;
+  h %= SONDE__ROUTES;
+  if (eng->routes[i][h].used && memcmp(eng->routes[i][h].dst, a, alen) == 0) {
+    memset(src, 0, sizeof(*src));
+    src->ss_family = dst->ss_family;
+    memcpy((void *)sonde__addr_bytes(src), eng->routes[i][h].src, alen);
     return 0;
   }
   fd = sonde__socket(dst->ss_family, SOCK_DGRAM, IPPROTO_UDP);
@@ -129,8 +139,14 @@ int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
     r = -errno;
   sonde__close_fd(&fd);
   if (r == 0) {
-    eng->route_dst[i] = *dst;
-    eng->route_src[i] = *src;
+    memcpy(eng->routes[i][h].dst, a, alen);
+    memcpy(eng->routes[i][h].src, sonde__addr_bytes(src), alen);
+    eng->routes[i][h].used = 1;
+    /* the port the kernel chose is nobody's: only the address counts */
+    if (dst->ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)src)->sin6_port = 0;
+    else
+      ((struct sockaddr_in *)src)->sin_port = 0;
   }
   return r;
 }

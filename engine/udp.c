@@ -29,7 +29,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
  */
 static int payload(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
                    uint16_t sport, size_t len, int header,
-                   uint16_t *pseudo_out) {
+                   uint16_t *pseudo_out, struct sockaddr_storage *src) {
   uint8_t *msg = eng->sbuf; /* header (ours to send, or for the sum only),
                                then payload */
   size_t i;
@@ -37,16 +37,15 @@ static int payload(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
   for (i = 0; i < len; i++)
     msg[8 + i] = spec->fill ? spec->fill : (uint8_t)(0x40 + (i & 0x3f));
   if (header) {
-    struct sockaddr_storage src;
     uint16_t pseudo;
     int r;
     if (spec->hold_checksum &&
         (len < 2 || spec->checksum == 0 || spec->checksum == 0xffff))
       return SONDE_EINVAL;
-    r = sonde__route_src(eng, &spec->dst, &src);
+    r = sonde__route_src(eng, &spec->dst, src);
     if (r < 0)
       return r;
-    pseudo = sonde__pseudo_sum(spec->dst.ss_family, sonde__addr_bytes(&src),
+    pseudo = sonde__pseudo_sum(spec->dst.ss_family, sonde__addr_bytes(src),
                                sonde__addr_bytes(&spec->dst), IPPROTO_UDP,
                                (uint32_t)(8 + len));
     msg[0] = (uint8_t)(sport >> 8);
@@ -203,7 +202,7 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   size_t len = spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD;
   /* we write the UDP header: a held checksum, or an IPv4 header too */
   int raw = spec->hold_checksum || spec->ip_id;
-  struct sockaddr_storage dst = spec->dst;
+  struct sockaddr_storage dst = spec->dst, src;
 
   r = sonde__recv_open(eng, af);
   if (r < 0) {
@@ -222,10 +221,10 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
     p->call = "match";
     return r;
   }
-  r = payload(eng, spec, sport, len, raw, &pseudo);
+  r = payload(eng, spec, sport, len, raw, &pseudo, &src);
   if (r == 0 && raw) {
     /* Sent from a raw socket: its source is the route's. */
-    p->local = eng->route_src[sonde__afi(af)];
+    p->local = src;
     if (af == AF_INET6)
       ((struct sockaddr_in6 *)&p->local)->sin6_port = htons(sport);
     else
