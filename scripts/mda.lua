@@ -136,8 +136,6 @@ local function run(opts, ctx)
     signal = name
     for _, stop in pairs(stops) do stop() end
   end)
-  local progress = campaign.progress(ctx, opts.quiet, opts.output)
-  sink.before = progress.before_output
   local tally, last = campaign.tally("mda", "destinations reached"), nil
   local probes_sent = 0
 
@@ -264,26 +262,24 @@ local function run(opts, ctx)
     sink:flush()
   end
 
+  local progress      -- with several targets: the progress line
   local ok, perr = pcall(eng.run, eng, function()
-    if tg.single then
-      local addr, af = target.resolve(eng, tg.single, family)
-      emit(explore(tg.single, addr, af))
-      return
-    end
-    sink:start{ command = "mda", version = 1, columns = COLUMNS, protocol = "udp",
-      confidence = opts.confidence, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
-      sport = opts.sport, dport = opts.port, wait = opts.wait }
-    campaign.each(eng, tg.list, ctx, {
-      cmd = "mda", family = family, seed = opts.seed, shard = opts.shard,
-      parallel = opts.parallel, progress = progress,
-      stopped = function() return signal ~= nil or not sink:ok() end,
-      job = function(addr, name)
-        local doc = explore(name or addr, addr, target.family(addr))
-        if doc.stop_reason ~= "interrupted" or #doc.hops > 0 then emit(doc) end
+    progress = campaign.for_targets(eng, tg, ctx, {
+      cmd = "mda", opts = opts, family = family, sink = sink,
+      stopped = function() return signal ~= nil end,
+      start = function()
+        sink:start{ command = "mda", version = 1, columns = COLUMNS, protocol = "udp",
+          confidence = opts.confidence, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
+          sport = opts.sport, dport = opts.port, wait = opts.wait }
+      end,
+      one = function(name, addr, af)
+        local doc = explore(name, addr, af)
+        -- an interrupted target of several: only if something was found
+        if tg.single or doc.stop_reason ~= "interrupted" or #doc.hops > 0 then emit(doc) end
       end,
     })
   end)
-  progress.clear()
+  if progress then progress.clear() end
   eng:close()
   if not ok then
     sink:abort()

@@ -447,25 +447,16 @@ local function run(opts, ctx)
         end
       end)
     end
-    if tg.single then
-      local addr, af = target.resolve(eng, tg.single, family)
-      mtr_one(tg.single, addr, af)
-    else
-      sink:start{ command = "mtr", version = 1, columns = COLUMNS, count = count,
-        protocol = opts.protocol, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
-        interval = opts.interval, wait = opts.wait }
-      -- no progress line over the live table
-      if not live then
-        progress = campaign.progress(ctx, opts.quiet, opts.output)
-        sink.before = progress.before_output
-      end
-      campaign.each(eng, tg.list, ctx, {
-        cmd = "mtr", family = family, seed = opts.seed, shard = opts.shard,
-        parallel = opts.parallel, progress = progress,
-        stopped = function() return signal ~= nil or not sink:ok() end,
-        job = function(addr, name) mtr_one(name or addr, addr, target.family(addr)) end,
-      })
-    end
+    progress = campaign.for_targets(eng, tg, ctx, {
+      cmd = "mtr", opts = opts, family = family, sink = sink, one = mtr_one,
+      stopped = function() return signal ~= nil end,
+      progress = not live,  -- no progress line over the live table
+      start = function()
+        sink:start{ command = "mtr", version = 1, columns = COLUMNS, count = count,
+          protocol = opts.protocol, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
+          interval = opts.interval, wait = opts.wait }
+      end,
+    })
     running = false
   end)
   if progress then progress.clear() end

@@ -306,22 +306,13 @@ local function run(opts, ctx)
 
   local progress      -- with several targets: the progress line
   local ok, perr = pcall(eng.run, eng, function()
-    if tg.single then
-      local addr, af = target.resolve(eng, tg.single, family)
-      ping_one(tg.single, addr, af)
-      return
-    end
-    if not text then
-      sink:start{ command = "ping", version = 1, columns = COLUMNS, protocol = opts.protocol,
-        ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count }
-    end
-    progress = campaign.progress(ctx, opts.quiet, opts.output)
-    sink.before = progress.before_output
-    campaign.each(eng, tg.list, ctx, {
-      cmd = "ping", family = family, seed = opts.seed, shard = opts.shard,
-      parallel = opts.parallel,
-      stopped = function() return signal ~= nil or not sink:ok() end, progress = progress,
-      job = function(addr, name) ping_one(name or addr, addr, target.family(addr)) end,
+    progress = campaign.for_targets(eng, tg, ctx, {
+      cmd = "ping", opts = opts, family = family, sink = sink, one = ping_one,
+      stopped = function() return signal ~= nil end,
+      start = function()
+        sink:start{ command = "ping", version = 1, columns = COLUMNS, protocol = opts.protocol,
+          ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count }
+      end,
     })
   end)
   if progress then progress.clear() end

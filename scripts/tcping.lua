@@ -229,20 +229,14 @@ local function run(opts, ctx)
 
   local progress      -- with several targets: the progress line
   local ok, perr = pcall(eng.run, eng, function()
-    if tg.single then
-      tcping_one(tg.single, (target.resolve(eng, tg.single, family)))
-      return
-    end
-    sink:start{ command = "tcping", version = 1, columns = COLUMNS, port = opts.port,
-      count = opts.count, interval = opts.interval, wait = opts.wait, ttl = opts.ttl,
-      bind = opts.bind, sport = opts.sport }
-    progress = campaign.progress(ctx, opts.quiet, opts.output)
-    sink.before = progress.before_output
-    campaign.each(eng, tg.list, ctx, {
-      cmd = "tcping", family = family, seed = opts.seed, shard = opts.shard,
-      parallel = opts.parallel,
-      stopped = function() return signal ~= nil or not sink:ok() end, progress = progress,
-      job = function(addr, name) tcping_one(name or addr, addr) end,
+    progress = campaign.for_targets(eng, tg, ctx, {
+      cmd = "tcping", opts = opts, family = family, sink = sink, one = tcping_one,
+      stopped = function() return signal ~= nil end,
+      start = function()
+        sink:start{ command = "tcping", version = 1, columns = COLUMNS, port = opts.port,
+          count = opts.count, interval = opts.interval, wait = opts.wait, ttl = opts.ttl,
+          bind = opts.bind, sport = opts.sport }
+      end,
     })
   end)
   if progress then progress.clear() end

@@ -239,6 +239,37 @@ function M.progress(ctx, quiet, to_file)
   return p
 end
 
+-- The loop of a command that takes one target or several (M.collect's
+-- answer, tg), inside eng:run(): o.one(name, addr, af) for the single
+-- target (resolved here: a name that does not resolve is a runtime error),
+-- or, after o.start() if given, for every target of the list through
+-- M.each (--parallel, --seed, --shard and --quiet of o.opts), with a
+-- progress line unless o.progress is false; results written through
+-- o.sink erase it first. No target starts once o.stopped() is true (the
+-- sink's write failures stop it too).
+--   o: cmd, opts, family, sink, one, start, stopped, progress
+-- -> the progress line (to clear() when the run is over), or nil.
+function M.for_targets(eng, tg, ctx, o)
+  if tg.single then
+    local addr, af = require("sonde.target").resolve(eng, tg.single, o.family)
+    o.one(tg.single, addr, af)
+    return nil
+  end
+  if o.start then o.start() end
+  local opts, progress = o.opts, nil
+  if o.progress ~= false then
+    progress = M.progress(ctx, opts.quiet, opts.output)
+    o.sink.before = progress.before_output
+  end
+  M.each(eng, tg.list, ctx, {
+    cmd = o.cmd, family = o.family, seed = opts.seed, shard = opts.shard,
+    parallel = opts.parallel, progress = progress,
+    stopped = function() return o.stopped() or not o.sink:ok() end,
+    job = function(addr, name) o.one(name or addr, addr, require("sonde.target").family(addr)) end,
+  })
+  return progress
+end
+
 -- What a command that probes several targets found, and its exit status.
 --   local tally = campaign.tally("ping", "targets answered")
 --   tally:add(ok, line, err)  -- a target done: did it answer (reach, connect)?
