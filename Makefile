@@ -100,7 +100,7 @@ BENCH_DEPS := traceroute mtr-tiny scamper nmap zmap
 bench: deps all
 	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
 	@prefix="sdbench$$$$-"; \
-	trap 'luajit spec/support/lab.lua down "$$prefix" >/dev/null 2>&1' EXIT; \
+	trap 'luajit spec/support/lab.lua down "$$prefix" >/dev/null 2>&1; rm -rf /tmp/"$$prefix"*' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	SONDE_LAB_PREFIX="$$prefix" \
 	LUA_PATH="spec/support/?.lua;scripts/?.lua;scripts/?/init.lua;;" \

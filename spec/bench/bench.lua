@@ -19,7 +19,10 @@ local REPS = tonumber(os.getenv("BENCH_REPS") or "5")
 -- 3 runs each unless BENCH_REPS says otherwise.
 local LONG_REPS = tonumber(os.getenv("BENCH_REPS") or "3")
 local CAMPAIGN_TARGETS = 2000
--- BENCH_ONLY=single,campaign,sweep,rtt runs a subset.
+-- The cost section runs the campaign's first COST_TARGETS targets under
+-- callgrind (about 50 times slower than natively: 200 traces take ~10 s).
+local COST_TARGETS = tonumber(os.getenv("BENCH_COST_TARGETS") or "200")
+-- BENCH_ONLY=single,campaign,sweep,cost,rtt runs a subset.
 local ONLY = os.getenv("BENCH_ONLY")
 local function wanted(name) return not ONLY or ONLY:find(name, 1, true) ~= nil end
 
@@ -95,7 +98,7 @@ local function table_text(sec)
   local s = sec.rows[1]
   for _, r in ipairs(sec.rows) do
     out[#out + 1] = ("  %-34s %10.3f %10.3f %10.1f %8s  %s\n"):format(r.name, r.wall, r.cpu,
-      r.maxrss_kb / 1024, r == s and "" or ("%.3g"):format(ratio(s.wall, r.wall) or 0), r.note or "")
+      r.maxrss_kb / 1024, r == s and "" or ("%.3g"):format(ratio(s.wall, r.wall) or 0), r.note or ""):gsub(" +\n$", "\n")
   end
   return table.concat(out)
 end
@@ -211,6 +214,128 @@ local function rtt_text(sec)
   return table.concat(out)
 end
 
+-- Cost: instructions per probe, and where they go. perf's hardware counters
+-- are not always there (not on VMs without a PMU), so callgrind counts the
+-- instructions executed in user space (Ir; the kernel's share of a probe,
+-- the system calls, is not in it). The campaign runs twice under callgrind,
+-- with COST_TARGETS targets and with one: the second is the fixed cost
+-- (start-up, loading the scripts), and the difference, over the difference
+-- in probes, the cost of one more probe. Each object's own instructions
+-- (self cost) are sorted into parts (spec/bench/callgrind.lua): libluajit
+-- (the interpreter, GC, trace compiler) and the code the JIT wrote (callgrind
+-- finds it in no file: "???") are Lua's share.
+local callgrind = dofile(ROOT .. "/spec/bench/callgrind.lua")
+
+-- Probes in a campaign's JSONL output: every probe of every hop, and the
+-- earlier outcomes a retry rule re-issued.
+local function count_probes(text)
+  local probes, traces, reached = 0, 0, 0
+  for line in text:gmatch("[^\n]+") do
+    local ok, t = pcall(cjson.decode, line)
+    if ok and type(t) == "table" and t.type == "trace" then
+      traces = traces + 1
+      if t.reached then reached = reached + 1 end
+      for _, hop in ipairs(t.hops or {}) do
+        for _, p in ipairs(hop.probes or {}) do
+          probes = probes + 1 + (type(p.retries) == "table" and #p.retries or 0)
+        end
+      end
+    end
+  end
+  return probes, traces, reached
+end
+
+local function cost_section(l, tmp, targets)
+  local title = ("cost: instructions per probe (valgrind --tool=callgrind), the campaign's first %d targets")
+    :format(COST_TARGETS)
+  say("%s", title)
+  if not (COST_TARGETS >= 2 and COST_TARGETS <= #targets) then
+    error(("BENCH_COST_TARGETS: from 2 to %d, not %s"):format(#targets, COST_TARGETS), 0)
+  end
+  if not have("valgrind") then
+    say("  valgrind not installed")
+    return nil
+  end
+  -- sonde started as root switches to --user before Lua runs, and callgrind
+  -- writes its file at exit, as that user: a directory of its own (not
+  -- sticky, not world-writable) and files made beforehand, owned by it.
+  local user = "nobody"
+  local dir = tmp .. "/cost"
+  lab.must(("mkdir -m 755 %s && chown %s %s"):format(lab.shquote(dir), user, lab.shquote(dir)))
+  local function callgrind_run(n)
+    local tfile = ("%s/targets-%d.txt"):format(dir, n)
+    local list = {}
+    for i = 1, n do list[i] = targets[i] end
+    write(tfile, table.concat(list, "\n") .. "\n")
+    local cgout = ("%s/callgrind-%d.out"):format(dir, n)
+    lab.must(("touch %s && chown %s %s && chmod 644 %s"):format(lab.shquote(cgout), user,
+      lab.shquote(cgout), lab.shquote(cgout)))
+    local t0 = os.time()
+    local out, err, code = l:exec("src", { "valgrind", "--tool=callgrind", "--vgdb=no",
+      "--smc-check=all-non-file", "--callgrind-out-file=" .. cgout,
+      SONDE, "--user", user, "trace", "-n", "-q", "1", "--format", "jsonl", "--targets", tfile })
+    if code ~= 0 and code ~= 1 then
+      error(("callgrind run (%d targets) exited %d:\n%s"):format(n, code, err), 0)
+    end
+    local prof, perr = callgrind.read(cgout)
+    if not prof then error("callgrind: " .. tostring(perr), 0) end
+    local probes, traces, reached = count_probes(out)
+    if traces ~= n then
+      error(("callgrind run: %d traces out of %d targets"):format(traces, n), 0)
+    end
+    say("  callgrind, %d target%s: %d probes, %d reached, Ir %d, %d s", n, n == 1 and "" or "s",
+      probes, reached, prof.total, os.time() - t0)
+    return { targets = n, probes = probes, reached = reached, ir = prof.total,
+      parts = callgrind.classify(prof, { exe = SONDE }) }
+  end
+  local full = callgrind_run(COST_TARGETS)
+  local one = callgrind_run(1)
+  local marginal = { targets = full.targets - one.targets, probes = full.probes - one.probes,
+    ir = full.ir - one.ir, parts = {} }
+  for k, v in pairs(full.parts) do marginal.parts[k] = v - one.parts[k] end
+  local rows = {}
+  for _, r in ipairs({ full, one, marginal }) do
+    local lua = r.parts.luajit + r.parts.jit
+    rows[#rows + 1] = { targets = r.targets, probes = r.probes, reached = r.reached, ir = r.ir,
+      ir_per_probe = r.probes > 0 and r.ir / r.probes or nil, parts = r.parts,
+      lua_share = r.ir > 0 and lua / r.ir or nil }
+  end
+  rows[1].name = ("%d targets"):format(full.targets)
+  rows[2].name = "1 target (the fixed cost)"
+  rows[3].name = ("difference (%d more traces: the cost of probing)"):format(marginal.targets)
+  local names = {}
+  for _, p in ipairs(callgrind.PARTS) do names[p[1]] = p[2] end
+  return { title = title, kind = "callgrind", rows = rows, part_names = names,
+    command = "sonde trace -n -q 1 --format jsonl --targets FILE",
+    valgrind = "valgrind --tool=callgrind --vgdb=no --smc-check=all-non-file",
+    lua_parts = { "luajit", "jit" } }
+end
+
+local function commas(n)
+  local s = ("%d"):format(n)
+  local neg, digits = s:match("^(%-?)(%d+)$")
+  return neg .. digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+end
+
+local function cost_text(sec)
+  local out = { sec.title, "\n", ("  %-56s %14s %7s %10s %6s\n"):format(sec.command, "Ir", "probes",
+    "Ir/probe", "Lua") }
+  for _, r in ipairs(sec.rows) do
+    out[#out + 1] = ("  %-56s %14s %7d %10s %5.1f%%\n"):format(r.name, commas(r.ir), r.probes,
+      r.ir_per_probe and commas(math.floor(r.ir_per_probe + 0.5)) or "-", 100 * (r.lua_share or 0))
+  end
+  local full, diff = sec.rows[1], sec.rows[3]
+  out[#out + 1] = ("  %-56s %14s %17s\n"):format("share of Ir (each object's own instructions)",
+    full.name, "difference")
+  for _, p in ipairs(callgrind.PARTS) do
+    local k = p[1]
+    out[#out + 1] = ("  %-56s %13.1f%% %16.1f%%\n"):format(p[2], 100 * full.parts[k] / full.ir,
+      100 * diff.parts[k] / diff.ir)
+  end
+  out[#out + 1] = "  Lua: the LuaJIT VM and the code its JIT wrote. Instructions in user space only.\n"
+  return table.concat(out)
+end
+
 local function main()
   if select(3, lab.run("id -u")) ~= 0 or lab.run("id -u"):match("%d+") ~= "0" then
     error("make bench needs root (it builds network namespaces)")
@@ -284,15 +409,22 @@ local function main()
     end)
     end
 
+    if wanted("cost") then
+      sections[#sections + 1] = cost_section(l, tmp, targets)
+    end
+
     local text = {}
-    for _, s in ipairs(sections) do text[#text + 1] = table_text(s) end
+    for _, s in ipairs(sections) do
+      text[#text + 1] = s.kind == "callgrind" and cost_text(s) or table_text(s)
+    end
     if wanted("rtt") then
       local r = rtt_section()
       sections[#sections + 1] = r
       text[#text + 1] = rtt_text(r)
     end
+    local cpu = slurp("/proc/cpuinfo"):match("model name%s*:%s*([^\n]-)%s*\n")
     local machine = lab.run("uname -srm"):gsub("%s+$", "") .. ", " ..
-      lab.run("nproc"):gsub("%s+$", "") .. " cores"
+      (cpu and cpu .. ", " or "") .. lab.run("nproc"):gsub("%s+$", "") .. " cores"
     io.stdout:write(("sonde bench on %s (medians of interleaved runs)\n\n"):format(machine))
     io.stdout:write(table.concat(text, "\n"))
     io.stdout:write("\n* peak RSS above the launcher's own (measured with `true`): Linux\n"
