@@ -52,29 +52,48 @@ local function order_of(meta)
   return o
 end
 
--- One object as sonde.json.encode writes it (a table with string keys).
--- fields (optional): the keys rec may have, in JSON order; a record with a
--- key outside them is encoded the general way.
-function M.encode(rec, fields)
+local pieces = {}
+
+-- rec's text followed by close ("}" or "}\n"): through fields when they
+-- name every key rec has, else the general way.
+local function encode(rec, fields, close)
   if fields then
-    local out, m = {}, 0
+    -- the pieces go to one buffer, reused, and are joined once
+    local out, m, n = pieces, 1, 0
+    out[1] = "{"
     for i = 1, #fields do
       local k = fields[i]
       local v = rec[k]
       if v ~= nil then
-        m = m + 1
-        out[m] = keytext[k] .. value(v)
+        n = n + 1
+        if n > 1 then
+          m = m + 1
+          out[m] = ","
+        end
+        out[m + 1] = keytext[k]
+        out[m + 2] = value(v)
+        m = m + 2
       end
     end
-    local n = 0
-    for _ in pairs(rec) do n = n + 1 end
-    if n == m and m > 0 then return "{" .. concat(out, ",") .. "}" end
+    for _ in pairs(rec) do n = n - 1 end
+    if n == 0 and m > 1 then
+      out[m + 1] = close
+      return concat(out, "", 1, m + 1)
+    end
   end
-  return json.encode(rec) -- the general way is sonde.json's
+  return json.encode(rec) .. (close == "}" and "" or "\n") -- the general way is sonde.json's
 end
 
+-- One object as sonde.json.encode writes it (a table with string keys).
+-- fields (optional): the keys rec may have, in JSON order; a record with a
+-- key outside them is encoded the general way.
+function M.encode(rec, fields)
+  return encode(rec, fields, "}")
+end
+
+-- The line ends in the last piece: one string less per record.
 function M.record(rec, meta)
-  return M.encode(rec, order_of(meta)) .. "\n"
+  return encode(rec, order_of(meta), "}\n")
 end
 
 return M
