@@ -136,7 +136,7 @@ local function run(opts, ctx)
   end
   local payload, expect = unescape(opts.payload), unescape(opts.expect)
   local text = opts.format == "text"
-  local tg = campaign.collect(opts.host, opts, ctx, "tcping")
+  local tg = campaign.collect(opts.host, opts, ctx, "tcping", false, "HOST")
   local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
     own = { text = true, json = true } }
   local eng, err = sonde.engine()

@@ -147,7 +147,10 @@ helpers.lab_describe("several targets on ping, tcping, mtr and mda", function()
       assert.are.equal(0, r.code, r.out)
       assert.matches("\r\27%[Ksonde ping: [12]/3 %([%d.]+ %%%), [%d.]+ per second, %d+s left", r.out)
       assert.matches("\r\27%[Ksonde ping: 3 of 3 targets answered\r?\n$", r.out)
-      assert.are.equal(3, #decode_lines(io.open(path):read("*a")))
+      local f = assert(io.open(path))
+      local text = f:read("*a")
+      f:close()
+      assert.are.equal(3, #decode_lines(text))
     end)
 
     it("SIGINT stops every target and still writes each one's statistics (exit 130)", function()
@@ -260,7 +263,10 @@ helpers.lab_describe("several targets on ping, tcping, mtr and mda", function()
         { "mtr", "198.18.0.0/99" }, { "mda", "198.18.0.0/99" } } do
       local _, err, code = sonde(argv)
       assert.are.equal(2, code, err)
-      assert.matches("TARGET: invalid value '198.18.0.0/99'", err)
+      assert.matches((argv[1] == "tcping" and "HOST" or "TARGET") .. ": invalid value '198.18.0.0/99'", err)
     end
+    local _, err, code = sonde{ "tcping", "443" }
+    assert.are.equal(2, code, err)
+    assert.matches("missing HOST %(or %-%-targets FILE%)", err)
   end)
 end)

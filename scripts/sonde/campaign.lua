@@ -143,10 +143,11 @@ end
 -- as such (a name or an address: no file, no prefix, no --shard), which
 -- the command probes as it always did; else { list = a sonde.targets list }
 -- (bad lines of files reported and skipped; a bad word is a usage error).
--- as_list: always the list.
-function M.collect(words, opts, ctx, cmd, as_list)
+-- as_list: always the list. name: the words' name in messages ("TARGET").
+function M.collect(words, opts, ctx, cmd, as_list, name)
+  name = name or "TARGET"
   if #words == 0 and #opts.targets == 0 then
-    cli.usage_error("missing TARGET (or --targets FILE)")
+    cli.usage_error("missing %s (or --targets FILE)", name)
   end
   if not as_list and #words == 1 and #opts.targets == 0 and not opts.shard
       and not words[1]:find("/", 1, true) then
@@ -155,7 +156,7 @@ function M.collect(words, opts, ctx, cmd, as_list)
   local list = require("sonde.targets").list()
   for _, t in ipairs(words) do
     local ok, why = list:add(t)
-    if not ok then cli.usage_error("TARGET: invalid value '%s' (%s)", t, why) end
+    if not ok then cli.usage_error("%s: invalid value '%s' (%s)", name, t, why) end
   end
   M.read_target_files(list, opts.targets, ctx, cmd)
   return { list = list }
