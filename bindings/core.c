@@ -362,7 +362,7 @@ static void engine_closed(sonde_engine_t *eng, void *data) {
 
 static int l_engine(lua_State *L) {
   static const char *const fields[] = {"rate", "window", "wait", "icmp_id",
-                                       "privileged", NULL};
+                                       "privileged", "send_thread", NULL};
   static const char *const privs[] = {"auto", "raw", "unprivileged", NULL};
   sonde_engine_opts_t opts;
   lengine_t *le;
@@ -378,6 +378,12 @@ static int l_engine(lua_State *L) {
     opts.echo_id = (uint16_t)opt_int(L, 1, "engine", "icmp_id", 0, 0, 65535);
     opts.priv = (sonde_priv_t)opt_choice(L, 1, "engine", "privileged", privs,
                                          SONDE_PRIV_AUTO);
+    lua_getfield(L, 1, "send_thread");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+      luaL_error(L, "engine: field 'send_thread' must be a boolean (got %s)",
+                 luaL_typename(L, -1));
+    opts.send_thread = lua_toboolean(L, -1);
+    lua_pop(L, 1);
   }
   /* Userdata first, every field invalid, metatable attached: only then is
    * anything acquired, so __gc always finds a consistent state. */

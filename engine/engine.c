@@ -136,7 +136,7 @@ static void probe_release(sonde_engine_t *eng, sonde__probe_t *p) {
   eng->free_list = p;
 }
 
-static sonde__probe_t *probe_find(sonde_engine_t *eng, uint64_t id) {
+sonde__probe_t *sonde__probe_find(sonde_engine_t *eng, uint64_t id) {
   uint32_t slot = (uint32_t)(id & (MAX_SLOTS - 1));
   sonde__probe_t *p;
   if (id == 0 || slot >= eng->n_slots)
@@ -299,6 +299,10 @@ static void pump(sonde_engine_t *eng) {
          eng->stats.in_flight < (uint64_t)eng->opts.window &&
          now >= eng->retry_ns) {
     sonde__probe_t *p = eng->q_head;
+    /* the sender thread's ring is full: wait for it (its outcomes re-arm
+     * the timer), rather than send from here and compete with it */
+    if (sonde__sender_full(eng))
+      break;
     if (eng->opts.rate > 0) {
       if (eng->tokens < 1)
         break;
@@ -311,6 +315,7 @@ static void pump(sonde_engine_t *eng) {
     eng->stats.queued--;
     send_one(eng, p);
   }
+  sonde__sender_kick(eng);
 }
 
 /* --- the timer ------------------------------------------------------------ */
@@ -334,6 +339,8 @@ static void on_timer(uv_timer_t *t) {
 }
 
 /* Arm the timer for whatever comes first: a deadline, a token, a resend. */
+void sonde__arm(sonde_engine_t *eng) { arm(eng); }
+
 static void arm(sonde_engine_t *eng) {
   uint64_t now, next = UINT64_MAX, delay;
   sonde__probe_t *top;
@@ -341,7 +348,8 @@ static void arm(sonde_engine_t *eng) {
   if (eng->closing || eng->in_timer)
     return;
   now = sonde__now();
-  if (eng->q_head && eng->stats.in_flight < (uint64_t)eng->opts.window) {
+  if (eng->q_head && eng->stats.in_flight < (uint64_t)eng->opts.window &&
+      !sonde__sender_full(eng)) {
     next = now;
     if (eng->retry_ns > now)
       next = eng->retry_ns;
@@ -416,7 +424,8 @@ void sonde__result_reply(const sonde__probe_t *p, sonde_result_t *res,
   res->kind = kind;
   if (addr)
     res->addr = *addr;
-  res->rtt = now > p->sent_ns ? (double)(now - p->sent_ns) / 1e9 : 0;
+  uint64_t sent = sonde__sent_ns(p);
+  res->rtt = now > sent ? (double)(now - sent) / 1e9 : 0;
 }
 
 static void probe_poll_closed(uv_handle_t *h) {
@@ -490,7 +499,7 @@ void sonde__probe_fail(sonde_engine_t *eng, sonde__probe_t *p, int err) {
 }
 
 int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id, double wait) {
-  sonde__probe_t *p = probe_find(eng, id);
+  sonde__probe_t *p = sonde__probe_find(eng, id);
   if (p == NULL)
     return SONDE_ENOENT;
   if (isnan(wait) || wait < 0)
@@ -505,7 +514,7 @@ int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id, double wait) {
 }
 
 int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id) {
-  sonde__probe_t *p = probe_find(eng, id);
+  sonde__probe_t *p = sonde__probe_find(eng, id);
   if (p == NULL)
     return SONDE_ENOENT;
   sonde__probe_fail(eng, p, SONDE_ECANCELED);
@@ -514,10 +523,14 @@ int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id) {
 
 /* --- closing ---------------------------------------------------------------- */
 
-static void engine_handle_closed(uv_handle_t *h) {
-  sonde_engine_t *eng = h->data;
+/* One of the engine's handles is closed (the last one ends the engine). */
+void sonde__closed_one(sonde_engine_t *eng) {
   eng->pending_closes--;
   maybe_finish(eng);
+}
+
+static void engine_handle_closed(uv_handle_t *h) {
+  sonde__closed_one(h->data);
 }
 
 void sonde__handle_close(sonde_engine_t *eng, uv_handle_t *h) {
@@ -552,6 +565,8 @@ void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data) {
   /* Refuse new probes first, so that a callback cannot keep the engine open
    * by starting another probe from its cancellation. */
   eng->closing = 1;
+  /* the sender thread is done with the sockets before they close */
+  sonde__sender_stop(eng);
   while (eng->q_head)
     sonde__probe_fail(eng, eng->q_head, SONDE_ECANCELED);
   for (i = 0; i < eng->n_slots; i++) {

@@ -92,6 +92,8 @@ int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
     r = len;
   else if (spec->ip_id)
     r = sonde__send_hdrincl(eng, p, IPPROTO_ICMP, (size_t)len);
+  else if (sonde__sender_queue(eng, p, fd, eng->sbuf, (size_t)len) == 0)
+    r = 0;
   else
     r = sonde__sendto_probe(p, fd, eng->sbuf, (size_t)len, &spec->dst);
   if (r < 0) {

@@ -36,6 +36,7 @@ enum {
 };
 
 typedef struct sonde__probe sonde__probe_t;
+typedef struct sonde__sender sonde__sender_t;
 /* Called when a probe's poll handle has closed and the probe goes on (a TCP
  * connect retried on a new socket). */
 typedef void (*sonde__restart_fn)(sonde_engine_t *eng, sonde__probe_t *p);
@@ -57,6 +58,8 @@ struct sonde__probe {
   sonde__probe_t *hnext;    /* hash chain */
   sonde__probe_t *qnext;    /* send queue / free list */
   int send_tries;
+  uint64_t send_job;        /* 1 + its sender job while the loop has not
+                               taken the job's outcome; 0 otherwise */
   int attempts;             /* sockets tried */
   const char *call;         /* the call that failed, for the result */
   int fd;                   /* per-probe socket; -1 when none. Owned here. */
@@ -136,6 +139,8 @@ struct sonde_engine {
   int rawip;              /* send-only IPPROTO_RAW, IPv4 (ip_id); -1 if not
                              open */
   int rawip_err;
+  sonde__sender_t *sender; /* the sender thread (opts.send_thread), or NULL */
+  int sender_failed;       /* it could not start: the loop sends */
   int unpriv[2];          /* the family runs unprivileged */
   struct {              /* sonde__route_src: a direct-mapped cache */
     uint8_t dst[16], src[16];
@@ -220,6 +225,18 @@ void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
 int sonde__raw_socket(int af);
 int sonde__raw_udp_socket(int af);
 int sonde__raw_ip_socket(void);
+
+/* sender.c: the sender thread (sonde_engine_opts_t.send_thread) */
+int sonde__sender_queue(sonde_engine_t *eng, sonde__probe_t *p, int fd,
+                        const uint8_t *buf, size_t len);
+void sonde__sender_drain(sonde_engine_t *eng);
+void sonde__sender_kick(sonde_engine_t *eng);
+int sonde__sender_full(sonde_engine_t *eng);
+void sonde__arm(sonde_engine_t *eng);
+void sonde__sender_stop(sonde_engine_t *eng);
+uint64_t sonde__sent_ns(const sonde__probe_t *p);
+sonde__probe_t *sonde__probe_find(sonde_engine_t *eng, uint64_t id);
+void sonde__closed_one(sonde_engine_t *eng);
 
 /* iphdr.c: the IP header fields a probe sets itself (ip_id, df, flow
  * label). Each returns 0 or a negative errno with p->call naming what

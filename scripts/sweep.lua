@@ -149,7 +149,10 @@ local function run(opts, ctx)
   local out, oerr = output.open(opts.output, { stdout = ctx.stdout })
   if not out then cli.runtime_error("-o: %s", oerr) end
 
+  -- send_thread: the kernel's work in each sendmsg() (a lab's whole path,
+  -- on veth) and ours per reply go on at once, on two cores
   local eng, err = sonde.engine{ rate = opts.rate, window = window, wait = opts.wait,
+    send_thread = true,
     privileged = opts.privileged and "raw" or opts.unprivileged and "unprivileged" or nil }
   if not eng then
     out:abort()

@@ -239,6 +239,18 @@ helpers.lab_describe("sonde trace across sonde-netsim running the scenario of is
     assert_rtt(hop_at(t, 5), 41, "target")
   end)
 
+  -- sweep sends its echoes from the engine's sender thread: the RTT still
+  -- runs from just before the sendmsg() to the kernel's receive stamp.
+  it("measures a sweep's RTT (sender thread) within 2 ms or 10 % of delay_ms 41", function()
+    local out, err, code = l:exec("sim", { helpers.sonde(), "sweep", "-q", "-w", "2",
+      "198.18.200.50", "198.18.200.50/32" })
+    assert.are.equal(0, code, err .. out)
+    local rec = cjson.decode(out)
+    assert.is_true(rec.alive, out)
+    local ms = rec.rtt * 1000
+    assert.is_true(math.abs(ms - 41) <= 4.1, ("sweep RTT %.3f ms for delay_ms 41"):format(ms))
+  end)
+
   -- Unprivileged, the kernel itself matches each ICMP error's quote to the
   -- socket that sent the probe (error queue): the quotes must be right.
   for _, proto in ipairs{ "icmp", "udp" } do

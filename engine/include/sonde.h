@@ -313,6 +313,13 @@ typedef struct {
   uint16_t echo_id;  /* ICMP echo id; 0 = derived from the pid (raw mode;
                         ping sockets get theirs from the kernel) */
   sonde_priv_t priv;
+  /* Nonzero: plain ICMP echo probes (no ip_id, df or flow label; at most
+   * 256 bytes) are sent by a thread of the engine's own, so that the
+   * loop's thread reads replies meanwhile; their send time is still taken
+   * just before sendmsg(). For sweeps, where the kernel's work inside
+   * sendmsg() and the work per reply are both large. The thread only calls
+   * sendmsg() on the engine's sockets and ends before they are closed. */
+  int send_thread;
 } sonde_engine_opts_t;
 
 typedef struct {

@@ -22,7 +22,9 @@ local yield, running, resume, status = coroutine.yield, coroutine.running,
   coroutine.resume, coroutine.status
 
 -- Create an engine. opts: rate (probes/s, 0 = unlimited), window (probes in
--- flight), wait (default seconds per probe), icmp_id.
+-- flight), wait (default seconds per probe), icmp_id, privileged ("auto",
+-- "raw", "unprivileged"), send_thread (true: plain ICMP echoes are sent by
+-- a thread of the engine's, while this one reads replies: for sweeps).
 -- Returns the engine or nil, "ENAME: message", "ENAME".
 function M.engine(opts)
   local c, err, name = core.engine(opts)
