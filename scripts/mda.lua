@@ -5,6 +5,7 @@
 local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
+local output = require "sonde.output"
 local campaign = require "sonde.campaign"
 local json = require "sonde.json"
 local tracer = require "sonde.trace"
@@ -35,8 +36,8 @@ Several targets (names, addresses, CIDR prefixes, the lines of --targets files) 
 
 Exit status: 0 the destination was reached (several targets: every one), 1 it was not (max TTL, gap limit, probe budget, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve, -o not writable; with several targets: when every run stopped on such an error), 130 interrupted (143: SIGTERM; the graph found so far is written first).]],
   options = campaign.options({
-    { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
-    { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
+    target.IPV4_OPTION,
+    target.IPV6_OPTION,
     { "-f", "--first-ttl", arg = "N", type = "int", min = 1, max = 255, default = 1,
       help = "TTL of the first hop probed" },
     { "-m", "--max-ttl", arg = "N", type = "int", min = 1, max = 255, default = 30,
@@ -58,8 +59,7 @@ Exit status: 0 the destination was reached (several targets: every one), 1 it wa
     { "-n", key = "numeric", flag = true, help = "print addresses only, do not look up names" },
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "output format: text, json (one document), jsonl (the document as one line), csv or markdown (a row per interface), dot (a Graphviz digraph), or the path of a Lua format module (see Formats above)" },
-    { "-o", "--output", arg = "FILE", type = "string",
-      help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
+    output.OPTION,
   }, { parallel = 8, what = "targets explored", q = true }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" } },

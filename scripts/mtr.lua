@@ -5,6 +5,7 @@
 local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
+local output = require "sonde.output"
 local campaign = require "sonde.campaign"
 local header = require "sonde.header"
 local json = require "sonde.json"
@@ -65,13 +66,12 @@ Exit status:
       help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },
     { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
-    { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
-    { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
+    target.IPV4_OPTION,
+    target.IPV6_OPTION,
     { "-n", key = "numeric", flag = true, help = "show addresses only, do not look up host names" },
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "report format: text, json, jsonl (a line per round, then the document), csv or markdown (a row per hop), or the path of a Lua format module (see Formats above); all but text imply --report" },
-    { "-o", "--output", arg = "FILE", type = "string",
-      help = "write the report to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
+    output.OPTION,
   }, { parallel = 16, what = "targets", q = true }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" } },

@@ -4,6 +4,7 @@
 local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
+local output = require "sonde.output"
 local campaign = require "sonde.campaign"
 local header = require "sonde.header"
 local json = require "sonde.json"
@@ -61,12 +62,11 @@ Exit status:
       help = "ICMP and UDP payload bytes (an ICMP echo is 8 bytes more)" },
     { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
-    { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
-    { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
+    target.IPV4_OPTION,
+    target.IPV6_OPTION,
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "output format: text as it goes, json (one document at the end), jsonl (a line per probe, then the document), csv or markdown (a row per probe), or the path of a Lua format module (see Formats above)" },
-    { "-o", "--output", arg = "FILE", type = "string",
-      help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
+    output.OPTION,
   }, { parallel = 256, what = "targets pinged", q = true }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" } },

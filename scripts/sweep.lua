@@ -73,7 +73,7 @@ Exit status:
       help = "the seed of the order of the targets (and of the shards)" },
     { nil, "--format", arg = "FORMAT", check = check_format, default = "jsonl",
       help = "text, jsonl, csv, markdown, or a Lua format file (./my.lua)" },
-    { "-o", "--output", arg = "FILE", help = "write the records to FILE (atomically) instead of standard output" },
+    output.OPTION,
     { nil, "--alive", key = "alive_only", flag = true,
       help = "write the records of alive targets only (the summary still counts all)" },
     { "-q", "--quiet", flag = true, help = "no progress line, no summary on standard error" },

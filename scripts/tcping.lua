@@ -3,6 +3,7 @@
 local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
+local output = require "sonde.output"
 local campaign = require "sonde.campaign"
 local header = require "sonde.header"
 local json = require "sonde.json"
@@ -37,8 +38,8 @@ Exit status: 0 at least one attempt succeeded (several hosts: for every host), 1
       help = "time between the starts of two attempts" },
     { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "2",
       help = "how long one attempt may take (connect, and the reply with --expect)" },
-    { "-4", key = "ipv4", flag = true, help = "use IPv4 only" },
-    { "-6", key = "ipv6", flag = true, help = "use IPv6 only" },
+    target.IPV4_OPTION,
+    target.IPV6_OPTION,
     { nil, "--bind", arg = "POLICY", choices = { "kernel", "sequence", "fixed" }, default = "kernel",
       help = "source port: kernel (port 0), sequence (--sport + attempt number), fixed (--sport)" },
     { nil, "--sport", arg = "PORT", type = "int", min = 1, max = 65535,
@@ -51,8 +52,7 @@ Exit status: 0 at least one attempt succeeded (several hosts: for every host), 1
       help = "read until TEXT arrives (\\r, \\n and \\t are understood)" },
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "output format: text, json, jsonl (a line per attempt, then the document), csv or markdown (a row per attempt), or the path of a Lua format module (see Formats above)" },
-    { "-o", "--output", arg = "FILE", type = "string",
-      help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" },
+    output.OPTION,
   }, { parallel = 64, what = "targets connected to", q = true }),
   positionals = { { name = "HOST", many = true, help = "host name, numeric address or CIDR prefix" },
     { name = "PORT", required = true, type = "int", min = 1, max = 65535 } },

@@ -23,6 +23,10 @@
 
 local M = {}
 
+-- The -o option of every command that writes results (a sonde.args entry).
+M.OPTION = { "-o", "--output", arg = "FILE", type = "string",
+  help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" }
+
 local fmt = string.format
 
 ---------------------------------------------------------------------------

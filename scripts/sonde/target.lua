@@ -4,6 +4,11 @@ local cli = require "sonde.cli"
 
 local M = {}
 
+-- The -4 and -6 options of every command that resolves names (sonde.args
+-- entries; exclusive = { { "ipv4", "ipv6" } }).
+M.IPV4_OPTION = { "-4", key = "ipv4", flag = true, help = "use IPv4 only" }
+M.IPV6_OPTION = { "-6", key = "ipv6", flag = true, help = "use IPv6 only" }
+
 -- 4 or 6 for a numeric IPv4/IPv6 address, nil for a name.
 function M.family(s)
   if s:find(":", 1, true) then return 6 end
