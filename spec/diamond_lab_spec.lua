@@ -24,16 +24,9 @@ local lab = require "lab"
 local cjson = require "cjson"
 local schema = require "schema"
 
-local AS_NOBODY = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups" }
+local AS_NOBODY = helpers.AS_NOBODY
 
--- sonde ARGS in src (as `who`, an argv prefix, when given) -> out, err, code
-local function sonde(l, args, who)
-  local argv = {}
-  for _, a in ipairs(who or {}) do argv[#argv + 1] = a end
-  argv[#argv + 1] = helpers.sonde()
-  for _, a in ipairs(args) do argv[#argv + 1] = tostring(a) end
-  return l:exec("src", argv)
-end
+local sonde = helpers.sonde_in
 
 -- A trace's JSON; asserts it ran (exit `code`, default 0) and validates it
 -- against the schema.

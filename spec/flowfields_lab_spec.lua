@@ -15,7 +15,7 @@ local lab = require "lab"
 local cjson = require "cjson"
 local schema = require "schema"
 
-local AS_NOBODY = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups" }
+local AS_NOBODY = helpers.AS_NOBODY
 
 local RULES = [[
 table inet ff {

@@ -5,7 +5,7 @@ local helpers = require "helpers"
 local lab = require "lab"
 local cjson = require "cjson"
 
-local AS_NOBODY = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups" }
+local AS_NOBODY = helpers.AS_NOBODY
 
 local readable_file = helpers.readable_file
 

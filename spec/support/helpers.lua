@@ -117,6 +117,20 @@ end
 -- Polls fn() every `interval` seconds (default 0.02) until it returns a
 -- true value, at most `timeout` seconds (default 5).  -> that value, or
 -- raises naming `what`.
+-- An argv prefix that runs a command as nobody, without privileges (the
+-- unprivileged paths, as an ordinary user meets them).
+helpers.AS_NOBODY = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups" }
+
+-- sonde ARGS in lab l's node src (as `who`, an argv prefix such as
+-- helpers.AS_NOBODY, when given) -> out, err, code
+function helpers.sonde_in(l, args, who)
+  local argv = {}
+  for _, a in ipairs(who or {}) do argv[#argv + 1] = a end
+  argv[#argv + 1] = helpers.sonde()
+  for _, a in ipairs(args) do argv[#argv + 1] = tostring(a) end
+  return l:exec("src", argv)
+end
+
 -- The lines of text, each ended by sep ("\n"; "\r\n" for CSV): a last
 -- line without its end is not one (output is written whole lines).
 function helpers.lines(text, sep)
