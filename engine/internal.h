@@ -192,6 +192,17 @@ void sonde__table_free(sonde_engine_t *eng);
 /* net.c: socket helpers */
 int sonde__socket(int af, int type, int proto);
 int sonde__set_ttl(int fd, int af, int ttl);
+/* Room for a probe's ancillary data: TTL, TOS, IPv6 DONTFRAG. */
+typedef union {
+  char buf[3 * CMSG_SPACE(sizeof(int))];
+  struct cmsghdr align;
+} sonde__cmsgbuf_t;
+/* The message of one probe datagram: buf to dst, with ttl, tos (if
+ * nonzero) and an IPv6 df as ancillary data in control. */
+void sonde__probe_msg(struct msghdr *msg, struct iovec *iov,
+                      sonde__cmsgbuf_t *control, const void *buf, size_t len,
+                      const struct sockaddr_storage *dst, int ttl, int tos,
+                      sonde_df_t df);
 int sonde__sendto_probe(sonde__probe_t *p, int fd, const void *buf,
                         size_t len, const struct sockaddr_storage *dst);
 int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,

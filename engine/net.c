@@ -40,43 +40,49 @@ static struct cmsghdr *put_int(struct msghdr *msg, struct cmsghdr *cm,
  * MSG_NOSIGNAL: sonde never raises SIGPIPE. Returns 0 or a negative errno,
  * with p->call set when something other than sendmsg() failed.
  */
+void sonde__probe_msg(struct msghdr *msg, struct iovec *iov,
+                      sonde__cmsgbuf_t *control, const void *buf, size_t len,
+                      const struct sockaddr_storage *dst, int ttl, int tos,
+                      sonde_df_t df) {
+  struct cmsghdr *cm;
+  int v6 = dst->ss_family == AF_INET6, n_cmsg = 1;
+
+  memset(msg, 0, sizeof(*msg));
+  memset(control, 0, sizeof(*control));
+  iov->iov_base = (void *)buf;
+  iov->iov_len = len;
+  msg->msg_name = (void *)dst;
+  msg->msg_namelen = sonde__addr_len(dst);
+  msg->msg_iov = iov;
+  msg->msg_iovlen = 1;
+  msg->msg_control = control->buf;
+  msg->msg_controllen = sizeof(control->buf);
+  cm = CMSG_FIRSTHDR(msg);
+  cm = put_int(msg, cm, v6 ? IPPROTO_IPV6 : IPPROTO_IP,
+               v6 ? IPV6_HOPLIMIT : IP_TTL, ttl);
+  if (tos) {
+    cm = put_int(msg, cm, v6 ? IPPROTO_IPV6 : IPPROTO_IP,
+                 v6 ? IPV6_TCLASS : IP_TOS, tos);
+    n_cmsg++;
+  }
+  if (v6 && df) {
+    (void)put_int(msg, cm, IPPROTO_IPV6, IPV6_DONTFRAG, df == SONDE_DF_SET);
+    n_cmsg++;
+  }
+  msg->msg_controllen = (size_t)n_cmsg * CMSG_SPACE(sizeof(int));
+}
+
 int sonde__sendto_probe(sonde__probe_t *p, int fd, const void *buf,
                         size_t len, const struct sockaddr_storage *dst) {
   const sonde_probe_spec_t *spec = &p->spec;
-  union {
-    char buf[3 * CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control;
+  sonde__cmsgbuf_t control;
   struct iovec iov;
   struct msghdr msg;
-  struct cmsghdr *cm;
-  int v6 = dst->ss_family == AF_INET6, n_cmsg = 1;
+  int v6 = dst->ss_family == AF_INET6;
   ssize_t n;
 
-  memset(&msg, 0, sizeof(msg));
-  memset(&control, 0, sizeof(control));
-  iov.iov_base = (void *)buf;
-  iov.iov_len = len;
-  msg.msg_name = (void *)dst;
-  msg.msg_namelen = sonde__addr_len(dst);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.buf;
-  msg.msg_controllen = sizeof(control.buf);
-  cm = CMSG_FIRSTHDR(&msg);
-  cm = put_int(&msg, cm, v6 ? IPPROTO_IPV6 : IPPROTO_IP,
-               v6 ? IPV6_HOPLIMIT : IP_TTL, spec->ttl);
-  if (spec->tos) {
-    cm = put_int(&msg, cm, v6 ? IPPROTO_IPV6 : IPPROTO_IP,
-                 v6 ? IPV6_TCLASS : IP_TOS, spec->tos);
-    n_cmsg++;
-  }
-  if (v6 && spec->df) {
-    (void)put_int(&msg, cm, IPPROTO_IPV6, IPV6_DONTFRAG,
-                  spec->df == SONDE_DF_SET);
-    n_cmsg++;
-  }
-  msg.msg_controllen = (size_t)n_cmsg * CMSG_SPACE(sizeof(int));
+  sonde__probe_msg(&msg, &iov, &control, buf, len, dst, spec->ttl, spec->tos,
+                   spec->df);
   if ((spec->df && !v6) || spec->has_flow_label)
     return sonde__send_fields(p, fd, &msg);
   do

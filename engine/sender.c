@@ -56,35 +56,13 @@ struct sonde__sender {
  * EAGAIN (the socket's buffer or the qdisc full) are waited out a few
  * times, as the loop's own sends retry them. */
 static int send_job(job_t *j) {
-  union {
-    char buf[2 * CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control;
-  struct iovec iov = {j->buf, j->len};
+  sonde__cmsgbuf_t control;
+  struct iovec iov;
   struct msghdr msg;
-  struct cmsghdr *cm;
-  int v6 = j->dst.ss_family == AF_INET6, tries;
+  int tries;
 
-  memset(&msg, 0, sizeof(msg));
-  memset(&control, 0, sizeof(control));
-  msg.msg_name = &j->dst;
-  msg.msg_namelen = sonde__addr_len(&j->dst);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.buf;
-  msg.msg_controllen = CMSG_SPACE(sizeof(int)) * (j->tos ? 2 : 1);
-  cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = v6 ? IPPROTO_IPV6 : IPPROTO_IP;
-  cm->cmsg_type = v6 ? IPV6_HOPLIMIT : IP_TTL;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cm), &j->ttl, sizeof(int));
-  if (j->tos) {
-    cm = CMSG_NXTHDR(&msg, cm);
-    cm->cmsg_level = v6 ? IPPROTO_IPV6 : IPPROTO_IP;
-    cm->cmsg_type = v6 ? IPV6_TCLASS : IP_TOS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &j->tos, sizeof(int));
-  }
+  sonde__probe_msg(&msg, &iov, &control, j->buf, j->len, &j->dst, j->ttl,
+                   j->tos, SONDE_DF_DEFAULT);
   for (tries = 1;; tries++) {
     if (sendmsg(j->fd, &msg, MSG_NOSIGNAL) >= 0)
       return 0;
