@@ -227,20 +227,7 @@ local function run(opts, ctx)
 
   -- A closed pipe ends the sweep quietly (nobody reads the rest); any other
   -- write error is a runtime error and leaves -o's file as it was.
-  if write_error then
-    out:abort()
-    if out:target() == nil and write_error:find("Broken pipe", 1, true) then
-      return cli.EXIT.OK
-    end
-    cli.runtime_error("%s: %s", out:target() or "standard output", write_error)
-  end
-  local cok, cerr = out:commit()
-  if not cok then
-    if out:target() == nil and tostring(cerr):find("Broken pipe", 1, true) then
-      return cli.EXIT.OK
-    end
-    cli.runtime_error("-o: %s", cerr)
-  end
+  if not out:close() then return cli.EXIT.OK end
   if not opts.quiet and not form.footer then
     ctx.stderr:write("sonde sweep: ", summary.text, "\n")
   end

@@ -349,15 +349,8 @@ local function run_campaign(eng, run, list, ctx)
     out:abort()
     error(perr, 0)
   end
-  if write_error then
-    out:abort()
-    if out:target() == nil and write_error:find("Broken pipe", 1, true) then return summary end
-    cli.runtime_error("%s: %s", out:target() or "standard output", write_error)
-  end
-  local cok, cerr = out:commit()
-  if not cok and not (out:target() == nil and tostring(cerr):find("Broken pipe", 1, true)) then
-    cli.runtime_error("-o: %s", cerr)
-  end
+  -- a closed pipe after a failed write: nobody reads, not even a summary
+  if not out:close() and write_error then return summary end
   if summary.errors > 3 then
     ctx.stderr:write(string.format("sonde trace: ... %d traces stopped on an error in all\n", summary.errors))
   end

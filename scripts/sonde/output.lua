@@ -202,6 +202,28 @@ function Writer:commit()
   return true
 end
 
+-- The end of a command's output: commit what was written (-o FILE replaces
+-- FILE), or give up after a write error. A closed standard output (nobody
+-- reads: `sonde ... | head`) -> false, quietly; any other failure raises
+-- the CLI's runtime error and leaves FILE as it was. -> true.
+function Writer:close()
+  local function closed_pipe(err)
+    return self.path == nil and tostring(err):find("Broken pipe", 1, true) ~= nil
+  end
+  local cli = require "sonde.cli"
+  if self.failed then
+    self:abort()
+    if closed_pipe(self.failed) then return false end
+    cli.runtime_error("%s: %s", self.path or "standard output", self.failed)
+  end
+  local ok, err = self:commit()
+  if not ok then
+    if closed_pipe(err) then return false end
+    cli.runtime_error("-o: %s", err)
+  end
+  return true
+end
+
 -- Give up: a file's temporary copy is closed and removed (the old file
 -- stays); stdout is left alone. Idempotent.
 function Writer:abort()

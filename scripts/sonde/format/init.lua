@@ -61,10 +61,6 @@ end
 local Sink = {}
 Sink.__index = Sink
 
-local function broken_pipe(err)
-  return tostring(err):find("Broken pipe", 1, true) ~= nil
-end
-
 -- A sink for format `o.format`, written to `o.output` (nil or "-": o.stdout).
 -- o.own: the set of format names the command writes itself. A format file
 -- that cannot be loaded is a usage error, -o that cannot be created a
@@ -159,18 +155,7 @@ end
 -- output (nobody reads) ends quietly (-> false); any other write error is
 -- a runtime error, and FILE is left as it was. -> true.
 function Sink:close()
-  local out = self.out
-  if self.write_error then
-    out:abort()
-    if out:target() == nil and broken_pipe(self.write_error) then return false end
-    cli.runtime_error("%s: %s", out:target() or "standard output", self.write_error)
-  end
-  local ok, err = out:commit()
-  if not ok then
-    if out:target() == nil and broken_pipe(err) then return false end
-    cli.runtime_error("-o: %s", err)
-  end
-  return true
+  return self.out:close()
 end
 
 -- Give up (the run failed): FILE is left as it was, its temporary file
