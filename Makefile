@@ -26,7 +26,7 @@ DEPS := build-essential pkg-config luajit libluajit-5.1-dev libuv1-dev \
 
 ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
-CORE_OBJ   := $(BUILD)/bindings/core.o $(BUILD)/bindings/lpacket.o
+CORE_OBJ   := $(BUILD)/bindings/core.o $(BUILD)/bindings/lpacket.o $(BUILD)/bindings/os.o $(BUILD)/bindings/tty.o
 MAIN_OBJ   := $(BUILD)/bindings/main.o
 TOOLS      := $(BUILD)/labpeer $(BUILD)/forge
 

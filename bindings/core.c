@@ -20,6 +20,7 @@
 #include "lua.h"
 #include "luajit.h"
 
+#include "lcore.h"
 #include "lpacket.h"
 #include "sonde.h"
 
@@ -56,6 +57,7 @@ struct lengine {
   int err_ref;         /* first callback error, LUA_NOREF if none */
   int engine_closed;   /* sonde_engine_close's callback ran */
   lreq_t reqs;         /* list head */
+  lowned_t owned;      /* other files' resources on the loop (lcore.h) */
   uint64_t next_token;
 };
 
@@ -124,6 +126,15 @@ static void call_protected(lengine_t *le, int nargs) {
     uv_stop(&le->loop);
   }
   lua_pop(L, 1); /* traceback */
+}
+
+/* The same path for the module's other files (lcore.h). */
+lua_State *sonde__lua_engine_callback(lengine_t *le, int ref) {
+  return push_callback(le, ref) ? le->L : NULL;
+}
+
+void sonde__lua_engine_call(lengine_t *le, int nargs) {
+  call_protected(le, nargs);
 }
 
 static void unref(lengine_t *le, lua_State *L, int *ref) {
@@ -391,6 +402,7 @@ static int l_engine(lua_State *L) {
   memset(le, 0, sizeof(*le));
   le->err_ref = LUA_NOREF;
   le->reqs.next = le->reqs.prev = &le->reqs;
+  le->owned.next = le->owned.prev = &le->owned;
   luaL_getmetatable(L, ENGINE_MT);
   lua_setmetatable(L, -2);
   r = uv_loop_init(&le->loop);
@@ -835,6 +847,25 @@ static int l_run(lua_State *L) {
   return 1;
 }
 
+lengine_t *sonde__lua_check_engine(lua_State *L, int idx) {
+  return check_engine(L, idx);
+}
+
+uv_loop_t *sonde__lua_engine_loop(lengine_t *le) { return &le->loop; }
+
+void sonde__lua_engine_attach(lengine_t *le, lowned_t *o) {
+  o->next = &le->owned;
+  o->prev = le->owned.prev;
+  le->owned.prev->next = o;
+  le->owned.prev = o;
+}
+
+void sonde__lua_engine_detach(lowned_t *o) {
+  o->prev->next = o->next;
+  o->next->prev = o->prev;
+  o->next = o->prev = o;
+}
+
 static int l_stop(lua_State *L) {
   lengine_t *le = check_engine(L, 1);
   uv_stop(&le->loop);
@@ -1074,6 +1105,7 @@ static void walk_count(uv_handle_t *h, void *arg) { (*(int *)arg)++; }
  */
 static int engine_close(lengine_t *le, lua_State *L, int callbacks) {
   lreq_t *q, *next;
+  lowned_t *o, *onext;
   int left = 0;
   if (le->eng == NULL)
     return 0;
@@ -1084,7 +1116,12 @@ static int engine_close(lengine_t *le, lua_State *L, int callbacks) {
     next = q->next;
     req_close(q, L);
   }
-  while (!le->engine_closed || le->reqs.next != &le->reqs)
+  for (o = le->owned.next; o != &le->owned; o = onext) {
+    onext = o->next;
+    o->close(o, L);
+  }
+  while (!le->engine_closed || le->reqs.next != &le->reqs ||
+         le->owned.next != &le->owned)
     if (uv_run(&le->loop, UV_RUN_ONCE) == 0 && !le->engine_closed)
       break;
   le->eng = NULL;
@@ -1230,7 +1267,7 @@ int luaopen_sonde_core(lua_State *L) {
       {"on_signal", l_on_signal}, {"resolve", l_resolve},
       {"reverse", l_reverse},   {"close", l_close},
       {"now", l_now},           {"privileged", l_privileged},
-      {"source", l_source},
+      {"source", l_source},     {"tty", sonde__lua_tty},
       {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"engine", l_engine},
                                    {"version", l_version},
@@ -1238,6 +1275,9 @@ int luaopen_sonde_core(lua_State *L) {
                                    {"now", l_now},
                                    {"parse_icmp", sonde__lua_parse_icmp},
                                    {"deadline", l_deadline},
+                                   {"pid", sonde__lua_pid},
+                                   {"isatty", sonde__lua_isatty},
+                                   {"listdir", sonde__lua_listdir},
                                    {NULL, NULL}};
   luaL_newmetatable(L, ENGINE_MT);
   lua_newtable(L);
@@ -1248,6 +1288,7 @@ int luaopen_sonde_core(lua_State *L) {
   lua_pushcfunction(L, l_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
+  sonde__lua_tty_init(L);
   lua_newtable(L);
   luaL_register(L, NULL, funcs);
   push_errors(L);

@@ -86,51 +86,17 @@ Exit status:
 }
 
 ---------------------------------------------------------------------------
--- The terminal: only for the live table. stdin in cbreak mode (no echo, no
--- line buffering, signals kept so that Ctrl-C is still SIGINT), restored
--- on every way out of run().
+-- The terminal: only for the live table. Keys come from eng:tty (raw mode
+-- on standard input, a callback per key press; the mode is put back on
+-- every way out of run(), and by the engine's close and at exit as well).
 ---------------------------------------------------------------------------
 
-local ffi = require "ffi"
-pcall(ffi.cdef, [[
-int isatty(int fd);
-long read(int fd, void *buf, unsigned long count);
-]])
+local core = require "sonde.core"
 
-local function isatty(fd)
-  local ok, r = pcall(function() return ffi.C.isatty(fd) end)
-  return ok and r == 1
-end
-
-local function command_output(cmd)
-  local p = io.popen(cmd .. " 2>/dev/null")
-  if not p then return nil end
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
--- Puts the terminal on stdin in cbreak mode; returns a function that
--- restores it (nil when stdin is not a terminal: then only Ctrl-C stops).
-local function cbreak()
-  if not isatty(0) then return nil end
-  local saved = (command_output("stty -g") or ""):match("^%s*([%x:]+)%s*$")
-  if not saved then return nil end
-  if not os.execute("stty -icanon -echo min 0 time 0 2>/dev/null") then return nil end
-  return function() os.execute("stty " .. saved .. " 2>/dev/null") end
-end
-
--- The keys typed since the last call ("" if none); never blocks (VMIN 0).
-local function keys()
-  local buf = ffi.new("char[16]")
-  local n = ffi.C.read(0, buf, 16)
-  if n <= 0 then return "" end
-  return ffi.string(buf, n)
-end
-
-local function columns()
-  local c = tonumber((command_output("stty size") or ""):match("%d+%s+(%d+)"))
-  return c and c >= 20 and c or 80
+-- The live table's width: the terminal's, unless it is too narrow or
+-- unknown (0 columns: a terminal nobody sized).
+local function usable_width(columns)
+  return columns and columns >= 20 and columns or 80
 end
 
 local ESC = {
@@ -304,7 +270,7 @@ local function run(opts, ctx)
   local tg = campaign.collect(opts.target, opts, ctx, "mtr")
   local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
     own = { text = true, json = true, csv = true } }
-  local live = not opts.report and opts.format == "text" and ctx.stdout == io.stdout and isatty(1)
+  local live = not opts.report and opts.format == "text" and ctx.stdout == io.stdout and core.isatty(1)
   local count = opts.count or (not live and 10 or nil)
 
   local eng, err = sonde.engine{ window = 4096 }
@@ -414,21 +380,39 @@ local function run(opts, ctx)
     if live then reports[#reports + 1] = doc else emit(doc) end
   end
 
-  local restore, screen, progress
+  local reader, screen, progress
   local ok, perr = pcall(eng.run, eng, function()
     local running = true
     if live then
-      restore = cbreak()
+      local width = 80
+      -- q quits; Ctrl-C, a byte in raw mode, is the SIGINT it would be
+      -- in the terminal's usual mode: the report, interrupted, exit 130.
+      reader = eng:tty{
+        on_key = function(keys)
+          if not keys then return end
+          if keys:find("\3", 1, true) then
+            if not signal then
+              signal = "SIGINT"
+              stop_all("interrupted")
+            end
+          elseif keys:find("[qQ]") then
+            stop_all("quit")
+          end
+        end,
+        on_resize = function(columns)
+          width = usable_width(columns)
+          version = version + 1
+        end,
+      }
+      if reader then width = usable_width(reader:winsize()) end
       screen = true
       ctx.stdout:write(ESC.enter)
       ctx.stdout:flush()
-      local width = columns()
       eng:spawn(function()
         local shown = -1
-        -- Redraw when something changed, look for q ten times a second;
-        -- ends when the run does.
+        -- Redraw when something changed, at most ten times a second; ends
+        -- when the run does.
         while running do
-          if restore and keys():find("[qQ]") then stop_all("quit") end
           if version ~= shown then
             shown = version
             local lines = {}
@@ -462,7 +446,7 @@ local function run(opts, ctx)
   if progress then progress.clear() end
   -- Every way out: the terminal as it was.
   if screen then ctx.stdout:write(ESC.leave); ctx.stdout:flush() end
-  if restore then restore() end
+  if reader then reader:close() end
   eng:close()
   if not ok then
     sink:abort()

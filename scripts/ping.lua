@@ -156,10 +156,7 @@ local function summarize(results, dst)
 end
 
 local function own_pid()
-  local f = io.open("/proc/self/stat", "r")
-  local stat = f and f:read("*l")
-  if f then f:close() end
-  return tonumber(stat and stat:match("^(%d+)")) or os.time()
+  return require("sonde.core").pid()
 end
 
 -- The statistics, as ping prints them: "N packets transmitted, ..." and,

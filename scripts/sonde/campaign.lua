@@ -26,16 +26,9 @@ function M.format_check(formats, expected)
   end
 end
 
--- Is descriptor fd (1 or 2) a terminal? Through LuaJIT's FFI, else the
--- shell's test.
+-- Is standard output (1) or standard error (2) a terminal?
 function M.isatty(fd)
-  local ok, ffi = pcall(require, "ffi")
-  if ok then
-    pcall(ffi.cdef, "int isatty(int fd);")
-    local got, r = pcall(function() return ffi.C.isatty(fd) end)
-    if got then return r == 1 end
-  end
-  return os.execute("[ -t " .. fd .. " ]") == 0
+  return require("sonde.core").isatty(fd)
 end
 
 function M.duration_text(s)

@@ -70,21 +70,14 @@ function M.scripts_dir(explicit)
   return "."
 end
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- Names of the bundled commands in dir, sorted.
+-- Names of the bundled commands in dir, sorted (none when dir cannot be
+-- read).
 local function command_names(dir)
   local names = {}
-  local p = io.popen("ls -1 -- " .. shell_quote(dir) .. " 2>/dev/null")
-  if not p then return names end
-  for file in p:lines() do
+  for _, file in ipairs(require("sonde.core").listdir(dir) or {}) do
     local name = file:match("^([a-z][a-z0-9_%-]*)%.lua$")
     if name and not BUILTINS[name] then insert(names, name) end
   end
-  p:close()
-  table.sort(names)
   return names
 end
 

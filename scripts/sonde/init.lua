@@ -237,6 +237,19 @@ function Engine:source(addr) return self.core:source(addr) end
 function Engine:privileged(family) return self.core:privileged(family) end
 function Engine:stats() return self.core:stats() end
 function Engine:on_signal(name, fn) return self.core:on_signal(name, fn) end
+
+--- Read the terminal on standard input, key by key, on this engine's loop.
+-- Puts it in raw mode (no echo, no line editing, no signal keys: Ctrl-C
+-- arrives as "\3") until the reader is closed; the engine's close, the
+-- reader's collection and the process's exit put it back too. The reader
+-- does not keep eng:run() going.
+-- @param handlers table: `on_key = function(bytes)` (what was typed; at the
+--   end of input `nil, "EOF: end of file", "EOF"`, once), `on_resize =
+--   function(columns, rows)` (the window changed size, SIGWINCH)
+-- @return a reader: `reader:winsize()` -> columns, rows; `reader:close()`
+--   -> true (a second close: nil, "tty already closed"); or nil,
+--   "ENOTTY: ...", "ENOTTY" when standard input is no terminal
+function Engine:tty(handlers) return self.core:tty(handlers) end
 function Engine:close() return self.core:close() end
 
 M.now = core.now

@@ -97,10 +97,7 @@ Writer.__index = Writer
 local counter = 0
 
 local function own_pid()
-  local f = io.open("/proc/self/stat", "r")
-  local stat = f and f:read("*l")
-  if f then f:close() end
-  return stat and stat:match("^(%d+)") or tostring(os.time())
+  return tostring(require("sonde.core").pid())
 end
 
 -- dir, base of a path ("out.csv" -> ".", "out.csv").
