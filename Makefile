@@ -26,8 +26,11 @@ DEPS := build-essential pkg-config luajit libluajit-5.1-dev libuv1-dev \
 
 ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
-CORE_OBJ   := $(BUILD)/bindings/core.o $(BUILD)/bindings/lpacket.o $(BUILD)/bindings/os.o $(BUILD)/bindings/tty.o
-MAIN_OBJ   := $(BUILD)/bindings/main.o
+# sonde.core is every file of bindings/ but the executable's own two.
+MAIN_SRC   := bindings/main.c bindings/sandbox.c
+CORE_SRC   := $(filter-out $(MAIN_SRC),$(wildcard bindings/*.c))
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ   := $(MAIN_SRC:%.c=$(BUILD)/%.o)
 TOOLS      := $(BUILD)/labpeer $(BUILD)/forge
 
 -include engine/fuzz/fuzz.mk

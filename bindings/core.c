@@ -22,6 +22,9 @@
 
 #include "lcore.h"
 #include "lpacket.h"
+#include "guard.h"
+#include "output.h"
+#include "privsep.h"
 #include "sonde.h"
 
 #define ENGINE_MT "sonde.engine"
@@ -38,6 +41,7 @@ struct lreq {
   int kind;    /* REQ_* */
   int done;    /* the callback ran, or the request was cancelled */
   uint64_t token;
+  int signum;  /* REQ_SIGNAL: the signal watched */
   union {
     uv_handle_t handle;
     uv_timer_t timer;
@@ -380,6 +384,14 @@ static int l_engine(lua_State *L) {
   int r;
 
   memset(&opts, 0, sizeof(opts));
+  /* Nothing probes before the process has given up its privileges: the
+   * CLI drops them once it has opened what the command line names. */
+  if (sonde_privsep_pending()) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "EPERM: no engine before sonde.core.drop_privileges()");
+    lua_pushliteral(L, "EPERM");
+    return 3;
+  }
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     check_fields(L, 1, "engine", fields);
@@ -903,8 +915,45 @@ static int req_abort(lua_State *L, lreq_t *q, int status) {
   return push_uv_fail(L, status);
 }
 
+/* Signals while no engine watches them (guard.h). libuv puts back the
+ * default action when its last watcher of a signal stops; the guard takes
+ * over again then (re_guard). */
+static volatile sig_atomic_t guard_on, guard_sig;
+
+static void guard_record(int sig) {
+  if (guard_sig == 0)
+    guard_sig = sig;
+}
+
+static void guard_install(int sig) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = guard_record;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  (void)sigaction(sig, &sa, NULL);
+}
+
+void sonde_guard_signals(void) {
+  guard_on = 1;
+  guard_install(SIGINT);
+  guard_install(SIGTERM);
+  guard_install(SIGHUP);
+  guard_install(SIGQUIT);
+}
+
+int sonde_guard_pending(void) { return guard_sig; }
+
+static void re_guard(int sig) {
+  struct sigaction old;
+  if (guard_on && sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+    guard_install(sig);
+}
+
 static void handle_closed(uv_handle_t *h) {
   lreq_t *q = h->data;
+  if (q->kind == REQ_SIGNAL)
+    re_guard(q->signum);
   req_free(q);
 }
 
@@ -979,8 +1028,9 @@ static void on_signal(uv_signal_t *h, int signum) {
 /* e:on_signal("SIGINT"|"SIGTERM"|"SIGHUP", fn) -> token. The watch does not
  * keep the loop running. */
 static int l_on_signal(lua_State *L) {
-  static const char *const names[] = {"SIGINT", "SIGTERM", "SIGHUP", NULL};
-  static const int nums[] = {SIGINT, SIGTERM, SIGHUP};
+  static const char *const names[] = {"SIGINT", "SIGTERM", "SIGHUP",
+                                      "SIGQUIT", NULL};
+  static const int nums[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
   lengine_t *le = check_engine(L, 1);
   int i = luaL_checkoption(L, 2, NULL, names), r;
   lreq_t *q;
@@ -990,12 +1040,18 @@ static int l_on_signal(lua_State *L) {
   if (r < 0)
     return req_abort(L, q, r);
   q->u.signal.data = q;
+  q->signum = nums[i];
   r = uv_signal_start(&q->u.signal, on_signal, nums[i]);
   if (r < 0) {
     req_close(q, L);
     return push_uv_fail(L, r);
   }
   uv_unref(&q->u.handle);
+  /* Kept while nothing watched it: delivered now, through the loop. */
+  if (guard_sig == nums[i]) {
+    guard_sig = 0;
+    (void)raise(nums[i]);
+  }
   lua_pushnumber(L, (lua_Number)q->token);
   return 1;
 }
@@ -1275,6 +1331,8 @@ int luaopen_sonde_core(lua_State *L) {
                                    {"now", l_now},
                                    {"parse_icmp", sonde__lua_parse_icmp},
                                    {"deadline", l_deadline},
+                                   {"drop_privileges",
+                                    sonde__l_drop_privileges},
                                    {"pid", sonde__lua_pid},
                                    {"isatty", sonde__lua_isatty},
                                    {"listdir", sonde__lua_listdir},
@@ -1293,5 +1351,6 @@ int luaopen_sonde_core(lua_State *L) {
   luaL_register(L, NULL, funcs);
   push_errors(L);
   lua_setfield(L, -2, "errors");
+  sonde__output_register(L);
   return 1;
 }

@@ -4,19 +4,19 @@
  * return value is the exit status.
  */
 #include <errno.h>
-#include <grp.h>
+#include <fcntl.h>
 #include <limits.h>
-#include <linux/capability.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "guard.h"
+#include "privsep.h"
+#include "sandbox.h"
 #include "sonde.h"
 
 #include "lauxlib.h"
@@ -64,67 +64,46 @@ static const char *scripts_dir(char *buf, size_t len) {
   return SONDE_SCRIPTS_DIR;
 }
 
-/* The capability sets of this process (no libcap needed). */
-static int caps_get(struct __user_cap_data_struct data[2]) {
-  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
-  return (int)syscall(SYS_capget, &h, data);
+/* Descriptors 0, 1 and 2 closed at start are opened on /dev/null before
+ * anything else is opened: else the first socket would become "standard
+ * output" and results would be written into it (libuv asserts on such a
+ * loop as well). */
+static void std_fds(void) {
+  int fd;
+  for (fd = 0; fd < 3; fd++)
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+      if (n >= 0 && n != fd) { /* cannot happen: the lowest is free */
+        dup2(n, fd);
+        close(n);
+      }
+    }
 }
 
-static int caps_clear(void) {
-  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
-  struct __user_cap_data_struct data[2];
-  memset(data, 0, sizeof(data));
-  (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-  return (int)syscall(SYS_capset, &h, data);
-}
+/* The descriptors a run needs at the least: the standard three, the raw
+ * sockets, the loop's own (epoll, signals, async), a script and an output
+ * file or two, some probe sockets. */
+#define MIN_FDS 32
 
-/*
- * Least privilege: the raw sockets are opened first (sonde_raw_preopen);
- * then, before any Lua runs, a process started as root becomes `user`
- * (default: $SUDO_USER when started through sudo, else nobody) and one
- * started with file capabilities drops them all.
- * Either way it can gain nothing back (PR_SET_NO_NEW_PRIVS). Returns 0, or
- * prints why not and returns -1.
- */
-static int drop_privileges(const char *user) {
-  struct __user_cap_data_struct caps[2];
-  int have_caps;
-
-  (void)sonde_raw_preopen();
-  if (geteuid() == 0 || getuid() == 0) {
-    struct passwd *pw = getpwnam(user);
-    if (pw == NULL) {
-      fprintf(stderr, "sonde: --user: no such user '%s'\n", user);
-      return -1;
-    }
-    if (pw->pw_uid == 0) {
-      fprintf(stderr, "sonde: --user %s: refusing to run scripts as root\n",
-              user);
-      return -1;
-    }
-    if (setgroups(0, NULL) != 0 ||
-        setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) != 0 ||
-        setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0) {
-      fprintf(stderr, "sonde: cannot switch to user '%s': %s\n", user,
-              strerror(errno));
-      return -1;
-    }
+/* Raise the soft descriptor limit to the hard one; a hard limit under
+ * MIN_FDS is an error (EMFILE) that names the limit. -> 0 or -1. */
+static int fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1 << 20 : rl.rlim_max;
+    struct rlimit up = {want, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+      rl.rlim_cur = want;
   }
-  memset(caps, 0, sizeof(caps));
-  have_caps = caps_get(caps) == 0 &&
-              (caps[0].effective | caps[0].permitted | caps[1].effective |
-               caps[1].permitted) != 0;
-  if (have_caps && caps_clear() != 0) {
-    fprintf(stderr, "sonde: cannot drop capabilities: %s\n", strerror(errno));
+  if (rl.rlim_cur < MIN_FDS) {
+    fprintf(stderr,
+            "sonde: EMFILE: the limit on open files (ulimit -n) is %lu; sonde "
+            "needs at least %d\n",
+            (unsigned long)rl.rlim_cur, MIN_FDS);
     return -1;
   }
-  (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-#if defined(__SANITIZE_ADDRESS__)
-  /* Changing credentials made the process non-dumpable, and LeakSanitizer
-   * must ptrace it at exit. Only in sanitizer builds: a dumpable process
-   * could be ptraced by any other process of that user (raw sockets!). */
-  (void)prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-#endif
   return 0;
 }
 
@@ -175,26 +154,41 @@ static int traceback(lua_State *L) {
 
 int main(int argc, char **argv) {
   char dirbuf[PATH_MAX + 32];
-  const char *dir;
+  const char *dir, *user;
   lua_State *L;
-  int i, status = 3;
+  int i, r, status = 3;
 
-  /* sonde never dies of SIGPIPE: writes report EPIPE instead (SEEDS.md 002). */
+  std_fds();
+  /* sonde never dies of SIGPIPE: a write to a closed pipe or socket
+   * returns EPIPE instead. */
   signal(SIGPIPE, SIG_IGN);
-  if (drop_privileges(take_user_option(&argc, argv)) != 0)
+  sonde_guard_signals();
+  if (fd_limit() != 0)
     return 3;
+  user = take_user_option(&argc, argv);
+  /* Raw sockets now, while the process may; the CLI drops the rest once
+   * it has opened what the command line names. */
+  (void)sonde_raw_preopen();
+  sonde_privsep_configure(user);
+  dir = scripts_dir(dirbuf, sizeof(dirbuf));
+  r = sonde_sandbox_scripts(dir);
+  if (r < 0) {
+    fprintf(stderr, "sonde: cannot open the scripts directory %s: %s: %s\n",
+            dir, sonde_err_name(r), sonde_strerror(r));
+    return 3;
+  }
   L = luaL_newstate();
   if (L == NULL) {
-    fputs("sonde: cannot create the Lua state (out of memory)\n", stderr);
+    fputs("sonde: ENOMEM: cannot create the Lua state\n", stderr);
     return 3;
   }
   luaL_openlibs(L);
+  sonde_sandbox(L);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, luaopen_sonde_core);
   lua_setfield(L, -2, "sonde.core");
   lua_pop(L, 1);
-  dir = scripts_dir(dirbuf, sizeof(dirbuf));
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
   lua_getfield(L, -2, "path");
   lua_concat(L, 2);
@@ -223,10 +217,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sonde: internal error: %s\n", lua_tostring(L, -1));
   else if (lua_isnumber(L, -1))
     status = (int)lua_tointeger(L, -1);
-  /* Closing the state runs every finalizer: engines close their sockets. */
+  /* Closing the state runs every finalizer: engines close their sockets,
+   * outputs never committed remove their temporary files. */
   lua_close(L);
   sonde_raw_release();
   if (fflush(stdout) != 0 && errno != EPIPE && status == 0)
     status = 3;
+  /* A signal that came while no engine watched it ends the run as that
+   * signal: 128 + its number. */
+  if (sonde_guard_pending() && status < 128)
+    status = 128 + sonde_guard_pending();
   return status;
 }

@@ -114,7 +114,7 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
 }
 
 local function load_rule(path)
-  local chunk, err = loadfile(path)
+  local chunk, err = require("sonde.preopen").loadfile(path)
   if not chunk then cli.usage_error("--retry: %s", err) end
   local ok, rule = pcall(chunk)
   if not ok then cli.runtime_error("--retry %s: %s", path, tostring(rule)) end

@@ -44,22 +44,18 @@ end
 function M.read_target_files(list, files, ctx, cmd)
   local bad_total = 0
   for _, path in ipairs(files) do
-    local lines, source, f
+    local lines, source
     if path == "-" then
       lines, source = io.stdin:lines(), "stdin"
     else
       local err
-      f, err = io.open(path, "r")
-      if not f then
-        local hint = tostring(err):find("Permission denied", 1, true)
-          and " (started as root, sonde reads as nobody unless --user: make the file readable by that user)"
-          or ""
-        cli.runtime_error("--targets %s: cannot read: %s%s", path, tostring(err), hint)
+      lines, err = require("sonde.preopen").lines(path)
+      if not lines then
+        cli.runtime_error("--targets %s: cannot read: %s", path, tostring(err))
       end
-      lines, source = f:lines(), path
+      source = path
     end
     local ok, bad = pcall(list.add_lines, list, lines, source)
-    if f then f:close() end
     if not ok then cli.runtime_error("--targets %s: %s", path, tostring(bad)) end
     for _, b in ipairs(bad) do
       bad_total = bad_total + 1

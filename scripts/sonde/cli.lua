@@ -12,6 +12,7 @@
 -- Results go to stdout, messages and errors to stderr.
 
 local args = require "sonde.args"
+local preopen = require "sonde.preopen"
 
 local M = {}
 
@@ -167,6 +168,15 @@ local function guarded(ctx, name, fn)
   end
   ctx.stderr:write(prefixed(name, e.traceback), "\n")
   return EXIT.RUNTIME
+end
+
+-- Give up the privileges sonde was started with (sonde.preopen says
+-- why only now). -> true, or false after reporting why not (exit 3).
+local function drop_privileges(ctx, name)
+  local ok, err = require("sonde.core").drop_privileges()
+  if ok then return true end
+  ctx.stderr:write(prefixed(name, err), "\n")
+  return false
 end
 
 ---------------------------------------------------------------------------
@@ -349,11 +359,12 @@ local function cmd_run(ctx, rest)
     ctx.stdout:write(BUILTIN_HELP.run)
     return EXIT.OK
   end
-  local chunk, err = loadfile(file)
+  local chunk, err = preopen.loadfile(file)
   if not chunk then
     ctx.stderr:write("sonde run: ", err, "\n")
     return EXIT.RUNTIME
   end
+  if not drop_privileges(ctx, "run") then return EXIT.RUNTIME end
   local script_args = { [0] = file }
   for i = 2, #rest do script_args[i - 1] = rest[i] end
   setfenv(chunk, setmetatable({ arg = script_args }, { __index = _G }))
@@ -385,6 +396,8 @@ local function cmd_script(ctx, name, rest)
     ctx.stdout:write(args.help(mod.spec))
     return EXIT.OK
   end
+  preopen.prepare(opts)
+  if not drop_privileges(ctx, name) then return EXIT.RUNTIME end
   return guarded(ctx, name, function() return mod.run(opts, ctx) end)
 end
 

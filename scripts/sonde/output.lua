@@ -13,13 +13,13 @@
 -- so never through a link someone left there), which replaces FILE in one
 -- rename() at commit. A reader sees the old FILE or the whole new one,
 -- never a part; a run that fails (abort) leaves FILE as it was and removes
--- its temporary file. The new FILE has the temporary file's owner and
--- mode (the user sonde runs as; 0666 less the umask).
+-- its temporary file. A FILE that is not a regular file (/dev/null, a
+-- FIFO, /dev/stdout) is written as it is.
 --
--- Started as root, sonde runs every script as an unprivileged user (nobody
--- unless --user): FILE's directory must be writable by that user, and
--- where that directory is sticky (/tmp), an existing FILE of another owner
--- cannot be replaced.
+-- The file is created before sonde gives up its privileges (sonde.preopen),
+-- so FILE may be wherever the user who ran the command may write, root's
+-- home included, and it belongs to that user (under sudo: the user who ran
+-- sudo).
 
 local M = {}
 
@@ -64,7 +64,7 @@ function M.format(name, builtin)
     return nil, "no format given"
   end
   if M.is_path(name) then
-    local chunk, err = loadfile(name)
+    local chunk, err = preopen.loadfile(name)
     if not chunk then
       if err:find("No such file", 1, true) or err:find("cannot open", 1, true) then
         return nil, fmt("cannot read format file %s (%s)", name, err)
@@ -94,32 +94,13 @@ end
 local Writer = {}
 Writer.__index = Writer
 
-local counter = 0
+local preopen = require "sonde.preopen"
 
-local function own_pid()
-  return tostring(require("sonde.core").pid())
-end
-
--- dir, base of a path ("out.csv" -> ".", "out.csv").
-local function split(path)
-  local dir, base = path:match("^(.*)/([^/]*)$")
-  if not dir then return ".", path end
-  if dir == "" then dir = "/" end
-  return dir, base
-end
-
--- The reason of an io/os error message, without the path it starts with.
-local function reason(err)
-  return (tostring(err):gsub("^.-: ([^:]+)$", "%1"))
-end
-
-local function denied_hint(err)
-  if err and (err:find("Permission denied", 1, true) or err:find("Operation not permitted", 1, true)) then
-    return " (started as root, sonde writes as an unprivileged user, nobody unless"
-      .. " --user: that user must be able to write the directory, and in a sticky"
-      .. " directory such as /tmp, to own the file it replaces)"
-  end
-  return ""
+-- dir of a path ("out.csv" -> ".").
+local function dir_of(path)
+  local dir = path:match("^(.*)/[^/]*$")
+  if not dir then return "." end
+  return dir == "" and "/" or dir
 end
 
 -- A writer for path (nil or "-": o.stdout, default io.stdout, which commit
@@ -129,23 +110,18 @@ function M.open(path, o)
   if path == nil or path == "-" then
     return setmetatable({ f = o.stdout or io.stdout }, Writer)
   end
-  local dir, base = split(path)
+  local base = path:match("([^/]*)$")
   if base == "" or base == "." or base == ".." then
     return nil, fmt("%s: not a file name", path)
   end
-  local pid = own_pid()
-  local last
-  for _ = 1, 20 do
-    counter = counter + 1
-    local tmp = fmt("%s/.%s.sonde-%s-%d.tmp", dir, base, pid, counter)
-    local f, err, code = io.open(tmp, "wx")
-    if f then
-      return setmetatable({ f = f, tmp = tmp, path = path }, Writer)
+  local out, err, _, where = preopen.output(path)
+  if not out then
+    if where == "dir" then
+      return nil, fmt("cannot create a file in %s: %s", dir_of(path), err)
     end
-    last = err
-    if code ~= 17 then break end -- EEXIST: try the next name
+    return nil, fmt("cannot open %s: %s", path, err)
   end
-  return nil, fmt("cannot create a file in %s: %s%s", dir, reason(last), denied_hint(last))
+  return setmetatable({ f = out, out = true, path = path }, Writer)
 end
 
 -- Write text (nil or "" writes nothing). -> true, or nil and the message.
@@ -180,22 +156,14 @@ function Writer:target() return self.path end
 -- removed and the old file left as it was).
 function Writer:commit()
   if self.done then return nil, "output already finished" end
-  local ok, err = self:flush()
-  if not self.tmp then
-    self.done = true
-    return ok, err
-  end
   self.done = true
-  local closed, cerr = self.f:close()
-  if not ok or not closed then
-    os.remove(self.tmp)
-    return nil, fmt("cannot write %s: %s", self.path, tostring(err or cerr))
+  if not self.out then return self:flush() end
+  if self.failed then
+    self.f:abort()
+    return nil, fmt("cannot write %s: %s", self.path, self.failed)
   end
-  local renamed, rerr = os.rename(self.tmp, self.path)
-  if not renamed then
-    os.remove(self.tmp)
-    return nil, fmt("cannot replace %s: %s%s", self.path, reason(rerr), denied_hint(rerr))
-  end
+  local ok, err = self.f:commit()
+  if not ok then return nil, fmt("cannot replace %s: %s", self.path, err) end
   return true
 end
 
@@ -226,10 +194,7 @@ end
 function Writer:abort()
   if self.done then return end
   self.done = true
-  if self.tmp then
-    pcall(self.f.close, self.f)
-    os.remove(self.tmp)
-  end
+  if self.out then self.f:abort() end
 end
 
 return M
