@@ -50,15 +50,17 @@ local spec = {
   description = [[
 Sends probes with increasing TTL (hop limit) towards TARGET and reports, hop by hop, who answered and how fast, as traceroute does. Probes go out concurrently (-N at a time), lowest TTL first; a hop that does not answer costs only a short wait when the hops behind it answer (see -w).
 
+The wait (-w MAX,HERE,NEAR,MIN): every probe waits MAX seconds at most. Once a hop H answers with round-trip time R, the probes still open at H and before it are given up at max(MIN, max(F * R, SRTT + 4 * RTTVAR) + 10 ms) after they were sent (MAX at most), where F is HERE at H and NEAR before it, and SRTT and RTTVAR are H's smoothed RTT and RTT variation as TCP's retransmission timer keeps them (RFC 6298). A probe given up on stays open until MAX: a reply that comes before the trace ends counts, and the trace reads what has arrived and waits 10 ms more before it reports the still unanswered ones as timeouts (*).
+
 Each probe ends in one outcome: a reply (time_exceeded from a router, or the destination's echo_reply, port unreachable, tcp_synack or tcp_rst), a timeout (shown as *), skipped (its source port was busy: it is re-issued under the next sequence) or failed (a local error, named, e.g. !ENETUNREACH).
 
 Strategies (--strategy): classic varies the flow with every probe (the destination port for UDP, the source port for TCP), as traceroute does; on a load-balanced path its probes may take different branches, and a hop then shows several addresses that are not one path. paris keeps every probe of the trace in one flow (fixed ports; the UDP checksum or the ICMP sequence names the probe), so the trace shows one real path; Paris UDP needs raw sockets (root or CAP_NET_RAW), Paris TCP sends one probe at a time. dublin runs --flows Paris traces at once, each from its own source port (ICMP: its own checksum), and shows each flow's path and the graph they make together. The default is paris for UDP and ICMP, classic for TCP; without raw sockets, a UDP trace that did not ask for a strategy is classic.
 
 Raw sockets are used to read ICMP errors: run as root or give the executable CAP_NET_RAW.
 
-The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row; stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
+The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row (once the hop after them is silent too, the probes already sent beyond it have had their chance, and nothing beyond answered; the text output ends with a line that says so); stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
 
-Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted.]],
+Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM; what was traced is written first).]],
   options = campaign.options(header.options{
     { "-p", "--protocol", arg = "PROTO", choices = { "udp", "icmp", "tcp" }, default = "udp",
       help = "probe protocol: UDP to closed ports, ICMP echo, or TCP SYN (connect)" },
@@ -71,9 +73,9 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
     { "-q", "--queries", arg = "N", type = "int", min = 1, max = 10, default = 3,
       help = "probes per hop" },
     { "-w", "--wait", arg = "MAX[,HERE,NEAR,MIN]", type = "string", default = "5,3,10,0", check = parse_wait,
-      help = "wait at most MAX seconds for a probe; less: HERE times the RTT of a reply from the same hop, NEAR times the RTT of a reply from a later hop (as traceroute), but never less than MIN seconds" },
+      help = "wait at most MAX seconds for a probe; once its hop (later hops) answered with RTT R: max(HERE (NEAR) * R, SRTT + 4 * RTTVAR) + 10 ms after it was sent (RFC 6298 estimates of that hop's RTT), never less than MIN seconds; a reply to a probe given up on still counts until the trace ends" },
     { nil, "--gap-limit", arg = "N", type = "int", min = 0, max = 255, default = 5,
-      help = "stop after N consecutive silent hops (every probe timed out) unless a hop beyond them answered; 0: never" },
+      help = "stop after N consecutive silent hops (every probe timed out) once the next hop is silent too and the probes sent beyond it had their chance, unless a hop beyond them answered; 0: never" },
     { "-N", "--sim-queries", arg = "N", type = "int", min = 1, max = 1024, default = 16,
       help = "probes in flight at once" },
     { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,

@@ -1,14 +1,21 @@
 -- sonde.trace: run one trace on an engine. Probes go out concurrently (up
 -- to `sim` in flight, lowest TTL first), each hop's probes keep their order,
--- and the wait is adaptive like traceroute's -w MAX,HERE,NEAR: a probe is
--- given up HERE times the RTT of a reply from its own hop, or NEAR times the
--- RTT of a reply from a later hop, after it was sent, and MAX seconds at most.
--- So a silent hop costs little when the hops behind it answer.
+-- and the wait is adaptive (M.give_up_after): once a hop at or beyond a
+-- probe's TTL has answered, the trace stops waiting for the probe after a
+-- bound made from that hop's RTTs, so a silent hop costs little when the
+-- hops behind it answer. Giving up on a probe only lets the trace move on
+-- and end: the probe stays open until MAX, and a reply that comes before
+-- the trace ends is recorded as the probe's outcome. When nothing but
+-- given-up probes is left, the trace reads what has arrived and waits
+-- M.GRAIN more before it ends and reports them as timeouts.
 --
--- The gap limit (traceroute's and scamper's): after `gap_limit` consecutive
--- silent hops (every probe of the hop timed out) the trace stops there with
--- stop_reason "gap_limit", unless a hop beyond them has already answered
--- (probes run ahead concurrently: a path that goes on is not a gap).
+-- The gap limit (traceroute's and scamper's): a trace stops with
+-- stop_reason "gap_limit" after `gap_limit` consecutive silent hops (every
+-- probe of the hop timed out), but only once the hop after them has been
+-- probed too and was silent as well, and no hop beyond them answered:
+-- while the trace waits for that hop, the probes in flight beyond it have
+-- their chance, so a path that goes on is not a gap, whatever the number
+-- of probes in flight (-N) or per hop (-q).
 
 local retry = require "sonde.retry"
 local json = require "sonde.json"
@@ -75,11 +82,48 @@ local function learn(c, ttl)
   if ttl > c.top then c.top = ttl end
 end
 
+-- The adaptive wait. Each hop keeps an estimate of its round-trip time as
+-- TCP's retransmission timer does (RFC 6298): the first reply's RTT R sets
+-- SRTT = R and RTTVAR = R / 2; each later one sets RTTVAR = 3/4 RTTVAR +
+-- 1/4 |SRTT - R|, then SRTT = 7/8 SRTT + 1/8 R. When hop H answers a probe
+-- with RTT R, the trace stops waiting for the probes still open at hop H
+-- and below it, each at this many seconds after it was sent:
+--
+--   min(MAX, max(MIN, max(F * R, SRTT + 4 * RTTVAR) + GRAIN))
+--
+-- F is HERE for a probe at hop H, NEAR for a probe at an earlier hop (-w
+-- MAX,HERE,NEAR,MIN; traceroute's -w MAX,HERE,NEAR factors). SRTT and
+-- RTTVAR are hop H's after R; SRTT + 4 * RTTVAR is the RFC's bound on an
+-- RTT that the hop's replies so far make likely, F * R traceroute's, and
+-- GRAIN (M.GRAIN seconds) the precision of the clocks and of the
+-- scheduling of both ends: no bound comes closer than that to the RTTs it
+-- is made of, however fast the path. A probe's wait only ever shortens.
+-- A probe given up on is not lost yet: it stays open until MAX, and its
+-- reply counts until the trace ends.
+M.GRAIN = 0.010
+
+-- The wait (seconds after sending) that a reply of RTT rtt, from a hop
+-- whose estimate is est = { srtt, rttvar }, allows a probe: factor is HERE
+-- or NEAR, w the trace's { MAX, HERE, NEAR, MIN }. See above.
+function M.give_up_after(w, factor, rtt, est)
+  local bound = math.max(factor * rtt, est.srtt + 4 * est.rttvar) + M.GRAIN
+  return math.min(w[1], math.max(w[4] or 0, bound))
+end
+
+-- est (a hop's { srtt, rttvar }, or nil before its first reply) updated
+-- with a reply of RTT rtt, RFC 6298 section 2.
+function M.estimate(est, rtt)
+  if not est then return { srtt = rtt, rttvar = rtt / 2 } end
+  est.rttvar = 0.75 * est.rttvar + 0.25 * math.abs(est.srtt - rtt)
+  est.srtt = 0.875 * est.srtt + 0.125 * rtt
+  return est
+end
+
 -- One flow of probes (a classic or Paris strategy instance); see M.run.
 local function run_one(o)
   local eng = o.eng
-  local wmax, here, near = o.wait[1], o.wait[2], o.wait[3]
-  local wmin = o.wait[4] or 0 -- never give up sooner (0: as traceroute)
+  local w = o.wait
+  local wmax, here, near = w[1], w[2], w[3]
   -- A strategy may allow fewer probes in flight than asked (Paris TCP:
   -- one; its probes share a 4-tuple).
   local sim = math.min(o.sim, o.strategy.inflight or o.sim)
@@ -89,12 +133,16 @@ local function run_one(o)
   local queries, max_ttl, dst = o.queries, o.max_ttl, o.dst
   local interrupted = o.interrupted
   local hops = {}          -- [ttl] = { ttl =, probes = { [q] = result }, got = }
-  local inflight = {}      -- id -> rec
-  local n_inflight = 0
+  local inflight = {}      -- id -> rec (open probes, given up on or not)
+  local n_inflight = 0     -- open probes the trace still waits for
+  local n_given_up = 0     -- open probes it no longer waits for
+  local ests = {}          -- [ttl] = the hop's RTT estimate (M.estimate)
+  local give_up_timer, give_up_due -- the next give-up check, and when
+  local drain_timer        -- the last wait for given-up probes (M.GRAIN)
   local limit = max_ttl    -- no probe beyond this TTL
   local horizon = horizon_of(o.campaign, o.first_ttl, max_ttl)
   local below = 0          -- probes in flight below the horizon
-  local max_rtt            -- the largest RTT of a reply so far
+  local max_rtt, max_est  -- the largest RTT of a reply so far, its hop's estimate
   local stall_timer        -- token of the horizon's check (see M.campaign)
   local stop_reason
   local next_ttl, next_q = o.first_ttl, 1
@@ -106,6 +154,8 @@ local function run_one(o)
   local reissue_queue = {}
   local failed_error
   local gap = 0            -- silent hops in a row, up to the last one handed over
+  local gap_wait = false   -- a gap is found, the probes beyond it have their chance
+  local gap_timer          -- when they will have had it
 
   -- Hops are made when their first outcome comes.
   local function hop_at(ttl)
@@ -159,38 +209,116 @@ local function run_one(o)
   end
 
   -- Hand finished hops to on_hop, in order, as soon as all before are done.
-  local function flush()
+  local flush, issue, finish_if_idle, arm_give_up
+
+  -- Have the probes open beyond ttl had their chance? Each must have been
+  -- out for the wait that the trace's slowest reply allows (M.give_up_after
+  -- with NEAR); if not, flush runs again once they have. Nothing answered
+  -- yet: no reply says how long an answer takes, none is waited for.
+  local function beyond_had_chance(ttl)
+    if not max_rtt then return true end
+    local chance = M.give_up_after(w, near, max_rtt, max_est)
+    local now, due = eng:now(), nil
+    for _, rec in pairs(inflight) do
+      if rec.ttl > ttl and rec.sent + chance > now + 0.0005 then
+        due = math.max(due or 0, rec.sent + chance)
+      end
+    end
+    if not due then return true end
+    if not gap_timer then
+      gap_timer = eng:after(due - now, function()
+        gap_timer = nil
+        flush()
+        issue()
+        finish_if_idle()
+      end)
+    end
+    return false
+  end
+
+  -- After gap_limit silent hops the trace stops only once the next hop is
+  -- complete and silent too, the probes already out beyond it have had
+  -- their chance, and nothing beyond answered. The hop after the gap is
+  -- not handed over: it only tells that the gap goes on.
+  function flush()
+    local gap_limit = o.gap_limit or 0
     while printed < limit and hop_complete(printed + 1) do
-      printed = printed + 1
-      if o.on_hop then o.on_hop(hops[printed]) end
-      if o.gap_limit and o.gap_limit > 0 then
-        gap = silent(hops[printed]) and gap + 1 or 0
-        -- Cut after handing the hop over: cancelling may end the trace.
-        if gap >= o.gap_limit and printed < limit and not answered_beyond(printed) then
+      if gap_limit > 0 and gap >= gap_limit and silent(hops[printed + 1]) and
+         not answered_beyond(printed) then
+        gap_wait = true
+        if beyond_had_chance(printed + 1) then
+          gap_wait = false
           cut(printed, "gap_limit")
         end
+        break
       end
+      gap_wait = false
+      printed = printed + 1
+      if o.on_hop then o.on_hop(hops[printed]) end
+      gap = silent(hops[printed]) and gap + 1 or 0
     end
   end
 
-  local issue
+  -- Stop waiting for rec: the trace may send more and end without it; a
+  -- reply to it still counts until then.
+  local function give_up(rec)
+    rec.given_up = true
+    n_inflight = n_inflight - 1
+    n_given_up = n_given_up + 1
+    if rec.below then
+      below = below - 1
+      rec.below = nil
+    end
+  end
 
-  -- A reply from ttl shortens the waits of the probes in flight at ttl
-  -- (HERE times its RTT) and before it (NEAR times).
+  -- Give up on every probe whose wait is over, then check again at the
+  -- next deadline.
+  local function on_give_up_timer()
+    give_up_timer, give_up_due = nil, nil
+    local now = eng:now()
+    for _, rec in pairs(inflight) do
+      if not rec.given_up and rec.deadline and rec.deadline <= now + 0.0005 then
+        give_up(rec)
+      end
+    end
+    issue()
+    finish_if_idle()
+    arm_give_up()
+  end
+
+  function arm_give_up()
+    local due
+    for _, rec in pairs(inflight) do
+      if not rec.given_up and rec.deadline and (not due or rec.deadline < due) then
+        due = rec.deadline
+      end
+    end
+    if due == give_up_due then return end
+    if give_up_timer then eng:cancel_timer(give_up_timer) end
+    give_up_timer, give_up_due = nil, due
+    if due then
+      give_up_timer = eng:after(math.max(0, due - eng:now()), on_give_up_timer)
+    end
+  end
+
+  -- A reply of hop ttl updates the hop's estimate and shortens the waits of
+  -- the probes open at ttl (HERE) and before it (NEAR): M.give_up_after.
   local function adapt(r, ttl)
     local rtt = r.rtt
     if not rtt then return end
-    local w_here, w_near = math.max(here * rtt, wmin), math.max(near * rtt, wmin)
-    for id, rec in pairs(inflight) do
+    local est = M.estimate(ests[ttl], rtt)
+    ests[ttl] = est
+    if rtt == max_rtt then max_est = est end
+    local w_here = M.give_up_after(w, here, rtt, est)
+    local w_near = M.give_up_after(w, near, rtt, est)
+    for _, rec in pairs(inflight) do
       local t = rec.ttl
-      if t <= ttl then
-        local w = t == ttl and w_here or w_near
-        if w < rec.wait then
-          rec.wait = w
-          eng:set_wait(id, w)
-        end
+      if t <= ttl and not rec.given_up then
+        local d = rec.sent + (t == ttl and w_here or w_near)
+        if not rec.deadline or d < rec.deadline then rec.deadline = d end
       end
     end
+    arm_give_up()
   end
 
   local function record(rec, r)
@@ -201,10 +329,28 @@ local function run_one(o)
     hop.got = hop.got + 1
   end
 
-  local function finish_if_idle()
-    if n_inflight == 0 and #reissue_queue == 0 and
-       (next_ttl > limit or interrupted()) then
+  -- The trace ends when it waits for nothing more: at once if no probe is
+  -- open, else after reading what has arrived and M.GRAIN seconds more for
+  -- the probes it gave up on; those still open then are timeouts.
+  function finish_if_idle()
+    if n_inflight > 0 or #reissue_queue > 0 or
+       not (next_ttl > limit or interrupted()) or done.fired() then
+      return
+    end
+    if n_given_up == 0 then
+      if drain_timer then eng:cancel_timer(drain_timer) end
+      drain_timer = nil
       done.fire()
+    elseif not drain_timer then
+      drain_timer = eng:after(M.GRAIN, function()
+        drain_timer = false
+        local ids = {}
+        for id, rec in pairs(inflight) do
+          if rec.given_up then ids[#ids + 1] = id end
+        end
+        for _, id in ipairs(ids) do eng:cancel(id) end
+        finish_if_idle()
+      end)
     end
   end
 
@@ -216,7 +362,7 @@ local function run_one(o)
        horizon >= limit or next_ttl <= horizon or #reissue_queue > 0 then
       return
     end
-    stall_timer = eng:after(math.min(wmax, near * max_rtt), function()
+    stall_timer = eng:after(M.give_up_after(w, near, max_rtt, max_est), function()
       stall_timer = nil
       if horizon < limit and next_ttl > horizon and not done.fired() then
         horizon = max_ttl
@@ -228,9 +374,18 @@ local function run_one(o)
 
   local function on_result(rec, r)
     inflight[rec.id] = nil
-    n_inflight = n_inflight - 1
+    if rec.given_up then
+      n_given_up = n_given_up - 1
+    else
+      n_inflight = n_inflight - 1
+    end
     if rec.below then below = below - 1 end
     local status = r.status
+    if status == "failed" and r.error and r.error.name == "ECANCELED" and
+       rec.given_up and rec.ttl <= limit then
+      -- Given up on and still unanswered when the trace ends: a timeout.
+      r.status, r.error, status = "timeout", nil, "timeout"
+    end
     if status == "failed" and r.error and r.error.name == "ECANCELED" then
       -- Ours: past the destination, or interrupted. Not a network outcome.
       rec.cancelled = true
@@ -277,6 +432,7 @@ local function run_one(o)
         local rtt = r.rtt
         if rtt and (not max_rtt or rtt > max_rtt) then max_rtt = rtt end
         adapt(r, rec.ttl)
+        arm_give_up()
       end
     end
     flush()
@@ -295,7 +451,7 @@ local function run_one(o)
     local spec = spec_of(ttl, seq)
     seq = seq + 1
     spec.wait = wmax
-    local rec = { ttl = ttl, q = q, reissues = reissues or 0, wait = wmax,
+    local rec = { ttl = ttl, q = q, reissues = reissues or 0, sent = eng:now(),
       earlier = earlier, below = ttl < horizon or nil }
     local id, err, name = eng:probe_async(spec, on_probe)
     if not id then
@@ -320,7 +476,7 @@ local function run_one(o)
       local re = reissue_queue[1] and table.remove(reissue_queue, 1)
       if re then
         if re.ttl <= limit then send(re.ttl, re.q, re.reissues, re.earlier) end
-      elseif next_ttl <= limit and next_ttl <= horizon then
+      elseif next_ttl <= limit and next_ttl <= horizon and not gap_wait then
         send(next_ttl, next_q)
         next_q = next_q + 1
         if next_q > queries then next_ttl, next_q = next_ttl + 1, 1 end
@@ -344,6 +500,9 @@ local function run_one(o)
     done.wait()
   end
   if stall_timer then eng:cancel_timer(stall_timer) end
+  if gap_timer then eng:cancel_timer(gap_timer) end
+  if give_up_timer then eng:cancel_timer(give_up_timer) end
+  if drain_timer then eng:cancel_timer(drain_timer) end
   -- Interrupted or cut short: hand over what is left, complete or not.
   if o.on_hop then
     for ttl = printed + 1, math.min(limit, max_ttl) do

@@ -69,9 +69,24 @@ function M.hop(hop, t)
   return table.concat(out)
 end
 
+-- The silent hops (every probe a timeout) at the end of a trace's hops.
+local function trailing_silent(t)
+  local n = 0
+  for i = #t.hops, 1, -1 do
+    for _, r in ipairs(t.hops[i].probes) do
+      if r.status ~= "timeout" then return n end
+    end
+    n = n + 1
+  end
+  return n
+end
+
 function M.footer(t)
   if t.stop_reason == "interrupted" then
     return "trace interrupted\n"
+  elseif t.stop_reason == "gap_limit" then
+    return string.format("stopped: %d silent hops in a row, and the next one silent too "
+      .. "(--gap-limit)\n", trailing_silent(t))
   end
   return ""
 end
