@@ -84,9 +84,11 @@ helpers.lab_describe("sonde trace towards a destination behind a router that for
     assert.are.equal(1, code, err)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
-    assert.are.equal(5, #lines, out)
+    assert.are.equal(6, #lines, out)
     assert.are.equal(" 3  * * *", lines[4])
     assert.are.equal(" 4  * * *", lines[5])
+    assert.are.equal("stopped: 2 silent hops in a row, and the next one silent too (--gap-limit)",
+      lines[6])
   end)
 
   it("with --gap-limit 0 goes on to -m", function()
@@ -115,13 +117,17 @@ helpers.lab_describe("sonde trace towards a destination behind a router that for
     assert.are.equal("timeout", t.hops[2].probes[1].status)
   end)
 
-  it("stops at a silent hop when nothing beyond it is in flight (-N 1)", function()
-    local out, err, code = sonde(m, { "trace", "-n", "-w", "0.3", "-N", "1", "--gap-limit", "1",
-      "--format", "json", m.dst.v4 })
-    assert.are.equal(1, code, err)
-    local t = cjson.decode(out)
-    assert.are.equal("gap_limit", t.stop_reason)
-    assert.are.equal(2, #t.hops)
+  it("does not count a silent hop whose successor answers, one probe in flight or not", function()
+    -- With -N 1 nothing beyond hop 2 is in flight when hop 2 is complete:
+    -- the gap limit waits for hop 3 before it stops anything.
+    for _, n in ipairs{ "1", "16" } do
+      local out, err, code = sonde(m, { "trace", "-n", "-w", "0.3", "-N", n, "--gap-limit", "1",
+        "--format", "json", m.dst.v4 })
+      assert.are.equal(0, code, err)
+      local t = cjson.decode(out)
+      assert.are.equal("reached", t.stop_reason)
+      assert.are.equal(4, #t.hops)
+    end
   end)
 
   it("rejects a negative --gap-limit", function()
