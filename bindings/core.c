@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1089,6 +1090,42 @@ static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
 
 /* e:resolve(host, family (0|4|6), fn(addrs | nil, msg, name)): addresses
  * in the resolver's order, de-duplicated by the caller. */
+/*
+ * Name resolution runs on libuv's thread pool, and libuv abort()s the
+ * process when it cannot start those threads (UV_THREADPOOL_SIZE of them,
+ * default 4, with 8 MiB stacks each: a low `ulimit -v` is enough). Before
+ * the first lookup, start as many such threads ourselves and end them: a
+ * failure then is an error (ENOMEM, EAGAIN) for the caller to report.
+ * -> 0 or a negative errno, decided once.
+ */
+static void *pool_probe(void *arg) { return arg; }
+
+static int pool_can_start(void) {
+  static int decided, result;
+  pthread_t t[64];
+  pthread_attr_t attr;
+  const char *env = getenv("UV_THREADPOOL_SIZE");
+  int n = env && atoi(env) > 0 ? atoi(env) : 4, i, started = 0, r = 0;
+  if (decided)
+    return result;
+  if (n > 64)
+    n = 64; /* enough to see that stacks of this size can be had */
+  if (pthread_attr_init(&attr) != 0)
+    return -ENOMEM;
+  (void)pthread_attr_setstacksize(&attr, 8u << 20);
+  for (i = 0; i < n && r == 0; i++) {
+    r = -pthread_create(&t[i], &attr, pool_probe, NULL);
+    if (r == 0)
+      started++;
+  }
+  for (i = 0; i < started; i++)
+    (void)pthread_join(t[i], NULL);
+  pthread_attr_destroy(&attr);
+  decided = 1;
+  result = r;
+  return r;
+}
+
 static int l_resolve(lua_State *L) {
   lengine_t *le = check_engine(L, 1);
   const char *host = luaL_checkstring(L, 2);
@@ -1101,6 +1138,8 @@ static int l_resolve(lua_State *L) {
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = fam == 4 ? AF_INET : fam == 6 ? AF_INET6 : AF_UNSPEC;
   hints.ai_socktype = SOCK_DGRAM;
+  if ((r = pool_can_start()) < 0)
+    return push_fail(L, r);
   q = req_new(L, le, REQ_GAI, 4);
   q->u.gai.data = q;
   r = uv_getaddrinfo(&le->loop, &q->u.gai, on_gai, host, NULL, &hints);
@@ -1138,6 +1177,8 @@ static int l_reverse(lua_State *L) {
   if (sonde_addr_parse(luaL_checkstring(L, 2), 0, &ss) < 0)
     return luaL_argerror(L, 2, "not a numeric IP address");
   luaL_checktype(L, 3, LUA_TFUNCTION);
+  if ((r = pool_can_start()) < 0)
+    return push_fail(L, r);
   q = req_new(L, le, REQ_GNI, 3);
   q->u.gni.data = q;
   r = uv_getnameinfo(&le->loop, &q->u.gni, on_gni, (struct sockaddr *)&ss,

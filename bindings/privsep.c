@@ -47,6 +47,7 @@
 #include "lauxlib.h"
 #include "lua.h"
 
+#include "guard.h"
 #include "privsep.h"
 #include "sonde.h"
 
@@ -197,6 +198,9 @@ static void helper_run(int sock, pid_t child) {
   sigemptyset(&sa.sa_mask);
   for (k = 0; k < sizeof(forwarded) / sizeof(forwarded[0]); k++)
     (void)sigaction(forwarded[k], &sa, NULL);
+  /* One that came between the fork and now was kept by the guard. */
+  if (sonde_guard_pending())
+    (void)kill(child, sonde_guard_pending());
   /* Nothing of the prober stays here: every inherited descriptor but the
    * socket and stderr is closed, standard input and output go nowhere. */
   null = open("/dev/null", O_RDWR | O_CLOEXEC);

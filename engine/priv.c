@@ -1,6 +1,6 @@
 /* priv.c - raw sockets opened while the process still may, for engines
- * created after it has dropped its privileges (DESIGN.md: privileged mode
- * opens raw sockets, then drops what it no longer needs). */
+ * created after it has dropped its privileges: a privileged start opens
+ * them, then gives up what it no longer needs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -37,13 +37,17 @@ static void block_all(int fd, int af) {
 }
 
 /* A socket filter that drops every packet: a send-only raw socket queues
- * nothing. */
+ * nothing. The filter is locked (SO_LOCK_FILTER, Linux 3.9): nothing in
+ * this process can detach or replace it to read other programs' UDP
+ * traffic through this socket. */
 static int drop_all(int fd) {
   struct sock_filter code = BPF_STMT(BPF_RET | BPF_K, 0);
   struct sock_fprog prog = {1, &code};
-  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0
-             ? -errno
-             : 0;
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_LOCK_FILTER, &one, sizeof(one)) < 0)
+    return -errno;
+  return 0;
 }
 
 /* A send-only raw UDP socket (Paris probes: we write the UDP header). */

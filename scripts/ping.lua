@@ -33,7 +33,7 @@ Several targets (addresses, host names, CIDR prefixes such as 198.18.0.0/28, and
 
 Raw sockets read the ICMP answers: run as root or give the executable CAP_NET_RAW.
 
-Formats (--format): text (ping's lines as the outcomes arrive, then the statistics); json (one document at the end: "type":"ping", every probe in sequence order, the summary); jsonl (a "ping_probe" line per probe as its outcome arrives, the outcome under "probe", then the ping document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per probe as it ends: target, addr, protocol, seq, status, kind, code, from (who answered), rtt_ms, ttl, reply_ttl, icmp_seq, sport, dport, error); markdown (the same rows as a table, then the statistics line); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets what was collected); started as root, sonde runs as nobody (see --user), who must be able to write FILE's directory and read a format file.
+Formats (--format): text (ping's lines as the outcomes arrive, then the statistics); json (one document at the end: "type":"ping", every probe in sequence order, the summary); jsonl (a "ping_probe" line per probe as its outcome arrives, the outcome under "probe", then the ping document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per probe as it ends: target, addr, protocol, seq, status, kind, code, from (who answered), rtt_ms, ttl, reply_ttl, icmp_seq, sport, dport, error); markdown (the same rows as a table, then the statistics line); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets what was collected). Files named on the command line are opened before sonde gives up its privileges: anywhere the user who ran it may read or write, and FILE belongs to that user.
 
 With several targets, json writes one document per target (a line each, as each target's pings end), jsonl and a format module get each target's document when its pings end, and the footer's summary counts the targets (targets, answered) and gives each one's statistics line (text).
 
@@ -46,7 +46,7 @@ Exit status:
     3    runtime error: a name that does not resolve (several targets: it
          is reported and skipped), no permission, every probe failed
          locally (no route), -o not writable
-    130  interrupted by SIGINT (143: SIGTERM); the summary comes first]],
+    130  interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM); the summary comes first]],
   options = campaign.options(header.options{
     { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
       help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },

@@ -39,7 +39,7 @@ Probes go out at --rate probes per second at most, with --window probes in fligh
 
 --shard K/N splits the targets into N shards (K counts from 0) and probes shard K only: the order of --seed is cut into N interleaved parts, so that N processes given the same targets and the same seed (on one machine or on N) probe every address exactly once, and their outputs (jsonl, csv without the repeated header) merge by concatenation. In a Kubernetes Indexed Job with completions N, each pod runs sonde sweep --shard $JOB_COMPLETION_INDEX/N --seed S ...
 
-Formats (--format): jsonl (the default: one JSON object per target, described by the "sweep" definition of scripts/sonde/schema/sonde.schema.json), text (a line per target and a summary), csv (a header row, a row per target), markdown (a table), or the path of a Lua file that returns a format of your own (see examples/format_example.lua). -o FILE writes to FILE atomically: to a temporary file in the same directory, renamed over FILE at the end (also when interrupted: FILE then holds the records of the probes that ended). Started as root, sonde runs as nobody (see --user): files it reads must be readable by that user and the directory of -o writable.
+Formats (--format): jsonl (the default: one JSON object per target, described by the "sweep" definition of scripts/sonde/schema/sonde.schema.json), text (a line per target and a summary), csv (a header row, a row per target), markdown (a table), or the path of a Lua file that returns a format of your own (see examples/format_example.lua). -o FILE writes to FILE atomically: to a temporary file in the same directory, renamed over FILE at the end (also when interrupted: FILE then holds the records of the probes that ended). Files named on the command line are opened before sonde gives up its privileges: anywhere the user who ran it may read or write, and FILE belongs to that user.
 
 On standard error: a progress line (targets done out of the total, the rate, the time left) for runs longer than two seconds, when standard error is a terminal; and, unless the format has its own (text and markdown do), the summary at the end. -q turns both off.
 
@@ -50,7 +50,7 @@ Exit status:
     2    usage error (an option, a target on the command line, no target)
     3    runtime error: no permission, an unreadable --targets file,
          -o not writable, every probe failed locally (no route)
-    130  interrupted by SIGINT (143: SIGTERM); the records of the probes
+    130  interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM); the records of the probes
          that ended are written, then the summary]],
   options = {
     { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "tcp", "udp" }, default = "icmp",

@@ -305,7 +305,7 @@ local function general_help(ctx)
     { "  1", "done, but the target was not reached" },
     { "  2", "usage error" },
     { "  3", "runtime error (privilege, name resolution, I/O, script error)" },
-    { "  130", "interrupted" },
+    { "  130", "interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM): what was collected is written first" },
   }))
   return concat(out, "\n") .. "\n"
 end

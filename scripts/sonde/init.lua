@@ -156,7 +156,8 @@ function Engine:cancel_timer(token) return self.core:unwatch(token) end
 -- both), or nil, "ENAME: message", "ENAME".
 function Engine:resolve(host, family)
   return self:_await("resolve", function(done)
-    self.core:resolve(host, family or 0, done)
+    local ok, err, code = self.core:resolve(host, family or 0, done)
+    if not ok then done(nil, err, code) end
   end)
 end
 
@@ -167,10 +168,14 @@ function Engine:reverse(addr, timeout)
     local token = self.core:after(timeout or 2, function()
       done(nil, "ETIMEDOUT: reverse lookup timed out", "ETIMEDOUT")
     end)
-    self.core:reverse(addr, function(...)
+    local ok, err, code = self.core:reverse(addr, function(...)
       self.core:unwatch(token)
       done(...)
     end)
+    if not ok then
+      self.core:unwatch(token)
+      done(nil, err, code)
+    end
   end)
 end
 

@@ -27,6 +27,8 @@ local M = {}
 M.OPTION = { "-o", "--output", arg = "FILE", type = "string",
   help = "write the results to FILE (atomically: a temporary file renamed over FILE at the end) instead of standard output" }
 
+local preopen = require "sonde.preopen"
+
 local fmt = string.format
 
 ---------------------------------------------------------------------------
@@ -93,8 +95,6 @@ end
 
 local Writer = {}
 Writer.__index = Writer
-
-local preopen = require "sonde.preopen"
 
 -- dir of a path ("out.csv" -> ".").
 local function dir_of(path)

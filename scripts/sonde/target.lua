@@ -37,11 +37,16 @@ function M.resolve(eng, target, family)
   cli.runtime_error("'%s' has no IPv%d address", target, family or 4)
 end
 
--- Call on_stop(name) once on the first SIGINT or SIGTERM; the exit status
--- that goes with it is M.signal_status(name).
+-- The signals that end a one-shot command, with their numbers: the run
+-- stops, what was collected is written and -o committed, and the exit
+-- status is 128 + the number.
+local ENDING = { SIGINT = 2, SIGTERM = 15, SIGHUP = 1, SIGQUIT = 3 }
+
+-- Call on_stop(name) once on the first of SIGINT, SIGTERM, SIGHUP or
+-- SIGQUIT; the exit status that goes with it is M.signal_status(name).
 function M.on_interrupt(eng, on_stop)
   local seen
-  for _, name in ipairs{ "SIGINT", "SIGTERM" } do
+  for _, name in ipairs{ "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT" } do
     eng:on_signal(name, function()
       if seen then return end
       seen = name
@@ -51,7 +56,7 @@ function M.on_interrupt(eng, on_stop)
 end
 
 function M.signal_status(name)
-  return name == "SIGTERM" and 143 or 130
+  return 128 + (ENDING[name] or 2)
 end
 
 return M
