@@ -275,6 +275,48 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
     assert.is_true(r.icanon)
   end)
 
+  -- sh -c cmd in a pseudo-terminal in src, between two `stty -a`: -> the
+  -- report of in_pty.py, the settings before and after, and cmd's status.
+  local function live_sh(delay, key, cmd)
+    local argv = { "/usr/bin/python3", pty_path, tostring(delay), key, "/bin/sh", "-c",
+      "echo 'before{'; stty -a; echo '}before'; " .. cmd
+      .. "; echo \"code=$?\"; echo 'after{'; stty -a; echo '}after'" }
+    local out, err, code = l:exec("src", argv)
+    assert.are.equal(0, code, err)
+    local r = cjson.decode(out)
+    local text = r.out:gsub("\r\n", "\n")
+    local before = text:match("before{\n(.-)}before\n")
+    local after = text:match("after{\n(.-)}after\n")
+    assert.truthy(before, r.out)
+    assert.truthy(after, r.out)
+    return r, before, after, tonumber(text:match("code=(%d+)")), text
+  end
+
+  it("on a terminal leaves every terminal setting as it found it (stty -a before and after q)", function()
+    local r, before, after, code, text = live_sh(1.0, "q",
+      helpers.shquote(helpers.sonde()) .. " mtr -i 0.1 -w 0.5 -n " .. l.dst.v4)
+    assert.is_false(r.timeout, r.out)
+    assert.are.equal(0, code, text)
+    assert.truthy(text:find("\27[?1049l", 1, true), text)
+    assert.matches("  4%.|%-%- " .. esc(l.dst.v4), text)
+    assert.truthy(text:find("Keys: q quit", 1, true), text)  -- the live table was up
+    assert.are.equal(before, after)
+  end)
+
+  it("on a terminal stops on SIGTERM: the report, interrupted, 143, the terminal as it was", function()
+    -- sh without job control gives a background job /dev/null for stdin:
+    -- the terminal is handed over explicitly (fd 3)
+    local r, before, after, code, text = live_sh(9, "x", "exec 3<&0; "
+      .. helpers.shquote(helpers.sonde()) .. " mtr -i 0.1 -w 0.5 -n " .. l.dst.v4
+      .. " <&3 & p=$!; sleep 1; kill -TERM $p; wait $p")
+    assert.is_false(r.timeout, r.out)
+    assert.are.equal(143, code, text)
+    assert.truthy(text:find("\27[?1049l", 1, true), text)
+    assert.matches("  4%.|%-%- " .. esc(l.dst.v4), text)
+    assert.matches("%(interrupted after %d+ rounds%)", text)
+    assert.are.equal(before, after)
+  end)
+
   it("on a terminal with several targets shows each one's table and quits them all on q", function()
     local r = live("q", { "-i", "0.1", "-w", "0.5", "-n", l.dst.v4, l.dst.v6 })
     assert.is_false(r.timeout, r.out)
