@@ -2,7 +2,8 @@
 -- sonde-netsim makes them (spec/fixtures/scenarios/mtrstats.json): no loss
 -- at hop 1, 30 % loss at hop 2, 20 ms +- 6 ms (uniform) at hop 3, the
 -- destination at 25 ms. Bounds are wide enough for 100 rounds on a busy
--- two-core machine (loss: binomial, p = 0.3, n = 100, sd 4.6 %).
+-- two-core machine (loss: binomial, p = 0.3, n = 100, sd 4.6 %; checked
+-- with stress-ng --cpu 2 running), which delays some replies by a few ms.
 
 local helpers = require "helpers"
 local lab = require "lab"
@@ -52,8 +53,11 @@ helpers.lab_describe("sonde mtr across sonde-netsim", function()
       -- difference of consecutive samples 2*6/3 = 4 ms
       within(h3.stddev * 1000, 2.4, 4.6, "hop 3 stddev ms")
       within(h3.jitter * 1000, 2.8, 6.5, "hop 3 jitter ms")
-      -- a hop without jitter varies little
-      within(h4.stddev * 1000, 0, 1.5, "hop 4 stddev ms")
+      -- a hop without jitter varies little: what a busy machine adds to
+      -- every hop (2.1 ms seen with both cores busy), well under hop 3's
+      within(h4.stddev * 1000, 0, 3, "hop 4 stddev ms")
+      assert.is_true(h4.stddev < h3.stddev, ("hop 4 stddev %.2f ms not under hop 3's %.2f ms")
+        :format(h4.stddev * 1000, h3.stddev * 1000))
       -- best and worst are single samples: a busy machine delays some
       -- replies (never hurries one), so only worst gets room above
       within(h3.best * 1000, 13.5, 20, "hop 3 best ms")
