@@ -385,14 +385,17 @@ local function run(opts, ctx)
     local running = true
     if live then
       local width = 80
-      -- q quits; Ctrl-C, a byte in raw mode, is the SIGINT it would be
-      -- in the terminal's usual mode: the report, interrupted, exit 130.
+      -- q quits. Ctrl-C and Ctrl-\, bytes in raw mode, are the SIGINT and
+      -- SIGQUIT they are in the terminal's usual mode: the report,
+      -- interrupted, exit 130 or 131.
       reader = eng:tty{
         on_key = function(keys)
           if not keys then return end
-          if keys:find("\3", 1, true) then
+          local sig = keys:find("\3", 1, true) and "SIGINT"
+            or keys:find("\28", 1, true) and "SIGQUIT"
+          if sig then
             if not signal then
-              signal = "SIGINT"
+              signal = sig
               stop_all("interrupted")
             end
           elseif keys:find("[qQ]") then

@@ -317,6 +317,17 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
     assert.are.equal(before, after)
   end)
 
+  it("on a terminal stops on Ctrl-\\ as on SIGQUIT: the report, interrupted, 131", function()
+    local r = live("\\x1c", { "-i", "0.1", "-w", "0.5", "-n", l.dst.v4 })
+    assert.is_false(r.timeout, r.out)
+    assert.are.equal(131, r.code)
+    local leave = r.out:find("\27[?1049l", 1, true)
+    assert.truthy(leave, r.out)
+    assert.matches("%(interrupted after %d+ rounds%)", r.out:sub(leave))
+    assert.is_true(r.echo)
+    assert.is_true(r.icanon)
+  end)
+
   it("on a terminal with several targets shows each one's table and quits them all on q", function()
     local r = live("q", { "-i", "0.1", "-w", "0.5", "-n", l.dst.v4, l.dst.v6 })
     assert.is_false(r.timeout, r.out)
