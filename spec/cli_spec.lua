@@ -281,6 +281,22 @@ describe("sonde.cli", function()
       assert.equal("", err:text())
     end)
 
+    it("reads the directory itself: no shell, whatever the directory's name", function()
+      local odd = make_dir() .. " it's $(odd)"
+      assert(os.rename(odd:sub(1, -#" it's $(odd)" - 1), odd))
+      write_file(odd .. "/quiet.lua", QUIET)
+      local popen, execute = io.popen, os.execute
+      io.popen = function() error("io.popen called") end
+      os.execute = function() error("os.execute called") end
+      out, err = buffer(), buffer()
+      local ok, code = pcall(cli.main, { "list" }, { scripts_dir = odd, stdout = out, stderr = err })
+      io.popen, os.execute = popen, execute
+      remove_dir(odd, { "quiet.lua" })
+      assert.is_true(ok, code)
+      assert.equal(0, code)
+      assert.equal("  quiet  does nothing\n", out:text())
+    end)
+
     it("takes no argument", function()
       assert.equal(2, main("list", "x"))
       assert.equal("sonde list: unexpected argument 'x'\n", err:text())
