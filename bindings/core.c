@@ -1126,6 +1126,14 @@ static int pool_can_start(void) {
   return r;
 }
 
+static int push_pool_fail(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: cannot start the resolver's threads (%s; is ulimit -v "
+                  "too low?)", sonde_err_name(err), sonde_strerror(err));
+  lua_pushstring(L, sonde_err_name(err));
+  return 3;
+}
+
 static int l_resolve(lua_State *L) {
   lengine_t *le = check_engine(L, 1);
   const char *host = luaL_checkstring(L, 2);
@@ -1139,7 +1147,7 @@ static int l_resolve(lua_State *L) {
   hints.ai_family = fam == 4 ? AF_INET : fam == 6 ? AF_INET6 : AF_UNSPEC;
   hints.ai_socktype = SOCK_DGRAM;
   if ((r = pool_can_start()) < 0)
-    return push_fail(L, r);
+    return push_pool_fail(L, r);
   q = req_new(L, le, REQ_GAI, 4);
   q->u.gai.data = q;
   r = uv_getaddrinfo(&le->loop, &q->u.gai, on_gai, host, NULL, &hints);
@@ -1178,7 +1186,7 @@ static int l_reverse(lua_State *L) {
     return luaL_argerror(L, 2, "not a numeric IP address");
   luaL_checktype(L, 3, LUA_TFUNCTION);
   if ((r = pool_can_start()) < 0)
-    return push_fail(L, r);
+    return push_pool_fail(L, r);
   q = req_new(L, le, REQ_GNI, 3);
   q->u.gni.data = q;
   r = uv_getnameinfo(&le->loop, &q->u.gni, on_gni, (struct sockaddr *)&ss,
