@@ -173,7 +173,13 @@ local bc = io.open(dir .. "/bc.lua", "wb")
 if bc then bc:write(dumped) bc:close() end
 try("loadfile bytecode", function() local f = loadfile(dir .. "/bc.lua") return f and f() end)
 try("dofile bytecode", function() return dofile(dir .. "/bc.lua") end)
-try("require bytecode", function() package.path = dir .. "/?.lua" return require "bc" end)
+try("require bytecode", function()
+  local saved = package.path
+  package.path = dir .. "/?.lua"
+  local ok, r = pcall(require, "bc")
+  package.path = saved
+  return ok and r
+end)
 try("write /proc/self/mem", function() return io.open("/proc/self/mem", "r+") end)
 try("write /proc/<pid>/mem", function()
   return io.open("/proc/" .. require("sonde.core").pid() .. "/mem", "w")
