@@ -212,6 +212,58 @@ int luaopen_evil(void *L) {
 }
 ]]
 
+-- Outside Lua, with every privilege: the send-only raw UDP sockets that
+-- sonde opens keep their drop-all filter whatever the process tries.
+local LOCKCHECK_C = [[
+#include <errno.h>
+#include <linux/filter.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include "sonde.h"
+int main(void) {
+  struct sock_filter all = BPF_STMT(BPF_RET | BPF_K, 0xffff);
+  struct sock_fprog prog = {1, &all};
+  int fd, raw_udp = 0, held = 0, dummy = 0;
+  if (sonde_raw_preopen() < 0) return 2;
+  for (fd = 3; fd < 64; fd++) {
+    int type, proto;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_RAW) continue;
+    len = sizeof(proto);
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0 || proto != IPPROTO_UDP) continue;
+    raw_udp++;
+    if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof(dummy)) != 0 && errno == EPERM &&
+        setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0 && errno == EPERM)
+      held++;
+  }
+  printf("%d %d\n", raw_udp, held);
+  sonde_raw_release();
+  return 0;
+}
+]]
+
+helpers.lab_describe("the raw sockets' filters", function()
+  it("cannot be detached or replaced, even by privileged code in the process", function()
+    if sanitized then
+      pending("the check links the plain library")
+      return
+    end
+    local dir = lab.must("mktemp -d /tmp/" .. lab.prefix() .. "lock.XXXXXX"):match("%S+")
+    local ok, err = pcall(function()
+      write(dir .. "/lock.c", LOCKCHECK_C)
+      lab.must({ "cc", "-o", dir .. "/lock", "-I", helpers.root() .. "/engine/include", dir .. "/lock.c",
+        helpers.build() .. "/libsonde.a", "-luv", "-lpthread" })
+      local out = lab.must({ dir .. "/lock" })
+      local found, held = out:match("(%d+) (%d+)")
+      assert.are.equal("2", found, "expected a raw UDP socket per family: " .. out)
+      assert.are.equal(found, held, out)
+    end)
+    lab.run({ "rm", "-rf", dir })
+    assert(ok, err)
+  end)
+end)
+
 helpers.lab_describe("hostile scripts", function()
   local l, dir, capdir
 
