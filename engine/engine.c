@@ -56,6 +56,8 @@ int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
     eng->rawudp[i] = -1;
   }
   eng->rawip = -1;
+  for (i = 0; i < 3; i++)
+    eng->echo_hold[i] = -1;
   eng->loop = loop;
   eng->generation = 1;
   eng->tokens = 1;
@@ -127,6 +129,7 @@ static sonde__probe_t *probe_alloc(sonde_engine_t *eng) {
 static void probe_release(sonde_engine_t *eng, sonde__probe_t *p) {
   uint32_t slot = p->slot;
   free(p->session);
+  free(p->pending);
   memset(p, 0, sizeof(*p));
   p->slot = slot;
   p->fd = -1;
@@ -585,6 +588,7 @@ void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data) {
     sonde__sock_close(eng, &eng->udp[k]);
   }
   sonde__close_fd(&eng->rawip);
+  sonde__echo_release(eng);
   uv_timer_stop(&eng->timer);
   sonde__handle_close(eng, (uv_handle_t *)&eng->timer);
 }

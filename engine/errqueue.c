@@ -25,6 +25,7 @@ typedef struct {
   struct sockaddr_storage name;
   uint8_t data[64];
   size_t len;
+  int got; /* a message was read */
 } errmsg_t;
 
 /*
@@ -44,6 +45,8 @@ static int errmsg_read(int fd, errmsg_t *m, sonde_result_t *res) {
   ssize_t n;
 
   m->len = 0;
+  m->got = 0;
+  res->icmp_type = -1; /* stays -1 unless the message is an ICMP error */
   memset(&msg, 0, sizeof(msg));
   memset(&m->name, 0, sizeof(m->name));
   msg.msg_name = &m->name;
@@ -58,13 +61,115 @@ static int errmsg_read(int fd, errmsg_t *m, sonde_result_t *res) {
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
   m->len = (size_t)n;
+  m->got = 1;
   return sonde__parse_errmsg(control.buf, msg.msg_controllen, res);
 }
 
-/* Read one ICMP error queued on a probe's own socket into res. */
-int sonde__errqueue_read(int fd, sonde_result_t *res) {
+/*
+ * What the error queue shows of the quote is p's probe. The kernel hands
+ * over the quoted packet from its transport payload on (UDP: the payload;
+ * TCP: the TCP header; ICMP datagram sockets: the echo request), and the
+ * quoted destination as msg_name; it has found the socket by the quote's
+ * addresses and ports (UDP and TCP sockets here are bound to their source
+ * address, so a quote of another source finds none) but it checks neither
+ * the quoted IP version nor the fragment offset (Linux's icmp_unreach and
+ * icmpv6_notify). So whatever of the quote is visible is compared with what
+ * the probe sent: the destination, the ports or the echo id and sequence,
+ * and the payload's bytes as far as quoted (a later fragment, or another
+ * packet read at the wrong offset, quotes other bytes). ICMPv6 echo
+ * requests carry a checksum over the pseudo-header (RFC 4443 2.3), so that
+ * the quoted source address is checked there too. 1 if p's, 0 if not.
+ */
+static int quote_ok(const sonde__probe_t *p, const errmsg_t *m) {
+  const sonde_probe_spec_t *spec = &p->spec;
+  int af = spec->dst.ss_family;
+  size_t size = spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD, i;
+
+  if (m->name.ss_family != af || !sonde__addr_equal(&m->name, &spec->dst, 0))
+    return 0;
+  if (p->key.proto == SONDE_PROTO_TCP) {
+    /* The TCP header of our SYN: our ports (the kernel has checked the
+     * sequence number), and as far as quoted a SYN without ACK, RST or
+     * FIN (a later fragment has other bytes there). */
+    if (m->len < 4 || (uint16_t)(m->data[0] << 8 | m->data[1]) != p->key.a ||
+        (uint16_t)(m->data[2] << 8 | m->data[3]) != p->key.b)
+      return 0;
+    return m->len < 14 || (m->data[13] & 0x17) == 0x02;
+  }
+  if (p->key.proto == SONDE_PROTO_UDP) {
+    if (sonde__addr_port(&m->name) != p->key.b || m->len > size)
+      return 0;
+    for (i = 0; i < m->len; i++)
+      if (m->data[i] !=
+          (spec->fill ? spec->fill : (uint8_t)(0x40 + (i & 0x3f))))
+        return 0;
+    return 1;
+  }
+  /* An echo request: type, id and sequence, payload, and for ICMPv6 the
+   * checksum (the kernel's, over our source and the destination). */
+  if (m->len < 8 || m->len > 8 + size ||
+      m->data[0] != (af == AF_INET6 ? 128 : 8) ||
+      (uint16_t)(m->data[4] << 8 | m->data[5]) != p->key.a ||
+      (uint16_t)(m->data[6] << 8 | m->data[7]) != p->key.b)
+    return 0;
+  for (i = 8; i < m->len; i++) {
+    uint8_t want = spec->fill ? spec->fill : (uint8_t)(i - 8);
+    if (spec->hold_checksum && i < 10)
+      continue; /* the compensating bytes */
+    if (m->data[i] != want)
+      return 0;
+  }
+  if (af == AF_INET6) {
+    uint8_t msg[8 + SONDE__MAX_PAYLOAD];
+    const void *src = sonde__addr_bytes(&p->local);
+    uint16_t c;
+    if (src == NULL || p->local.ss_family != AF_INET6 ||
+        size > SONDE__MAX_PAYLOAD ||
+        sonde__build_echo(AF_INET6, msg, sizeof(msg), p->key.a, p->key.b,
+                          size) < 0)
+      return 0;
+    if (spec->fill)
+      memset(msg + 8, spec->fill, size);
+    if (spec->hold_checksum) {
+      if (m->len < 10)
+        return 1; /* the sum cannot be rebuilt without the compensator */
+      msg[8] = m->data[8];
+      msg[9] = m->data[9];
+    }
+    c = sonde__l4_cksum(AF_INET6, src, sonde__addr_bytes(&spec->dst),
+                        IPPROTO_ICMPV6, msg, 8 + size);
+    if (c != (uint16_t)(m->data[2] << 8 | m->data[3]))
+      return 0;
+  }
+  return 1;
+}
+
+/*
+ * Read one ICMP error queued on p's own socket into res (kind, codes, mtu,
+ * the offender as addr). Returns a SONDE__ERRQ_* value: REPLY only for an
+ * ICMP error whose quote is p's (quote_ok) and that is a hop (not
+ * fragment reassembly time exceeded).
+ */
+int sonde__errqueue_read(sonde__probe_t *p, sonde_result_t *res) {
   errmsg_t m;
-  return errmsg_read(fd, &m, res);
+  sonde_result_t info;
+  int r;
+
+  memset(&info, 0, sizeof(info));
+  r = errmsg_read(p->fd, &m, &info);
+  if (r < 0 || !m.got)
+    return SONDE__ERRQ_EMPTY;
+  if (r == 0)
+    return info.icmp_type == -1 ? SONDE__ERRQ_LOCAL : SONDE__ERRQ_REFUSED;
+  if (!quote_ok(p, &m))
+    return SONDE__ERRQ_REFUSED;
+  res->kind = info.kind;
+  res->unreach = info.unreach;
+  res->icmp_type = info.icmp_type;
+  res->icmp_code = info.icmp_code;
+  res->mtu = info.mtu;
+  res->addr = info.addr;
+  return SONDE__ERRQ_REPLY;
 }
 
 /*
@@ -86,9 +191,7 @@ void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
 
     memset(&info, 0, sizeof(info));
     r = errmsg_read(fd, &m, &info);
-    if (r == 0 && m.len == 0)
-      break;
-    if (r < 0)
+    if (r < 0 || !m.got)
       break;
     eng->stats.received++;
     dst = sonde__addr_bytes(&m.name);
@@ -109,7 +212,7 @@ void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
                       local_port, sonde__addr_port(&m.name));
     }
     p = sonde__table_find(eng, &key);
-    if (p == NULL) {
+    if (p == NULL || !quote_ok(p, &m)) {
       eng->stats.ignored++;
       continue;
     }

@@ -1,9 +1,16 @@
 /* icmp.c - ICMP / ICMPv6 echo probes with a per-packet TTL: on the engine's
  * raw socket, or unprivileged on an ICMP datagram ("ping") socket, whose
  * echo id the kernel sets to the socket's own. */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "internal.h"
+
+/* How many ids echo_hold tries after the first before it gives up. */
+#define ECHO_ID_TRIES 64
 
 /*
  * The payload's fill byte, and a checksum held at spec->checksum (Paris:
@@ -44,6 +51,109 @@ static int shape(sonde_engine_t *eng, sonde__probe_t *p, uint8_t *msg,
   return (int)len;
 }
 
+/* Close what holds the engine's echo id (at engine close). */
+void sonde__echo_release(sonde_engine_t *eng) {
+  int k;
+  for (k = 0; k < 3; k++)
+    sonde__close_fd(&eng->echo_hold[k]);
+  eng->echo_held = 0;
+}
+
+/*
+ * Hold id in this network namespace: 0 if it is ours now, SONDE_EADDRINUSE
+ * if something else uses it. Two holds, each released by the kernel when
+ * the engine closes them or the process ends:
+ * - an abstract unix socket named after the id: abstract names are per
+ *   network namespace and exclusive, so no two sonde engines (in one
+ *   process or several) take the same id;
+ * - an ICMP datagram socket of each family bound to the id where the
+ *   system lets us open one (net.ipv4.ping_group_range): the kernel makes
+ *   a ping socket's port its echo id and gives each to one socket only,
+ *   so ping, and anything else on ping sockets, cannot be given it while
+ *   we hold it. EACCES or EPERM (not in the group range) leaves that
+ *   hold out: then no one unprivileged can use ping sockets either.
+ * Raw-socket users (traceroute -I, mtr, ping with CAP_NET_RAW) pick their
+ * id from their process id, as the engine's first candidate is, and
+ * process ids are unique at any one time.
+ */
+static int echo_try(sonde_engine_t *eng, uint16_t id) {
+  struct sockaddr_un un;
+  int fd, k, r;
+
+  memset(&un, 0, sizeof(un));
+  un.sun_family = AF_UNIX;
+  r = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "sonde/icmp-id/%u",
+               (unsigned)id);
+  fd = sonde__socket(AF_UNIX, SOCK_DGRAM, 0);
+  if (fd < 0)
+    return fd;
+  eng->echo_hold[0] = fd;
+  if (bind(fd, (struct sockaddr *)&un,
+           (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + r)) < 0) {
+    r = -errno;
+    sonde__echo_release(eng);
+    return r;
+  }
+  for (k = 0; k < 2; k++) {
+    int af = k ? AF_INET6 : AF_INET;
+    struct sockaddr_storage ss;
+    fd = sonde__socket(af, SOCK_DGRAM, k ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+    if (fd < 0)
+      continue; /* EACCES/EPERM: ping sockets are not allowed here */
+    eng->echo_hold[1 + k] = fd;
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = (sa_family_t)af;
+    if (af == AF_INET6)
+      ((struct sockaddr_in6 *)&ss)->sin6_port = htons(id);
+    else
+      ((struct sockaddr_in *)&ss)->sin_port = htons(id);
+    if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0) {
+      r = -errno;
+      if (r == SONDE_EADDRINUSE) {
+        sonde__echo_release(eng);
+        return r;
+      }
+      /* EAFNOSUPPORT and the like: this family cannot hold it, and no
+       * ping socket of that family can take it either. */
+      sonde__close_fd(&eng->echo_hold[1 + k]);
+    }
+  }
+  return 0;
+}
+
+/*
+ * The engine's echo id for raw-socket echo requests, unique on this host
+ * (its network namespace) while the engine lives: the first id that
+ * echo_try can hold, from eng->echo_id on. An id given in the engine's
+ * options (opts.echo_id) or a probe's spec is the caller's choice and is
+ * not checked. Returns 0 or a negative errno (SONDE_EADDRINUSE: every id
+ * tried is taken).
+ */
+static int echo_hold(sonde_engine_t *eng) {
+  int k, r = SONDE_EADDRINUSE;
+  if (eng->echo_held)
+    return eng->echo_held < 0 ? eng->echo_held : 0;
+  if (eng->opts.echo_id) {
+    eng->echo_held = 1;
+    return 0;
+  }
+  for (k = 0; k < ECHO_ID_TRIES; k++) {
+    uint16_t id = (uint16_t)(eng->echo_id + k * 7919u);
+    if (id == 0)
+      continue;
+    r = echo_try(eng, id);
+    if (r == 0) {
+      eng->echo_id = id;
+      eng->echo_held = 1;
+      return 0;
+    }
+    if (r != SONDE_EADDRINUSE)
+      break;
+  }
+  eng->echo_held = r;
+  return r;
+}
+
 int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   const sonde_probe_spec_t *spec = &p->spec;
   int af = spec->dst.ss_family, i = sonde__afi(af), r, len, fd;
@@ -68,6 +178,10 @@ int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
       seq = ++eng->echo_seq ? eng->echo_seq : ++eng->echo_seq;
   } else {
     fd = eng->icmp[i].fd;
+    if (id == 0 && (r = echo_hold(eng)) < 0) {
+      p->call = "bind (ICMP echo id)";
+      return r;
+    }
     if (id == 0) {
       /* The engine's id; sequence numbers run on, skipping 0. */
       id = eng->echo_id;
@@ -76,6 +190,13 @@ int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   }
   if (spec->ip_id && (r = sonde__rawip_open(eng, p)) < 0)
     return r;
+  /* The source the quote of an error about this probe must name, and the
+   * destination of its echo reply (recv.c, errqueue.c). */
+  r = sonde__route_src(eng, &spec->dst, &p->local);
+  if (r < 0) {
+    p->call = "connect";
+    return r;
+  }
   sonde__key_make(&p->key, SONDE_PROTO_ICMP, af,
                   sonde__addr_bytes(&spec->dst), id, seq);
   r = sonde__table_insert(eng, p);

@@ -67,7 +67,13 @@ struct sonde__probe {
   int poll_closing;         /* uv_close called, close callback pending */
   sonde__restart_fn restart;
   uv_poll_t poll;
-  struct sockaddr_storage local; /* our address of a per-probe socket */
+  struct sockaddr_storage local; /* our source address (and port): the
+                                    source that a reply's quote must name */
+  sonde_result_t *pending;  /* TCP connect probe: a reply the raw socket
+                               matched, held until the kernel's TCP error
+                               handler confirms it (engine frees it) */
+  int icmp_wanted;          /* TCP connect probe: its socket reported the
+                               ICMP error; the raw socket's match ends it */
   /* TCP session (payload/expect): one allocation, freed at release */
   uint8_t *session;         /* payload, then expect, then the read buffer */
   size_t sent;              /* payload bytes written */
@@ -101,6 +107,7 @@ typedef struct {
 typedef struct {
   sonde__sock_t sock;
   int af;
+  struct sockaddr_storage local; /* the address and port it is bound to */
 } sonde__flowsock_t;
 
 struct sonde_engine {
@@ -150,6 +157,10 @@ struct sonde_engine {
   size_t n_flows, cap_flows;
   uint16_t echo_id;
   uint16_t echo_seq;
+  int echo_held;          /* echo_id reserved (icmp.c): 1 held, <0 -errno */
+  int echo_hold[3];       /* what reserves it: an abstract unix socket, and
+                             ICMP datagram sockets of each family; -1 if
+                             not open. Owned here. */
   sonde_stats_t stats;
   uint8_t buf[4096];    /* receive buffer */
   uint8_t sbuf[SONDE__MAX_PAYLOAD + 64]; /* send buffer */
@@ -223,12 +234,23 @@ int sonde__ping_open(sonde_engine_t *eng, int af);
 int sonde__flow_watch(sonde_engine_t *eng, sonde__flowsock_t *f);
 int sonde__udp_open(sonde_engine_t *eng, int af);
 void sonde__recv_drain(sonde_engine_t *eng, int af);
+/* The quote's (or an IPv4 echo reply's) addresses are p's: see recv.c. */
+int sonde__source_ok(const sonde__probe_t *p, const sonde__icmp_t *m);
 void sonde__sock_close(sonde_engine_t *eng, sonde__sock_t *s);
 void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port);
 
 /* errqueue.c: ICMP errors from a socket's error queue (IP_RECVERR) */
 int sonde__recverr_enable(int fd, int af);
-int sonde__errqueue_read(int fd, sonde_result_t *res);
+/* sonde__errqueue_read returns: */
+enum {
+  SONDE__ERRQ_EMPTY = 0,   /* nothing queued */
+  SONDE__ERRQ_REPLY = 1,   /* an ICMP error about p: res filled */
+  SONDE__ERRQ_REFUSED = 2, /* an ICMP error whose quote is not p's probe,
+                              or that is no hop (fragment reassembly time
+                              exceeded) */
+  SONDE__ERRQ_LOCAL = 3    /* a local error (no ICMP), res->error set */
+};
+int sonde__errqueue_read(sonde__probe_t *p, sonde_result_t *res);
 void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
                            uint16_t local_port);
 
@@ -262,6 +284,7 @@ int sonde__connect_fields(sonde__probe_t *p, struct sockaddr_storage *dst);
 /* icmp.c, udp.c, tcp.c: send one probe. 0 on success (in flight), or a
  * negative errno: the caller ends the probe per sonde_err_status(). */
 int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p);
+void sonde__echo_release(sonde_engine_t *eng);
 int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p);
 int sonde__tcp_send(sonde_engine_t *eng, sonde__probe_t *p);
 

@@ -315,7 +315,11 @@ void sonde__icmp_classify(int af, int type, int code, sonde_kind_t *kind,
     break;
   case 11:
   case V6(3):
-    *kind = SONDE_KIND_TIME_EXCEEDED;
+    /* Code 1 is fragment reassembly time exceeded (RFC 792, RFC 4443
+     * 3.3): a host gave up reassembling a datagram, it says nothing about
+     * the hop a TTL reached. Never a hop. */
+    if (code != 1)
+      *kind = SONDE_KIND_TIME_EXCEEDED;
     break;
   case 12:
   case V6(4):
@@ -353,10 +357,15 @@ static int parse_icmp(const uint8_t *p, size_t len, sonde__icmp_t *out) {
     rfc4884_len = (size_t)p[5] * 4;
     break;
   case 11:
+    if (out->kind == SONDE_KIND_NONE)
+      return -ENOMSG; /* code 1: reassembly, see sonde__icmp_classify */
     rfc4884_len = (size_t)p[5] * 4;
     break;
-  case V6(1):
   case V6(3):
+    if (out->kind == SONDE_KIND_NONE)
+      return -ENOMSG;
+    /* fall through */
+  case V6(1):
     rfc4884_len = (size_t)p[4] * 8;
     break;
   case 12:

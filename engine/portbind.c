@@ -28,6 +28,17 @@ static int policy_port(const sonde_probe_spec_t *spec) {
  * here on and closes it when it ends) and bind it to the policy's port.
  * p->local gets the bound address. Returns 0 or a negative errno, with
  * p->call naming the call that failed.
+ *
+ * A UDP socket is bound without SO_REUSEPORT, to the source address the
+ * route gives (the address its probes leave from): a port that another
+ * socket holds, ours or another process's, is EADDRINUSE at bind() for
+ * UDP as for TCP. With SO_REUSEPORT, two processes of one user would bind
+ * the same port and the kernel would hand the ICMP errors about one
+ * process's probes to the other's socket (Linux looks a UDP socket up by
+ * the quote's addresses and ports; in a SO_REUSEPORT group it picks one
+ * by hash). Bound to its source address, the socket is found only for
+ * quotes that name that address: the kernel checks the quoted source for
+ * errors read from the error queue.
  */
 int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
   struct sockaddr_storage ss;
@@ -39,6 +50,15 @@ int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
     p->call = "bind";
     return port;
   }
+  memset(&ss, 0, sizeof(ss));
+  ss.ss_family = (sa_family_t)af;
+  if (type == SOCK_DGRAM) {
+    int r = sonde__route_src(p->eng, &p->spec.dst, &ss);
+    if (r < 0) {
+      p->call = "connect"; /* the routing decision, as connect() takes it */
+      return r;
+    }
+  }
   fd = sonde__socket(af, type, proto);
   if (fd < 0) {
     p->call = "socket";
@@ -46,22 +66,22 @@ int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
   }
   p->fd = fd;
   /*
-   * SO_REUSEPORT on Linux stream sockets avoids a spurious EADDRNOTAVAIL
-   * when many probe sockets share a port range (SEEDS.md 000). Its price: a
+   * TCP: SO_REUSEPORT on Linux stream sockets avoids a spurious
+   * EADDRNOTAVAIL when many probe sockets share a port range. Its price: a
    * port held in TIME_WAIT no longer fails bind() but connect() (on Linux
    * with EADDRNOTAVAIL; tcp.c makes that a skip). On macOS it affects UDP
-   * only.
+   * only. A TCP socket's errors are found by their full 4-tuple and
+   * sequence number, so sharing a port never shares its errors.
    * ENOPROTOOPT (no such option on this system) is not fatal: bind() then
    * reports a busy port itself.
    */
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0 &&
+  if (type == SOCK_STREAM &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0 &&
       errno != ENOPROTOOPT) {
     p->call = "setsockopt(SO_REUSEPORT)";
     return -errno;
   }
-  if (port != 0) {
-    memset(&ss, 0, sizeof(ss));
-    ss.ss_family = (sa_family_t)af;
+  if (port != 0 || type == SOCK_DGRAM) {
     if (af == AF_INET6)
       ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
     else

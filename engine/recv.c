@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/icmp6.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -246,6 +247,36 @@ static int icmp_key(const sonde__icmp_t *m, const struct sockaddr_storage *from,
   return -1;
 }
 
+/*
+ * The addresses of an ICMP message are those of p's probe: a quote names
+ * p's source address as well as its destination (the key holds that, the
+ * protocol and the ports or ids), and an IPv4 echo reply is addressed to
+ * that source. The raw socket sees every ICMP message the host receives:
+ * an error about a packet another host sent (routers quote only what they
+ * forwarded), or about one that left from another of our addresses, can
+ * carry the same destination, ports and ids as a probe of ours and is not
+ * about it. 1 if it is p's, 0 if not.
+ */
+int sonde__source_ok(const sonde__probe_t *p, const sonde__icmp_t *m) {
+  const void *want = sonde__addr_bytes(&p->local), *got;
+
+  if (want == NULL || p->local.ss_family != m->af)
+    return 0;
+  if (m->kind == SONDE_KIND_ECHO_REPLY) {
+    /* An ICMPv6 message comes without its IPv6 header: the kernel has
+     * delivered it to this host, and its source, id and sequence match. */
+    if (m->af == AF_INET6)
+      return 1;
+    got = &m->to4;
+  } else {
+    if (!m->has_quote || m->quote.af != m->af)
+      return 0;
+    got = m->af == AF_INET6 ? (const void *)&m->quote.src6
+                            : (const void *)&m->quote.src4;
+  }
+  return memcmp(want, got, m->af == AF_INET6 ? 16 : 4) == 0;
+}
+
 /* When the reply for p came: its kernel timestamp, unless that is before
  * the probe was sent (it cannot be: the stamp is not usable), then the time
  * it was read. */
@@ -271,6 +302,24 @@ static void icmp_matched(sonde_engine_t *eng, sonde__probe_t *p,
   res.n_mpls = m->n_mpls;
   for (i = 0; i < m->n_mpls && i < SONDE_MPLS_MAX; i++)
     res.mpls[i] = m->mpls[i];
+  /*
+   * A TCP connect probe's socket is the kernel's: its TCP error handler
+   * checks the quote's 4-tuple and that the quoted sequence number is the
+   * connection's (RFC 5927 4.1), which no one else can see. An error that
+   * passes ends the connect with a socket error (tcp.c), and the probe
+   * takes this reply then; until then it is held. Another process may
+   * have used the same ports towards the same destination a moment ago
+   * (TCP sockets share ports under SO_REUSEPORT): its late errors match
+   * the key and the addresses, never the sequence number.
+   */
+  if (p->spec.proto == SONDE_PROTO_TCP && p->fd != -1 && !p->icmp_wanted) {
+    if (p->pending == NULL && (p->pending = malloc(sizeof(res))) == NULL) {
+      eng->stats.ignored++;
+      return;
+    }
+    *p->pending = res;
+    return;
+  }
   sonde__probe_done(eng, p, &res);
 }
 
@@ -394,7 +443,7 @@ void sonde__recv_drain(sonde_engine_t *eng, int af) {
       key.c = 0;
       p = sonde__table_find(eng, &key);
     }
-    if (p == NULL) {
+    if (p == NULL || !sonde__source_ok(p, &m)) {
       eng->stats.ignored++;
       continue;
     }

@@ -311,29 +311,61 @@ static void connected(sonde_engine_t *eng, sonde__probe_t *p) {
 
 /*
  * An ICMP error ended the connect (EHOSTUNREACH for time exceeded and host
- * unreachable, ENETUNREACH, EACCES for prohibited, EPROTO...). The raw
- * socket already holds the ICMP packet (the kernel delivers to raw sockets
- * before TCP's error handler), so drain it first: it names the hop, the
- * quote and the MPLS labels. Else the socket's error queue names the hop;
- * else only the errno is known.
+ * unreachable, ENETUNREACH, EACCES for prohibited, EPROTO...). Linux hands
+ * an ICMP error to raw sockets before TCP's error handler runs, so with a
+ * raw socket the packet is there to drain: it names the hop, the quote
+ * and the MPLS labels, and the quote is checked in full (source address,
+ * IP version, fragment offset, extension headers). Without one (no
+ * CAP_NET_RAW) the socket's error queue names the hop.
+ *
+ * The kernel ends a connect in SYN-SENT on any ICMP error whose 4-tuple
+ * and sequence number match, without looking at the rest of the quote
+ * (Linux's icmp_unreach checks only that the quoted IPv4 header is at
+ * least 20 bytes long; a later fragment or a wrong version field passes),
+ * and on fragment reassembly time exceeded as on any time exceeded. An
+ * error that the checks refuse is not this probe's answer: its socket is
+ * closed and the probe stays in flight, for the raw socket to match its
+ * real answer or for its wait to end it.
  */
 static void icmp_error(sonde_engine_t *eng, sonde__probe_t *p, int err) {
   uint64_t id = p->id;
   sonde_result_t res;
+  int r;
 
+  p->icmp_wanted = 1;
   sonde__recv_drain(eng, p->spec.dst.ss_family);
   if (p->id != id || p->state != SONDE__INFLIGHT)
     return;
+  p->icmp_wanted = 0;
+  if (p->pending) {
+    res = *p->pending;
+    abort_close(eng, p, NULL);
+    sonde__probe_done(eng, p, &res);
+    return;
+  }
   sonde__result_reply(p, &res, SONDE_KIND_NONE, NULL, sonde__now());
   res.error = err;
-  if (sonde__errqueue_read(p->fd, &res) <= 0) {
-    res.kind = SONDE_KIND_DEST_UNREACHABLE;
-    res.unreach = err == SONDE_ENETUNREACH ? SONDE_UNREACH_NET
-                  : err == SONDE_EACCES    ? SONDE_UNREACH_PROHIBITED
-                                           : SONDE_UNREACH_HOST;
+  r = eng->icmp[sonde__afi(p->spec.dst.ss_family)].fd != -1
+          ? SONDE__ERRQ_REFUSED
+          : sonde__errqueue_read(p, &res);
+  if (r == SONDE__ERRQ_REPLY) {
+    abort_close(eng, p, NULL);
+    sonde__probe_done(eng, p, &res);
+    return;
   }
+  if (r == SONDE__ERRQ_LOCAL) {
+    /* No ICMP error: the local stack refused. */
+    sonde__result_init(p, &res);
+    res.status = SONDE_STATUS_FAILED;
+    res.error = err;
+    res.call = "connect";
+    abort_close(eng, p, NULL);
+    sonde__probe_done(eng, p, &res);
+    return;
+  }
+  /* Refused, or nothing queued to name a hop (the kernel drops what
+   * would overflow the socket's receive buffer): no answer to take. */
   abort_close(eng, p, NULL);
-  sonde__probe_done(eng, p, &res);
 }
 
 /* What connect's outcome (SO_ERROR) means for the probe (SEEDS.md 002). */

@@ -72,10 +72,21 @@ static int flow_socket(sonde_engine_t *eng, sonde__probe_t *p, int *fd) {
   sonde__flowsock_t *f;
   size_t i;
 
+  struct sockaddr_storage src;
+
+  /* Flows are bound to their source address (portbind.c): one per
+   * address, port and family. */
+  r = sonde__route_src(eng, &p->spec.dst, &src);
+  if (r < 0) {
+    p->call = "connect";
+    return r;
+  }
   for (i = 0; i < eng->n_flows; i++) {
     f = eng->flows[i];
-    if (f->af == af && f->sock.port == p->spec.sport && f->sock.fd != -1) {
+    if (f->af == af && f->sock.port == p->spec.sport && f->sock.fd != -1 &&
+        sonde__addr_equal(&f->local, &src, 0)) {
       *fd = f->sock.fd;
+      p->local = f->local;
       return 0;
     }
   }
@@ -96,6 +107,7 @@ static int flow_socket(sonde_engine_t *eng, sonde__probe_t *p, int *fd) {
   if (f == NULL)
     return SONDE_ENOMEM;
   f->af = af;
+  f->local = p->local;
   f->sock.fd = p->fd;
   p->fd = -1;
   eng->flows[eng->n_flows++] = f;
@@ -156,20 +168,37 @@ static int source(sonde_engine_t *eng, sonde__probe_t *p, int *fd,
       return r;
     }
   }
-  if (spec->bind == SONDE_BIND_KERNEL && spec->sport == 0) {
+  if (spec->bind == SONDE_BIND_KERNEL && spec->sport == 0 &&
+      !eng->unpriv[i]) {
     r = sonde__udp_open(eng, af);
     if (r < 0) {
       p->call = "socket(SOCK_DGRAM)";
       return r;
     }
+    /* Bound to every address: the probe leaves from the route's, which
+     * its quote must name (recv.c). */
+    r = sonde__route_src(eng, &spec->dst, &p->local);
+    if (r < 0) {
+      p->call = "connect";
+      return r;
+    }
     *fd = eng->udp[i].fd;
     *sport = eng->udp[i].port;
-  } else if (spec->bind != SONDE_BIND_SEQUENCE || spec->hold_checksum) {
+    if (af == AF_INET6)
+      ((struct sockaddr_in6 *)&p->local)->sin6_port = htons(*sport);
+    else
+      ((struct sockaddr_in *)&p->local)->sin_port = htons(*sport);
+  } else if ((spec->bind != SONDE_BIND_SEQUENCE || spec->hold_checksum) &&
+             !(spec->bind == SONDE_BIND_KERNEL && spec->sport == 0)) {
     r = flow_socket(eng, p, fd);
     if (r < 0)
       return r;
     *sport = spec->sport;
   } else {
+    /* A socket of its own: bind "sequence", or, unprivileged, a
+     * kernel-chosen port. The error queue of a socket bound to every
+     * address would take errors quoting any source; one of its own is
+     * bound to the probe's source address (portbind.c). */
     p->attempts++;
     r = sonde__bind_probe_socket(p, SOCK_DGRAM, IPPROTO_UDP);
     if (r == 0 && eng->unpriv[i] && (r = sonde__recverr_enable(p->fd, af)) < 0)
