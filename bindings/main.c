@@ -174,7 +174,7 @@ int main(int argc, char **argv) {
   r = sonde_sandbox_scripts(dir);
   if (r < 0) {
     fprintf(stderr, "sonde: cannot open the scripts directory %s: %s: %s\n",
-            dir, sonde_err_name(r), sonde_strerror(r));
+            dir, sonde_err_name(r), strerror(-r));
     return 3;
   }
   L = luaL_newstate();
@@ -221,6 +221,8 @@ int main(int argc, char **argv) {
    * outputs never committed remove their temporary files. */
   lua_close(L);
   sonde_raw_release();
+  sonde_sandbox_release();
+  sonde_privsep_release();
   if (fflush(stdout) != 0 && errno != EPIPE && status == 0)
     status = 3;
   /* A signal that came while no engine watched it ends the run as that

@@ -40,9 +40,11 @@ typedef struct {
   char *buf;
 } loutput_t;
 
+/* nil, "ENAME: message", "ENAME": the system's message, which speaks of
+ * files (the engine's map speaks of probes). */
 static int push_err(lua_State *L, int err) {
   lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", sonde_err_name(err), sonde_strerror(err));
+  lua_pushfstring(L, "%s: %s", sonde_err_name(err), strerror(-err));
   lua_pushstring(L, sonde_err_name(err));
   return 3;
 }

@@ -102,6 +102,23 @@ void sonde_privsep_configure(const char *user) {
 
 int sonde_privsep_pending(void) { return ps.configured && !ps.dropped; }
 
+void sonde_privsep_release(void) {
+  int i;
+  for (i = 0; i < ps.nouts; i++) {
+    free(ps.outs[i].tmp);
+    free(ps.outs[i].path);
+  }
+  free(ps.outs);
+  ps.outs = NULL;
+  ps.nouts = 0;
+  free(ps.user);
+  ps.user = NULL;
+  if (ps.helper_fd != -1) {
+    close(ps.helper_fd);
+    ps.helper_fd = -1;
+  }
+}
+
 int sonde_privsep_output_owner(uid_t *uid, gid_t *gid) {
   if (!ps.chown_outputs)
     return 0;

@@ -11,6 +11,10 @@
  * may be created. */
 void sonde_privsep_configure(const char *user);
 
+/* main(), at the end: frees what configure and add_output kept, and
+ * closes the socket to the commit helper (which then ends too). */
+void sonde_privsep_release(void);
+
 /* 1 while a configured drop has not happened (engines are refused). */
 int sonde_privsep_pending(void);
 

@@ -36,6 +36,7 @@
 static int l_load(lua_State *L) {
   const char *name = luaL_optstring(L, 2, "=(load)");
   int status;
+  lua_settop(L, 4); /* the chunk lands at 5: 4 is env or nil */
   if (lua_type(L, 1) == LUA_TSTRING) {
     size_t len;
     const char *s = lua_tolstring(L, 1, &len);
@@ -85,6 +86,7 @@ static int l_load(lua_State *L) {
 /* loadfile([filename [, mode [, env]]]): text only. */
 static int l_loadfile(lua_State *L) {
   const char *name = luaL_optstring(L, 1, NULL);
+  lua_settop(L, 3); /* the chunk lands at 4: 3 is env or nil */
   if (luaL_loadfilex(L, name, "t") != 0) {
     lua_pushnil(L);
     lua_insert(L, -2);
@@ -221,6 +223,13 @@ static int l_search_scripts(lua_State *L) {
   }
   lua_pushfstring(L, "\n\tno file '%s/%s.lua'", scripts_path, mod);
   return 1;
+}
+
+void sonde_sandbox_release(void) {
+  if (scripts_fd != -1) {
+    close(scripts_fd);
+    scripts_fd = -1;
+  }
 }
 
 int sonde_sandbox_scripts(const char *dir) {

@@ -12,4 +12,7 @@ void sonde_sandbox(lua_State *L);
  * process becomes later. -> 0 or a negative errno. Before sonde_sandbox. */
 int sonde_sandbox_scripts(const char *dir);
 
+/* Closes the scripts directory (after the state is closed). */
+void sonde_sandbox_release(void);
+
 #endif

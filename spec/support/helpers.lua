@@ -40,9 +40,29 @@ function helpers.build()
   return helpers.root() .. "/build"
 end
 
--- Path of the built `sonde` executable and of the lab peer tool
--- ($SONDE_LABPEER overrides the latter).
-function helpers.sonde() return helpers.build() .. "/sonde" end
+-- A copy of the build's `sonde` with the scripts and examples beside it
+-- (bin/sonde, scripts/, examples/), in a folder any user may read. The
+-- checkout itself may lie in a folder only root can enter (CI's does, as a
+-- clone in root's home would), and specs run sonde as nobody too: nobody
+-- could not even start it from there. Made once per run, under the run's
+-- prefix in /tmp (spec/run removes it). -> the folder.
+local public
+function helpers.public_root()
+  if public and lab.read_file(public .. "/bin/sonde.ok") then return public end
+  public = "/tmp/" .. lab.prefix() .. "public-" .. lab.pid()
+  lab.must({ "rm", "-rf", public })
+  lab.must({ "mkdir", "-p", public .. "/bin" })
+  lab.must({ "cp", helpers.build() .. "/sonde", public .. "/bin/sonde" })
+  lab.must({ "cp", "-r", helpers.root() .. "/scripts", public .. "/scripts" })
+  lab.must({ "cp", "-r", helpers.root() .. "/examples", public .. "/examples" })
+  lab.must({ "chmod", "-R", "a+rX", public })
+  lab.must({ "touch", public .. "/bin/sonde.ok" })
+  return public
+end
+
+-- Path of the `sonde` executable the specs run (the copy above) and of
+-- the lab peer tool ($SONDE_LABPEER overrides the latter).
+function helpers.sonde() return helpers.public_root() .. "/bin/sonde" end
 function helpers.labpeer()
   local env = os.getenv("SONDE_LABPEER")
   if env and env ~= "" then return env end
