@@ -9,7 +9,7 @@
  * first - reader:close(), the reader's __gc, or the engine's close - puts
  * the terminal back in the mode it had and closes both handles, once; the
  * others then find nothing to do. The mode is also put back at process exit
- * (uv_tty_reset_mode), for a way out that closes nothing.
+ * for a way out that closes nothing (os.exit).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -26,8 +26,11 @@
 
 typedef struct ltty ltty_t;
 
-typedef struct {
+typedef struct tty tty_t;
+
+struct tty {
   lowned_t owned;  /* the engine's list */
+  tty_t *next_raw, *prev_raw; /* the readers in raw mode, for exit */
   lengine_t *le;
   ltty_t *holder;  /* the Lua userdata, NULL once it let go */
   uv_tty_t tty;
@@ -38,14 +41,33 @@ typedef struct {
   int fd_flags, fl_flags; /* fd 0's FD_ and O_ flags before, -1 unknown */
   int key_ref, resize_ref;
   char buf[256];
-} tty_t;
+};
 
 /* The Lua userdata: a pointer to the block while it holds it. */
 struct ltty {
   tty_t *t;
 };
 
-static void reset_at_exit(void) { uv_tty_reset_mode(); }
+/* Every reader whose terminal is in raw mode (list head). */
+static tty_t raw_readers = {.next_raw = &raw_readers, .prev_raw = &raw_readers};
+
+static void set_raw(tty_t *t) {
+  t->raw = 1;
+  t->next_raw = &raw_readers;
+  t->prev_raw = raw_readers.prev_raw;
+  raw_readers.prev_raw->next_raw = t;
+  raw_readers.prev_raw = t;
+}
+
+static void set_normal(tty_t *t) {
+  if (!t->raw)
+    return;
+  uv_tty_set_mode(&t->tty, UV_TTY_MODE_NORMAL);
+  t->raw = 0;
+  t->next_raw->prev_raw = t->prev_raw;
+  t->prev_raw->next_raw = t->next_raw;
+  t->next_raw = t->prev_raw = t;
+}
 
 static void tty_free_if_closed(tty_t *t) {
   if (t->closing == 0) {
@@ -58,6 +80,17 @@ static void on_closed(uv_handle_t *h) {
   tty_t *t = h->data;
   t->closing--;
   tty_free_if_closed(t);
+}
+
+/*
+ * At exit, each reader still in raw mode puts its terminal back through
+ * its own handle. Not uv_tty_reset_mode(): libuv remembers the descriptor
+ * of the first handle it ever put in raw mode, which is closed once that
+ * reader is, and whose number another file may have taken since.
+ */
+static void reset_at_exit(void) {
+  while (raw_readers.next_raw != &raw_readers)
+    set_normal(raw_readers.next_raw);
 }
 
 /*
@@ -89,10 +122,7 @@ static void tty_close(tty_t *t, lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, t->resize_ref);
   }
   t->key_ref = t->resize_ref = LUA_NOREF;
-  if (t->raw) {
-    uv_tty_set_mode(&t->tty, UV_TTY_MODE_NORMAL);
-    t->raw = 0;
-  }
+  set_normal(t);
   if (t->tty_init) {
     t->closing++;
     uv_close((uv_handle_t *)&t->tty, on_closed);
@@ -254,7 +284,7 @@ int sonde__lua_tty(lua_State *L) {
   r = uv_tty_set_mode(&t->tty, UV_TTY_MODE_RAW);
   if (r < 0)
     goto failed;
-  t->raw = 1;
+  set_raw(t);
   r = uv_read_start((uv_stream_t *)&t->tty, on_alloc, on_read);
   if (r < 0)
     goto failed;
