@@ -189,6 +189,30 @@ print("engine", e:close())
     assert.are.equal(before, after)
   end)
 
+  it("leaves no descriptor behind: libuv's reopened terminal is closed with the reader", function()
+    local script = child_script([[
+local sonde = require "sonde"
+local core = require "sonde.core"
+local function fds() return #core.listdir("/proc/self/fd") end
+local function cycle(close_reader)
+  local e = assert(sonde.engine())
+  local r = assert(e:tty{ on_key = print })
+  if close_reader then assert(r:close()) end
+  assert(e:close())
+end
+cycle(true)   -- libuv's process-wide signal pipe opens once, here
+local before = fds()
+for i = 1, 20 do cycle(i % 2 == 0) end
+print("fds", before, fds())
+]])
+    local r = in_pty(9, "x", "luajit " .. helpers.shquote(script))
+    os.remove(script)
+    assert.is_false(r.timeout, r.out)
+    local before, after = r.out:match("fds\t(%d+)\t(%d+)")
+    assert.truthy(before, r.out)
+    assert.are.equal(before, after)
+  end)
+
   it("calls on_resize with the new size when the window changes (SIGWINCH)", function()
     local script = child_script([[
 local sonde = require "sonde"
