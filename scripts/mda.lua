@@ -4,6 +4,7 @@
 
 local sonde = require "sonde"
 local cli = require "sonde.cli"
+local defaults = require "sonde.defaults"
 local target = require "sonde.target"
 local output = require "sonde.output"
 local campaign = require "sonde.campaign"
@@ -46,9 +47,9 @@ Exit status: 0 the destination was reached (several targets: every one), 1 it wa
       help = "confidence that no next hop was missed at each interface" },
     { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.01, max = 60, default = "2",
       help = "how long to wait for the answer to one probe" },
-    { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535, default = 33434,
+    { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535, default = defaults.UDP_PORT,
       help = "UDP destination port of every probe" },
-    { nil, "--sport", arg = "PORT", type = "int", min = 1024, max = 65535, default = 33456,
+    { nil, "--sport", arg = "PORT", type = "int", min = 1024, max = 65535, default = defaults.FLOW_SPORT,
       help = "source port of the first flow (flow N: PORT + N - 1)" },
     { nil, "--gap-limit", arg = "N", type = "int", min = 0, max = 255, default = 3,
       help = "stop after N silent hops in a row; 0: never" },

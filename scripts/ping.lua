@@ -3,6 +3,7 @@
 
 local sonde = require "sonde"
 local cli = require "sonde.cli"
+local defaults = require "sonde.defaults"
 local target = require "sonde.target"
 local output = require "sonde.output"
 local campaign = require "sonde.campaign"
@@ -56,7 +57,7 @@ Exit status:
       help = "time between the starts of two probes" },
     { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "2",
       help = "how long to wait for the answer to one probe" },
-    { "-t", "--ttl", arg = "N", type = "int", min = 1, max = 255, default = 64,
+    { "-t", "--ttl", arg = "N", type = "int", min = 1, max = 255, default = defaults.TTL,
       help = "TTL (IPv6: hop limit) of the probes" },
     { "-s", "--size", arg = "BYTES", type = "int", min = 1, max = 1400, default = 56,
       help = "ICMP and UDP payload bytes (an ICMP echo is 8 bytes more)" },

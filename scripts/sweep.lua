@@ -5,6 +5,7 @@
 
 local sonde = require "sonde"
 local cli = require "sonde.cli"
+local defaults = require "sonde.defaults"
 local target = require "sonde.target"
 local campaign = require "sonde.campaign"
 local targets = require "sonde.targets"
@@ -65,7 +66,7 @@ Exit status:
       help = "probes in flight at most (default 4096; with -p tcp 1000, one socket each)" },
     { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "1",
       help = "how long to wait for the answer to one probe" },
-    { "-t", "--ttl", arg = "N", type = "int", min = 1, max = 255, default = 64,
+    { "-t", "--ttl", arg = "N", type = "int", min = 1, max = 255, default = defaults.TTL,
       help = "TTL (IPv6: hop limit) of the probes" },
     { nil, "--shard", arg = "K/N", check = check_shard,
       help = "probe shard K of N only (K from 0; in a Kubernetes Indexed Job, K = $JOB_COMPLETION_INDEX)" },

@@ -2,6 +2,7 @@
 
 local sonde = require "sonde"
 local cli = require "sonde.cli"
+local defaults = require "sonde.defaults"
 local target = require "sonde.target"
 local output = require "sonde.output"
 local campaign = require "sonde.campaign"
@@ -44,7 +45,7 @@ Exit status: 0 at least one attempt succeeded (several hosts: for every host), 1
       help = "source port: kernel (port 0), sequence (--sport + attempt number), fixed (--sport)" },
     { nil, "--sport", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "source port (fixed) or its base (sequence)" },
-    { nil, "--ttl", arg = "N", type = "int", min = 1, max = 255, default = 64,
+    { nil, "--ttl", arg = "N", type = "int", min = 1, max = 255, default = defaults.TTL,
       help = "TTL of the SYN" },
     { nil, "--payload", arg = "TEXT", type = "string",
       help = "write TEXT once connected (\\r, \\n and \\t are understood)" },

@@ -9,6 +9,7 @@ local campaign = require "sonde.campaign"
 local header = require "sonde.header"
 local output = require "sonde.output"
 local json = require "sonde.json"
+local defaults = require "sonde.defaults"
 
 local FORMATS = { text = "sonde.format.text", json = "sonde.format.json",
   jsonl = "sonde.format.jsonl", csv = "sonde.format.csv", markdown = "sonde.format.markdown",
@@ -163,7 +164,7 @@ local function strategy_for(name, opts, addr, port)
   local mod = require("sonde.strategy." .. name)
   local o = { dst = addr, proto = opts.protocol, port = port, sport = opts.sport,
     bind = name == "classic" and opts.bind or nil, flows = opts.flows }
-  if name == "classic" and opts.protocol == "tcp" then o.sport = o.sport or 33434 end
+  if name == "classic" and opts.protocol == "tcp" then o.sport = o.sport or defaults.TCP_SPORT end
   return header.apply(mod.new(o), opts)
 end
 
@@ -212,7 +213,7 @@ end
 local function trace_one(eng, run, name)
   local opts = run.opts
   local addr, af = target.resolve(eng, name, run.family)
-  local port = opts.port or (opts.protocol == "tcp" and 80 or 33434)
+  local port = opts.port or (opts.protocol == "tcp" and defaults.TCP_PORT or defaults.UDP_PORT)
   local strategy = opts.strategy
   local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
     port = opts.protocol ~= "icmp" and port or nil, max_ttl = opts.max_ttl,

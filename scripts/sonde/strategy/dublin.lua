@@ -16,6 +16,7 @@
 
 local paris = require "sonde.strategy.paris"
 local json = require "sonde.json"
+local defaults = require "sonde.defaults"
 
 local M = { name = "dublin" }
 
@@ -24,7 +25,7 @@ M.MAX_FLOWS = 64
 -- The first flow's source port (UDP, TCP) when none is given: not the
 -- destination port (33434), so that a flow to this very host does not
 -- reach its own socket.
-M.SPORT = 33456
+M.SPORT = defaults.FLOW_SPORT
 
 -- o: as sonde.strategy.paris, plus flows (how many, 1 .. M.MAX_FLOWS,
 -- default M.DEFAULT_FLOWS); sport is the first flow's source port, checksum

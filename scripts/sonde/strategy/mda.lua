@@ -45,6 +45,8 @@
 -- The algorithm is pure: it sends probes only through o.probe, so a spec
 -- can run it on a simulated topology (a function of TTL and flow).
 
+local defaults = require "sonde.defaults"
+
 local M = { name = "mda" }
 
 M.CONFIDENCES = { [95] = true, [99] = true }
@@ -100,7 +102,7 @@ end
 -- probe carries its own UDP checksum (raw sockets needed). spec(ttl, seq,
 -- flow); seq counts the run's probes from 1.
 function M.new(o)
-  local s = { sport = o.sport or 33456, dport = o.port or 33434 }
+  local s = { sport = o.sport or defaults.FLOW_SPORT, dport = o.port or defaults.UDP_PORT }
   s.max_flows = math.min(M.MAX_FLOWS, 65536 - s.sport)
   function s.spec(ttl, seq, flow)
     return { dst = o.dst, proto = "udp", ttl = ttl, wait = o.wait, seq = seq,

@@ -29,12 +29,14 @@
 -- M.new(o) returns { spec = function(ttl, seq), inflight = nil | 1 }, the
 -- interface of every trace strategy (sonde.strategy.classic).
 
+local defaults = require "sonde.defaults"
+
 local M = { name = "paris" }
 
 -- The ICMP checksum every probe of a Paris ICMP trace carries.
 M.ICMP_CHECKSUM = 0x5053
 -- The source port of Paris TCP probes when none is given.
-M.TCP_SPORT = 33434
+M.TCP_SPORT = defaults.TCP_SPORT
 
 -- The checksum that names the probe of sequence seq (from 0): 1 .. 65534,
 -- never 0 (UDP: "no checksum") nor 0xffff. Probes in flight at once have

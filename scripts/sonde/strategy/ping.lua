@@ -17,6 +17,8 @@
 
 local tracer = require "sonde.trace"
 
+local defaults = require "sonde.defaults"
+
 local M = { name = "ping" }
 
 -- Did the destination dst itself answer? (an echo reply, a SYN-ACK or RST,
@@ -30,7 +32,7 @@ end
 -- destination port, default 33434; TCP: the port, default 80), size
 -- (payload bytes, ICMP/UDP), icmp_id (1..65535, optional), wait (seconds).
 function M.new(o)
-  local port = o.port or (o.proto == "tcp" and 80 or 33434)
+  local port = o.port or (o.proto == "tcp" and defaults.TCP_PORT or defaults.UDP_PORT)
   local s = { port = port }
   -- The spec of probe number seq (counted from 1), at ttl.
   function s.spec(ttl, seq)

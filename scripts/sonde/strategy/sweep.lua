@@ -22,9 +22,11 @@
 --   local summary = sweep.run{ eng = eng, next = iterator, protocol = "icmp",
 --     wait = 1, on_record = function(rec) ... end }
 
+local defaults = require "sonde.defaults"
+
 local M = { name = "sweep" }
 
-M.DEFAULT_PORT = { tcp = 80, udp = 33434 }
+M.DEFAULT_PORT = { tcp = defaults.TCP_PORT, udp = defaults.UDP_PORT }
 
 -- The fields of a record, in the order of CSV and Markdown columns.
 M.COLUMNS = { "addr", "alive", "status", "kind", "code", "from", "rtt", "reply_ttl",
@@ -61,7 +63,7 @@ end
 -- reused (the engine copies what it needs when the probe starts).
 -- o: protocol, port, ttl, wait.
 function M.new(o)
-  local spec = { proto = o.protocol, ttl = o.ttl or 64, wait = o.wait }
+  local spec = { proto = o.protocol, ttl = o.ttl or defaults.TTL, wait = o.wait }
   if o.protocol == "tcp" then
     spec.dport = o.port or M.DEFAULT_PORT.tcp
     spec.bind = "kernel"

@@ -1,0 +1,45 @@
+-- sonde.defaults: the values the bundled commands and strategies start
+-- from when the command line does not say. One table, so that a command's
+-- --help, its strategy and its output agree.
+--
+--   local defaults = require "sonde.defaults"
+--   local port = defaults.port(opts.protocol, opts.port)
+
+local M = {}
+
+-- The TTL (IPv6: hop limit) of probes that are not stepping through the
+-- hops (ping, tcping, sweep): 64, Linux's net.ipv4.ip_default_ttl and
+-- net.ipv6.conf.*.hop_limit, so that a probe goes as far as the host's
+-- own traffic does.
+M.TTL = 64
+
+-- The destination port of UDP probes, one more per probe where the
+-- command varies it: 33434, traceroute's base, chosen (with the ports
+-- above it) as unlikely to have a listener, so that the destination
+-- answers with ICMP port unreachable.
+M.UDP_PORT = 33434
+
+-- The destination port of TCP probes: 80, the port a host that accepts
+-- any TCP connection most likely listens on, so that it answers with a
+-- SYN-ACK (or a RST) rather than nothing.
+M.TCP_PORT = 80
+
+-- The source port of TCP trace probes when none is given: the base of
+-- classic's (base + sequence) and Paris's fixed port.
+M.TCP_SPORT = 33434
+
+-- The first flow's source port (dublin, mda; flow N leaves from it
+-- + N - 1): not the destination port (33434), so that a flow to this very
+-- host does not reach its own socket.
+M.FLOW_SPORT = 33456
+
+-- The destination port for `proto` ("udp" or "tcp"; nil for "icmp"),
+-- unless `given`.
+function M.port(proto, given)
+  if given then return given end
+  if proto == "tcp" then return M.TCP_PORT end
+  if proto == "udp" then return M.UDP_PORT end
+  return nil
+end
+
+return M
