@@ -18,6 +18,29 @@ int sonde__recverr_enable(int fd, int af) {
   return r < 0 ? -errno : 0;
 }
 
+/*
+ * Send one probe datagram on a socket with IP_RECVERR (unprivileged mode).
+ * An ICMP error about an earlier probe also sets the socket's pending
+ * error, and Linux fails the next send with it (sock_alloc_send_skb checks
+ * sk_err first): EHOSTUNREACH, ECONNREFUSED and the like at sendmsg() that
+ * say nothing about this probe. The pending error is cleared before each
+ * try (the error queue keeps the details for the probe it is about), and
+ * such an error is tried again, twice at most: errors keep arriving while
+ * other probes are in flight. Returns what sonde__sendto_probe returns.
+ */
+int sonde__send_recverr(sonde__probe_t *p, int fd, const void *buf,
+                        size_t len, const struct sockaddr_storage *dst) {
+  int r, k;
+  for (k = 0;; k++) {
+    sonde__clear_pending_error(fd);
+    r = sonde__sendto_probe(p, fd, buf, len, dst);
+    if (k == 2 || !(r == SONDE_EHOSTUNREACH || r == SONDE_ENETUNREACH ||
+                    r == SONDE_ECONNREFUSED || r == SONDE_EHOSTDOWN ||
+                    r == SONDE_EPROTO || r == SONDE_EACCES))
+      return r;
+  }
+}
+
 /* One message of the error queue: where the offending packet was going
  * (msg_name: address, and for UDP its destination port), its first bytes
  * (for ICMP datagram sockets, the echo request's header), and the error. */
@@ -75,8 +98,9 @@ static int errmsg_read(int fd, errmsg_t *m, sonde_result_t *res) {
  * the quoted IP version nor the fragment offset (Linux's icmp_unreach and
  * icmpv6_notify). So whatever of the quote is visible is compared with what
  * the probe sent: the destination, the ports or the echo id and sequence,
- * and the payload's bytes as far as quoted (a later fragment, or another
- * packet read at the wrong offset, quotes other bytes). ICMPv6 echo
+ * and the payload's bytes as far as quoted, the engine's nonce among them
+ * (a later fragment, another packet read at the wrong offset, or another
+ * process's probe from the same port quotes other bytes). ICMPv6 echo
  * requests carry a checksum over the pseudo-header (RFC 4443 2.3), so that
  * the quoted source address is checked there too. 1 if p's, 0 if not.
  */
@@ -97,26 +121,24 @@ static int quote_ok(const sonde__probe_t *p, const errmsg_t *m) {
     return m->len < 14 || (m->data[13] & 0x17) == 0x02;
   }
   if (p->key.proto == SONDE_PROTO_UDP) {
-    if (sonde__addr_port(&m->name) != p->key.b || m->len > size)
+    if (sonde__addr_port(&m->name) != p->key.b)
       return 0;
-    for (i = 0; i < m->len; i++)
-      if (m->data[i] !=
-          (spec->fill ? spec->fill : (uint8_t)(0x40 + (i & 0x3f))))
+    /* After the payload: RFC 4884 padding and extensions, not ours. */
+    for (i = 0; i < m->len && i < size; i++)
+      if (m->data[i] != sonde__payload_byte(p->eng, spec, SONDE_PROTO_UDP, i))
         return 0;
     return 1;
   }
   /* An echo request: type, id and sequence, payload, and for ICMPv6 the
    * checksum (the kernel's, over our source and the destination). */
-  if (m->len < 8 || m->len > 8 + size ||
-      m->data[0] != (af == AF_INET6 ? 128 : 8) ||
+  if (m->len < 8 || m->data[0] != (af == AF_INET6 ? 128 : 8) ||
       (uint16_t)(m->data[4] << 8 | m->data[5]) != p->key.a ||
       (uint16_t)(m->data[6] << 8 | m->data[7]) != p->key.b)
     return 0;
-  for (i = 8; i < m->len; i++) {
-    uint8_t want = spec->fill ? spec->fill : (uint8_t)(i - 8);
+  for (i = 8; i < m->len && i < 8 + size; i++) {
     if (spec->hold_checksum && i < 10)
       continue; /* the compensating bytes */
-    if (m->data[i] != want)
+    if (m->data[i] != sonde__payload_byte(p->eng, spec, SONDE_PROTO_ICMP, i - 8))
       return 0;
   }
   if (af == AF_INET6) {
@@ -128,8 +150,8 @@ static int quote_ok(const sonde__probe_t *p, const errmsg_t *m) {
         sonde__build_echo(AF_INET6, msg, sizeof(msg), p->key.a, p->key.b,
                           size) < 0)
       return 0;
-    if (spec->fill)
-      memset(msg + 8, spec->fill, size);
+    for (i = 0; i < size; i++)
+      msg[8 + i] = sonde__payload_byte(p->eng, spec, SONDE_PROTO_ICMP, i);
     if (spec->hold_checksum) {
       if (m->len < 10)
         return 1; /* the sum cannot be rebuilt without the compensator */

@@ -13,7 +13,7 @@
 #define ECHO_ID_TRIES 64
 
 /*
- * The payload's fill byte, and a checksum held at spec->checksum (Paris:
+ * The checksum, held at spec->checksum with a held checksum (Paris:
  * the flow's ICMP checksum stays the same while the sequence names the
  * probe). ICMPv4's checksum is ours to write; ICMPv6's the kernel computes
  * over the pseudo-header, so the compensator is computed for that sum.
@@ -25,8 +25,6 @@ static int shape(sonde_engine_t *eng, sonde__probe_t *p, uint8_t *msg,
   int af = spec->dst.ss_family;
   uint16_t pseudo = 0;
 
-  if (spec->fill)
-    memset(msg + 8, spec->fill, len - 8);
   msg[2] = msg[3] = 0;
   if (spec->hold_checksum) {
     if (len < 10 || spec->checksum == 0 || spec->checksum == 0xffff)
@@ -206,8 +204,12 @@ int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   }
   len = sonde__build_echo(af, eng->sbuf, sizeof(eng->sbuf), id, seq,
                           spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD);
-  if (len > 0 && (spec->fill || spec->hold_checksum))
+  if (len > 0) {
+    size_t k;
+    for (k = 8; k < (size_t)len; k++)
+      eng->sbuf[k] = sonde__payload_byte(eng, spec, SONDE_PROTO_ICMP, k - 8);
     len = shape(eng, p, eng->sbuf, (size_t)len);
+  }
   p->sent_ns = sonde__now(); /* the send time: see send_one */
   if (len < 0)
     r = len;
@@ -216,7 +218,10 @@ int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   else if (sonde__sender_queue(eng, p, fd, eng->sbuf, (size_t)len) == 0)
     r = 0;
   else
-    r = sonde__sendto_probe(p, fd, eng->sbuf, (size_t)len, &spec->dst);
+    r = eng->unpriv[i] ? sonde__send_recverr(p, fd, eng->sbuf, (size_t)len,
+                                             &spec->dst)
+                       : sonde__sendto_probe(p, fd, eng->sbuf, (size_t)len,
+                                             &spec->dst);
   if (r < 0) {
     sonde__table_remove(eng, p);
     if (p->call == NULL)

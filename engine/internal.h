@@ -157,6 +157,9 @@ struct sonde_engine {
   size_t n_flows, cap_flows;
   uint16_t echo_id;
   uint16_t echo_seq;
+  uint8_t nonce[4];       /* random, this engine's: in every probe's
+                             payload (sonde__payload_byte) */
+  int nonce_set;
   int echo_held;          /* echo_id reserved (icmp.c): 1 held, <0 -errno */
   int echo_hold[3];       /* what reserves it: an abstract unix socket, and
                              ICMP datagram sockets of each family; -1 if
@@ -225,6 +228,14 @@ uint16_t sonde__addr_port(const struct sockaddr_storage *ss);
 int sonde__addr_equal(const struct sockaddr_storage *a,
                       const struct sockaddr_storage *b, int with_port);
 
+/* recv.c: the payload of UDP and ICMP echo probes, and the check that a
+ * quoted payload is this engine's */
+#define SONDE__NONCE_LEN 4
+uint8_t sonde__payload_byte(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+                            int proto, size_t i);
+int sonde__nonce_ok(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+                    const uint8_t *data, size_t len);
+
 /* portbind.c: the source-port binding policy */
 int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto);
 
@@ -251,6 +262,8 @@ enum {
   SONDE__ERRQ_LOCAL = 3    /* a local error (no ICMP), res->error set */
 };
 int sonde__errqueue_read(sonde__probe_t *p, sonde_result_t *res);
+int sonde__send_recverr(sonde__probe_t *p, int fd, const void *buf,
+                        size_t len, const struct sockaddr_storage *dst);
 void sonde__errqueue_drain(sonde_engine_t *eng, int fd, int proto,
                            uint16_t local_port);
 

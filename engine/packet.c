@@ -102,6 +102,8 @@ static void parse_l4(sonde__quote_t *q, const uint8_t *p, size_t n) {
       q->has_udp_csum = 1;
       q->udp_len = get16(p + 4);
       q->udp_csum = get16(p + 6);
+      q->data_len = n - 8;
+      memcpy(q->data, p + 8, n - 8 < sizeof(q->data) ? n - 8 : sizeof(q->data));
     } else if (n >= 8) {
       q->has_tcp_seq = 1;
       q->tcp_seq = get32(p + 4);
@@ -111,6 +113,8 @@ static void parse_l4(sonde__quote_t *q, const uint8_t *p, size_t n) {
     q->icmp_csum = get16(p + 2);
     q->icmp_id = get16(p + 4);
     q->icmp_seq = get16(p + 6);
+    q->data_len = n - 8;
+    memcpy(q->data, p + 8, n - 8 < sizeof(q->data) ? n - 8 : sizeof(q->data));
   }
 }
 
@@ -350,6 +354,9 @@ static int parse_icmp(const uint8_t *p, size_t len, sonde__icmp_t *out) {
   case V6(129):
     out->echo_id = get16(p + 4);
     out->echo_seq = get16(p + 6);
+    out->echo_data_len = len - 8;
+    memcpy(out->echo_data, p + 8,
+           len - 8 < sizeof(out->echo_data) ? len - 8 : sizeof(out->echo_data));
     return 0;
   case 3:
     if (p[1] == 4) /* RFC 1191: next-hop MTU, 0 from older routers */

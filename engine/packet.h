@@ -36,6 +36,9 @@ typedef struct {
   uint16_t udp_len, udp_csum;
   int has_icmp_echo;          /* quoted ICMP echo request, l4_len >= 8 */
   uint16_t icmp_id, icmp_seq, icmp_csum;
+  size_t data_len;            /* UDP, ICMP echo: payload bytes quoted (after
+                                 the 8-byte header), padding included */
+  uint8_t data[16];           /* the first of them (min(data_len, 16)) */
 } sonde__quote_t;
 
 /* A parsed ICMP/ICMPv6 message. */
@@ -49,6 +52,8 @@ typedef struct {
                             PACKET_TOO_BIG, PARAM_PROBLEM */
   sonde_unreach_t unreach;
   uint16_t echo_id, echo_seq;   /* echo reply */
+  size_t echo_data_len;         /* echo reply: its data, as the quote's */
+  uint8_t echo_data[16];
   uint32_t mtu;                 /* frag needed (v4) / packet too big (v6) */
   uint32_t pointer;             /* parameter problem */
   int has_quote;

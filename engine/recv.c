@@ -6,8 +6,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -248,10 +250,68 @@ static int icmp_key(const sonde__icmp_t *m, const struct sockaddr_storage *from,
 }
 
 /*
+ * The engine's nonce: 4 random bytes (getrandom; the process id and the
+ * clock if the kernel has none to give yet), drawn once.
+ */
+static const uint8_t *nonce(sonde_engine_t *eng) {
+  if (!eng->nonce_set) {
+    if (getrandom(eng->nonce, sizeof(eng->nonce), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(eng->nonce)) {
+      uint32_t v = (uint32_t)getpid() * 2654435761u ^ (uint32_t)sonde__now();
+      memcpy(eng->nonce, &v, sizeof(eng->nonce));
+    }
+    eng->nonce_set = 1;
+  }
+  return eng->nonce;
+}
+
+/* Where the nonce sits in a payload: after the two compensating bytes of
+ * a held checksum (Paris), else first. -1 if the payload has none (a fill
+ * byte asked for, or too short). */
+static int nonce_at(const sonde_probe_spec_t *spec) {
+  size_t len = spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD;
+  size_t at = spec->hold_checksum ? 2 : 0;
+  return spec->fill || len < at + SONDE__NONCE_LEN ? -1 : (int)at;
+}
+
+/*
+ * Byte i of the payload of a UDP probe (after its header) or an ICMP echo
+ * request (after the echo header): the fill byte, or a ramp (UDP 0x40 +
+ * i mod 64, ICMP i mod 256) with the engine's nonce in it. A process's
+ * identity does not end with its socket: replies to its last probes can
+ * arrive after it let a fixed port go and another process took it, with
+ * the same ports, destination and checksum. Routers quote the payload
+ * (RFC 1812 4.3.2.3: as much as fits in 576 bytes), and a quoted payload
+ * without our nonce is not our probe. The bytes a held checksum
+ * compensates with (the first two, Paris) are written over this.
+ */
+uint8_t sonde__payload_byte(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+                            int proto, size_t i) {
+  int at = nonce_at(spec);
+  if (spec->fill)
+    return spec->fill;
+  if (at >= 0 && i >= (size_t)at && i < (size_t)at + SONDE__NONCE_LEN)
+    return nonce(eng)[i - (size_t)at];
+  return proto == SONDE_PROTO_UDP ? (uint8_t)(0x40 + (i & 0x3f)) : (uint8_t)i;
+}
+
+/* The quoted payload (len bytes of data, as far as kept) carries the
+ * engine's nonce, or is too short to tell (routers may quote 8 bytes of
+ * the transport header and nothing more: RFC 792). 1 if it may be ours. */
+int sonde__nonce_ok(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+                    const uint8_t *data, size_t len) {
+  int at = nonce_at(spec);
+  if (at < 0 || len < (size_t)at + SONDE__NONCE_LEN)
+    return 1;
+  return memcmp(data + at, nonce(eng), SONDE__NONCE_LEN) == 0;
+}
+
+/*
  * The addresses of an ICMP message are those of p's probe: a quote names
  * p's source address as well as its destination (the key holds that, the
  * protocol and the ports or ids), and an IPv4 echo reply is addressed to
- * that source. The raw socket sees every ICMP message the host receives:
+ * that source; the quote's TTL is not above the probe's, and its payload
+ * (as far as quoted) carries the engine's nonce. The raw socket sees every ICMP message the host receives:
  * an error about a packet another host sent (routers quote only what they
  * forwarded), or about one that left from another of our addresses, can
  * carry the same destination, ports and ids as a probe of ours and is not
@@ -263,6 +323,9 @@ int sonde__source_ok(const sonde__probe_t *p, const sonde__icmp_t *m) {
   if (want == NULL || p->local.ss_family != m->af)
     return 0;
   if (m->kind == SONDE_KIND_ECHO_REPLY) {
+    /* The reply carries the request's data back (RFC 792, RFC 4443). */
+    if (!sonde__nonce_ok(p->eng, &p->spec, m->echo_data, m->echo_data_len))
+      return 0;
     /* An ICMPv6 message comes without its IPv6 header: the kernel has
      * delivered it to this host, and its source, id and sequence match. */
     if (m->af == AF_INET6)
@@ -274,7 +337,21 @@ int sonde__source_ok(const sonde__probe_t *p, const sonde__icmp_t *m) {
     got = m->af == AF_INET6 ? (const void *)&m->quote.src6
                             : (const void *)&m->quote.src4;
   }
-  return memcmp(want, got, m->af == AF_INET6 ? 16 : 4) == 0;
+  if (memcmp(want, got, m->af == AF_INET6 ? 16 : 4) != 0)
+    return 0;
+  /*
+   * The quoted TTL (hop limit) is what the packet had left where it was
+   * quoted: never more than the probe left with. More is another packet
+   * with the same identity: one that another process sent from the same
+   * port and destination before it let the port go, still on its way when
+   * this probe took the port (a 5-hop path would show its destination at
+   * TTL 1).
+   */
+  if (m->quote.ttl > p->spec.ttl)
+    return 0;
+  return p->spec.proto == SONDE_PROTO_TCP ||
+         sonde__nonce_ok(p->eng, &p->spec, m->quote.data,
+                         m->quote.data_len);
 }
 
 /* When the reply for p came: its kernel timestamp, unless that is before

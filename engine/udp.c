@@ -35,7 +35,7 @@ static int payload(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
   size_t i;
 
   for (i = 0; i < len; i++)
-    msg[8 + i] = spec->fill ? spec->fill : (uint8_t)(0x40 + (i & 0x3f));
+    msg[8 + i] = sonde__payload_byte(eng, spec, SONDE_PROTO_UDP, i);
   if (header) {
     uint16_t pseudo;
     int r;
@@ -277,7 +277,9 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
     else
       ((struct sockaddr_in *)&dst)->sin_port = htons(spec->dport);
     p->sent_ns = sonde__now(); /* the send time: see send_one */
-    r = sonde__sendto_probe(p, fd, eng->sbuf + 8, len, &dst);
+    r = eng->unpriv[sonde__afi(af)]
+            ? sonde__send_recverr(p, fd, eng->sbuf + 8, len, &dst)
+            : sonde__sendto_probe(p, fd, eng->sbuf + 8, len, &dst);
   }
   if (r < 0) {
     sonde__table_remove(eng, p);

@@ -13,9 +13,11 @@ M.MAX_REISSUES = 3
 -- re-issues of one probe, its outcome is kept whatever the rule says.
 M.HARD_LIMIT = 10
 
--- The default rule (DESIGN.md): a skipped probe (its source port was busy,
--- EADDRINUSE) was never sent, so it is re-issued under the next sequence;
--- everything else is an outcome: failed names its error, timeout is loss.
+-- The default rule: a skipped probe (its source port was busy: EADDRINUSE
+-- at bind or connect, for UDP as for TCP, as when another process holds a
+-- fixed --sport) was never sent, so it is re-issued under the next
+-- sequence; everything else is an outcome: failed names its error, timeout
+-- is loss.
 function M.default(result, probe)
   if result.status == "skipped" and probe.reissues < M.MAX_REISSUES then
     return "reissue"
