@@ -14,15 +14,11 @@ local sweep = require "sonde.strategy.sweep"
 
 local fmt = string.format
 
-local FORMATS = {
-  text = "sonde.format.sweep",
-  jsonl = "sonde.format.jsonl",
-  csv = "sonde.format.csv",
-  markdown = "sonde.format.markdown",
-}
+local formats = require "sonde.format"
 
-
-local check_format = campaign.format_check(FORMATS, "text, jsonl, csv, markdown")
+-- sweep's own format: text, a module of records like the bundled ones.
+local MODULES = { text = "sonde.format.sweep" }
+local check_format = formats.check(formats.names{ "text" })
 local check_shard = campaign.check_shard
 
 local spec = {
@@ -132,8 +128,6 @@ local function run(opts, ctx)
   local window = opts.window or (protocol == "tcp" and 1000 or 4096)
   local shard, shards = 0, 1
   if opts.shard then shard, shards = opts.shard[1], opts.shard[2] end
-  local form, ferr = output.format(opts.format, FORMATS)
-  if not form then cli.usage_error("--format: %s", ferr) end
 
   local list = targets.list()
   for _, t in ipairs(opts.target) do
@@ -147,8 +141,9 @@ local function run(opts, ctx)
     cli.usage_error("no targets (give addresses, prefixes or --targets FILE)")
   end
 
-  local out, oerr = output.open(opts.output, { stdout = ctx.stdout })
-  if not out then cli.runtime_error("-o: %s", oerr) end
+  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
+    modules = MODULES, flush = false }
+  local form = sink.module
 
   -- send_thread: the kernel's work in each sendmsg() (a lab's whole path,
   -- on veth) and ours per reply go on at once, on two cores
@@ -156,13 +151,14 @@ local function run(opts, ctx)
     send_thread = true,
     privileged = opts.privileged and "raw" or opts.unprivileged and "unprivileged" or nil }
   if not eng then
-    out:abort()
+    sink:abort()
     cli.runtime_error("%s", err)
   end
 
   local progress = campaign.progress(ctx, opts.quiet, opts.output)
+  sink.before = progress.before_output
 
-  local signal, stop, summary, total, write_error, first_error
+  local signal, stop, summary, total, first_error
   target.on_interrupt(eng, function(name)
     signal = name
     if stop then stop() end
@@ -179,16 +175,8 @@ local function run(opts, ctx)
       protocol = protocol, port = port, total = total, targets = n, shard = shard,
       shards = shards, seed = opts.seed, rate = opts.rate, window = window,
       wait = opts.wait, ttl = opts.ttl }
-    local function write(text)
-      if write_error or not text then return end
-      local wok, werr = out:write(text)
-      if not wok then
-        write_error = werr
-        if stop then stop() end
-      end
-    end
-    if form.header then write(form.header(meta)) end
-    if write_error then return end
+    sink:start(meta)
+    if not sink:ok() then return end
     local alive_only = opts.alive_only
     summary = sweep.run{
       eng = eng, next = iter, protocol = protocol, port = port, ttl = opts.ttl,
@@ -196,8 +184,9 @@ local function run(opts, ctx)
       on_record = function(rec)
         if rec.error and not first_error and rec.status ~= "reply" then first_error = rec.error end
         if alive_only and not rec.alive then return end
-        progress.before_output()
-        write(form.record(rec, meta))
+        sink:record(rec)
+        -- nobody reads any more (a closed pipe, a full disk): stop
+        if sink.write_error and stop then stop() end
       end,
       on_stop = function(fn)
         stop = fn
@@ -205,11 +194,8 @@ local function run(opts, ctx)
       end,
       every = 0.25,
       progress = function(state)
-        local fok, ferr2 = out:flush()
-        if not fok and not write_error then
-          write_error = ferr2
-          stop()
-        end
+        sink:flush()
+        if not sink:ok() then stop() end
         progress.show(progress_text(state, total), state.elapsed)
       end,
     }
@@ -217,18 +203,18 @@ local function run(opts, ctx)
     summary.text = summary_text(summary, total)
     summary.total = total
     progress.clear()
-    if form.footer then write(form.footer(summary, meta)) end
+    sink:finish(nil, summary)
   end)
   eng:close()
   progress.clear()
   if not ok then
-    out:abort()
+    sink:abort()
     error(perr, 0)
   end
 
   -- A closed pipe ends the sweep quietly (nobody reads the rest); any other
   -- write error is a runtime error and leaves -o's file as it was.
-  if not out:close() then return cli.EXIT.OK end
+  if not sink:close() then return cli.EXIT.OK end
   if not opts.quiet and not form.footer then
     ctx.stderr:write("sonde sweep: ", summary.text, "\n")
   end

@@ -11,11 +11,14 @@ local output = require "sonde.output"
 local json = require "sonde.json"
 local defaults = require "sonde.defaults"
 
-local FORMATS = { text = "sonde.format.text", json = "sonde.format.json",
-  jsonl = "sonde.format.jsonl", csv = "sonde.format.csv", markdown = "sonde.format.markdown",
-  dot = "sonde.format.dot" }
+local formats = require "sonde.format"
 
-local check_format = campaign.format_check(FORMATS, "text, json, jsonl, csv, markdown, dot")
+-- trace's own formats: text (streamed hop by hop; Dublin's a document),
+-- json (the document) and dot (the graph); the bundled ones take a trace
+-- as a record (jsonl, a user's module) or its probes as rows (csv,
+-- markdown).
+local OWN = { text = "sonde.format.text", json = "sonde.format.json", dot = "sonde.format.dot" }
+local check_format = formats.check(formats.names{ "text", "json", "*", "dot" })
 
 -- The garbage collector during a campaign. Every running trace keeps its
 -- results until it is written, and writing makes much short-lived text: a
@@ -273,44 +276,33 @@ local function run_campaign(eng, run, list, ctx)
   local opts = run.opts
   -- text and json are written here; the others through their module's
   -- header/record/footer (a user's module included)
-  local form, ferr = {}, nil
-  if opts.format ~= "text" and opts.format ~= "json" then
-    form, ferr = output.format(opts.format, FORMATS)
-    if not form then cli.usage_error("--format: %s", ferr) end
-  end
-  local rows = opts.format == "csv" or opts.format == "markdown"
-  local out, oerr = output.open(opts.output, { stdout = ctx.stdout })
-  if not out then cli.runtime_error("-o: %s", oerr) end
+  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
+    own = OWN, modules = { dot = OWN.dot }, flush = false }
+  local rows = sink.rows
   local progress = campaign.progress(ctx, opts.quiet, opts.output)
+  sink.before = progress.before_output
   -- What the traces learn from each other (where destinations lie).
   run.campaign = tracer.campaign()
   local summary = { total = 0, done = 0, reached = 0, errors = 0 }
-  local write_error, stops = nil, {}
+  local stops = {}
   -- SIGINT/SIGTERM: every running trace stops (and is written)
   run.stop = function()
     for _, stop in pairs(stops) do stop() end
   end
 
-  local function write(text)
-    if write_error or not text or text == "" then return end
-    local ok, err = out:write(text)
-    if not ok then write_error = err end
-  end
-
   local function emit(t, meta)
-    progress.before_output()
     if opts.format == "text" then
       local fmt = require("sonde.format.text")
       local parts = { fmt.header(meta) }
       for _, hop in ipairs(t.hops) do parts[#parts + 1] = fmt.hop(hop, meta) end
       parts[#parts + 1] = fmt.footer(t)
-      write(table.concat(parts) .. (summary.total > 1 and "\n" or ""))
+      sink:write(table.concat(parts) .. (summary.total > 1 and "\n" or ""))
     elseif opts.format == "json" then
-      write(json.encode(t) .. "\n")
+      sink:write(json.encode(t) .. "\n")
     elseif rows then
-      for _, row in ipairs(rows_of(t)) do write(form.record(row, run.meta)) end
+      for _, row in ipairs(rows_of(t)) do sink:record(row) end
     else
-      write(form.record(t, run.meta))
+      sink:record(t)
     end
   end
 
@@ -320,12 +312,11 @@ local function run_campaign(eng, run, list, ctx)
     campaign.each(eng, list, ctx, {
       cmd = "trace", family = run.family, seed = opts.seed, shard = opts.shard,
       parallel = opts.parallel, progress = progress,
-      stopped = function() return run.interrupted() or write_error ~= nil end,
+      stopped = function() return run.interrupted() or not sink:ok() end,
       on_total = function(total)
         summary.total = total
-        run.meta = { command = "trace", version = 1, columns = rows and COLUMNS or nil,
+        sink:start{ command = "trace", version = 1, columns = rows and COLUMNS or nil,
           total = total, protocol = opts.protocol, strategy = opts.strategy }
-        if form.header then write(form.header(run.meta)) end
       end,
       job = function(addr)
         local meta
@@ -343,17 +334,17 @@ local function run_campaign(eng, run, list, ctx)
       end,
     })
     summary.text = string.format("%d of %d targets reached", summary.reached, summary.total)
-    if form.footer then write(form.footer(summary, run.meta)) end
+    sink:finish(nil, summary)
   end)
   collectgarbage("setpause", pause)
   collectgarbage("setstepmul", stepmul)
   progress.clear()
   if not ok then
-    out:abort()
+    sink:abort()
     error(perr, 0)
   end
   -- a closed pipe after a failed write: nobody reads, not even a summary
-  if not out:close() and write_error then return summary end
+  if not sink:close() and not sink:ok() then return summary end
   if summary.errors > 3 then
     ctx.stderr:write(string.format("sonde trace: ... %d traces stopped on an error in all\n", summary.errors))
   end
@@ -409,8 +400,8 @@ local function run(opts, ctx)
 
   -- Dublin's text is a document (each flow's path, then the graph), not
   -- hops streamed as they complete.
-  local fmt = require("sonde.format." ..
-    ((opts.strategy == "dublin" and opts.format == "text") and "dublin" or opts.format))
+  local fmt = require((opts.strategy == "dublin" and opts.format == "text")
+    and "sonde.format.dublin" or OWN[opts.format])
   local stream = fmt.hop ~= nil
   local out, oerr = output.open(opts.output, { stdout = ctx.stdout })
   if not out then cli.runtime_error("-o: %s", oerr) end
@@ -443,10 +434,7 @@ local function run(opts, ctx)
   else
     out:write(fmt.footer(trace))
   end
-  local cok, cerr = out:commit()
-  if not cok and not (out:target() == nil and tostring(cerr):find("Broken pipe", 1, true)) then
-    cli.runtime_error("-o: %s", cerr)
-  end
+  out:close()
   if trace.stop_reason == "error" then
     explain_error(trace, ctx)
     return cli.EXIT.RUNTIME

@@ -17,15 +17,6 @@ function M.check_shard(v)
   return { k, n }
 end
 
--- An option check for --format: one of the names in `formats` (a table
--- name -> module), or the path of a user's format module.
-function M.format_check(formats, expected)
-  return function(v)
-    if formats[v] or require("sonde.output").is_path(v) then return v end
-    return nil, "expected " .. expected .. " or the path of a Lua format module"
-  end
-end
-
 -- Is standard output (1) or standard error (2) a terminal?
 function M.isatty(fd)
   return require("sonde.core").isatty(fd)

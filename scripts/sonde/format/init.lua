@@ -1,13 +1,17 @@
--- sonde.format: --format and -o for the commands that probe one target
--- (tcping, ping, mtr, mda): which formats a command offers, and the sink
--- its results go through. The formats themselves are the modules beside
--- this file (pure functions, examples/format_example.lua); the sink only
--- decides which of their functions gets what, and writes what they return
--- through sonde.output (-o FILE: a temporary file renamed over FILE at the
--- end, also when the run was interrupted; nothing, on an error).
+-- sonde.format: the one registry of output formats, and the sink every
+-- bundled command writes its results through. The formats themselves are
+-- the modules beside this file (pure functions, examples/format_example.lua);
+-- the sink only decides which of their functions gets what, and writes what
+-- they return through sonde.output (-o FILE: a temporary file renamed over
+-- FILE at the end, also when the run was interrupted; nothing, on an error).
+--
+-- A format is either one of a command's own (its text, its JSON document,
+-- a graph: what only that command can write, declared by the command) or
+-- one of M.BUNDLED, which every command offers: a new bundled format is
+-- its module beside this file and one line in M.BUNDLED.
 --
 --   local formats = require "sonde.format"
---   local NAMES = { "text", "json", "jsonl", "csv", "markdown" }
+--   local NAMES = formats.names{ "text", "json" }   -- own, then the bundled
 --   option: { nil, "--format", arg = "FORMAT", type = "string",
 --             default = "text", check = formats.check(NAMES) }
 --   local sink = formats.sink{ format = opts.format, output = opts.output,
@@ -21,9 +25,11 @@
 --   sink:close()                -- commit (or abort on a write error)
 --
 -- Which records a format gets:
---   own        the names the command writes itself (its text, its JSON
---              document, mda's dot): sink:write(text) and sink:flush();
---              start, event, row and finish do nothing for them
+--   own        the names the command writes itself (sink:write(text) and
+--              sink:flush()); start, event, row and finish do nothing for
+--              them, unless the command gives the module (o.modules: a
+--              name -> module, e.g. sweep's text), which then gets the
+--              records as jsonl does
 --   jsonl      every event record as a line as it happens (a tcping
 --              attempt, a ping probe, an mtr round), then the final
 --              document as the last line (finish)
@@ -33,21 +39,39 @@
 --   markdown   hop or interface (sink:row), footer(summary, meta):
 --              markdown writes summary.text under the table
 
-local campaign = require "sonde.campaign"
 local cli = require "sonde.cli"
 local output = require "sonde.output"
 
 local M = {}
 
--- The bundled format modules a command may offer besides its own.
-M.MODULES = {
-  jsonl = "sonde.format.jsonl",
-  csv = "sonde.format.csv",
-  markdown = "sonde.format.markdown",
+-- The bundled formats every command offers besides its own, in the order
+-- messages and help give them. rows: its records are rows (meta.columns),
+-- which the command passes to sink:row; else the command's event records
+-- and documents, passed to sink:event.
+M.BUNDLED = {
+  { name = "jsonl", module = "sonde.format.jsonl" },
+  { name = "csv", module = "sonde.format.csv", rows = true },
+  { name = "markdown", module = "sonde.format.markdown", rows = true },
 }
 
--- The formats whose records are rows (meta.columns).
-M.ROWS = { csv = true, markdown = true }
+local BY_NAME = {}
+for _, f in ipairs(M.BUNDLED) do BY_NAME[f.name] = f end
+
+-- The names a command's --format offers: `own` (a list of its own
+-- formats), with the bundled ones where "*" stands (after `own` when it
+-- has none), in that order.
+function M.names(own)
+  local names, placed = {}, false
+  local function bundled()
+    for _, f in ipairs(M.BUNDLED) do names[#names + 1] = f.name end
+    placed = true
+  end
+  for _, n in ipairs(own) do
+    if n == "*" then bundled() else names[#names + 1] = n end
+  end
+  if not placed then bundled() end
+  return names
+end
 
 -- A check function for the --format option of sonde.args: one of `names`
 -- (a list, in the order the message gives them) or the path of a Lua
@@ -55,31 +79,41 @@ M.ROWS = { csv = true, markdown = true }
 function M.check(names)
   local set = {}
   for _, n in ipairs(names) do set[n] = true end
-  return campaign.format_check(set, table.concat(names, ", "))
+  local expected = table.concat(names, ", ")
+  return function(v)
+    if set[v] or output.is_path(v) then return v end
+    return nil, "expected " .. expected .. " or the path of a Lua format module"
+  end
 end
 
 local Sink = {}
 Sink.__index = Sink
 
 -- A sink for format `o.format`, written to `o.output` (nil or "-": o.stdout).
--- o.own: the set of format names the command writes itself. A format file
--- that cannot be loaded is a usage error, -o that cannot be created a
--- runtime error (both raised through sonde.cli, before anything is sent).
+-- o.own: the set of format names the command writes itself; o.modules:
+-- name -> module (or module name) of the command's own formats that are
+-- modules. o.flush = false: event and row leave flushing to the command
+-- (many records a second: a campaign, a sweep). A format file that cannot
+-- be loaded is a usage error, -o that cannot be created a runtime error
+-- (both raised through sonde.cli, before anything is sent).
 function M.sink(o)
   local name, form, rows = o.format, nil, false
-  if not (o.own and o.own[name]) then
+  local own = o.own or {}
+  if not own[name] or (o.modules and o.modules[name]) then
     local builtin = {}
-    for k, v in pairs(M.MODULES) do
-      if not (o.own and o.own[k]) then builtin[k] = v end
+    for _, f in ipairs(M.BUNDLED) do
+      if not own[f.name] then builtin[f.name] = f.module end
     end
+    for k, v in pairs(o.modules or {}) do builtin[k] = v end
     local err
     form, err = output.format(name, builtin)
     if not form then cli.usage_error("--format: %s", err) end
-    rows = M.ROWS[name] == true
+    rows = not own[name] and BY_NAME[name] ~= nil and BY_NAME[name].rows == true
   end
   local out, oerr = output.open(o.output, { stdout = o.stdout })
   if not out then cli.runtime_error("-o: %s", oerr) end
-  return setmetatable({ name = name, module = form, rows = rows, out = out }, Sink)
+  return setmetatable({ name = name, module = form, rows = rows, out = out,
+    flush_each = o.flush ~= false }, Sink)
 end
 
 -- Is nothing gone wrong writing so far? (A command stops probing when it
@@ -131,14 +165,22 @@ end
 function Sink:event(rec)
   if not self:events() then return end
   self:write(call(self, self.module.record, rec, self.meta))
-  self:flush()
+  if self.flush_each then self:flush() end
 end
 
 -- A row, for csv and markdown; written at once.
 function Sink:row(row)
   if not self.rows then return end
   self:write(call(self, self.module.record, row, self.meta))
-  self:flush()
+  if self.flush_each then self:flush() end
+end
+
+-- A record for whichever module the format is (rows or events), with no
+-- more than the module's record() and the write: the path of a run that
+-- writes a record per probe (a sweep). An error in the module goes on as
+-- it is, to the command's caller (exit status 3).
+function Sink:record(rec)
+  self:write(self.module.record(rec, self.meta))
 end
 
 -- The end: the final document as a record (jsonl, a user's module), then
