@@ -1,4 +1,5 @@
--- sonde: the coroutine API over sonde.core (DESIGN.md, "Lua API").
+-- sonde: the coroutine API over sonde.core: probe calls yield the calling
+-- coroutine and resume it with the outcome, many coroutines on one loop.
 --
 --   local sonde = require "sonde"
 --   local eng = sonde.engine{ rate = 1000, window = 256 }
@@ -102,7 +103,8 @@ function Engine:run(fn, ...)
   return unpack(results, 1, results.n)
 end
 
--- Send one probe and wait for its outcome (a result table, DESIGN.md).
+-- Send one probe and wait for its outcome (a result table: status, kind,
+-- addr, rtt, ttl, reply_ttl, error = { name, message }, ...).
 -- A probe the engine refuses outright returns nil, "ENAME: message", "ENAME".
 function Engine:probe(spec)
   local id, err, name

@@ -626,7 +626,8 @@ end
 -- interrupted() (true to stop), on_interrupt(fn) (hands over a function
 -- that stops the trace at once), campaign (a M.campaign() shared by the
 -- traces of a campaign: where to stop sending at first; nil: no horizon).
--- Returns the trace table of DESIGN.md (without target naming fields).
+-- Returns the trace table (stop_reason, reached, hops = { { ttl, probes } },
+-- ...; without target naming fields).
 function M.run(o)
   if o.strategy.flows then return run_flows(o) end
   return run_one(o)

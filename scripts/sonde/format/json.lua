@@ -1,4 +1,5 @@
--- JSON format: one document per run (DESIGN.md's trace object).
+-- JSON format: one document per run (the "trace" definition of
+-- scripts/sonde/schema/sonde.schema.json).
 
 local json = require "sonde.json"
 
