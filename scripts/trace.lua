@@ -212,7 +212,8 @@ end
 -- Trace one target (inside eng:run). run = the run's shared state: opts,
 -- family, rule, names (reverse lookups, or nil), interrupted(), on_stop
 -- (gets the function that stops this trace), on_hop (streamed hops, or
--- nil), on_header(meta) (or nil). Returns the trace table of DESIGN.md.
+-- nil), on_header(meta) (or nil). Returns the trace table that --format
+-- json writes (the "trace" definition of sonde.schema.json).
 local function trace_one(eng, run, name)
   local opts = run.opts
   local addr, af = target.resolve(eng, name, run.family)
