@@ -81,12 +81,15 @@ static void close_fd(loutput_t *o) {
   }
 }
 
-/* Is path to be written in place rather than replaced? */
+/* Is path to be written in place rather than replaced? Whatever exists
+ * and is not a regular file, and whatever exists under /dev or /proc
+ * (/dev/stdout may lead to a regular file: the shell's redirection). */
 static int in_place(const char *path) {
   struct stat st;
-  if (strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0)
-    return 1;
-  return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+  if (stat(path, &st) != 0)
+    return 0;
+  return !S_ISREG(st.st_mode) || strncmp(path, "/dev/", 5) == 0 ||
+         strncmp(path, "/proc/", 6) == 0;
 }
 
 /* Create the temporary file next to path: fd, and its name in tmp. */

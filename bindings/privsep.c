@@ -57,6 +57,7 @@ typedef struct {
   char *tmp;  /* the temporary file, NULL for a file written in place */
   char *path; /* the file it replaces */
   int state;
+  int local;  /* created after the drop: committed here, never by the helper */
 } out_t;
 
 enum { REQ_COMMIT = 1, REQ_DISCARD = 2 };
@@ -129,8 +130,6 @@ int sonde_privsep_output_owner(uid_t *uid, gid_t *gid) {
 
 int sonde_privsep_add_output(const char *tmp, const char *path) {
   out_t *n;
-  if (ps.dropped)
-    return -EPERM; /* named before the drop, or not at all */
   n = realloc(ps.outs, (size_t)(ps.nouts + 1) * sizeof(*n));
   if (n == NULL)
     return -ENOMEM;
@@ -138,6 +137,8 @@ int sonde_privsep_add_output(const char *tmp, const char *path) {
   n[ps.nouts].tmp = tmp ? strdup(tmp) : NULL;
   n[ps.nouts].path = strdup(path);
   n[ps.nouts].state = OUT_PENDING;
+  /* A script's own output after the drop: its user's rights, its commit. */
+  n[ps.nouts].local = ps.dropped;
   if ((tmp && n[ps.nouts].tmp == NULL) || n[ps.nouts].path == NULL) {
     free(n[ps.nouts].tmp);
     free(n[ps.nouts].path);
@@ -170,7 +171,7 @@ static int do_request(int op, int i) {
 static int request(int op, int i) {
   req_t q = {op, i};
   int reply, r;
-  if (ps.helper_fd == -1)
+  if (ps.helper_fd == -1 || (i >= 0 && i < ps.nouts && ps.outs[i].local))
     return do_request(op, i);
   do
     r = (int)send(ps.helper_fd, &q, sizeof(q), MSG_NOSIGNAL);

@@ -22,9 +22,9 @@ int sonde_privsep_pending(void);
  * (whoever creates them). */
 int sonde_privsep_output_owner(uid_t *uid, gid_t *gid);
 
-/* An output file created before the drop: tmp (NULL: written in place)
- * replaces path at commit. -> its index, or a negative errno (EPERM after
- * the drop). */
+/* An output file: tmp (NULL: written in place) replaces path at commit;
+ * one created before the drop is committed by the helper, if there is
+ * one. -> its index, or a negative errno. */
 int sonde_privsep_add_output(const char *tmp, const char *path);
 
 /* Rename output i's temporary file over its path, here or by the commit

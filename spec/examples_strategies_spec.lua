@@ -10,7 +10,7 @@
 local helpers = require "helpers"
 local lab = require "lab"
 
-local function example(name) return helpers.root() .. "/examples/" .. name end
+local function example(name) return helpers.public_root() .. "/examples/" .. name end
 
 local function run(l, file, args)
   local argv = { helpers.sonde(), "run", example(file) }

@@ -294,8 +294,10 @@ helpers.lab_describe("descriptor ownership in the sonde executable", function()
       return comm == "sonde" or comm == nil
     end, 5, "sonde to start")
     -- What a running sonde holds anyway (stdio, libuv's, the raw sockets
-    -- opened before dropping privileges) is there from the first sample
-    -- on; probes may add a few at a time, never more and more.
+    -- and the scripts folder opened before dropping privileges) is there
+    -- once the first attempt has been printed; probes may add a few at a
+    -- time, never more and more.
+    p:wait_for(".", 10)
     local samples, most, first = 0, 0, nil
     for _ = 1, 10000 do
       local n = fd_count_now(pid)

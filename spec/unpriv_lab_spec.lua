@@ -128,7 +128,7 @@ helpers.lab_describe("sonde without privileges", function()
     assert(os.execute("cp " .. lab.shquote(helpers.sonde()) .. " " .. lab.shquote(exe)
       .. " && chmod 755 " .. lab.shquote(dir) .. " && setcap cap_net_raw+ep " .. lab.shquote(exe)) == 0)
     local path = readable_file(STATUS_SCRIPT)
-    local env = { "env", "SONDE_SCRIPTS=" .. helpers.root() .. "/scripts" }
+    local env = { "env", "SONDE_SCRIPTS=" .. helpers.public_root() .. "/scripts" }
     local function run_cap(args)
       local argv = {}
       for _, a in ipairs(AS_NOBODY) do argv[#argv + 1] = a end
