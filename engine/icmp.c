@@ -66,14 +66,49 @@ void sonde__echo_release(sonde_engine_t *eng) {
  *   process or several) take the same id;
  * - an ICMP datagram socket of each family bound to the id where the
  *   system lets us open one (net.ipv4.ping_group_range): the kernel makes
- *   a ping socket's port its echo id and gives each to one socket only,
- *   so ping, and anything else on ping sockets, cannot be given it while
- *   we hold it. EACCES or EPERM (not in the group range) leaves that
- *   hold out: then no one unprivileged can use ping sockets either.
+ *   a ping socket's port its echo id and never chooses one in use, so
+ *   ping (which lets the kernel choose) cannot be given it while we hold
+ *   it. EACCES or EPERM (not in the group range) leaves that hold out:
+ *   then no one unprivileged can use ping sockets either.
+ * An id that a ping socket already has (ping_id_used) is not taken.
  * Raw-socket users (traceroute -I, mtr, ping with CAP_NET_RAW) pick their
  * id from their process id, as the engine's first candidate is, and
  * process ids are unique at any one time.
  */
+/*
+ * Whether an ICMP datagram socket of this network namespace has id as its
+ * echo id (its local port in /proc/net/icmp or /proc/net/icmp6). Linux
+ * lets a ping socket bind an id another one holds (ping_get_port only
+ * keeps kernel-chosen ids apart), so binding one is no test; the table
+ * is. 1 if so, 0 if not or unknown (no /proc).
+ */
+static int ping_id_used(uint16_t id) {
+  static const char *const tables[2] = {"/proc/net/icmp", "/proc/net/icmp6"};
+  char line[512];
+  int k, used = 0;
+
+  for (k = 0; k < 2 && !used; k++) {
+    FILE *f = fopen(tables[k], "re");
+    if (f == NULL)
+      continue;
+    while (!used && fgets(line, sizeof(line), f)) {
+      /* "   11: 00000000:15B3 00000000:0000 07 ...": slot, local
+       * address:port (hex), ... */
+      char *local = strchr(line, ':'), *port;
+      unsigned v;
+      if (local == NULL)
+        continue;
+      local += strspn(local + 1, " ") + 1;
+      port = strchr(local, ':');
+      if (port && port < local + strcspn(local, " ") &&
+          sscanf(port + 1, "%4x", &v) == 1 && v == id)
+        used = 1;
+    }
+    fclose(f);
+  }
+  return used;
+}
+
 static int echo_try(sonde_engine_t *eng, uint16_t id) {
   struct sockaddr_un un;
   int fd, k, r;
@@ -91,6 +126,10 @@ static int echo_try(sonde_engine_t *eng, uint16_t id) {
     r = -errno;
     sonde__echo_release(eng);
     return r;
+  }
+  if (ping_id_used(id)) {
+    sonde__echo_release(eng);
+    return SONDE_EADDRINUSE;
   }
   for (k = 0; k < 2; k++) {
     int af = k ? AF_INET6 : AF_INET;

@@ -211,6 +211,49 @@ helpers.lab_describe("probers side by side on one host", function()
     return bad, outcomes
   end
 
+  -- Runs `sonde trace -p icmp` with its first echo id candidate (its
+  -- process id, mod 65536) already taken: an abstract unix socket named
+  -- after it (another sonde's hold), or an ICMP datagram socket bound to
+  -- it (ping's). -> the id the trace used, the id that was taken.
+  local HOLD = [[
+import json, os, socket, sys
+sonde, dst, how = sys.argv[1], sys.argv[2], sys.argv[3]
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(w)
+    os.read(r, 1)
+    os.execv(sonde, [sonde, "trace", "-p", "icmp", "-n", "-q", "1", "-m", "1", "--format", "json", dst])
+os.close(r)
+taken = pid & 0xffff
+if how == "unix":
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(chr(0) + "sonde/icmp-id/%d" % taken)
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    s.bind(("0.0.0.0", taken))
+os.write(w, b"x")
+os.close(w)
+_, status = os.waitpid(pid, 0)
+print(taken)
+]]
+
+  for _, how in ipairs{ "unix", "ping" } do
+    it(("gives a raw-socket ICMP trace an echo id that no one holds (%s)"):format(
+        how == "unix" and "another sonde's" or "a ping socket's"), function()
+      local out, err, code = l:exec(NODE[4], { "python3", "-c", HOLD, helpers.sonde(), PATHS[4][HOPS], how })
+      assert.are.equal(0, code, err)
+      local json, taken = out:match("^(.-)\n(%d+)\n$")
+      assert.is_not_nil(json, out)
+      local t = cjson.decode(json)
+      local id = t.hops[1].probes[1].icmp_id
+      assert.are_not.equal(tonumber(taken), id)
+      -- the next candidate (process id + 7919): the first was tried
+      assert.are.equal((tonumber(taken) + 7919) % 65536, id)
+      assert.are.equal("time_exceeded", t.hops[1].probes[1].kind)
+    end)
+  end
+
   for _, fam in ipairs{ 4, 6 } do
     local F = "-" .. fam
 
