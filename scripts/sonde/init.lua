@@ -202,7 +202,10 @@ end
 -- A FIFO between coroutines: push(v) never waits; pop() waits while empty.
 -- close() wakes a waiting pop() with nil.
 function Engine:queue()
-  local eng, items, head, waiter, closed = self, {}, 1, nil, false
+  -- items[head .. tail] wait to be popped. (Not #items: once the first
+  -- items are popped the table has a hole at its start, and # of a table
+  -- with holes may point before head, where a push would be lost.)
+  local eng, items, head, tail, waiter, closed = self, {}, 1, 0, nil, false
   local q = {}
   function q.push(v)
     if waiter then
@@ -210,7 +213,8 @@ function Engine:queue()
       waiter = nil
       w(v)
     else
-      items[#items + 1] = v
+      tail = tail + 1
+      items[tail] = v
     end
   end
   function q.pop()
