@@ -2,7 +2,6 @@
 -- Detection Algorithm (sonde.strategy.mda) over Paris UDP flows, as a
 -- graph (sonde.format.mda for text, sonde.format.dot for DOT).
 
-local sonde = require "sonde"
 local cli = require "sonde.cli"
 local defaults = require "sonde.defaults"
 local target = require "sonde.target"
@@ -12,8 +11,9 @@ local json = require "sonde.json"
 local tracer = require "sonde.trace"
 local mda = require "sonde.strategy.mda"
 local formats = require "sonde.format"
+local kit = require "sonde.kit"
 
-local FORMATS = { "text", "json", "jsonl", "csv", "markdown", "dot" }
+local FORMATS = formats.names{ "text", "json", "*", "dot" }
 
 -- csv and markdown: one row per interface found (a node of the graph).
 local COLUMNS = { "target", "addr", "ttl", "node", "name", "final", "flows", "sent", "next" }
@@ -119,25 +119,18 @@ local function rows_of(d)
 end
 
 local function run(opts, ctx)
-  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
-  local tg = campaign.collect(opts.target, opts, ctx, "mda")
-  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
-    own = { text = true, json = true, dot = true } }
-  local eng, err = sonde.engine{ window = 1024 }
-  if not eng then
-    sink:abort()
-    cli.runtime_error("%s", err)
-  end
-  local signal
   local stops = {}          -- [target address] = cancels its probes in flight
-  target.on_interrupt(eng, function(name)
-    signal = name
-    for _, stop in pairs(stops) do stop() end
-  end)
-  local tally, last = campaign.tally("mda", "destinations reached"), nil
+  local run = kit.start(opts, ctx, { cmd = "mda", what = "destinations reached",
+    words = opts.target, own = { text = true, json = true, dot = true },
+    engine = { window = 1024 },
+    on_signal = function()
+      for _, stop in pairs(stops) do stop() end
+    end })
+  local tg, sink, eng, tally = run.tg, run.sink, run.eng, run.tally
+  local last                -- the last target's document
   local probes_sent = 0
 
   -- Explores one target: -> its mda document.
@@ -175,7 +168,7 @@ local function run(opts, ctx)
         while n_in < opts.sim_queries and next_i <= #list do
           local i = next_i
           next_i = next_i + 1
-          if signal then
+          if run.signal then
             finish(i, {})
           else
             seq = seq + 1
@@ -205,14 +198,14 @@ local function run(opts, ctx)
       probe = probe, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
       confidence = opts.confidence, gap_limit = opts.gap_limit,
       max_probes = opts.max_probes, max_flows = strat.max_flows,
-      interrupted = function() return signal ~= nil end,
+      interrupted = function() return run.signal ~= nil end,
     }
     stops[addr] = nil
     local d = { type = "mda", version = 1, target = name, addr = addr, af = af,
       protocol = "udp", confidence = opts.confidence, first_ttl = opts.first_ttl,
       max_ttl = opts.max_ttl, sport = strat.sport, dport = strat.dport, wait = opts.wait,
       probes_sent = res.probes_sent, flows = res.flows, reached = res.reached,
-      stop_reason = signal and "interrupted" or res.stop_reason,
+      stop_reason = run.signal and "interrupted" or res.stop_reason,
       src = eng:source(addr) or nil,
       hops = json.array{}, links = json.array{}, started = started, duration = eng:now() - t0 }
     if d.stop_reason == "error" then d.error = res.error end
@@ -233,7 +226,7 @@ local function run(opts, ctx)
       d.counters = { sent = st.sent, received = st.received, ignored = st.ignored,
         malformed = st.malformed, dropped = st.dropped }
     end
-    if not opts.numeric and not signal then name_nodes(eng, d) end
+    if not opts.numeric and not run.signal then name_nodes(eng, d) end
     return d
   end
 
@@ -263,46 +256,28 @@ local function run(opts, ctx)
     sink:flush()
   end
 
-  local progress      -- with several targets: the progress line
-  local ok, perr = pcall(eng.run, eng, function()
-    progress = campaign.for_targets(eng, tg, ctx, {
-      cmd = "mda", opts = opts, family = family, sink = sink,
-      stopped = function() return signal ~= nil end,
-      start = function()
-        sink:start{ command = "mda", version = 1, columns = COLUMNS, protocol = "udp",
-          confidence = opts.confidence, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
-          sport = opts.sport, dport = opts.port, wait = opts.wait }
-      end,
-      one = function(name, addr, af)
-        local doc = explore(name, addr, af)
-        -- an interrupted target of several: only if something was found
-        if tg.single or doc.stop_reason ~= "interrupted" or #doc.hops > 0 then emit(doc) end
-      end,
-    })
-  end)
-  if progress then progress.clear() end
-  eng:close()
-  if not ok then
-    sink:abort()
-    error(perr, 0)
-  end
+  run:each{
+    start = { command = "mda", version = 1, columns = COLUMNS, protocol = "udp",
+      confidence = opts.confidence, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
+      sport = opts.sport, dport = opts.port, wait = opts.wait },
+    one = function(name, addr, af)
+      local doc = explore(name, addr, af)
+      -- an interrupted target of several: only if something was found
+      if tg.single or doc.stop_reason ~= "interrupted" or #doc.hops > 0 then emit(doc) end
+    end,
+  }
 
-  if sink.module then
-    local sum = { text = tally:text() }
-    local d = last
-    if tg.single and d then
-      sum.probes_sent, sum.flows, sum.reached, sum.stop_reason, sum.error, sum.started,
-        sum.duration = d.probes_sent, d.flows, d.reached, d.stop_reason, d.error, d.started,
-        d.duration
-    else
-      sum.targets, sum.reached, sum.probes_sent = tally.targets, tally.ok, probes_sent
-      sum.stop_reason = signal and "interrupted" or "done"
-    end
-    sink:finish(nil, sum)
+  local sum = { text = tally:text() }
+  local d = last
+  if tg.single and d then
+    sum.probes_sent, sum.flows, sum.reached, sum.stop_reason, sum.error, sum.started,
+      sum.duration = d.probes_sent, d.flows, d.reached, d.stop_reason, d.error, d.started,
+      d.duration
+  else
+    sum.targets, sum.reached, sum.probes_sent = tally.targets, tally.ok, probes_sent
+    sum.stop_reason = run.signal and "interrupted" or "done"
   end
-  sink:flush()
-  sink:close()
-  local status = tally:status(ctx, signal, tg.list and not opts.quiet)
+  local status = run:finish(sum)
   if status == cli.EXIT.RUNTIME and unprivileged(tally.error) then
     ctx.stderr:write("sonde mda: its probes are Paris UDP probes, named by their checksum and "
       .. "sent from a raw socket, which needs root or CAP_NET_RAW\n")

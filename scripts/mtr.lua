@@ -2,7 +2,6 @@
 -- (sonde.strategy.mtr), per-hop loss and RTT statistics (sonde.stats), a
 -- live table or a report (sonde.format.mtr).
 
-local sonde = require "sonde"
 local cli = require "sonde.cli"
 local target = require "sonde.target"
 local output = require "sonde.output"
@@ -13,8 +12,9 @@ local ping = require "sonde.strategy.ping"
 local mtr = require "sonde.strategy.mtr"
 local fmt = require "sonde.format.mtr"
 local formats = require "sonde.format"
+local kit = require "sonde.kit"
 
-local FORMATS = { "text", "json", "jsonl", "csv", "markdown" }
+local FORMATS = formats.names{ "text", "json" }
 
 -- markdown: one row per hop, the columns of the CSV report.
 local COLUMNS = {}
@@ -260,40 +260,30 @@ local function row_of(doc, hop)
 end
 
 local function run(opts, ctx)
-  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
   if opts.port and opts.protocol == "icmp" then
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
-  local tg = campaign.collect(opts.target, opts, ctx, "mtr")
-  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
-    own = { text = true, json = true, csv = true } }
-  local live = not opts.report and opts.format == "text" and ctx.stdout == io.stdout and core.isatty(1)
-  local count = opts.count or (not live and 10 or nil)
-
-  local eng, err = sonde.engine{ window = 4096 }
-  if not eng then
-    sink:abort()
-    cli.runtime_error("%s", err)
-  end
-  local signal
   local stops = {}          -- [target address] = stops its rounds (with a reason)
   local function stop_all(why)
     for _, stop in pairs(stops) do stop(why) end
   end
-  target.on_interrupt(eng, function(name)
-    signal = name
-    stop_all("interrupted")
-  end)
+  local run = kit.start(opts, ctx, { cmd = "mtr", what = "destinations reached",
+    words = opts.target, own = { text = true, json = true, csv = true },
+    engine = { window = 4096 },
+    on_signal = function() stop_all("interrupted") end })
+  local tg, sink, eng, tally = run.tg, run.sink, run.eng, run.tally
+  local live = not opts.report and opts.format == "text" and ctx.stdout == io.stdout and core.isatty(1)
+  local count = opts.count or (not live and 10 or nil)
 
   local names, lookup, settle
   if not opts.numeric then names, lookup, settle = namer(eng) end
   local views = {}          -- each target's meta and state, in start order
   local version = 0         -- bumped on every update (the live table redraws)
   local reports = {}        -- the live table's reports, written after it
-  local tally, last = campaign.tally("mtr", "destinations reached"), nil
+  local last                -- the last target's report
 
   local function doc_of(meta, state, now)
     local d = { type = "mtr", version = 1, rounds = state.rounds, reached = state.reached,
@@ -326,7 +316,7 @@ local function run(opts, ctx)
     sink:flush()
   end
 
-  -- Runs the rounds to one target until -c, q or the signal: -> its report.
+  -- Runs the rounds to one target until -c, q or the run.signal: -> its report.
   local function mtr_one(name, addr, af)
     local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, interval = opts.interval,
@@ -368,110 +358,97 @@ local function run(opts, ctx)
       end,
       on_stop = function(fn)
         stops[addr] = fn
-        if signal then fn("interrupted") end
+        if run.signal then fn("interrupted") end
       end,
     }
     stops[addr] = nil
     view.state = st
     if rounds then rounds.close() end
-    if settle and not signal then settle() end
+    if settle and not run.signal then settle() end
     local doc = doc_of(meta, st)
     doc.now = nil
     if live then reports[#reports + 1] = doc else emit(doc) end
   end
 
-  local reader, screen, progress
-  local ok, perr = pcall(eng.run, eng, function()
-    local running = true
-    if live then
-      local width = 80
-      -- q quits. Ctrl-C and Ctrl-\, bytes in raw mode, are the SIGINT and
-      -- SIGQUIT they are in the terminal's usual mode: the report,
-      -- interrupted, exit 130 or 131.
-      reader = eng:tty{
-        on_key = function(keys)
-          if not keys then return end
-          local sig = keys:find("\3", 1, true) and "SIGINT"
-            or keys:find("\28", 1, true) and "SIGQUIT"
-          if sig then
-            if not signal then
-              signal = sig
-              stop_all("interrupted")
-            end
-          elseif keys:find("[qQ]") then
-            stop_all("quit")
+  local reader, screen
+  local running = true
+  local function show_live()
+    local width = 80
+    -- q quits. Ctrl-C and Ctrl-\, bytes in raw mode, are the SIGINT and
+    -- SIGQUIT they are in the terminal's usual mode: the report,
+    -- interrupted, exit 130 or 131.
+    reader = eng:tty{
+      on_key = function(keys)
+        if not keys then return end
+        local sig = keys:find("\3", 1, true) and "SIGINT"
+          or keys:find("\28", 1, true) and "SIGQUIT"
+        if sig then
+          if not run.signal then
+            run.signal = sig
+            stop_all("interrupted")
           end
-        end,
-        on_resize = function(columns)
-          width = usable_width(columns)
-          version = version + 1
-        end,
-      }
-      if reader then width = usable_width(reader:winsize()) end
-      screen = true
-      ctx.stdout:write(ESC.enter)
-      ctx.stdout:flush()
-      eng:spawn(function()
-        local shown = -1
-        -- Redraw when something changed, at most ten times a second; ends
-        -- when the run does.
-        while running do
-          if version ~= shown then
-            shown = version
-            local lines = {}
-            for _, v in ipairs(views) do
-              if v.state then
-                if #lines > 0 then lines[#lines + 1] = "" end
-                for _, l in ipairs(fmt.live(doc_of(v.meta, v.state, os.time()), width)) do
-                  lines[#lines + 1] = l
-                end
+        elseif keys:find("[qQ]") then
+          stop_all("quit")
+        end
+      end,
+      on_resize = function(columns)
+        width = usable_width(columns)
+        version = version + 1
+      end,
+    }
+    if reader then width = usable_width(reader:winsize()) end
+    screen = true
+    ctx.stdout:write(ESC.enter)
+    ctx.stdout:flush()
+    eng:spawn(function()
+      local shown = -1
+      -- Redraw when something changed, at most ten times a second; ends
+      -- when the run does.
+      while running do
+        if version ~= shown then
+          shown = version
+          local lines = {}
+          for _, v in ipairs(views) do
+            if v.state then
+              if #lines > 0 then lines[#lines + 1] = "" end
+              for _, l in ipairs(fmt.live(doc_of(v.meta, v.state, os.time()), width)) do
+                lines[#lines + 1] = l
               end
             end
-            ctx.stdout:write(ESC.home, table.concat(lines, ESC.eol .. "\n"), ESC.eol, "\n", ESC.eos)
-            ctx.stdout:flush()
           end
-          if running then eng:sleep(0.1) end
+          ctx.stdout:write(ESC.home, table.concat(lines, ESC.eol .. "\n"), ESC.eol, "\n", ESC.eos)
+          ctx.stdout:flush()
         end
-      end)
-    end
-    progress = campaign.for_targets(eng, tg, ctx, {
-      cmd = "mtr", opts = opts, family = family, sink = sink, one = mtr_one,
-      stopped = function() return signal ~= nil end,
-      progress = not live,  -- no progress line over the live table
-      start = function()
-        sink:start{ command = "mtr", version = 1, columns = COLUMNS, count = count,
-          protocol = opts.protocol, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
-          interval = opts.interval, wait = opts.wait }
-      end,
-    })
-    running = false
-  end)
-  if progress then progress.clear() end
-  -- Every way out: the terminal as it was.
-  if screen then ctx.stdout:write(ESC.leave); ctx.stdout:flush() end
-  if reader then reader:close() end
-  eng:close()
-  if not ok then
-    sink:abort()
-    error(perr, 0)
+        if running then eng:sleep(0.1) end
+      end
+    end)
   end
+  run:each{
+    one = mtr_one,
+    progress = not live,  -- no progress line over the live table
+    start = { command = "mtr", version = 1, columns = COLUMNS, count = count,
+      protocol = opts.protocol, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
+      interval = opts.interval, wait = opts.wait },
+    before = live and show_live or nil,
+    after = function() running = false end,
+    -- Every way out: the terminal as it was.
+    teardown = function()
+      if screen then ctx.stdout:write(ESC.leave); ctx.stdout:flush() end
+      if reader then reader:close() end
+    end,
+  }
 
   for _, doc in ipairs(reports) do emit(doc) end
-  if sink.module then
-    local d = last
-    local sum = { text = tally:text() }
-    if tg.single and d then
-      sum.rounds, sum.reached, sum.stop_reason, sum.error, sum.started, sum.duration =
-        d.rounds, d.reached, d.stop_reason, d.error, d.started, d.duration
-    else
-      sum.targets, sum.reached = tally.targets, tally.ok
-      sum.stop_reason = signal and "interrupted" or "done"
-    end
-    sink:finish(nil, sum)
+  local d = last
+  local sum = { text = tally:text() }
+  if tg.single and d then
+    sum.rounds, sum.reached, sum.stop_reason, sum.error, sum.started, sum.duration =
+      d.rounds, d.reached, d.stop_reason, d.error, d.started, d.duration
+  else
+    sum.targets, sum.reached = tally.targets, tally.ok
+    sum.stop_reason = run.signal and "interrupted" or "done"
   end
-  sink:flush()
-  sink:close()
-  return tally:status(ctx, signal, tg.list and not opts.quiet)
+  return run:finish(sum)
 end
 
 return { spec = spec, run = run }

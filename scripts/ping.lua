@@ -1,7 +1,6 @@
 -- sonde ping: is the host up, and how far away is it? ICMP echo, UDP to a
 -- closed port, or TCP SYN, one probe per round (sonde.strategy.ping).
 
-local sonde = require "sonde"
 local cli = require "sonde.cli"
 local defaults = require "sonde.defaults"
 local target = require "sonde.target"
@@ -12,8 +11,9 @@ local json = require "sonde.json"
 local stats = require "sonde.stats"
 local strategy = require "sonde.strategy.ping"
 local formats = require "sonde.format"
+local kit = require "sonde.kit"
 
-local FORMATS = { "text", "json", "jsonl", "csv", "markdown" }
+local FORMATS = formats.names{ "text", "json" }
 
 -- csv and markdown: one row per probe.
 local COLUMNS = { "target", "addr", "protocol", "seq", "status", "kind", "code", "from", "rtt_ms",
@@ -209,32 +209,20 @@ local function document(meta, out, summary)
 end
 
 local function run(opts, ctx)
-  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
-  local text = opts.format == "text"
   if opts.port and opts.protocol == "icmp" then
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
-  local tg = campaign.collect(opts.target, opts, ctx, "ping")
-  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
-    own = { text = true, json = true } }
-  local eng, err = sonde.engine{ window = 1024 }
-  if not eng then
-    sink:abort()
-    cli.runtime_error("%s", err)
-  end
-  local signal
+  local text = opts.format == "text"
   local stops = {}          -- [target] = the function that stops its pings
   local function stop_all()
     for _, stop in pairs(stops) do stop() end
   end
-  target.on_interrupt(eng, function(name)
-    signal = name
-    stop_all()
-  end)
+  local run = kit.start(opts, ctx, { cmd = "ping", what = "targets answered",
+    words = opts.target, own = { text = true, json = true }, engine = { window = 1024 },
+    on_signal = stop_all })
+  local tg, sink, eng, tally = run.tg, run.sink, run.eng, run.tally
   local icmp_id = own_pid() % 65535 + 1
-  -- What the run found: targets pinged, answered, and those whose every
-  -- probe failed locally (the first such one's error).
-  local tally, last = campaign.tally("ping", "targets answered"), nil
+  local last                -- the last target's figures
 
   -- Pings one target to the end (or the signal) and writes its results;
   -- with several targets, text lines start with the target's name.
@@ -279,7 +267,7 @@ local function run(opts, ctx)
         -- nobody reads any more (a closed pipe, a full disk): stop
         if not sink:ok() then stop_all() end
       end or nil,
-      interrupted = function() return signal ~= nil end,
+      interrupted = function() return run.signal ~= nil end,
       on_interrupt = function(stop) stops[addr] = stop end,
     }
     stops[addr] = nil
@@ -302,40 +290,22 @@ local function run(opts, ctx)
     sink:flush()
   end
 
-  local progress      -- with several targets: the progress line
-  local ok, perr = pcall(eng.run, eng, function()
-    progress = campaign.for_targets(eng, tg, ctx, {
-      cmd = "ping", opts = opts, family = family, sink = sink, one = ping_one,
-      stopped = function() return signal ~= nil end,
-      start = function()
-        sink:start{ command = "ping", version = 1, columns = COLUMNS, protocol = opts.protocol,
-          ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count }
-      end,
-    })
-  end)
-  if progress then progress.clear() end
-  eng:close()
-  if not ok then
-    sink:abort()
-    error(perr, 0)
-  end
+  run:each{
+    one = ping_one,
+    start = { command = "ping", version = 1, columns = COLUMNS, protocol = opts.protocol,
+      ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count },
+  }
 
-  if not text and opts.format ~= "json" then
-    -- the footer's summary: one target's figures; several targets' counts
-    local sum = { stop_reason = signal and "interrupted" or "done",
-      text = tally:text() }
-    if tg.single and last then
-      local out = last.out
-      sum.stop_reason, sum.started, sum.duration = out.stop_reason, out.started, out.duration
-      for k, v in pairs(last.summary) do sum[k] = v end
-    else
-      sum.targets, sum.answered = tally.targets, tally.ok
-    end
-    sink:finish(nil, sum)
+  -- the footer's summary: one target's figures; several targets' counts
+  local sum = { stop_reason = run.signal and "interrupted" or "done", text = tally:text() }
+  if tg.single and last then
+    local out = last.out
+    sum.stop_reason, sum.started, sum.duration = out.stop_reason, out.started, out.duration
+    for k, v in pairs(last.summary) do sum[k] = v end
+  else
+    sum.targets, sum.answered = tally.targets, tally.ok
   end
-  sink:flush()
-  sink:close()
-  return tally:status(ctx, signal, tg.list and not opts.quiet)
+  return run:finish(sum)
 end
 
 return { spec = spec, run = run }

@@ -1,6 +1,5 @@
 -- sonde tcping: TCP connect latency, attempt after attempt.
 
-local sonde = require "sonde"
 local cli = require "sonde.cli"
 local defaults = require "sonde.defaults"
 local target = require "sonde.target"
@@ -9,8 +8,9 @@ local campaign = require "sonde.campaign"
 local header = require "sonde.header"
 local json = require "sonde.json"
 local formats = require "sonde.format"
+local kit = require "sonde.kit"
 
-local FORMATS = { "text", "json", "jsonl", "csv", "markdown" }
+local FORMATS = formats.names{ "text", "json" }
 
 -- csv and markdown: one row per attempt.
 local COLUMNS = { "target", "addr", "port", "seq", "status", "kind", "code", "from", "rtt_ms",
@@ -131,27 +131,20 @@ local function row_of(r, host, addr, port)
 end
 
 local function run(opts, ctx)
-  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
   if opts.bind ~= "kernel" and not opts.sport then
     cli.usage_error("--bind %s needs --sport", opts.bind)
   end
   local payload, expect = unescape(opts.payload), unescape(opts.expect)
   local text = opts.format == "text"
-  local tg = campaign.collect(opts.host, opts, ctx, "tcping", false, "HOST")
-  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
-    own = { text = true, json = true } }
-  local eng, err = sonde.engine()
-  if not eng then
-    sink:abort()
-    cli.runtime_error("%s", err)
-  end
-  local signal
   local current = {}        -- [target address] = its attempt in progress
-  target.on_interrupt(eng, function(name)
-    signal = name
-    for _, id in pairs(current) do eng:cancel(id) end
-  end)
-  local tally, last = campaign.tally("tcping", "targets connected"), nil
+  local run
+  run = kit.start(opts, ctx, { cmd = "tcping", what = "targets connected", words = opts.host,
+    name = "HOST", own = { text = true, json = true },
+    on_signal = function()
+      for _, id in pairs(current) do run.eng:cancel(id) end
+    end })
+  local tg, sink, eng, tally = run.tg, run.sink, run.eng, run.tally
+  local last                -- the last target's figures
   -- A sequence-bound source port is --sport + the attempt's number: with
   -- several targets at once, each gets its own range of -c ports.
   local base = 0
@@ -172,7 +165,7 @@ local function run(opts, ctx)
       wait = opts.wait, ttl = opts.ttl, bind = opts.bind, sport = opts.sport }
     if tg.single then sink:start(meta) end
     for seq = 0, opts.count - 1 do
-      if signal or not sink:ok() then break end
+      if run.signal or not sink:ok() then break end
       local started = eng:now()
       local ev = eng:event()
       local nseq = first_seq + seq
@@ -188,7 +181,7 @@ local function run(opts, ctx)
       else
         r = { status = "failed", seq = seq, error = { name = pname, message = perr2 } }
       end
-      if signal and r.error and r.error.name == "ECANCELED" then break end
+      if run.signal and r.error and r.error.name == "ECANCELED" then break end
       r.id, r.src = nil, nil
       r.seq = seq
       results[#results + 1] = r
@@ -202,7 +195,7 @@ local function run(opts, ctx)
         sink:row(row_of(r, name, addr, opts.port))
       end
       local rest = opts.interval - (eng:now() - started)
-      if seq < opts.count - 1 and rest > 0 and not signal then eng:sleep(rest) end
+      if seq < opts.count - 1 and rest > 0 and not run.signal then eng:sleep(rest) end
     end
     local s = summary(results, expect ~= nil)
     local failed = 0
@@ -212,7 +205,7 @@ local function run(opts, ctx)
     tally:add(s.ok > 0, prefix .. statistics(s),
       failed > 0 and failed == #results and results[1].error or nil)
     last = s
-    local stop_reason = signal and "interrupted" or "done"
+    local stop_reason = run.signal and "interrupted" or "done"
     if text then
       sink:write(string.format("--- %s port %d tcping statistics ---\n", name, opts.port))
       sink:write(statistics(s) .. "\n")
@@ -228,37 +221,20 @@ local function run(opts, ctx)
     sink:flush()
   end
 
-  local progress      -- with several targets: the progress line
-  local ok, perr = pcall(eng.run, eng, function()
-    progress = campaign.for_targets(eng, tg, ctx, {
-      cmd = "tcping", opts = opts, family = family, sink = sink, one = tcping_one,
-      stopped = function() return signal ~= nil end,
-      start = function()
-        sink:start{ command = "tcping", version = 1, columns = COLUMNS, port = opts.port,
-          count = opts.count, interval = opts.interval, wait = opts.wait, ttl = opts.ttl,
-          bind = opts.bind, sport = opts.sport }
-      end,
-    })
-  end)
-  if progress then progress.clear() end
-  eng:close()
-  if not ok then
-    sink:abort()
-    error(perr, 0)
+  run:each{
+    one = tcping_one,
+    start = { command = "tcping", version = 1, columns = COLUMNS, port = opts.port,
+      count = opts.count, interval = opts.interval, wait = opts.wait, ttl = opts.ttl,
+      bind = opts.bind, sport = opts.sport },
+  }
+  local sum = { stop_reason = run.signal and "interrupted" or "done", text = tally:text() }
+  if tg.single and last then
+    for k, v in pairs(last) do sum[k] = v end
+  else
+    sum.targets, sum.succeeded = tally.targets, tally.ok
   end
-  if not text and opts.format ~= "json" then
-    local sum = { stop_reason = signal and "interrupted" or "done",
-      text = tally:text() }
-    if tg.single and last then
-      for k, v in pairs(last) do sum[k] = v end
-    else
-      sum.targets, sum.succeeded = tally.targets, tally.ok
-    end
-    sink:finish(nil, sum)
-  end
-  sink:close()
   -- every attempt failed here (no route, no port), not on the network: 3
-  return tally:status(ctx, signal, tg.list and not opts.quiet)
+  return run:finish(sum)
 end
 
 return { spec = spec, run = run }
