@@ -23,7 +23,7 @@ helpers.lab_describe("sonde started in a poor environment", function()
   setup(function()
     l = lab.chain{ routers = 2, v6 = false, name = "hygiene" }
     l:hosts("src", { ["dst.lab"] = l.dst.v4 })
-    dir = lab.must("mktemp -d /tmp/" .. lab.prefix() .. "hygiene.XXXXXX"):match("%S+")
+    dir = helpers.temp_dir("hygiene")
   end)
 
   teardown(function()
@@ -99,8 +99,7 @@ helpers.lab_describe("SIGHUP and SIGQUIT at any moment", function()
     -- hop 2 silent and an address beyond the destination that does not
     -- exist: runs that take their time
     l = lab.chain{ routers = 3, silent = { 2 }, v6 = false, name = "hupquit" }
-    dir = lab.must("mktemp -d /tmp/" .. lab.prefix() .. "hupquit.XXXXXX"):match("%S+")
-    lab.must({ "chmod", "700", dir })
+    dir = helpers.temp_dir("hupquit")
   end)
 
   teardown(function()

@@ -14,18 +14,7 @@ local cjson = require "cjson"
 local shquote = lab.shquote
 local sanitized = os.getenv("SONDE_SANITIZE") ~= nil and os.getenv("SONDE_SANITIZE") ~= ""
 
--- A folder of the run only root can enter. -> its path.
-local function private_dir(what)
-  local dir = lab.must("mktemp -d /tmp/" .. lab.prefix() .. what .. ".XXXXXX"):match("%S+")
-  lab.must({ "chmod", "700", dir })
-  return dir
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = lab.write_file
 
 local function owner(path)
   return lab.must({ "stat", "-c", "%u:%g", path }):match("%S+")
@@ -41,7 +30,7 @@ helpers.lab_describe("sonde cloned into a folder only root can enter", function(
 
   setup(function()
     l = lab.chain{ routers = 2, v6 = false, name = "privdir" }
-    dir = private_dir("privdir")
+    dir = helpers.temp_dir("privdir")
     -- The build and the scripts as a clone in root's home has them.
     lab.must({ "mkdir", "-p", dir .. "/sonde/build" })
     lab.must({ "cp", helpers.sonde(), dir .. "/sonde/build/sonde" })
@@ -249,7 +238,7 @@ helpers.lab_describe("the raw sockets' filters", function()
       pending("the check links the plain library")
       return
     end
-    local dir = lab.must("mktemp -d /tmp/" .. lab.prefix() .. "lock.XXXXXX"):match("%S+")
+    local dir = helpers.temp_dir("lock")
     local ok, err = pcall(function()
       write(dir .. "/lock.c", LOCKCHECK_C)
       lab.must({ "cc", "-o", dir .. "/lock", "-I", helpers.root() .. "/engine/include", dir .. "/lock.c",
@@ -269,8 +258,7 @@ helpers.lab_describe("hostile scripts", function()
 
   setup(function()
     l = lab.chain{ routers = 1, v6 = false, name = "hostile" }
-    dir = lab.must("mktemp -d /tmp/" .. lab.prefix() .. "hostile.XXXXXX"):match("%S+")
-    lab.must({ "chmod", "1777", dir })
+    dir = helpers.temp_dir("hostile", "1777")
     write(dir .. "/hostile.lua", HOSTILE)
     write(dir .. "/evil.c", EVIL_C)
     lab.must({ "cc", "-shared", "-fPIC", "-DMARK=\"" .. dir .. "/EVIL-RAN\"", "-o", dir .. "/evil.so", dir .. "/evil.c" })
@@ -288,7 +276,7 @@ table inet hostile {
 }
 ]])
     -- the setcap binary, with its scripts beside it, as make install SETCAP=1 leaves it
-    capdir = lab.must("mktemp -d /tmp/" .. lab.prefix() .. "setcap.XXXXXX"):match("%S+")
+    capdir = helpers.temp_dir("setcap", "755")
     lab.must({ "mkdir", "-p", capdir .. "/bin" })
     lab.must({ "cp", helpers.sonde(), capdir .. "/bin/sonde" })
     lab.must({ "cp", "-r", helpers.root() .. "/scripts", capdir .. "/scripts" })

@@ -19,6 +19,15 @@ helpers.sleep = lab.sleep
 
 local read_file = lab.read_file
 
+-- A new folder /tmp/<run prefix><what>.XXXXXX with mode `mode` (default
+-- 700: only root may enter, as root's home); spec/run removes what a spec
+-- leaves of it. -> its path.
+function helpers.temp_dir(what, mode)
+  local dir = lab.must("mktemp -d /tmp/" .. lab.prefix() .. what .. ".XXXXXX"):match("%S+")
+  lab.must({ "chmod", mode or "700", dir })
+  return dir
+end
+
 -- The repository root: $SONDE_ROOT, else two levels above this file.
 function helpers.root()
   local env = os.getenv("SONDE_ROOT")

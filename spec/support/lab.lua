@@ -86,6 +86,7 @@ local function write_file(path, text)
   f:write(text)
   f:close()
 end
+lab.write_file = write_file
 
 local tmp_counter = 0
 local self_pid, default_prefix
