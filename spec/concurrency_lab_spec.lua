@@ -168,14 +168,20 @@ helpers.lab_describe("probers side by side on one host", function()
   -- attributions, and how many probes each outcome had.
   local function crowd(cmds)
     local procs = {}
+    -- They all start together: each waits (5 s at most) for this file.
+    local go = os.tmpname()
+    os.remove(go)
+    finally(function() os.remove(go) end)
     for i, c in ipairs(cmds) do
       local line = {}
       for _, a in ipairs(c.argv) do line[#line + 1] = lab.shquote(a) end
-      local script = ("for i in %s; do %s; echo %s; done"):format(
+      local script = ("n=0; while [ ! -e %s ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n+1)); done; "):format(lab.shquote(go))
+        .. ("for i in %s; do %s; echo %s; done"):format(
         table.concat((function() local r = {} for k = 1, c.tool and 1 or RUNS do r[k] = k end return r end)(), " "),
         table.concat(line, " "), lab.shquote(MARK))
       procs[i] = l:spawn(NODE[c.fam], { "sh", "-c", script })
     end
+    assert(io.open(go, "w")):close()
     local bad, outcomes = {}, {}
     for i, c in ipairs(cmds) do
       local p = procs[i]
