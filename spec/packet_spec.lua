@@ -311,6 +311,14 @@ describe("ICMP messages that answer no probe", function()
     assert_rejected(bytes("echo_request6"), 6, "ENOMSG")
     assert_rejected(bytes("neighbor_solicit6"), 6, "ENOMSG")
   end)
+
+  it("are refused as ENOMSG: fragment reassembly time exceeded (code 1), which names no hop", function()
+    assert_rejected(bytes("te4_reassembly"), 4, "ENOMSG")
+    assert_rejected(bytes("te6_reassembly"), 6, "ENOMSG")
+    -- the same packets with code 0 are hops
+    assert.are.equal("time_exceeded", parse(bytes("te4_udp"), 4).kind)
+    assert.are.equal("time_exceeded", parse(bytes("te6_udp"), 6).kind)
+  end)
 end)
 
 describe("an ICMP error with an RFC 4884 extension and an MPLS label stack (RFC 4950)", function()
