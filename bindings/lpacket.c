@@ -4,23 +4,14 @@
 #include "lauxlib.h"
 #include "lua.h"
 
+#include "lcore.h"
 #include "lpacket.h"
 #include "packet.h"
-
-static void set_num(lua_State *L, const char *k, lua_Number v) {
-  lua_pushnumber(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static void set_str(lua_State *L, const char *k, const char *v) {
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
-}
 
 static void set_addr(lua_State *L, const char *k, int af, const void *a) {
   char buf[INET6_ADDRSTRLEN];
   if (inet_ntop(af, a, buf, sizeof(buf)))
-    set_str(L, k, buf);
+    lcore_set_str(L, k, buf);
 }
 
 static void push_quote(lua_State *L, const sonde__quote_t *q) {
@@ -28,7 +19,7 @@ static void push_quote(lua_State *L, const sonde__quote_t *q) {
   const char *proto = NULL;
 
   lua_createtable(L, 0, 20);
-  set_num(L, "af", v4 ? 4 : 6);
+  lcore_set_num(L, "af", v4 ? 4 : 6);
   if (q->proto == IPPROTO_UDP)
     proto = "udp";
   else if (q->proto == IPPROTO_TCP)
@@ -38,35 +29,35 @@ static void push_quote(lua_State *L, const sonde__quote_t *q) {
   else if (!v4 && q->proto == IPPROTO_ICMPV6)
     proto = "icmpv6";
   if (proto)
-    set_str(L, "proto", proto);
+    lcore_set_str(L, "proto", proto);
   else
-    set_num(L, "proto", q->proto);
-  set_num(L, "ttl", q->ttl);
-  set_num(L, "tos", q->tos);
+    lcore_set_num(L, "proto", q->proto);
+  lcore_set_num(L, "ttl", q->ttl);
+  lcore_set_num(L, "tos", q->tos);
   if (v4) {
-    set_num(L, "ip_id", q->ip_id);
+    lcore_set_num(L, "ip_id", q->ip_id);
     set_addr(L, "src", AF_INET, &q->src4);
     set_addr(L, "dst", AF_INET, &q->dst4);
   } else {
-    set_num(L, "flow", q->flow);
+    lcore_set_num(L, "flow", q->flow);
     set_addr(L, "src", AF_INET6, &q->src6);
     set_addr(L, "dst", AF_INET6, &q->dst6);
   }
-  set_num(L, "l4_len", (lua_Number)q->l4_len);
+  lcore_set_num(L, "l4_len", (lua_Number)q->l4_len);
   if (q->has_ports) {
-    set_num(L, "sport", q->sport);
-    set_num(L, "dport", q->dport);
+    lcore_set_num(L, "sport", q->sport);
+    lcore_set_num(L, "dport", q->dport);
   }
   if (q->has_tcp_seq)
-    set_num(L, "tcp_seq", q->tcp_seq);
+    lcore_set_num(L, "tcp_seq", q->tcp_seq);
   if (q->has_udp_csum) {
-    set_num(L, "udp_len", q->udp_len);
-    set_num(L, "udp_csum", q->udp_csum);
+    lcore_set_num(L, "udp_len", q->udp_len);
+    lcore_set_num(L, "udp_csum", q->udp_csum);
   }
   if (q->has_icmp_echo) {
-    set_num(L, "icmp_id", q->icmp_id);
-    set_num(L, "icmp_seq", q->icmp_seq);
-    set_num(L, "icmp_csum", q->icmp_csum);
+    lcore_set_num(L, "icmp_id", q->icmp_id);
+    lcore_set_num(L, "icmp_seq", q->icmp_seq);
+    lcore_set_num(L, "icmp_csum", q->icmp_csum);
   }
 }
 
@@ -93,26 +84,26 @@ int sonde__lua_parse_icmp(lua_State *L) {
     return 3;
   }
   lua_createtable(L, 0, 16);
-  set_num(L, "type", m.type);
-  set_num(L, "code", m.code);
-  set_str(L, "kind", sonde_kind_name(m.kind));
+  lcore_set_num(L, "type", m.type);
+  lcore_set_num(L, "code", m.code);
+  lcore_set_str(L, "kind", sonde_kind_name(m.kind));
   if (m.kind == SONDE_KIND_DEST_UNREACHABLE)
-    set_str(L, "unreach", sonde_unreach_name(m.unreach));
+    lcore_set_str(L, "unreach", sonde_unreach_name(m.unreach));
   if (m.reply_ttl >= 0)
-    set_num(L, "reply_ttl", m.reply_ttl);
+    lcore_set_num(L, "reply_ttl", m.reply_ttl);
   if (family == 4) {
     set_addr(L, "from", AF_INET, &m.from4);
     set_addr(L, "to", AF_INET, &m.to4);
   }
   if (m.kind == SONDE_KIND_ECHO_REPLY) {
-    set_num(L, "echo_id", m.echo_id);
-    set_num(L, "echo_seq", m.echo_seq);
+    lcore_set_num(L, "echo_id", m.echo_id);
+    lcore_set_num(L, "echo_seq", m.echo_seq);
   }
   if (m.kind == SONDE_KIND_PACKET_TOO_BIG ||
       m.unreach == SONDE_UNREACH_FRAG_NEEDED)
-    set_num(L, "mtu", m.mtu);
+    lcore_set_num(L, "mtu", m.mtu);
   if (m.kind == SONDE_KIND_PARAM_PROBLEM)
-    set_num(L, "pointer", m.pointer);
+    lcore_set_num(L, "pointer", m.pointer);
   if (m.has_quote) {
     push_quote(L, &m.quote);
     lua_setfield(L, -2, "quote");
@@ -122,11 +113,11 @@ int sonde__lua_parse_icmp(lua_State *L) {
   lua_createtable(L, m.n_mpls, 0);
   for (i = 0; i < m.n_mpls; i++) {
     lua_createtable(L, 0, 4);
-    set_num(L, "label", m.mpls[i].label);
-    set_num(L, "exp", m.mpls[i].exp);
+    lcore_set_num(L, "label", m.mpls[i].label);
+    lcore_set_num(L, "exp", m.mpls[i].exp);
     lua_pushboolean(L, m.mpls[i].s);
     lua_setfield(L, -2, "s");
-    set_num(L, "ttl", m.mpls[i].ttl);
+    lcore_set_num(L, "ttl", m.mpls[i].ttl);
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "mpls");

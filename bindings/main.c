@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +144,62 @@ static const char *take_user_option(int *argc, char **argv) {
   return user;
 }
 
+/* A deadline for user scripts (sonde run --timeout): the executable's,
+ * not the module's. */
+
+static lua_State *deadline_L;
+static volatile sig_atomic_t deadline_hits;
+
+static void deadline_hook(lua_State *L, lua_Debug *ar) {
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "script exceeded its time limit (--timeout)");
+}
+
+/*
+ * SIGALRM at the deadline: a hook makes the running Lua code raise an
+ * error, which ends the script the usual way (its engines close, exit 3).
+ * Code that runs no more Lua (a compiled loop, or a wait in the loop with
+ * nothing to come) is ended by a second alarm a second later, with a
+ * message (write() and _exit() are async-signal-safe).
+ */
+static void on_deadline(int sig) {
+  static const char msg[] =
+      "sonde run: the script exceeded --timeout and did not stop: ended\n";
+  (void)sig;
+  if (deadline_hits++ == 0 && deadline_L) {
+    lua_sethook(deadline_L, deadline_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    alarm(1);
+    return;
+  }
+  (void)!write(2, msg, sizeof(msg) - 1);
+  _exit(3);
+}
+
+/* core.deadline(seconds): arm the deadline (whole seconds, >= 1). */
+static int l_deadline(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  struct sigaction sa;
+  if (s < 1 || s > 86400 * 365 || s != floor(s))
+    return luaL_argerror(L, 1, "whole seconds from 1");
+  /* The hook is global in LuaJIT: any thread of this state will do. */
+  deadline_L = L;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_deadline;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+  alarm((unsigned)s);
+  return 0;
+}
+
+/* sonde.core as the executable has it: the module, and core.deadline. */
+static int open_core(lua_State *L) {
+  luaopen_sonde_core(L);
+  lua_pushcfunction(L, l_deadline);
+  lua_setfield(L, -2, "deadline");
+  return 1;
+}
+
 static int traceback(lua_State *L) {
   lua_getglobal(L, "debug");
   lua_getfield(L, -1, "traceback");
@@ -186,7 +243,7 @@ int main(int argc, char **argv) {
   sonde_sandbox(L);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_sonde_core);
+  lua_pushcfunction(L, open_core);
   lua_setfield(L, -2, "sonde.core");
   lua_pop(L, 1);
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);

@@ -174,6 +174,15 @@ typedef struct {
   uint8_t ttl;
 } sonde_mpls_t;
 
+/* Limits of a probe spec: sonde_probe_start() refuses a spec beyond them
+ * (SONDE_EINVAL). */
+#define SONDE_TTL_MIN 1
+#define SONDE_TTL_MAX 255
+#define SONDE_SIZE_MAX 1400            /* ICMP/UDP payload bytes */
+#define SONDE_TCP_PAYLOAD_MAX 65536    /* bytes written after a TCP connect */
+#define SONDE_TCP_EXPECT_MAX 2048      /* bytes a TCP probe waits to read */
+#define SONDE_FLOW_LABEL_MAX 0xfffff   /* 20 bits (RFC 8200) */
+
 /* What to send. Zero-initialise, then set dst, proto and ttl at least.
  * sonde_probe_start() copies it (payload and expect included): it may be
  * reused or freed as soon as that returns. */
