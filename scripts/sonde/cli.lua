@@ -397,6 +397,8 @@ local function cmd_script(ctx, name, rest)
     return EXIT.OK
   end
   preopen.prepare(opts)
+  -- a command's own privileged step (watch: a --listen port below 1024)
+  if mod.prepare then mod.prepare(opts) end
   if not drop_privileges(ctx, name) then return EXIT.RUNTIME end
   return guarded(ctx, name, function() return mod.run(opts, ctx) end)
 end

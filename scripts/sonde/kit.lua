@@ -47,7 +47,8 @@ Run.__index = Run
 --   o: cmd, what (the tally's words), words (the TARGET words), as_list,
 --      name (the words' name in messages: "HOST"), own (the set of formats
 --      the command writes itself), engine (sonde.engine's options),
---      on_signal(name) (stop what runs; run.signal is set before)
+--      on_signal(name) (stop what runs; run.signal is set before),
+--      signals (the signals that end the run; default all four)
 -- -> the run.
 function M.start(opts, ctx, o)
   local run = setmetatable({ opts = opts, ctx = ctx, cmd = o.cmd,
@@ -64,7 +65,7 @@ function M.start(opts, ctx, o)
   target.on_interrupt(eng, function(name)
     run.signal = name
     if o.on_signal then o.on_signal(name) end
-  end)
+  end, o.signals)
   run.tally = campaign.tally(o.cmd, o.what)
   return run
 end

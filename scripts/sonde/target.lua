@@ -43,10 +43,12 @@ end
 local ENDING = { SIGINT = 2, SIGTERM = 15, SIGHUP = 1, SIGQUIT = 3 }
 
 -- Call on_stop(name) once on the first of SIGINT, SIGTERM, SIGHUP or
--- SIGQUIT; the exit status that goes with it is M.signal_status(name).
-function M.on_interrupt(eng, on_stop)
+-- SIGQUIT (or of the list `names`, for a command that gives one of them
+-- another meaning); the exit status that goes with it is
+-- M.signal_status(name).
+function M.on_interrupt(eng, on_stop, names)
   local seen
-  for _, name in ipairs{ "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT" } do
+  for _, name in ipairs(names or { "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT" }) do
     eng:on_signal(name, function()
       if seen then return end
       seen = name
