@@ -22,6 +22,20 @@
 #include "privsep.h"
 #include "sonde.h"
 
+void sonde__lua_metatable(lua_State *L, const char *name,
+                          const luaL_Reg *methods, lua_CFunction gc,
+                          lua_CFunction tostring) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_register(L, NULL, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
 static int l_version(lua_State *L) {
   lua_createtable(L, 0, 3);
   lcore_set_str(L, "sonde", SONDE_VERSION_STRING);

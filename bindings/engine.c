@@ -484,13 +484,5 @@ static int l_tostring(lua_State *L) {
 
 /* The metatable of engines: methods (core.c's table) as __index. */
 void sonde__lua_engine_init(lua_State *L, const luaL_Reg *methods) {
-  luaL_newmetatable(L, ENGINE_MT);
-  lua_newtable(L);
-  luaL_register(L, NULL, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  sonde__lua_metatable(L, ENGINE_MT, methods, l_gc, l_tostring);
 }

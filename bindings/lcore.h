@@ -121,6 +121,12 @@ void sonde__lua_engine_detach(lowned_t *o);
 lua_State *sonde__lua_engine_callback(lengine_t *le, int ref);
 void sonde__lua_engine_call(lengine_t *le, int nargs);
 
+/* core.c: the metatable name of userdata: methods as __index, __gc and
+ * __tostring (registered, not left on the stack). */
+void sonde__lua_metatable(lua_State *L, const char *name,
+                          const luaL_Reg *methods, lua_CFunction gc,
+                          lua_CFunction tostring);
+
 /* The functions of the registration table in core.c, by file. */
 
 /* engine.c: core.engine(opts), core.now(), the engine's methods, and

@@ -345,13 +345,5 @@ static int l_tostring(lua_State *L) {
 void sonde__lua_tty_init(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"winsize", l_winsize}, {"close", l_close}, {NULL, NULL}};
-  luaL_newmetatable(L, TTY_MT);
-  lua_newtable(L);
-  luaL_register(L, NULL, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  sonde__lua_metatable(L, TTY_MT, methods, l_gc, l_tostring);
 }
