@@ -63,11 +63,21 @@ describe("spec helpers", function()
     assert.are.equal(before, helpers.fd_count())
   end)
 
-  it("sonde() points at the build under test ($SONDE_BUILD, else build/) under the repository root", function()
+  it("sonde() is a copy any user may run of the build under test ($SONDE_BUILD, else build/)", function()
     local build = os.getenv("SONDE_BUILD")
     build = (build and build ~= "") and build or "build"
-    assert.are.equal(helpers.root() .. "/" .. build .. "/sonde", helpers.sonde())
-    assert.truthy(exists(helpers.sonde()))
+    if build:sub(1, 1) ~= "/" then build = helpers.root() .. "/" .. build end
+    local copy = helpers.sonde()
+    assert.are.equal(helpers.public_root() .. "/bin/sonde", copy)
+    assert.are.equal(lab.must({ "sha256sum", build .. "/sonde" }):match("^%x+"),
+      lab.must({ "sha256sum", copy }):match("^%x+"))
+    -- nobody can reach it and its scripts, wherever the checkout is
+    if helpers.lab_enabled() then
+      local out, err, code = lab.run({ "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        copy, "--version" })
+      assert.are.equal(0, code, err)
+      assert.matches("^sonde ", out)
+    end
     assert.truthy(exists(helpers.root() .. "/spec/support/helpers.lua"))
   end)
 end)
