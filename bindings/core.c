@@ -5,7 +5,8 @@
  *   probe.c   the probe table (its fields described once, fields.c reads)
  *   result.c  a probe's result as a table
  *   timer.c   e:after, e:unwatch       signal.c  e:on_signal
- *   dns.c     e:resolve, e:reverse     tty.c     e:tty
+ *   dns.c     e:resolve                tty.c     e:tty
+ *   ares.c    e:reverse, e:txt, e:resolver (c-ares)
  *   lpacket.c core.parse_icmp          os.c      core.pid, isatty, listdir
  *   output.c  core.output_open         privsep.c core.drop_privileges
  * The executable adds core.deadline (main.c: `sonde run --timeout`).
@@ -31,8 +32,10 @@ void sonde__lua_metatable(lua_State *L, const char *name,
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, gc);
   lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, tostring);
-  lua_setfield(L, -2, "__tostring");
+  if (tostring) {
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
   lua_pop(L, 1);
 }
 
@@ -91,6 +94,8 @@ int luaopen_sonde_core(lua_State *L) {
       {"on_signal", sonde__lua_on_signal},
       {"resolve", sonde__lua_resolve},
       {"reverse", sonde__lua_reverse},
+      {"txt", sonde__lua_txt},
+      {"resolver", sonde__lua_resolver},
       {"close", sonde__lua_close},
       {"now", sonde__lua_now},
       {"privileged", sonde__lua_privileged},
@@ -107,10 +112,12 @@ int luaopen_sonde_core(lua_State *L) {
       {"pid", sonde__lua_pid},
       {"isatty", sonde__lua_isatty},
       {"listdir", sonde__lua_listdir},
+      {"output_open", sonde__lua_output_open},
       {"http_listen", sonde__lua_http_listen},
       {NULL, NULL}};
   sonde__lua_engine_init(L, methods);
   sonde__lua_tty_init(L);
+  sonde__output_init(L);
   sonde__lua_http_init(L);
   lua_newtable(L);
   luaL_register(L, NULL, funcs);
@@ -120,6 +127,5 @@ int luaopen_sonde_core(lua_State *L) {
   lua_setfield(L, -2, "probe_fields");
   sonde__lua_push_engine_fields(L);
   lua_setfield(L, -2, "engine_fields");
-  sonde__output_register(L);
   return 1;
 }

@@ -51,7 +51,7 @@ struct lowned {
  * Lua callback: a timer (timer.c), a signal watch (signal.c), a resolver
  * request (dns.c). The engine lists them and stops them when it closes.
  */
-enum { REQ_TIMER, REQ_SIGNAL, REQ_GAI, REQ_GNI };
+enum { REQ_TIMER, REQ_SIGNAL, REQ_GAI };
 
 struct lreq {
   lreq_t *next, *prev;
@@ -67,7 +67,6 @@ struct lreq {
     uv_timer_t timer;
     uv_signal_t signal;
     uv_getaddrinfo_t gai;
-    uv_getnameinfo_t gni;
   } u;
 };
 
@@ -122,7 +121,7 @@ lua_State *sonde__lua_engine_callback(lengine_t *le, int ref);
 void sonde__lua_engine_call(lengine_t *le, int nargs);
 
 /* core.c: the metatable name of userdata: methods as __index, __gc and
- * __tostring (registered, not left on the stack). */
+ * __tostring if given (registered, not left on the stack). */
 void sonde__lua_metatable(lua_State *L, const char *name,
                           const luaL_Reg *methods, lua_CFunction gc,
                           lua_CFunction tostring);
@@ -152,9 +151,14 @@ int sonde__lua_unwatch(lua_State *L);
 /* signal.c: e:on_signal(name, fn). */
 int sonde__lua_on_signal(lua_State *L);
 
-/* dns.c: e:resolve(host, family, fn), e:reverse(addr, fn). */
+/* dns.c: e:resolve(host, family, fn). */
 int sonde__lua_resolve(lua_State *L);
+
+/* ares.c: e:reverse(addr, fn), e:txt(name, fn), e:resolver{timeout, tries}
+ * (c-ares on the engine's loop). */
 int sonde__lua_reverse(lua_State *L);
+int sonde__lua_txt(lua_State *L);
+int sonde__lua_resolver(lua_State *L);
 
 /* probe.c: the probe table at idx read into *spec (raises on misuse,
  * naming the field). Strings in the spec are the table's: valid while it

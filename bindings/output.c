@@ -24,6 +24,7 @@
 #include "lauxlib.h"
 #include "lua.h"
 
+#include "lcore.h"
 #include "output.h"
 #include "privsep.h"
 #include "sonde.h"
@@ -116,7 +117,7 @@ static int create_tmp(const char *path, char *tmp, size_t len) {
 
 /* sonde.core.output_open(path) -> output, or nil, "ENAME: message", "ENAME"
  * (a third value "dir" when the temporary file could not be created). */
-static int l_output_open(lua_State *L) {
+int sonde__lua_output_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   char tmp[4096];
   loutput_t *o;
@@ -260,19 +261,11 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
-void sonde__output_register(lua_State *L) {
+void sonde__output_init(lua_State *L) {
   static const luaL_Reg methods[] = {{"write", l_write},
                                      {"flush", l_flush},
                                      {"commit", l_commit},
                                      {"abort", l_abort},
                                      {NULL, NULL}};
-  luaL_newmetatable(L, OUTPUT_MT);
-  lua_newtable(L);
-  luaL_register(L, NULL, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  lua_pushcfunction(L, l_output_open);
-  lua_setfield(L, -2, "output_open");
+  sonde__lua_metatable(L, OUTPUT_MT, methods, l_gc, NULL);
 }

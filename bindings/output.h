@@ -4,8 +4,9 @@
 
 #include "lua.h"
 
-/* Sets output_open in the table on top of L's stack and registers the
- * output objects' metatable. */
-void sonde__output_register(lua_State *L);
+/* core.output_open(path, opts) (its registration is core.c's), and the
+ * output objects' metatable, registered when the module opens. */
+int sonde__lua_output_open(lua_State *L);
+void sonde__output_init(lua_State *L);
 
 #endif
