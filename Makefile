@@ -15,6 +15,7 @@ LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/i
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
 UV_LIBS       := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 MHD_LIBS      := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+CARES_LIBS    := $(shell pkg-config --libs libcares 2>/dev/null || echo -lcares)
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
               -Iengine/include -Iengine
 ALL_LDFLAGS := $(LDFLAGS) $(EXTRA_LDFLAGS)
@@ -23,7 +24,8 @@ ALL_LDFLAGS := $(LDFLAGS) $(EXTRA_LDFLAGS)
 DEPS := build-essential pkg-config luajit libluajit-5.1-dev libuv1-dev \
         lua-busted lua-cjson iproute2 nftables procps python3-jsonschema \
         clang libclang-rt-14-dev iputils-ping libcap2-bin util-linux valgrind \
-        libjansson-dev scamper libmicrohttpd-dev prometheus curl
+        libjansson-dev scamper libmicrohttpd-dev prometheus curl \
+        libc-ares-dev dnsmasq-base
 
 ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -77,10 +79,10 @@ $(BUILD)/libsonde.so: $(ENGINE_OBJ)
 
 $(BUILD)/lua/sonde/core.so: $(CORE_OBJ) $(BUILD)/libsonde.a
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $(CORE_OBJ) $(BUILD)/libsonde.a $(ALL_LDFLAGS) $(UV_LIBS) $(MHD_LIBS) -lpthread
+	$(CC) -shared -o $@ $(CORE_OBJ) $(BUILD)/libsonde.a $(ALL_LDFLAGS) $(UV_LIBS) $(MHD_LIBS) $(CARES_LIBS) -lpthread
 
 $(BUILD)/sonde: $(MAIN_OBJ) $(CORE_OBJ) $(BUILD)/libsonde.a
-	$(CC) -o $@ $(MAIN_OBJ) $(CORE_OBJ) $(BUILD)/libsonde.a $(ALL_LDFLAGS) $(LUAJIT_LIBS) $(UV_LIBS) $(MHD_LIBS) -lpthread -lm -Wl,-E
+	$(CC) -o $@ $(MAIN_OBJ) $(CORE_OBJ) $(BUILD)/libsonde.a $(ALL_LDFLAGS) $(LUAJIT_LIBS) $(UV_LIBS) $(MHD_LIBS) $(CARES_LIBS) -lpthread -lm -Wl,-E
 
 $(BUILD)/labpeer: spec/tools/labpeer.c
 	@mkdir -p $(dir $@)

@@ -1,7 +1,8 @@
 /*
- * dns.c - e:resolve(host, family, fn) and e:reverse(addr, fn): name
- * resolution on libuv's thread pool (getaddrinfo, getnameinfo), the
- * answer given to fn on the loop.
+ * dns.c - e:resolve(host, family, fn): the addresses of a host name, by
+ * getaddrinfo on libuv's thread pool (nsswitch as the system has it), the
+ * answer given to fn on the loop. Reverse and TXT lookups are c-ares'
+ * (ares.c).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -108,46 +109,6 @@ int sonde__lua_resolve(lua_State *L) {
   q = sonde__lua_req_new(L, le, REQ_GAI, 4);
   q->u.gai.data = q;
   r = uv_getaddrinfo(&le->loop, &q->u.gai, on_gai, host, NULL, &hints);
-  if (r < 0)
-    return sonde__lua_req_abort(L, q, r);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static void on_gni(uv_getnameinfo_t *req, int status, const char *host,
-                   const char *service) {
-  lreq_t *q = req->data;
-  lengine_t *le = q->le;
-  if (!q->done && sonde__lua_engine_callback(le, q->ref)) {
-    sonde__lua_unref(le->L, &q->ref);
-    if (status < 0) {
-      sonde__lua_uv_fail(le->L, status);
-      sonde__lua_engine_call(le, 3);
-    } else {
-      lua_pushstring(le->L, host);
-      sonde__lua_engine_call(le, 1);
-    }
-  }
-  sonde__lua_unref(le->L, &q->ref);
-  sonde__lua_req_free(q);
-}
-
-/* e:reverse(addr, fn(name | nil, msg, name)): the name of a numeric
- * address (NI_NAMEREQD: no name is an error, not the address back). */
-int sonde__lua_reverse(lua_State *L) {
-  lengine_t *le = sonde__lua_check_engine(L, 1);
-  struct sockaddr_storage ss;
-  lreq_t *q;
-  int r;
-  if (sonde_addr_parse(luaL_checkstring(L, 2), 0, &ss) < 0)
-    return luaL_argerror(L, 2, "not a numeric IP address");
-  luaL_checktype(L, 3, LUA_TFUNCTION);
-  if ((r = pool_can_start()) < 0)
-    return push_pool_fail(L, r);
-  q = sonde__lua_req_new(L, le, REQ_GNI, 3);
-  q->u.gni.data = q;
-  r = uv_getnameinfo(&le->loop, &q->u.gni, on_gni, (struct sockaddr *)&ss,
-                     NI_NAMEREQD);
   if (r < 0)
     return sonde__lua_req_abort(L, q, r);
   lua_pushboolean(L, 1);

@@ -163,14 +163,14 @@ function Engine:resolve(host, family)
   end)
 end
 
--- The name of an address, or nil, message, name; gives up after timeout
--- seconds (default 2) with ETIMEDOUT.
-function Engine:reverse(addr, timeout)
-  return self:_await("reverse", function(done)
+-- A DNS lookup of c-ares (core:reverse, core:txt) awaited, given up after
+-- timeout seconds with ETIMEDOUT (the query itself goes on to its own end).
+local function dns_await(self, method, arg, timeout, what)
+  return self:_await(method, function(done)
     local token = self.core:after(timeout or 2, function()
-      done(nil, "ETIMEDOUT: reverse lookup timed out", "ETIMEDOUT")
+      done(nil, "ETIMEDOUT: " .. what .. " timed out", "ETIMEDOUT")
     end)
-    local ok, err, code = self.core:reverse(addr, function(...)
+    local ok, err, code = self.core[method](self.core, arg, function(...)
       self.core:unwatch(token)
       done(...)
     end)
@@ -179,6 +179,30 @@ function Engine:reverse(addr, timeout)
       done(nil, err, code)
     end
   end)
+end
+
+--- The name of an address: /etc/hosts first, then a PTR query.
+-- @param addr a numeric IPv4 or IPv6 address
+-- @param timeout seconds to wait at most (default 2)
+-- @return the name, or nil, "ENAME: message", "ENAME" (ENOTFOUND, ETIMEDOUT, ...)
+function Engine:reverse(addr, timeout)
+  return dns_await(self, "reverse", addr, timeout, "reverse lookup")
+end
+
+--- The TXT records of a DNS name.
+-- @param name the name to query (no search domains are applied)
+-- @param timeout seconds to wait at most (default 2)
+-- @return a list of strings (each record's strings joined), or nil, msg, ENAME
+function Engine:txt(name, timeout)
+  return dns_await(self, "txt", name, timeout, "TXT lookup")
+end
+
+--- The per-try timeout and the tries of DNS queries (reverse, txt);
+-- otherwise resolv.conf's. Before the first lookup only.
+-- @param o { timeout = seconds, tries = n }
+-- @return true, or nil, msg, ENAME
+function Engine:resolver(o)
+  return self.core:resolver(o)
 end
 
 -- A one-shot event: any number of coroutines wait(); fire(...) wakes them
