@@ -16,9 +16,12 @@ local kit = require "sonde.kit"
 
 local FORMATS = formats.names{ "text", "json" }
 
--- markdown: one row per hop, the columns of the CSV report.
-local COLUMNS = {}
-for c in fmt.CSV_HEADER:gmatch("[^,]+") do COLUMNS[#COLUMNS + 1] = c end
+-- csv and markdown: one row per hop, these columns. CSV writes the
+-- fractional figures with 6 significant digits, as mtr's own CSV does.
+local COLUMNS = { "target", "ttl", "addr", "name", "loss_pct", "sent", "received",
+  "last_ms", "avg_ms", "best_ms", "worst_ms", "stddev_ms", "jitter_ms" }
+local PRECISION = { loss_pct = 6, last_ms = 6, avg_ms = 6, best_ms = 6, worst_ms = 6,
+  stddev_ms = 6, jitter_ms = 6 }
 
 local spec = {
   name = "mtr",
@@ -250,7 +253,7 @@ local function summary_text(doc)
   return t
 end
 
--- A hop as a markdown row (the CSV report's columns).
+-- A hop as a csv or markdown row (COLUMNS).
 local function row_of(doc, hop)
   local function m(v) return v and v * 1000 or nil end
   return { target = doc.target, ttl = hop.ttl, addr = hop.addr, name = hop.name,
@@ -271,7 +274,7 @@ local function run(opts, ctx)
     for _, stop in pairs(stops) do stop(why) end
   end
   local run = kit.start(opts, ctx, { cmd = "mtr", what = "destinations reached",
-    words = opts.target, own = { text = true, json = true, csv = true },
+    words = opts.target, own = { text = true, json = true },
     engine = { window = 4096 },
     on_signal = function() stop_all("interrupted") end })
   local tg, sink, eng, tally = run.tg, run.sink, run.eng, run.tally
@@ -302,11 +305,6 @@ local function run(opts, ctx)
     last = doc
     if opts.format == "json" then
       sink:write(json.encode(doc) .. "\n")
-    elseif opts.format == "csv" then
-      local text = fmt.csv(doc)
-      -- one header row for the whole run
-      if tally.targets > 1 then text = text:gsub("^[^\n]*\n", "", 1) end
-      sink:write(text)
     elseif opts.format == "text" then
       sink:write((tally.targets > 1 and "\n" or "") .. fmt.report(doc, hostname()))
     else
@@ -325,7 +323,8 @@ local function run(opts, ctx)
       wait = opts.wait }, opts)
     if opts.protocol ~= "icmp" then meta.port = strat.port end
     if tg.single then
-      local fmeta = { command = "mtr", version = 1, columns = COLUMNS, count = count }
+      local fmeta = { command = "mtr", version = 1, columns = COLUMNS, precision = PRECISION,
+        count = count }
       for k, v in pairs(meta) do fmeta[k] = v end
       sink:start(fmeta)
     end
@@ -426,7 +425,7 @@ local function run(opts, ctx)
   run:each{
     one = mtr_one,
     progress = not live,  -- no progress line over the live table
-    start = { command = "mtr", version = 1, columns = COLUMNS, count = count,
+    start = { command = "mtr", version = 1, columns = COLUMNS, precision = PRECISION, count = count,
       protocol = opts.protocol, first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
       interval = opts.interval, wait = opts.wait },
     before = live and show_live or nil,

@@ -5,7 +5,6 @@
 -- seconds; the text and CSV show milliseconds.
 --
 --   report(doc, host)  mtr --report: a header line, one row per hop
---   csv(doc)           a header line, one row per hop (RFC 4180)
 --   live(doc, width)   the lines of the live table (without escapes)
 
 local M = { name = "mtr" }
@@ -79,31 +78,6 @@ function M.report(doc, host)
     lines[#lines + 1] = string.format("(stopped: %s: %s)", doc.error.name, doc.error.message)
   end
   return table.concat(lines, "\n") .. "\n"
-end
-
-local function csv_field(v)
-  if v == nil then return "" end
-  if type(v) == "number" then
-    if v == math.floor(v) and math.abs(v) < 2^53 then return string.format("%d", v) end
-    return string.format("%.6g", v)
-  end
-  v = tostring(v)
-  if v:find('[,"\r\n]') then return '"' .. v:gsub('"', '""') .. '"' end
-  return v
-end
-
-M.CSV_HEADER = "target,ttl,addr,name,loss_pct,sent,received,last_ms,avg_ms,best_ms,worst_ms,stddev_ms,jitter_ms"
-
-function M.csv(doc)
-  local lines = { M.CSV_HEADER }
-  for _, hop in ipairs(doc.hops) do
-    local function m(v) return v and v * 1000 or nil end
-    local row = { doc.target, hop.ttl, hop.addr, hop.name, hop.loss, hop.sent, hop.received,
-      m(hop.last), m(hop.avg), m(hop.best), m(hop.worst), m(hop.stddev), m(hop.jitter) }
-    for i = 1, 13 do row[i] = csv_field(row[i]) end
-    lines[#lines + 1] = table.concat(row, ",")
-  end
-  return table.concat(lines, "\r\n") .. "\r\n"
 end
 
 -- The live table's lines (the caller positions them), fitted to width.
