@@ -1,6 +1,5 @@
 -- sonde trace: print the route packets take to a host.
 
-local sonde = require "sonde"
 local cli = require "sonde.cli"
 local tracer = require "sonde.trace"
 local retry = require "sonde.retry"
@@ -10,8 +9,8 @@ local header = require "sonde.header"
 local output = require "sonde.output"
 local json = require "sonde.json"
 local defaults = require "sonde.defaults"
-
 local formats = require "sonde.format"
+local kit = require "sonde.kit"
 
 -- trace's own formats: text (streamed hop by hop; Dublin's a document),
 -- json (the document) and dot (the graph); the bundled ones take a trace
@@ -209,14 +208,15 @@ local function explain_error(t, ctx)
   end
 end
 
--- Trace one target (inside eng:run). run = the run's shared state: opts,
--- family, rule, names (reverse lookups, or nil), interrupted(), on_stop
--- (gets the function that stops this trace), on_hop (streamed hops, or
--- nil), on_header(meta) (or nil). Returns the trace table that --format
--- json writes (the "trace" definition of sonde.schema.json).
-local function trace_one(eng, run, name)
+-- Trace one target (inside eng:run), at addr (family af). run = the
+-- run's shared state: opts, rule, names (reverse lookups, or nil),
+-- interrupted(), on_stop (gets the function that stops this trace), on_hop
+-- (streamed hops, or nil), on_header(meta) (or nil), campaign (what the
+-- traces of a campaign learn from each other, or nil). Returns the trace
+-- table that --format json writes (the "trace" definition of
+-- sonde.schema.json).
+local function trace_one(eng, run, name, addr, af)
   local opts = run.opts
-  local addr, af = target.resolve(eng, name, run.family)
   local port = opts.port or (opts.protocol == "tcp" and defaults.TCP_PORT or defaults.UDP_PORT)
   local strategy = opts.strategy
   local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
@@ -270,26 +270,60 @@ local function trace_one(eng, run, name)
   return t
 end
 
+-- One target given as such, in a format that is one document: the trace
+-- as it goes (text streams hop by hop: each hop is printed as it ends, its
+-- names looked up meanwhile, while the trace goes on), then the footer or
+-- the document. -> the job (sonde.kit's one).
+local function single_job(kr, st)
+  local opts, eng, sink = kr.opts, kr.eng, kr.sink
+  -- Dublin's text is a document (each flow's path, then the graph), not
+  -- hops streamed as they complete.
+  local fmt = require((opts.strategy == "dublin" and opts.format == "text")
+    and "sonde.format.dublin" or OWN[opts.format])
+  return function(name, addr, af)
+    local printer, drained = eng:queue(), eng:event()
+    local job = setmetatable({ on_stop = function(stop) st.stop = stop end }, { __index = st })
+    if fmt.hop then
+      local meta
+      job.on_header = function(m)
+        meta = m
+        sink:write(fmt.header(m))
+      end
+      job.on_hop = function(hop) printer.push(hop) end
+      eng:spawn(function()
+        for hop in printer.pop do
+          if st.names then st.names(hop.probes) end
+          sink:write(fmt.hop(hop, meta))
+          sink:flush()
+        end
+        drained.fire()
+      end)
+    else
+      drained.fire()
+    end
+    local t = trace_one(eng, job, name, addr, af)
+    local stats = eng:stats()
+    t.counters = { sent = stats.sent, received = stats.received, ignored = stats.ignored,
+      malformed = stats.malformed, dropped = stats.dropped }
+    printer.close()
+    drained.wait() -- the hops the printer holds go out before the footer
+    sink:write(fmt.document and fmt.document(t) or fmt.footer(t))
+    sink:flush()
+    local err = t.stop_reason == "error" and t.error or nil
+    if err then explain_error(t, kr.ctx) end
+    kr.tally:add(t.reached, nil, err)
+  end
+end
+
 -- Several targets (or a format that writes records): traces run
 -- concurrently, --parallel at a time, on one engine under --rate and
--- --window; each is written in the chosen format as soon as it is done.
-local function run_campaign(eng, run, list, ctx)
-  local opts = run.opts
-  -- text and json are written here; the others through their module's
-  -- header/record/footer (a user's module included)
-  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
-    own = OWN, modules = { dot = OWN.dot }, flush = false }
+-- --window, learning from each other where destinations lie
+-- (tracer.campaign); each is written in the chosen format as soon as it is
+-- done. -> the job (sonde.kit's one).
+local function campaign_job(kr, st, stops)
+  local opts, eng, sink, tally, ctx = kr.opts, kr.eng, kr.sink, kr.tally, kr.ctx
   local rows = sink.rows
-  local progress = campaign.progress(ctx, opts.quiet, opts.output)
-  sink.before = progress.before_output
-  -- What the traces learn from each other (where destinations lie).
-  run.campaign = tracer.campaign()
-  local summary = { total = 0, done = 0, reached = 0, errors = 0 }
-  local stops = {}
-  -- SIGINT/SIGTERM: every running trace stops (and is written)
-  run.stop = function()
-    for _, stop in pairs(stops) do stop() end
-  end
+  st.campaign = tracer.campaign()
 
   local function emit(t, meta)
     if opts.format == "text" then
@@ -297,7 +331,7 @@ local function run_campaign(eng, run, list, ctx)
       local parts = { fmt.header(meta) }
       for _, hop in ipairs(t.hops) do parts[#parts + 1] = fmt.hop(hop, meta) end
       parts[#parts + 1] = fmt.footer(t)
-      sink:write(table.concat(parts) .. (summary.total > 1 and "\n" or ""))
+      sink:write(table.concat(parts) .. (tally.total > 1 and "\n" or ""))
     elseif opts.format == "json" then
       sink:write(json.encode(t) .. "\n")
     elseif rows then
@@ -307,52 +341,18 @@ local function run_campaign(eng, run, list, ctx)
     end
   end
 
-  local pause = collectgarbage("setpause", CAMPAIGN_GC_PAUSE)
-  local stepmul = collectgarbage("setstepmul", CAMPAIGN_GC_STEPMUL)
-  local ok, perr = pcall(eng.run, eng, function()
-    campaign.each(eng, list, ctx, {
-      cmd = "trace", family = run.family, seed = opts.seed, shard = opts.shard,
-      parallel = opts.parallel, progress = progress,
-      stopped = function() return run.interrupted() or not sink:ok() end,
-      on_total = function(total)
-        summary.total = total
-        sink:start{ command = "trace", version = 1, columns = rows and COLUMNS or nil,
-          total = total, protocol = opts.protocol, strategy = opts.strategy }
-      end,
-      job = function(addr)
-        local meta
-        local r = setmetatable({ on_header = function(m) meta = m end,
-          on_stop = function(stop) stops[addr] = stop end }, { __index = run })
-        local t = trace_one(eng, r, addr)
-        stops[addr] = nil
-        summary.done = summary.done + 1
-        if t.reached then summary.reached = summary.reached + 1 end
-        if t.stop_reason == "error" then
-          summary.errors = summary.errors + 1
-          if summary.errors <= 3 then explain_error(t, ctx) end
-        end
-        if t.stop_reason ~= "interrupted" or #t.hops > 0 then emit(t, meta) end
-      end,
-    })
-    summary.text = string.format("%d of %d targets reached", summary.reached, summary.total)
-    sink:finish(nil, summary)
-  end)
-  collectgarbage("setpause", pause)
-  collectgarbage("setstepmul", stepmul)
-  progress.clear()
-  if not ok then
-    sink:abort()
-    error(perr, 0)
+  return function(_, addr)
+    local meta
+    local job = setmetatable({ on_header = function(m) meta = m end,
+      on_stop = function(stop) stops[addr] = stop end }, { __index = st })
+    -- listed targets are named by their address
+    local t = trace_one(eng, job, addr, target.resolve(eng, addr, st.family))
+    stops[addr] = nil
+    local err = t.stop_reason == "error" and t.error or nil
+    if err and tally.failed < campaign.EXPLAINED then explain_error(t, ctx) end
+    tally:add(t.reached, nil, err)
+    if t.stop_reason ~= "interrupted" or #t.hops > 0 then emit(t, meta) end
   end
-  -- a closed pipe after a failed write: nobody reads, not even a summary
-  if not sink:close() and not sink:ok() then return summary end
-  if summary.errors > 3 then
-    ctx.stderr:write(string.format("sonde trace: ... %d traces stopped on an error in all\n", summary.errors))
-  end
-  if not opts.quiet and summary.total > 1 then
-    ctx.stderr:write(string.format("sonde trace: %d of %d targets reached\n", summary.reached, summary.total))
-  end
-  return summary
 end
 
 local function run(opts, ctx)
@@ -367,82 +367,69 @@ local function run(opts, ctx)
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
-  local run = { opts = opts, strategy_given = strategy_given,
+  -- the traces' shared state
+  local st = { opts = opts, strategy_given = strategy_given,
     family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil,
     rule = opts.retry and load_rule(opts.retry) or retry.default }
+  local stops = {}          -- [target] = the function that stops its trace
 
   -- One target given as such, and a format that is one document: the trace
-  -- as it goes (text streams hop by hop). Everything else is a campaign.
+  -- as it goes (text streams hop by hop). Everything else is a campaign:
+  -- text and json are written here, the others through their module's
+  -- header/record/footer (dot's graph, a user's module included).
   local one_doc = opts.format == "text" or opts.format == "json" or opts.format == "dot"
-  local tg = campaign.collect(opts.target, opts, ctx, "trace", not one_doc)
-  local single, list = tg.single, tg.list
-  if opts.strategy == "dublin" and not single then
-    cli.usage_error("--strategy dublin traces one target (its output is a graph)")
+  local kr = kit.start(opts, ctx, {
+    cmd = "trace", what = "targets reached", words = opts.target, as_list = not one_doc,
+    own = OWN, modules = { dot = OWN.dot }, flush = false,
+    engine = { rate = opts.rate, window = opts.window,
+      privileged = opts.privileged and "raw" or opts.unprivileged and "unprivileged" or "auto" },
+    check = function(tg)
+      if opts.strategy == "dublin" and not tg.single then
+        cli.usage_error("--strategy dublin traces one target (its output is a graph)")
+      end
+    end,
+    on_signal = function()
+      if st.stop then st.stop() end
+      for _, stop in pairs(stops) do stop() end
+    end,
+    -- each trace's error is said as it comes; then how many in all, and
+    -- "K of N targets reached" for several (also when interrupted), unless
+    -- nobody reads the output any more
+    tally = { explained = "traces" },
+    say = function(kr) return not opts.quiet and (kr.tally.total or 1) > 1 end,
+    closed = "quiet",
+  })
+  st.interrupted = function() return kr.signal ~= nil end
+  st.names = not opts.numeric and namer(kr.eng) or nil
+
+  if kr.tg.single then
+    kr:each{ one = single_job(kr, st) }
+    return kr:finish(nil)
   end
 
-  local eng, err = sonde.engine{ rate = opts.rate, window = opts.window,
-    privileged = opts.privileged and "raw" or opts.unprivileged and "unprivileged" or "auto" }
-  if not eng then cli.runtime_error("%s", err) end
-  local signal
-  run.interrupted = function() return signal ~= nil end
-  target.on_interrupt(eng, function(name)
-    signal = name
-    if run.stop then run.stop() end
-  end)
-  run.names = not opts.numeric and namer(eng) or nil
-
-  if not single then
-    local summary = run_campaign(eng, run, list, ctx)
-    eng:close()
-    if signal then return target.signal_status(signal) end
-    if summary.errors > 0 and summary.errors == summary.done then return cli.EXIT.RUNTIME end
-    return summary.reached == summary.total and cli.EXIT.OK or cli.EXIT.NOT_REACHED
-  end
-
-  -- Dublin's text is a document (each flow's path, then the graph), not
-  -- hops streamed as they complete.
-  local fmt = require((opts.strategy == "dublin" and opts.format == "text")
-    and "sonde.format.dublin" or OWN[opts.format])
-  local stream = fmt.hop ~= nil
-  local out, oerr = output.open(opts.output, { stdout = ctx.stdout })
-  if not out then cli.runtime_error("-o: %s", oerr) end
-  run.on_stop = function(stop) run.stop = stop end
-  local trace = eng:run(function()
-    local printer = eng:queue()
-    if stream then
-      run.on_header = function(meta) out:write(fmt.header(meta)) end
-      run.on_hop = function(hop) printer.push(hop) end
-      eng:spawn(function()
-        for hop in printer.pop do
-          if run.names then run.names(hop.probes) end
-          out:write(fmt.hop(hop, run.meta))
-          out:flush()
-        end
-      end)
-      local on_header = run.on_header
-      run.on_header = function(meta) run.meta = meta; on_header(meta) end
-    end
-    local t = trace_one(eng, run, single)
-    local st = eng:stats()
-    t.counters = { sent = st.sent, received = st.received, ignored = st.ignored,
-      malformed = st.malformed, dropped = st.dropped }
-    printer.close()
-    return t
-  end)
-  eng:close()
-  if fmt.document then
-    out:write(fmt.document(trace))
-  else
-    out:write(fmt.footer(trace))
-  end
-  out:close()
-  if trace.stop_reason == "error" then
-    explain_error(trace, ctx)
-    return cli.EXIT.RUNTIME
-  elseif trace.stop_reason == "interrupted" then
-    return target.signal_status(signal)
-  end
-  return trace.reached and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  local pause, stepmul
+  kr:each{
+    one = campaign_job(kr, st, stops),
+    on_total = function(total)
+      kr.tally.total = total
+      kr.sink:start{ command = "trace", version = 1, columns = kr.sink.rows and COLUMNS or nil,
+        total = total, protocol = opts.protocol, strategy = opts.strategy }
+    end,
+    before = function()
+      pause = collectgarbage("setpause", CAMPAIGN_GC_PAUSE)
+      stepmul = collectgarbage("setstepmul", CAMPAIGN_GC_STEPMUL)
+    end,
+    teardown = function()
+      if pause then
+        collectgarbage("setpause", pause)
+        collectgarbage("setstepmul", stepmul)
+      end
+    end,
+  }
+  local tally = kr.tally
+  return kr:finish{ total = tally.total or 0, done = tally.targets, reached = tally.ok,
+    errors = tally.failed,
+    text = string.format("%d of %d targets reached", tally.ok, tally.total or 0) }
 end
 
 return { spec = spec, run = run }

@@ -124,9 +124,13 @@ end
 -- the command probes as it always did; else { list = a sonde.targets list }
 -- (bad lines of files reported and skipped; a bad word is a usage error).
 -- as_list: always the list. name: the words' name in messages ("TARGET").
-function M.collect(words, opts, ctx, cmd, as_list, name)
+-- missing: the message when there is no target at all (default "missing
+-- NAME (or --targets FILE)"); with as_list it comes after the words and the
+-- files were read, as a sweep says it.
+function M.collect(words, opts, ctx, cmd, as_list, name, missing)
   name = name or "TARGET"
-  if #words == 0 and #opts.targets == 0 then
+  local none = #words == 0 and #opts.targets == 0
+  if none and not missing then
     cli.usage_error("missing %s (or --targets FILE)", name)
   end
   if not as_list and #words == 1 and #opts.targets == 0 and not opts.shard
@@ -139,7 +143,23 @@ function M.collect(words, opts, ctx, cmd, as_list, name)
     if not ok then cli.usage_error("%s: invalid value '%s' (%s)", name, t, why) end
   end
   M.read_target_files(list, opts.targets, ctx, cmd)
+  if none then cli.usage_error("%s", missing) end
   return { list = list }
+end
+
+-- The order of a list's targets, inside eng:run(): its names resolved
+-- (M.resolve_names), the list finished (no target left is a usage error),
+-- then its seeded permutation, cut to shard K of N (shard: { K, N } or nil).
+-- -> iter (the next address, or nil), total (of the shard), n (of the
+-- list), named ({ [address] = the name it came from }).
+function M.order(eng, list, ctx, cmd, family, seed, shard)
+  local named = M.resolve_names(eng, list, ctx, cmd, family)
+  local n, lerr = list:finish()
+  if not n then cli.usage_error("%s", lerr) end
+  if n == 0 then cli.usage_error("no targets left to probe") end
+  local iter, total = list:iter{ seed = seed, shard = shard and shard[1] or 0,
+    shards = shard and shard[2] or 1 }
+  return iter, total, n, named
 end
 
 -- Runs o.job(addr, name) for every target of `list`, each in its own
@@ -152,12 +172,7 @@ end
 --      parallel, job, stopped, progress, on_total(total) (before any job)
 -- -> the number of targets (of the shard).
 function M.each(eng, list, ctx, o)
-  local named = M.resolve_names(eng, list, ctx, o.cmd, o.family)
-  local n, lerr = list:finish()
-  if not n then cli.usage_error("%s", lerr) end
-  if n == 0 then cli.usage_error("no targets left to probe") end
-  local iter, total = list:iter{ seed = o.seed, shard = o.shard and o.shard[1] or 0,
-    shards = o.shard and o.shard[2] or 1 }
+  local iter, total, _, named = M.order(eng, list, ctx, o.cmd, o.family, o.seed, o.shard)
   if o.on_total then o.on_total(total) end
   local started, running, done, all = eng:now(), 0, 0, eng:event()
   local tick -- the progress timer's token, cancelled at the end
@@ -227,8 +242,9 @@ end
 -- M.each (--parallel, --seed, --shard and --quiet of o.opts), with a
 -- progress line unless o.progress is false; results written through
 -- o.sink erase it first. No target starts once o.stopped() is true (the
--- sink's write failures stop it too).
---   o: cmd, opts, family, sink, one, start, stopped, progress
+-- sink's write failures stop it too). o.on_total(total), if given, once
+-- the list's names are resolved, before the first target (M.each).
+--   o: cmd, opts, family, sink, one, start, on_total, stopped, progress
 -- -> the progress line (to clear() when the run is over), or nil.
 function M.for_targets(eng, tg, ctx, o)
   if tg.single then
@@ -244,7 +260,7 @@ function M.for_targets(eng, tg, ctx, o)
   end
   M.each(eng, tg.list, ctx, {
     cmd = o.cmd, family = o.family, seed = opts.seed, shard = opts.shard,
-    parallel = opts.parallel, progress = progress,
+    parallel = opts.parallel, progress = progress, on_total = o.on_total,
     stopped = function() return o.stopped() or not o.sink:ok() end,
     job = function(addr, name) o.one(name or addr, addr, require("sonde.target").family(addr)) end,
   })
@@ -258,11 +274,28 @@ end
 --                             -- stopped it (no route...), or nil
 --   tally:text()              -- the targets' lines, for a footer's summary
 --   return tally:status(ctx, signal, several and not opts.quiet)
+--
+-- o (optional) for the commands that say what happened before the status
+-- is decided (also when interrupted, also when every target failed):
+--   explained  the noun of the targets' runs ("traces"): the command
+--              reported each local error as it came (the first
+--              M.EXPLAINED); the end adds "... N traces stopped on an
+--              error in all" past them, and repeats none
+--   any        0 when at least one target answered (a sweep), not every
+--   failed     the words before the error when every target failed
+--              ("every probe failed")
+-- tally.total (the targets there were, set by the command) counts the
+-- ones not run as not answered; tally.line, the line said at the end
+-- instead of "K of N WHAT".
 local Tally = {}
 Tally.__index = Tally
 
-function M.tally(cmd, what)
-  return setmetatable({ cmd = cmd, what = what, targets = 0, ok = 0, failed = 0, lines = {} }, Tally)
+M.EXPLAINED = 3 -- local errors a command reports one by one; the rest are counted
+
+function M.tally(cmd, what, o)
+  o = o or {}
+  return setmetatable({ cmd = cmd, what = what, targets = 0, ok = 0, failed = 0, lines = {},
+    explained = o.explained, any = o.any, failed_words = o.failed }, Tally)
 end
 
 function Tally:add(ok, line, err)
@@ -275,23 +308,54 @@ function Tally:add(ok, line, err)
   self.lines[#self.lines + 1] = line
 end
 
+-- A strategy that probes every target in one loop (a sweep) gives its
+-- counts at once: targets done, answered, failed locally (err: the first
+-- such error).
+function Tally:sum(targets, ok, failed, err)
+  self.targets, self.ok, self.failed = targets, ok, failed
+  self.error = self.error or err
+end
+
 function Tally:text()
   return table.concat(self.lines, "\n\n")
 end
 
+-- The line at the end: tally.line, or "sonde CMD: K of N WHAT".
+function Tally:say(ctx)
+  if self.line then
+    ctx.stderr:write(fmt("sonde %s: %s\n", self.cmd, self.line))
+  else
+    ctx.stderr:write(fmt("sonde %s: %d of %d %s\n", self.cmd, self.ok, self.total or self.targets,
+      self.what))
+  end
+end
+
 -- The exit status: the signal's; 3 (the error on stderr) when every target
 -- stopped on a local error; 0 when every target answered; 1 otherwise.
--- say: write "sonde CMD: K of N WHAT" on stderr first.
-function Tally:status(ctx, signal, say)
+-- say: write "sonde CMD: K of N WHAT" (tally.line) on stderr first; with
+-- o.explained or o.any, before anything else (also when interrupted).
+-- quiet: nothing on stderr at all (nobody reads the output any more).
+function Tally:status(ctx, signal, say, quiet)
+  local first = self.explained or self.any
+  if first and not quiet then
+    if self.explained and self.failed > M.EXPLAINED then
+      ctx.stderr:write(fmt("sonde %s: ... %d %s stopped on an error in all\n", self.cmd,
+        self.failed, self.explained))
+    end
+    if say then self:say(ctx) end
+  end
   if signal then return require("sonde.target").signal_status(signal) end
-  if self.failed > 0 and self.failed == self.targets then
-    ctx.stderr:write(fmt("sonde %s: %s: %s\n", self.cmd, self.error.name, self.error.message))
+  if self.any and self.ok > 0 then return cli.EXIT.OK end
+  if self.failed > 0 and self.failed == self.targets and self.error then
+    if not self.explained and not quiet then
+      ctx.stderr:write(fmt("sonde %s: %s%s: %s\n", self.cmd,
+        self.failed_words and self.failed_words .. ": " or "", self.error.name, self.error.message))
+    end
     return cli.EXIT.RUNTIME
   end
-  if say then
-    ctx.stderr:write(fmt("sonde %s: %d of %d %s\n", self.cmd, self.ok, self.targets, self.what))
-  end
-  return self.ok == self.targets and cli.EXIT.OK or cli.EXIT.NOT_REACHED
+  if say and not first and not quiet then self:say(ctx) end
+  if self.any then return cli.EXIT.NOT_REACHED end
+  return self.ok == (self.total or self.targets) and cli.EXIT.OK or cli.EXIT.NOT_REACHED
 end
 
 -- "123/2000 (6.2 %), 41 per second, 45s left"

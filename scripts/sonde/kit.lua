@@ -26,6 +26,12 @@
 --   run:each{ one = function(name, addr, af) ... end, start = meta }
 --   return run:finish(summary)  -- the footer's summary (a format module's)
 --
+-- A strategy that probes every target of the list in one loop of its own
+-- (a sweep: one probe per address, a sender thread) gives the loop instead
+-- of a job per target: run:each{ all = function(progress) ... end }, inside
+-- eng:run, with the progress line to show; its counts go to run.tally
+-- (tally:sum).
+--
 -- A new command on an existing strategy is one file in scripts/: its
 -- sonde.args spec, and a run(opts, ctx) that does the above.
 
@@ -48,14 +54,22 @@ Run.__index = Run
 --      name (the words' name in messages: "HOST"), own (the set of formats
 --      the command writes itself), engine (sonde.engine's options),
 --      on_signal(name) (stop what runs; run.signal is set before),
---      signals (the signals that end the run; default all four)
+--      signals (the signals that end the run; default all four),
+--      check(tg) (a usage check on the targets, before any file is created),
+--      missing (the message when no target is given, sonde.campaign.collect),
+--      modules and flush (sonde.format.sink's), tally (sonde.campaign.tally's
+--      options), say(run) (write the end's line on stderr? default: with a
+--      list of targets, unless --quiet), closed (a closed standard output:
+--      nil goes on as usual, "quiet" says nothing more on stderr, a number
+--      is the exit status)
 -- -> the run.
 function M.start(opts, ctx, o)
-  local run = setmetatable({ opts = opts, ctx = ctx, cmd = o.cmd,
+  local run = setmetatable({ opts = opts, ctx = ctx, cmd = o.cmd, o = o,
     family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil }, Run)
-  run.tg = campaign.collect(o.words, opts, ctx, o.cmd, o.as_list, o.name)
+  run.tg = campaign.collect(o.words, opts, ctx, o.cmd, o.as_list, o.name, o.missing)
+  if o.check then o.check(run.tg) end
   run.sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
-    own = o.own }
+    own = o.own, modules = o.modules, flush = o.flush }
   local eng, err = sonde.engine(o.engine)
   if not eng then
     run.sink:abort()
@@ -66,7 +80,7 @@ function M.start(opts, ctx, o)
     run.signal = name
     if o.on_signal then o.on_signal(name) end
   end, o.signals)
-  run.tally = campaign.tally(o.cmd, o.what)
+  run.tally = campaign.tally(o.cmd, o.what, o.tally)
   return run
 end
 
@@ -78,20 +92,28 @@ end
 -- The loop: inside eng:run, o.one(name, addr, af) for the single target
 -- or every target of the list (sonde.campaign.for_targets: at most
 -- --parallel at once, with a progress line unless o.progress is false;
--- with several targets, sink:start(o.start) first). o.before() and
--- o.after(), if given, run inside eng:run before and after the targets;
--- o.teardown(), after eng:run, before the engine closes (on every way out).
--- An error inside gives the sink up (FILE left as it was) and goes on.
+-- with several targets, sink:start(o.start) first; o.on_total(total),
+-- once the list's size is known). o.all(progress) instead: the command's
+-- own loop over the whole list. o.before() and o.after(), if given, run
+-- inside eng:run before and after the targets; o.teardown(), after
+-- eng:run, before the engine closes (on every way out). An error inside
+-- gives the sink up (FILE left as it was) and goes on.
 function Run:each(o)
   local sink, progress = self.sink, nil
   local ok, perr = pcall(self.eng.run, self.eng, function()
     if o.before then o.before() end
-    progress = campaign.for_targets(self.eng, self.tg, self.ctx, {
-      cmd = self.cmd, opts = self.opts, family = self.family, sink = sink, one = o.one,
-      progress = o.progress,
-      stopped = function() return self.signal ~= nil end,
-      start = o.start and function() sink:start(o.start) end,
-    })
+    if o.all then
+      progress = campaign.progress(self.ctx, self.opts.quiet, self.opts.output)
+      sink.before = progress.before_output
+      o.all(progress)
+    else
+      progress = campaign.for_targets(self.eng, self.tg, self.ctx, {
+        cmd = self.cmd, opts = self.opts, family = self.family, sink = sink, one = o.one,
+        progress = o.progress, on_total = o.on_total,
+        stopped = function() return self.signal ~= nil end,
+        start = o.start and function() sink:start(o.start) end,
+      })
+    end
     if o.after then o.after() end
   end)
   if progress then progress.clear() end
@@ -109,11 +131,14 @@ end
 -- when every target answered; 1 otherwise), with "sonde CMD: K of N ..."
 -- on standard error for several targets unless --quiet.
 function Run:finish(summary)
-  local sink = self.sink
+  local sink, o = self.sink, self.o
   if sink.module and summary then sink:finish(nil, summary) end
   sink:flush()
-  sink:close()
-  return self.tally:status(self.ctx, self.signal, self.tg.list and not self.opts.quiet)
+  local closed = not sink:close()
+  if closed and type(o.closed) == "number" then return o.closed end
+  local say
+  if o.say then say = o.say(self) else say = self.tg.list and not self.opts.quiet end
+  return self.tally:status(self.ctx, self.signal, say, closed and o.closed == "quiet")
 end
 
 return M
