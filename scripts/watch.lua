@@ -31,11 +31,11 @@ Events, one JSON object per line (standard output, or -o FILE), each with "type"
   reachability       "state": "lost" after --lost-after rounds in a row without an answer from the destination, "regained" when it answers again
   loss               the destination's loss over the last --window rounds reached --loss-threshold percent ("state": "start"; "from_ttl": the first TTL from which every hop loses as much, where the path loss starts) or fell below half of it ("end"); "loss_ratio", "threshold", "window"
   rtt_shift          the destination's RTT level moved: its recent average is --rtt-factor times above (or below) the baseline and more than --rtt-min milliseconds away from it: "direction", "baseline", "recent" (seconds)
-  icmp_rate_limited  a hop loses at least --rate-margin points more than a hop behind it (or the destination) does: the router limits or deprioritises the ICMP errors it sends, and the loss is not loss on the path ("state": "start" or "end", "ttl", "addr", "loss_ratio", "behind_loss_ratio")
+  icmp_rate_limited  a hop loses at least --rate-margin points more than a hop behind it (or the destination) does: the router limits or deprioritises the ICMP errors it sends, and the loss is not loss on the path ("state": "start" or "end", "ttl", "hop_addr", "loss_ratio", "behind_loss_ratio")
   reload             the targets after SIGHUP: "added", "removed", "targets", or "error"
 A path_change or reachability event carries "diagnosis": a Dublin trace (4 flows) or an MDA (--diagnose) to the target, run when the event fires, at most once per --diagnose-every seconds per target and two at a time ("skipped": "rate_limited" when it could not run).
 
-Metrics: --listen ADDR:PORT serves the Prometheus text format at /metrics (libmicrohttpd, on a thread of its own: a slow or broken client cannot delay a probe; at most 64 connections, 16 per client address, 10 s idle timeout). Per target: sonde_watch_reachable, sonde_watch_hop_count, sonde_watch_rtt_seconds (histogram), sonde_watch_loss_ratio, sonde_watch_path_changes_total, sonde_watch_last_path_change_timestamp_seconds, sonde_watch_rounds_total; per target and TTL: sonde_watch_hop_loss_ratio, sonde_watch_hop_rtt_seconds, sonde_watch_hop_icmp_rate_limited, sonde_watch_hop_info (the address, as a label of a series of value 1); sonde_watch_events_total by type. The text is rendered every --interval seconds (at least every 5 s). A port below 1024 is bound before sonde gives up its privileges; any other after.
+Metrics: --listen ADDR:PORT serves the Prometheus text format at /metrics (libmicrohttpd, on a thread of its own: a slow or broken client cannot delay a probe; at most 64 connections, 16 per client address, 10 s idle timeout). Per target: sonde_watch_reachable, sonde_watch_path_hops, sonde_watch_rtt_seconds (histogram), sonde_watch_loss_ratio, sonde_watch_path_changes_total, sonde_watch_last_path_change_timestamp_seconds, sonde_watch_rounds_total; per target and TTL: sonde_watch_hop_loss_ratio, sonde_watch_hop_rtt_seconds, sonde_watch_hop_icmp_rate_limited, sonde_watch_hop_info (the address, as a label of a series of value 1); sonde_watch_events_total by type. The text is rendered every --interval seconds (at least every 5 s). A port below 1024 is bound before sonde gives up its privileges; any other after.
 
 SIGHUP reads the --targets files again and starts and stops targets to match (a target that stays keeps its statistics). Files named on the command line are read before sonde gives up its privileges, but a reload happens after: started as root, sonde reads them again as the unprivileged user it runs as (nobody), so a --targets file that is to be reloaded must be readable by that user. SIGINT, SIGTERM and SIGQUIT stop the run: probes in flight are cancelled, the output is committed.
 
@@ -126,7 +126,14 @@ local function prepare(opts)
   end
 end
 
+-- The collector's pace for a process that runs for days: a full cycle
+-- once the heap has grown by its live size (the default lets it double
+-- first), so that RSS stays near what the targets' statistics hold.
+local GC_PAUSE, GC_STEPMUL = 100, 400
+
 local function run(opts, ctx)
+  collectgarbage("setpause", GC_PAUSE)
+  collectgarbage("setstepmul", GC_STEPMUL)
   local lhost, lport
   if opts.listen then
     lhost, lport = parse_listen(opts.listen)
@@ -179,7 +186,7 @@ local function run(opts, ctx)
 
   local function emit(ev, rec)
     ev.version = 1
-    ev.time = ev.time or now()
+    ev.time = ev.time or math.floor(now())
     if rec then
       ev.target, ev.addr, ev.round = rec.name, rec.addr, rec.m.rounds
     end
@@ -208,7 +215,8 @@ local function run(opts, ctx)
       end
     end
   end
-  local timers = {}            -- the run's own timers (metrics, --duration)
+  local timers = {}            -- the run's own timers (--duration)
+  local all_done = false       -- every target's rounds are over
   function stop_all()
     stopping = true
     for id in pairs(inflight) do eng:cancel(id) end
@@ -217,6 +225,8 @@ local function run(opts, ctx)
   -- Every target is done (--rounds): the run's timers would keep it going.
   local function check_done()
     for _, rec in ipairs(order) do if not rec.done then return end end
+    all_done = true
+    wake_up(true)
     for k, token in pairs(timers) do
       timers[k] = nil
       eng:cancel_timer(token)
@@ -299,13 +309,23 @@ local function run(opts, ctx)
     return set, count
   end
 
-  local function render()
-    if not srv then return end
+  -- The metrics text, rendered from a coroutine (sliced: the loop reads
+  -- replies in between) or at the end (in one go).
+  -- -> the CPU seconds it took (the slices, not the pauses between them).
+  local function render(sliced)
+    if not srv then return 0 end
     local live = {}
+    local cpu, c0 = 0, os.clock()
     for _, rec in ipairs(order) do
       if not rec.stopped then live[#live + 1] = rec.m end
     end
-    srv:set(metrics.render(live, { events = counts }))
+    srv:set(metrics.render(live, { events = counts,
+      pause = sliced and function()
+        cpu = cpu + (os.clock() - c0)
+        eng:sleep(0)
+        c0 = os.clock()
+      end or nil }))
+    return cpu + (os.clock() - c0)
   end
 
   -- SIGHUP: read the --targets files again (with the rights sonde has now).
@@ -360,7 +380,7 @@ local function run(opts, ctx)
       emit{ type = "reload", added = json.array(added), removed = json.array(removed),
         targets = #order }
       wake_up(false)
-      render()
+      render(true)
     end)
   end
   eng:on_signal("SIGHUP", reload)
@@ -377,16 +397,19 @@ local function run(opts, ctx)
       start(addr, set[addr], count > 1 and opts.interval * i / count or 0)
       i = i + 1
     end
-    -- The metrics text: rendered every interval (at most 5 s apart) until
-    -- every target is done.
-    local every = math.min(opts.interval, 5)
-    local function ticker()
-      timers.tick = nil
-      render()
-      if not stopping then timers.tick = eng:after(every, ticker) end
+    -- The metrics text: rendered every interval (at most 5 s apart), and
+    -- at least ten times as long apart as a rendering takes (thousands of
+    -- targets), until every target is done.
+    if srv then
+      local every = math.min(opts.interval, 5)
+      local me = {}
+      eng:spawn(function()
+        while not stopping and not all_done do
+          local took = render(true)
+          nap_until(eng:now() + math.max(every, 10 * took), me)
+        end
+      end)
     end
-    render()
-    if srv then timers.tick = eng:after(every, ticker) end
     -- --duration: stop at the deadline
     if deadline then
       timers.deadline = eng:after(opts.duration, function()

@@ -27,6 +27,8 @@ local function num(v)
   if v == math.huge then return "+Inf" end
   if v == -math.huge then return "-Inf" end
   if v == math.floor(v) and math.abs(v) < 2^53 then return fmt("%d", v) end
+  -- Unix times keep their milliseconds; ratios and seconds nine digits
+  if math.abs(v) >= 1e6 then return fmt("%.3f", v) end
   return fmt("%.9g", v)
 end
 
@@ -34,7 +36,7 @@ local FAMILIES = {
   { "sonde_watch_targets", "gauge", "Targets watched." },
   { "sonde_watch_rounds_total", "counter", "Rounds of probes sent to the target." },
   { "sonde_watch_reachable", "gauge", "1 while the destination answers, 0 once it is lost." },
-  { "sonde_watch_hop_count", "gauge", "TTL at which the destination answered (path length in hops)." },
+  { "sonde_watch_path_hops", "gauge", "TTL at which the destination answered (path length in hops)." },
   { "sonde_watch_rtt_seconds", "histogram", "Round-trip times of the destination's answers." },
   { "sonde_watch_loss_ratio", "gauge", "Share of the destination's probes lost over the window of rounds." },
   { "sonde_watch_path_changes_total", "counter", "Path changes seen." },
@@ -46,8 +48,10 @@ local FAMILIES = {
   { "sonde_watch_events_total", "counter", "Events written, by type." },
 }
 
--- The exposition of monitors (a list), with o.events ({ [type] = count })
--- and o.started (Unix time). -> text.
+-- The exposition of monitors (a list), with o.events ({ [type] = count }).
+-- o.pause, if given, is called after every M.SLICE monitors (a command
+-- lets its loop run there: thousands of targets take a while). -> text.
+M.SLICE = 64
 function M.render(monitors, o)
   o = o or {}
   local out = {}
@@ -59,11 +63,12 @@ function M.render(monitors, o)
     t[#t + 1] = fmt("%s%s %s", name, labels, num(v))
   end
   sample("sonde_watch_targets", "", #monitors)
-  for _, m in ipairs(monitors) do
+  for i, m in ipairs(monitors) do
+    if o.pause and i % M.SLICE == 0 then o.pause() end
     local t = fmt('{target="%s"}', esc(m.target))
     sample("sonde_watch_rounds_total", t, m.rounds)
     if m.reachable ~= nil then sample("sonde_watch_reachable", t, m.reachable and 1 or 0) end
-    if m.final_ttl then sample("sonde_watch_hop_count", t, m.final_ttl) end
+    if m.final_ttl then sample("sonde_watch_path_hops", t, m.final_ttl) end
     local dw = m:destination()
     if dw.sent > 0 then sample("sonde_watch_loss_ratio", t, dw.loss / 100) end
     sample("sonde_watch_path_changes_total", t, m.changes)

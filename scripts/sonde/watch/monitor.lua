@@ -54,8 +54,9 @@
 --                 makes, and nothing is lost on the path there. Loss at a
 --                 hop is path loss only if it carries on to every hop
 --                 behind it, to the destination. { state = "start" |
---                 "end", ttl, addr, loss_ratio, behind_loss_ratio (the
---                 least loss of a hop behind it) }.
+--                 "end", ttl, hop_addr, loss_ratio, behind_loss_ratio (the
+--                 least loss of a hop behind it) }, once that difference
+--                 is also beyond chance (M.clearly_above).
 
 local stats = require "sonde.stats"
 
@@ -216,15 +217,29 @@ function Monitor:round(r)
       self.lost_rounds = self.misses
       ev[#ev + 1] = { type = "reachability", state = "lost", rounds = self.misses,
         lost_after = self.lost_after,
-        unreachable = final_ttl and { ttl = final_ttl, addr = by_ttl[final_ttl]
+        unreachable = final_ttl and { ttl = final_ttl, hop_addr = by_ttl[final_ttl]
           and sorted_keys(by_ttl[final_ttl].addrs)[1] } or nil }
     elseif self.reachable == false then
       self.lost_rounds = self.misses
     end
   end
 
-  -- The path: compared and kept only in rounds that reached the destination.
-  if reached then
+  -- The path: compared and kept only in rounds that reached the
+  -- destination, and not when it answered further than before with
+  -- nothing at all answering between its old TTL and its new one: that
+  -- is as likely the probes at its old TTL lost (the round before it
+  -- probed no further) as a longer path; the next round tells.
+  -- Twice in a row, it is the path (a silent hop was added).
+  local inconclusive = false
+  if reached and self.final_ttl and final_ttl > self.final_ttl then
+    inconclusive = (self.longer or 0) < 1
+    for ttl = self.final_ttl, final_ttl - 1 do
+      local h = by_ttl[ttl]
+      if h and next(h.addrs) then inconclusive = false end
+    end
+  end
+  self.longer = inconclusive and (self.longer or 0) + 1 or 0
+  if reached and not inconclusive then
     local new = {}
     for ttl = 1, final_ttl do
       local h = by_ttl[ttl]
@@ -316,24 +331,40 @@ function Monitor:loss_from()
   return from
 end
 
+-- Is loss a (sent, received) clearly above loss b? Two-proportion z-test
+-- (pooled): z >= M.Z. Without it, two hops that lose alike (path loss
+-- behind both) differ by the margin now and then by chance alone: with 30
+-- probes each at 60 % loss, one time in twenty.
+M.Z = 3
+local function clearly_above(a, b)
+  local n1, n2 = a.sent, b.sent
+  local p1, p2 = (a.sent - a.received) / n1, (b.sent - b.received) / n2
+  local p = ((a.sent - a.received) + (b.sent - b.received)) / (n1 + n2)
+  local se = math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+  if se == 0 then return p1 > p2 end
+  return (p1 - p2) / se >= M.Z
+end
+M.clearly_above = clearly_above
+
 function Monitor:judge_hops(ev)
   local rows = self:hop_rows()
-  local behind = math.huge   -- the least loss of the hops behind, with samples
+  local behind               -- the hop behind (or the destination) losing least
   local dw = self.dst_window
-  if dw and dw.sent >= self.min_samples then behind = dw.loss end
+  if dw and dw.sent >= self.min_samples then behind = dw end
   for i = #rows, 1, -1 do
     local s = rows[i]
     local hop = self.hops[s.ttl]
     if s.ttl < (self.final_ttl or math.huge) and s.sent >= self.min_samples then
-      local limited = behind ~= math.huge and s.loss >= behind + self.rate_margin
+      local limited = behind ~= nil and s.loss >= behind.loss + self.rate_margin
+        and clearly_above(s, behind)
       if limited ~= hop.limited then
         hop.limited = limited
         ev[#ev + 1] = { type = "icmp_rate_limited", state = limited and "start" or "end",
-          ttl = s.ttl, addr = hop.addr, loss_ratio = s.loss / 100,
-          behind_loss_ratio = behind ~= math.huge and behind / 100 or nil,
+          ttl = s.ttl, hop_addr = hop.addr, loss_ratio = s.loss / 100,
+          behind_loss_ratio = behind and behind.loss / 100 or nil,
           silent = s.received == 0 or nil }
       end
-      if s.loss < behind then behind = s.loss end
+      if not behind or s.loss < behind.loss then behind = s end
     end
   end
 end
