@@ -3,18 +3,15 @@
 -- (sonde.targets), one record per target in the chosen format
 -- (sonde.output), streamed as the answers come.
 
-local sonde = require "sonde"
 local cli = require "sonde.cli"
 local defaults = require "sonde.defaults"
-local target = require "sonde.target"
 local campaign = require "sonde.campaign"
-local targets = require "sonde.targets"
 local output = require "sonde.output"
 local sweep = require "sonde.strategy.sweep"
+local formats = require "sonde.format"
+local kit = require "sonde.kit"
 
 local fmt = string.format
-
-local formats = require "sonde.format"
 
 -- sweep's own format: text, a module of records like the bundled ones.
 local MODULES = { text = "sonde.format.sweep" }
@@ -119,6 +116,9 @@ end
 -- The command
 ---------------------------------------------------------------------------
 
+-- The targets form one set, probed in one loop on one engine
+-- (sonde.strategy.sweep: one probe per address, sent by the engine's
+-- sender thread while this one reads the replies), not a job per target.
 local function run(opts, ctx)
   local protocol = opts.protocol
   if opts.port and protocol == "icmp" then
@@ -126,51 +126,33 @@ local function run(opts, ctx)
   end
   local port = protocol ~= "icmp" and (opts.port or sweep.DEFAULT_PORT[protocol]) or nil
   local window = opts.window or (protocol == "tcp" and 1000 or 4096)
-  local shard, shards = 0, 1
-  if opts.shard then shard, shards = opts.shard[1], opts.shard[2] end
+  local stop, summary, first_error
+  local kr
+  kr = kit.start(opts, ctx, {
+    cmd = "sweep", what = "targets alive", words = opts.target, as_list = true,
+    missing = "no targets (give addresses, prefixes or --targets FILE)",
+    modules = MODULES, flush = false,
+    -- send_thread: the kernel's work in each sendmsg() (a lab's whole
+    -- path, on veth) and ours per reply go on at once, on two cores
+    engine = { rate = opts.rate, window = window, wait = opts.wait, send_thread = true,
+      privileged = opts.privileged and "raw" or opts.unprivileged and "unprivileged" or nil },
+    on_signal = function()
+      if stop then stop() end
+    end,
+    -- 0 when any target is alive; the summary line first (unless the
+    -- format has its own), also when interrupted; a closed pipe ends the
+    -- sweep quietly (nobody reads the rest)
+    tally = { any = true, failed = "every probe failed" },
+    say = function() return not opts.quiet and not kr.sink.module.footer end,
+    closed = cli.EXIT.OK,
+  })
+  local eng, sink = kr.eng, kr.sink
 
-  local list = targets.list()
-  for _, t in ipairs(opts.target) do
-    local ok, why = list:add(t)
-    if not ok then
-      cli.usage_error("TARGET: invalid value '%s' (%s)", t, why)
-    end
-  end
-  campaign.read_target_files(list, opts.targets, ctx, "sweep")
-  if #opts.target == 0 and #opts.targets == 0 then
-    cli.usage_error("no targets (give addresses, prefixes or --targets FILE)")
-  end
-
-  local sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
-    modules = MODULES, flush = false }
-  local form = sink.module
-
-  -- send_thread: the kernel's work in each sendmsg() (a lab's whole path,
-  -- on veth) and ours per reply go on at once, on two cores
-  local eng, err = sonde.engine{ rate = opts.rate, window = window, wait = opts.wait,
-    send_thread = true,
-    privileged = opts.privileged and "raw" or opts.unprivileged and "unprivileged" or nil }
-  if not eng then
-    sink:abort()
-    cli.runtime_error("%s", err)
-  end
-
-  local progress = campaign.progress(ctx, opts.quiet, opts.output)
-  sink.before = progress.before_output
-
-  local signal, stop, summary, total, first_error
-  target.on_interrupt(eng, function(name)
-    signal = name
-    if stop then stop() end
-  end)
-
-  local ok, perr = pcall(eng.run, eng, function()
-    campaign.resolve_names(eng, list, ctx, "sweep")
-    local n, lerr = list:finish()
-    if not n then cli.usage_error("%s", lerr) end
-    if n == 0 then cli.usage_error("no targets left to probe") end
-    local iter
-    iter, total = list:iter{ seed = opts.seed, shard = shard, shards = shards }
+  kr:each{ all = function(progress)
+    local iter, total, n = campaign.order(eng, kr.tg.list, ctx, "sweep", nil, opts.seed,
+      opts.shard)
+    local shard, shards = 0, 1
+    if opts.shard then shard, shards = opts.shard[1], opts.shard[2] end
     local meta = { command = "sweep", version = 1, columns = sweep.COLUMNS, fields = sweep.FIELDS,
       protocol = protocol, port = port, total = total, targets = n, shard = shard,
       shards = shards, seed = opts.seed, rate = opts.rate, window = window,
@@ -190,7 +172,7 @@ local function run(opts, ctx)
       end,
       on_stop = function(fn)
         stop = fn
-        if signal then fn() end
+        if kr.signal then fn() end
       end,
       every = 0.25,
       progress = function(state)
@@ -199,33 +181,13 @@ local function run(opts, ctx)
         progress.show(progress_text(state, total), state.elapsed)
       end,
     }
-    if signal then summary.stop_reason = "interrupted" end
+    if kr.signal then summary.stop_reason = "interrupted" end
     summary.text = summary_text(summary, total)
     summary.total = total
-    progress.clear()
-    sink:finish(nil, summary)
-  end)
-  eng:close()
-  progress.clear()
-  if not ok then
-    sink:abort()
-    error(perr, 0)
-  end
-
-  -- A closed pipe ends the sweep quietly (nobody reads the rest); any other
-  -- write error is a runtime error and leaves -o's file as it was.
-  if not sink:close() then return cli.EXIT.OK end
-  if not opts.quiet and not form.footer then
-    ctx.stderr:write("sonde sweep: ", summary.text, "\n")
-  end
-  if signal then return target.signal_status(signal) end
-  if summary.alive > 0 then return cli.EXIT.OK end
-  if summary.failed > 0 and summary.failed == summary.done and first_error then
-    ctx.stderr:write(fmt("sonde sweep: every probe failed: %s: %s\n", first_error.name,
-      first_error.message))
-    return cli.EXIT.RUNTIME
-  end
-  return cli.EXIT.NOT_REACHED
+    kr.tally:sum(summary.done, summary.alive, summary.failed, first_error)
+    kr.tally.line = summary.text
+  end }
+  return kr:finish(summary)
 end
 
 return { spec = spec, run = run }
