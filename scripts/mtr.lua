@@ -13,6 +13,8 @@ local mtr = require "sonde.strategy.mtr"
 local fmt = require "sonde.format.mtr"
 local formats = require "sonde.format"
 local kit = require "sonde.kit"
+local asn = require "sonde.asn"
+local preopen = require "sonde.preopen"
 
 local FORMATS = formats.names{ "text", "json" }
 
@@ -55,35 +57,58 @@ Exit status:
   options = campaign.options(header.options{
     { "-r", "--report", flag = true,
       help = "no live table: run -c rounds, then print the report" },
+    { "-w", "--report-wide", flag = true,
+      help = "the report, host names never cut (mtr -w); implies --report" },
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 1000000,
       help = "rounds (default: 10 with --report or without a terminal; the live table runs until q)" },
     { "-i", "--interval", arg = "SECONDS", type = "number", min = 0.01, max = 3600, default = "1",
       help = "time between the starts of two rounds" },
-    { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "2",
-      help = "how long to wait for the answer to one probe" },
+    { nil, "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "2",
+      help = "how long to wait for the answer to one probe (mtr's -w is --report-wide)" },
     { "-f", "--first-ttl", arg = "N", type = "int", min = 1, max = 255, default = 1,
       help = "TTL of the first hop probed" },
     { "-m", "--max-ttl", arg = "N", type = "int", min = 1, max = 255, default = 30,
       help = "largest TTL probed" },
     { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
       help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },
-    { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
+    { "-T", "--tcp", flag = true, help = "TCP SYN probes (as -p tcp)" },
+    { "-u", "--udp", flag = true, help = "UDP probes (as -p udp)" },
+    { "-P", "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
+    { "-s", "--psize", arg = "BYTES", type = "int", min = 1, max = 1400,
+      help = "bytes of probe payload" },
     target.IPV4_OPTION,
     target.IPV6_OPTION,
-    { "-n", key = "numeric", flag = true, help = "show addresses only, do not look up host names" },
+    { "-n", "--no-dns", key = "numeric", flag = true, help = "show addresses only, do not look up host names" },
+    { "-b", "--show-ips", flag = true, help = "show host names and addresses: name (addr)" },
+    { nil, "--dns-wait", arg = "SECONDS", type = "number", min = 0, max = 60, default = "5",
+      help = "how long a report waits, after the last round, for names and AS numbers still being looked up" },
+    { "-o", "--order", arg = "FIELDS", type = "string", default = fmt.DEFAULT_FIELDS,
+      check = function(v)
+        local ok, err = fmt.fields(v)
+        if not ok then return nil, err end
+        return v
+      end,
+      help = "the fields shown and their order, by mtr's letters: L loss, D dropped, R received, S sent, N last, B best, A average, W worst, V standard deviation, G geometric mean, J jitter, M mean jitter, X worst jitter, I interarrival jitter, space a gap (default \"LS NABWV\")" },
+    { "-e", "--mpls", flag = true, help = "show the MPLS label stacks routers quoted (RFC 4950) under their hop" },
+    { "-z", "--aslookup", flag = true, help = "show the origin AS of every hop (as --as)" },
+    asn.OPTIONS[1], asn.OPTIONS[2], asn.OPTIONS[3], asn.OPTIONS[4],
+    { "-j", "--json", flag = true, help = "as --format json" },
+    { "-C", "--csv", flag = true, help = "as --format csv" },
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "report format: text, json, jsonl (a line per round, then the document), csv or markdown (a row per hop), or the path of a Lua format module (see Formats above); all but text imply --report" },
-    output.OPTION,
+    { nil, "--output", arg = "FILE", type = "string", help = output.OPTION.help .. " (mtr's -o is --order)" },
   }, { parallel = 16, what = "targets", q = true }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
-  exclusive = { { "ipv4", "ipv6" } },
+  exclusive = { { "ipv4", "ipv6" }, { "tcp", "udp" }, { "json", "csv" } },
   examples = {
     "sonde mtr 198.18.8.2",
     "sonde mtr --report -c 20 -n 198.18.8.2",
+    "sonde mtr -rwbzc 10 198.18.8.2",
+    "sonde mtr -r -c 5 -o LSDR -n 198.18.8.2",
     "sonde mtr -p udp -i 0.2 -c 50 --format json 2001:db8:8::2",
     "sonde mtr -p tcp --port 443 --format csv -c 10 -n 198.18.8.2",
-    "sonde mtr -c 60 -n --format jsonl -o rounds.jsonl 198.18.8.2",
+    "sonde mtr -c 60 -n --format jsonl --output rounds.jsonl 198.18.8.2",
     "sonde mtr --report -c 5 -n 198.18.8.2 198.18.9.2 2001:db8:8::2",
   },
 }
@@ -108,20 +133,43 @@ local ESC = {
   home = "\27[H", eol = "\27[K", eos = "\27[J",
 }
 
+-- The live table's key legend (once, for every target) and its help page.
+local LEGEND = "Keys: p pause  r reset  d display  n names  j jitter  ? help  q quit"
+local HELP = {
+  "sonde mtr: the keys of the live table",
+  "",
+  "  p   pause: no new rounds until p again (probes in flight still end)",
+  "  r   reset: every hop's statistics start again from nothing",
+  "  d   display: statistics, or each hop's recent history (. to 9: its",
+  "      RTT between the hop's best and worst; ? lost)",
+  "  n   names: host names on or off",
+  "  j   the jitter fields (DR AGJMXI) instead of -o's, or back",
+  "  ?   this page, or back",
+  "  q   quit: the report of what was collected is printed",
+  "",
+  "Ctrl-C ends the run as SIGINT does (exit 130), Ctrl-\\ as SIGQUIT (131).",
+}
+
+-- mtr's j key: the jitter fields.
+local JITTER_FIELDS = assert(fmt.fields("DR AGJMXI"))
+
 ---------------------------------------------------------------------------
 
--- Looks up each new address once, concurrently; names[addr] = name.
--- settle() returns once every lookup asked for so far has ended (each has
--- its own timeout), so that a report names what was seen.
-local function namer(eng)
+-- Looks up each new address once per run, all at once (c-ares: /etc/hosts
+-- first, without waiting for the network); names[addr] = name. Each lookup
+-- may take up to `bound` seconds; on_name() is called when a name arrives
+-- (the live table redraws). settle(seconds) returns once every lookup asked
+-- for so far has ended, or after seconds: a report names what arrived.
+local function namer(eng, bound, on_name)
   local names, asked, pending, waiters = {}, {}, 0, {}
   local function lookup(addr)
     if asked[addr] then return end
     asked[addr] = true
     pending = pending + 1
     eng:spawn(function()
-      names[addr] = eng:reverse(addr, 1) or nil
+      names[addr] = eng:reverse(addr, bound) or nil
       pending = pending - 1
+      if names[addr] and on_name then on_name() end
       if pending == 0 then
         local w = waiters
         waiters = {}
@@ -129,11 +177,13 @@ local function namer(eng)
       end
     end)
   end
-  local function settle()
+  local function settle(seconds)
     if pending == 0 then return end
     local ev = eng:event()
     waiters[#waiters + 1] = ev
+    local token = eng:after(seconds, ev.fire)
     ev.wait()
+    eng:cancel_timer(token)
   end
   return names, lookup, settle
 end
@@ -263,6 +313,23 @@ local function row_of(doc, hop)
 end
 
 local function run(opts, ctx)
+  -- mtr's spellings of sonde's options
+  if opts.tcp then opts.protocol = "tcp" end
+  if opts.udp then opts.protocol = "udp" end
+  if opts.json then opts.format = "json" end
+  if opts.csv then opts.format = "csv" end
+  if opts.report_wide then opts.report = true end
+  local show = { fields = assert(fmt.fields(opts.order)), wide = opts.report_wide,
+    show_ips = opts.show_ips, numeric = opts.numeric, asn = opts.aslookup or opts.as,
+    mpls = opts.mpls }
+  local as_table
+  if opts.as_file then
+    local text, err = preopen.read(opts.as_file)
+    if not text then cli.runtime_error("--as-file: %s", err) end
+    as_table, err = asn.parse_pfx2as(text)
+    if not as_table then cli.usage_error("--as-file %s: %s", opts.as_file, err) end
+    show.asn = true
+  end
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
@@ -270,6 +337,7 @@ local function run(opts, ctx)
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
   local stops = {}          -- [target address] = stops its rounds (with a reason)
+  local controls = {}       -- [target address] = its rounds' pause(on) and reset()
   local function stop_all(why)
     for _, stop in pairs(stops) do stop(why) end
   end
@@ -281,20 +349,37 @@ local function run(opts, ctx)
   local live = not opts.report and opts.format == "text" and ctx.stdout == io.stdout and core.isatty(1)
   local count = opts.count or (not live and 10 or nil)
 
-  local names, lookup, settle
-  if not opts.numeric then names, lookup, settle = namer(eng) end
-  local views = {}          -- each target's meta and state, in start order
   local version = 0         -- bumped on every update (the live table redraws)
+  local names, lookup, settle
+  if not opts.numeric then
+    names, lookup, settle = namer(eng, math.max(opts.dns_wait, 0.1), function() version = version + 1 end)
+  end
+  local as_of
+  if show.asn then
+    as_of = asn.lookup{ eng = eng, zone = opts.as_zone, zone6 = opts.as_zone6, table = as_table,
+      timeout = math.max(opts.dns_wait, 0.1) }
+  end
+  local views = {}          -- each target's meta and state, in start order
   local reports = {}        -- the live table's reports, written after it
   local last                -- the last target's report
 
-  local function doc_of(meta, state, now)
+  -- text: the report or the live table, which show more than the JSON
+  -- document holds (the names of a hop's other addresses, label stacks,
+  -- the recent outcomes).
+  local function doc_of(meta, state, now, text)
     local d = { type = "mtr", version = 1, rounds = state.rounds, reached = state.reached,
       stop_reason = state.stop_reason, error = state.error, src = state.src,
       hops = mtr.rows(state), started = state.started, duration = state.duration, now = now }
     for k, v in pairs(meta) do d[k] = v end
     for _, hop in ipairs(d.hops) do
       if hop.addr and names then hop.name = names[hop.addr] end
+      local a = hop.addr and as_of and as_of.get(hop.addr)
+      if a then hop.asn, hop.as_prefix = a.asn, a.prefix end
+      if text then
+        hop.names = names
+        local h = state.hops[hop.ttl]
+        if h then hop.history, hop.mpls = h.history, h.mpls and { h.mpls } end
+      end
     end
     return d
   end
@@ -306,7 +391,7 @@ local function run(opts, ctx)
     if opts.format == "json" then
       sink:write(json.encode(doc) .. "\n")
     elseif opts.format == "text" then
-      sink:write((tally.targets > 1 and "\n" or "") .. fmt.report(doc, hostname()))
+      sink:write((tally.targets > 1 and "\n" or "") .. fmt.report(doc, hostname(), show))
     else
       for _, hop in ipairs(doc.hops) do sink:row(row_of(doc, hop)) end
       sink:event(doc)
@@ -320,7 +405,7 @@ local function run(opts, ctx)
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, interval = opts.interval,
       wait = opts.wait }
     local strat = header.apply(ping.new{ dst = addr, proto = opts.protocol, port = opts.port,
-      wait = opts.wait }, opts)
+      wait = opts.wait, size = opts.psize }, opts)
     if opts.protocol ~= "icmp" then meta.port = strat.port end
     if tg.single then
       local fmeta = { command = "mtr", version = 1, columns = COLUMNS, precision = PRECISION,
@@ -349,22 +434,30 @@ local function run(opts, ctx)
       on_update = function(state)
         view.state = state
         version = version + 1
-        if lookup then
-          for _, hop in pairs(state.hops) do
-            for _, a in ipairs(hop.addrs) do lookup(a) end
+        for _, hop in pairs(state.hops) do
+          for _, a in ipairs(hop.addrs) do
+            if lookup then lookup(a) end
+            if as_of then as_of.ask(a) end
           end
         end
       end,
-      on_stop = function(fn)
+      on_stop = function(fn, control)
         stops[addr] = fn
+        controls[addr] = control
         if run.signal then fn("interrupted") end
       end,
     }
     stops[addr] = nil
+    controls[addr] = nil
     view.state = st
     if rounds then rounds.close() end
-    if settle and not run.signal then settle() end
-    local doc = doc_of(meta, st)
+    -- names and AS numbers still on their way: waited for, within --dns-wait
+    if not run.signal then
+      local t0 = eng:now()
+      if settle then settle(opts.dns_wait) end
+      if as_of then as_of.settle(math.max(0, opts.dns_wait - (eng:now() - t0))) end
+    end
+    local doc = doc_of(meta, st, nil, opts.format == "text")
     doc.now = nil
     if live then reports[#reports + 1] = doc else emit(doc) end
   end
@@ -373,9 +466,27 @@ local function run(opts, ctx)
   local running = true
   local function show_live()
     local width = 80
-    -- q quits. Ctrl-C and Ctrl-\, bytes in raw mode, are the SIGINT and
+    local mode, help, paused = "stats", false, false
+    local fields_default = show.fields
+    local function redraw() version = version + 1 end
+    -- mtr's keys. Ctrl-C and Ctrl-\, bytes in raw mode, are the SIGINT and
     -- SIGQUIT they are in the terminal's usual mode: the report,
     -- interrupted, exit 130 or 131.
+    local KEYS = {
+      q = function() stop_all("quit") end,
+      p = function()
+        paused = not paused
+        for _, c in pairs(controls) do c.pause(paused) end
+      end,
+      r = function() for _, c in pairs(controls) do c.reset() end end,
+      d = function() mode = mode == "stats" and "history" or "stats" end,
+      n = function() show.numeric = not show.numeric end,
+      j = function()
+        show.fields = show.fields == JITTER_FIELDS and fields_default or JITTER_FIELDS
+      end,
+      ["?"] = function() help = not help end,
+      h = function() help = not help end,
+    }
     reader = eng:tty{
       on_key = function(keys)
         if not keys then return end
@@ -386,13 +497,17 @@ local function run(opts, ctx)
             run.signal = sig
             stop_all("interrupted")
           end
-        elseif keys:find("[qQ]") then
-          stop_all("quit")
+          return
         end
+        for k in keys:gmatch(".") do
+          local fn = KEYS[k:lower()]
+          if fn then fn() end
+        end
+        redraw()
       end,
       on_resize = function(columns)
         width = usable_width(columns)
-        version = version + 1
+        redraw()
       end,
     }
     if reader then width = usable_width(reader:winsize()) end
@@ -407,13 +522,22 @@ local function run(opts, ctx)
         if version ~= shown then
           shown = version
           local lines = {}
+          local o = { fields = show.fields, show_ips = show.show_ips, numeric = show.numeric,
+            asn = show.asn, mpls = show.mpls, mode = mode, paused = paused }
           for _, v in ipairs(views) do
             if v.state then
               if #lines > 0 then lines[#lines + 1] = "" end
-              for _, l in ipairs(fmt.live(doc_of(v.meta, v.state, os.time()), width)) do
+              -- one key legend, under the first target's title
+              o.keys = #lines == 0 and LEGEND or nil
+              for _, l in ipairs(fmt.live(doc_of(v.meta, v.state, os.time(), true), width, o)) do
                 lines[#lines + 1] = l
               end
             end
+          end
+          if help then
+            local h = {}
+            for _, l in ipairs(HELP) do h[#h + 1] = l:sub(1, width) end
+            lines = h
           end
           ctx.stdout:write(ESC.home, table.concat(lines, ESC.eol .. "\n"), ESC.eol, "\n", ESC.eos)
           ctx.stdout:flush()

@@ -350,7 +350,7 @@ helpers.lab_describe("--format and -o on tcping, ping, mtr and mda", function()
     it("on SIGINT commits to -o the rounds that ended, then the document (exit 130)", function()
       local path = dir .. "/mtr-int.jsonl"
       local code, err = interrupted({ "mtr", "-n", "-c", "1000", "-i", "0.1", "--format", "jsonl",
-        "-o", path, l.dst.v4 }, 0.6)
+        "--output", path, l.dst.v4 }, 0.6)
       assert.are.equal(130, code, err)
       local text = assert(read(path))
       valid(text)

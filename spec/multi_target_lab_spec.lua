@@ -208,7 +208,7 @@ helpers.lab_describe("several targets on ping, tcping, mtr and mda", function()
 
   describe("sonde mtr", function()
     it("--report on two targets: a document each, both reached", function()
-      local out, err, code = sonde{ "mtr", "--report", "-c", "2", "-i", "0.05", "-w", "0.5", "-n",
+      local out, err, code = sonde{ "mtr", "--report", "-c", "2", "-i", "0.05", "--wait", "0.5", "-n",
         "--format", "json", l.dst.v4, l.dst.v6 }
       assert.are.equal(0, code, err)
       valid(out)
@@ -224,7 +224,7 @@ helpers.lab_describe("several targets on ping, tcping, mtr and mda", function()
     end)
 
     it("csv: one header row, then every target's hops", function()
-      local out, err, code = sonde{ "mtr", "-c", "1", "-i", "0.05", "-w", "0.5", "-n", "--format", "csv",
+      local out, err, code = sonde{ "mtr", "-c", "1", "-i", "0.05", "--wait", "0.5", "-n", "--format", "csv",
         l.dst.v4, R1 }
       assert.are.equal(0, code, err)
       local rows = lines(out, "\r\n")

@@ -10,6 +10,7 @@
 --                           committed later, by the user's rules for FILE
 --   --format FILE.lua,
 --   --retry FILE, --targets read now, as text; compiled or parsed later
+--   --as-file FILE,
 --   FILE (several)
 -- Nothing read here runs before the drop. Afterwards M.read, M.loadfile,
 -- M.lines and M.output serve what was prepared, and open anything else
@@ -25,6 +26,7 @@ local FILE_KEYS = {
   format = "format",   -- a path, or a format's name
   retry = "read",
   targets = "read",    -- "-" is standard input
+  as_file = "read",    -- --as-file: a prefix-to-AS table
 }
 
 local reads = {}    -- path -> { text = ... } or { err = message }

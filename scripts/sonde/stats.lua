@@ -7,7 +7,8 @@
 --   s:add(0.0012)        -- a reply's RTT
 --   s:add(nil)           -- a probe that got no reply (counts as sent, lost)
 --   s:summary()          -- { sent, received, loss, last, best, worst, avg,
---                        --   stddev, mdev, jitter, jitter_max }
+--                        --   stddev, mdev, jitter, jitter_max, jitter_last,
+--                        --   jitter_int, gmean }
 --
 -- Definitions (each is what the tool people compare against computes):
 --   loss    percentage of probes sent that got no reply, 0..100
@@ -20,6 +21,11 @@
 --           replies were added; a lost probe in between does not break the
 --           pair (the replies on either side of it are still consecutive).
 --   jitter_max  the largest such difference (mtr's Jmax)
+--   jitter_last the latest such difference (mtr's Jttr)
+--   jitter_int  interarrival jitter as RFC 3550 (6.4.1) smooths it:
+--           J += (|D| - J) / 16 per pair of consecutive replies (mtr's Jint)
+--   gmean   geometric mean of the RTTs (mtr's Gmean); an RTT of 0 counts
+--           as 1 microsecond (a clock's grain), so the mean stays defined
 -- Fields that have no value (no reply yet) are absent.
 
 local M = {}
@@ -30,7 +36,7 @@ Series.__index = Series
 -- A new, empty series.
 function M.series()
   return setmetatable({ sent = 0, received = 0, mean = 0, m2 = 0,
-    jsum = 0, jn = 0, jmax = 0 }, Series)
+    jsum = 0, jn = 0, jmax = 0, jlast = 0, jint = 0, logsum = 0 }, Series)
 end
 
 -- Count one probe: rtt (seconds) when it got a reply, nil when it was lost.
@@ -48,7 +54,10 @@ function Series:add(rtt)
     local d = math.abs(rtt - self.last)
     self.jsum, self.jn = self.jsum + d, self.jn + 1
     if d > self.jmax then self.jmax = d end
+    self.jlast = d
+    self.jint = self.jint + (d - self.jint) / 16
   end
+  self.logsum = self.logsum + math.log(math.max(rtt, 1e-6))
   self.last = rtt
   if self.best == nil or rtt < self.best then self.best = rtt end
   if self.worst == nil or rtt > self.worst then self.worst = rtt end
@@ -72,6 +81,9 @@ function Series:summary()
     s.mdev = math.sqrt(math.max(0, self.m2 / n))
     s.jitter = self.jn > 0 and self.jsum / self.jn or 0
     s.jitter_max = self.jmax
+    s.jitter_last = self.jlast
+    s.jitter_int = self.jint
+    s.gmean = math.exp(self.logsum / n)
   end
   return s
 end

@@ -26,8 +26,11 @@ local M = { name = "mtr" }
 -- trace decides.
 local final = tracer.final
 
+-- Outcomes a hop keeps for the history view.
+local HISTORY = 200
+
 local function new_hop(ttl)
-  return { ttl = ttl, series = stats.series(), seen = {}, addrs = {} }
+  return { ttl = ttl, series = stats.series(), seen = {}, addrs = {}, history = {} }
 end
 
 -- Run the rounds. o:
@@ -36,9 +39,10 @@ end
 --   count       rounds (nil: until stopped)
 --   interval    seconds between the starts of two rounds
 --   on_update(state)  called after every outcome that changed the figures
---   on_stop(stop)     hands over stop(reason): ends the run at once (from a
---                     signal handler or a key press); nothing more is sent,
---                     what is in flight is cancelled and not counted.
+--   on_stop(stop, control)  hands over stop(reason): ends the run at once
+--                     (from a signal handler or a key press); nothing more
+--                     is sent, what is in flight is cancelled and not
+--                     counted; and control.pause(on), control.reset().
 -- Returns the state: { hops = { [ttl] = hop }, first_ttl, max_ttl, limit
 -- (the last TTL probed), final_ttl (the destination's, or an unreachable's,
 -- once one answered), rounds (rounds sent),
@@ -61,7 +65,20 @@ function M.run(o)
     for id in pairs(inflight) do eng:cancel(id) end
     if pause then pause.fire() end
   end
-  if o.on_stop then o.on_stop(stop) end
+  -- The live table's p and r: no new rounds while paused (what is in
+  -- flight still ends and counts); every hop's figures from nothing.
+  local resume
+  local control = {
+    pause = function(on)
+      st.paused = on or nil
+      if not on and resume then resume.fire() end
+    end,
+    reset = function()
+      for ttl in pairs(st.hops) do st.hops[ttl] = new_hop(ttl) end
+      if o.on_update then o.on_update(st) end
+    end,
+  }
+  if o.on_stop then o.on_stop(stop, control) end
 
   -- The destination (or an unreachable) is at ttl: stop there.
   local function cut(ttl)
@@ -91,6 +108,10 @@ function M.run(o)
       hop = new_hop(rec.ttl)
       st.hops[rec.ttl] = hop
     end
+    -- the recent outcomes, for a live history view
+    hop.history[#hop.history + 1] = r.status == "reply" and (r.rtt or 0) or false
+    if #hop.history > HISTORY then table.remove(hop.history, 1) end
+    if r.status == "reply" and type(r.mpls) == "table" and #r.mpls > 0 then hop.mpls = r.mpls end
     if r.status == "reply" then
       hop.series:add(r.rtt or 0)
       if r.addr then
@@ -150,6 +171,12 @@ function M.run(o)
     pause.wait()
     eng:cancel_timer(token)
     pause = nil
+    while st.paused and not stopped do
+      resume = eng:event()
+      pause = resume
+      resume.wait()
+      resume, pause = nil, nil
+    end
   end
   if n_inflight > 0 then
     idle = eng:event()
@@ -182,7 +209,8 @@ function M.rows(st)
     local s = hop and hop.series:summary() or { sent = 0, received = 0, loss = 0 }
     local row = { ttl = ttl, sent = s.sent, received = s.received, loss = s.loss,
       last = s.last, avg = s.avg, best = s.best, worst = s.worst,
-      stddev = s.stddev, jitter = s.jitter }
+      stddev = s.stddev, jitter = s.jitter, jitter_max = s.jitter_max,
+      jitter_last = s.jitter_last, jitter_int = s.jitter_int, gmean = s.gmean }
     if hop and #hop.addrs > 0 then
       local best
       for _, a in ipairs(hop.addrs) do
