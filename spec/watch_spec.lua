@@ -238,3 +238,41 @@ time.sleep(4)
     srv:close()
   end)
 end)
+
+describe("examples/watch", function()
+  local dir = helpers.root() .. "/examples/watch/"
+
+  it("has a Prometheus config and rules that promtool accepts", function()
+    local out, err, code = lab.run({ "promtool", "check", "config", dir .. "prometheus.yml" })
+    assert.are.equal(0, code, out .. err)
+    out, err, code = lab.run({ "promtool", "check", "rules", dir .. "sonde-watch-rules.yml" })
+    assert.are.equal(0, code, out .. err)
+  end)
+
+  it("names in its dashboard and rules only series that sonde watch exports", function()
+    local known = {}
+    for _, f in ipairs(metrics.FAMILIES) do
+      known[f[1]] = true
+      if f[2] == "histogram" then
+        for _, s in ipairs{ "_bucket", "_sum", "_count" } do known[f[1] .. s] = true end
+      end
+    end
+    local cjson = require "cjson"
+    local dash = cjson.decode((assert(lab.read_file(dir .. "grafana-dashboard.json"))))
+    local used = 0
+    local texts = { assert(lab.read_file(dir .. "sonde-watch-rules.yml")) }
+    for _, p in ipairs(dash.panels) do
+      for _, t in ipairs(p.targets or {}) do texts[#texts + 1] = t.expr end
+    end
+    for _, v in ipairs(dash.templating.list) do
+      if type(v.query) == "string" then texts[#texts + 1] = v.query end
+    end
+    for _, text in ipairs(texts) do
+      for name in text:gmatch("sonde_watch_[%w_]+") do
+        used = used + 1
+        assert.is_true(known[name] == true, name .. " is not a series sonde watch exports")
+      end
+    end
+    assert.is_true(used >= 12)
+  end)
+end)

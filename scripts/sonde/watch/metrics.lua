@@ -32,7 +32,7 @@ local function num(v)
   return fmt("%.9g", v)
 end
 
-local FAMILIES = {
+M.FAMILIES = {
   { "sonde_watch_targets", "gauge", "Targets watched." },
   { "sonde_watch_rounds_total", "counter", "Rounds of probes sent to the target." },
   { "sonde_watch_reachable", "gauge", "1 while the destination answers, 0 once it is lost." },
@@ -57,7 +57,7 @@ function M.render(monitors, o)
   local out = {}
   local function add(s) out[#out + 1] = s end
   local by_name = {}
-  for _, f in ipairs(FAMILIES) do by_name[f[1]] = {} end
+  for _, f in ipairs(M.FAMILIES) do by_name[f[1]] = {} end
   local function sample(name, labels, v)
     local t = by_name[name]
     t[#t + 1] = fmt("%s%s %s", name, labels, num(v))
@@ -100,7 +100,7 @@ function M.render(monitors, o)
   for _, k in ipairs(types) do
     sample("sonde_watch_events_total", fmt('{type="%s"}', esc(k)), o.events[k])
   end
-  for _, f in ipairs(FAMILIES) do
+  for _, f in ipairs(M.FAMILIES) do
     local samples = by_name[f[1]]
     if #samples > 0 then
       add(fmt("# HELP %s %s", f[1], f[3]))
