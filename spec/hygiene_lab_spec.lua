@@ -136,7 +136,7 @@ helpers.lab_describe("SIGHUP and SIGQUIT at any moment", function()
           os.remove(out)
           local argv = { helpers.sonde() }
           for _, a in ipairs(COMMANDS[name]) do argv[#argv + 1] = a end
-          argv[#argv + 1] = "-o"
+          argv[#argv + 1] = "--output"   -- every command's; mtr's -o is its field order
           argv[#argv + 1] = out
           local p = l:spawn("src", argv)
           local pid = p:command_pid(5)
