@@ -339,6 +339,7 @@ local function run(opts, ctx)
       local list = targets.list()
       for _, w in ipairs(opts.target) do list:add(w) end
       for _, path in ipairs(opts.targets) do
+        -- io.open gives strerror's text only: its name is told from it
         local f, err = io.open(path, "rb")
         if not f then
           emit{ type = "reload", error = { name = err:match("Permission denied") and "EACCES"

@@ -369,8 +369,8 @@ function Monitor:judge_hops(ev)
   end
 end
 
--- Which hop the path loss starts at, or the destination's loss alone:
--- the figures `sonde watch` exposes. -> the destination window's summary.
+-- The destination's figures over the window (sonde.stats summary: sent,
+-- received, loss in percent, RTTs).
 function Monitor:destination()
   return self.dst_window or window_of(self.dst)
 end

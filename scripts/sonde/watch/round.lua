@@ -16,10 +16,10 @@ local retry = require "sonde.retry"
 
 local M = {}
 
--- A strategy instance for a target. o: strategy, proto, dst, port, wait,
--- flows, sport (a source port base: several targets' flows must not share
--- a port and a destination, which a fixed port per target avoids only
--- per destination; the engine keeps identities apart).
+-- A strategy instance for a target (sonde.strategy.paris, .dublin or
+-- .mda, with their default ports and checksums: the engine keeps the
+-- probes of different targets apart by their destinations). o: strategy,
+-- proto, dst, port, wait, flows (dublin).
 function M.strategy(o)
   if o.strategy == "dublin" then
     return dublin.new{ proto = o.proto, dst = o.dst, port = o.port, wait = o.wait, flows = o.flows }
