@@ -63,7 +63,7 @@ INSTALL      ?= install
 SETCAP       ?=
 LDCONFIG     ?= ldconfig
 
-SONDE_VERSION := $(shell sed -n 's/^\#define SONDE_VERSION_STRING "\(.*\)"/\1/p' engine/include/sonde.h)
+SONDE_VERSION := $(VERSION)
 SONDE_SOMAJOR := $(firstword $(subst ., ,$(SONDE_VERSION)))
 SONDE_SONAME  := libsonde.so.$(SONDE_SOMAJOR)
 SONDE_SOFILE  := libsonde.so.$(SONDE_VERSION)
@@ -80,7 +80,7 @@ pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 .PHONY: install uninstall install-check-version
 
 install-check-version:
-	@test -n "$(SONDE_VERSION)" || { echo "install: no SONDE_VERSION_STRING in engine/include/sonde.h" >&2; exit 1; }
+	@test -n "$(SONDE_VERSION)" || { echo "install: no VERSION in the Makefile" >&2; exit 1; }
 
 install: install-check-version $(BUILD)/sonde $(BUILD)/libsonde.a $(BUILD)/libsonde.so \
          $(BUILD)/lua/sonde/core.so

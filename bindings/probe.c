@@ -39,7 +39,11 @@ static int is_v6(const void *out) {
   return ((const sonde_probe_spec_t *)out)->dst.ss_family == AF_INET6;
 }
 
-static const char *const protos[] = {"icmp", "udp", "tcp", NULL};
+static const char *const protos[] = {
+#define XX(name, value, str) str,
+    SONDE_PROTO_MAP(XX)
+#undef XX
+    NULL};
 static const char *const binds[] = {"kernel", "sequence", "fixed", NULL};
 
 /* In the order they are checked: dst and proto first, for the fields whose

@@ -1,7 +1,7 @@
 /* errmsg.c - what the kernel says about an ICMP error in the ancillary data
  * of a MSG_ERRQUEUE read (IP_RECVERR / IPV6_RECVERR): a sock_extended_err
  * with the ICMP type and code, followed by the offender's address. Pure;
- * read as untrusted bytes like every packet (engine/fuzz/fuzz_packet.c). */
+ * read as untrusted bytes like every packet (spec/fuzz/fuzz_packet.c). */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>

@@ -60,26 +60,40 @@ int sonde_err_from_name(const char *name) {
   return 0;
 }
 
+/* The build passes the version (the Makefile's VERSION) as
+ * -DSONDE_VERSION_STRING: it is written down once. */
+#ifndef SONDE_VERSION_STRING
+#error "build with -DSONDE_VERSION_STRING='\"M.m.p\"' (make passes it)"
+#endif
+
+const char *sonde_version(void) { return SONDE_VERSION_STRING; }
+
 const char *sonde_status_name(sonde_status_t st) {
   static const char *names[] = {"reply", "timeout", "skipped", "failed"};
   return (unsigned)st < NELEM(names) ? names[st] : "unknown";
 }
 
+/* The name column of a map, as an array in enum order. */
+#define NAME_OF(name, str) str,
+static const char *const kind_names[] = {SONDE_KIND_MAP(NAME_OF)};
+static const char *const unreach_names[] = {SONDE_UNREACH_MAP(NAME_OF)};
+#undef NAME_OF
+#define NAME_OF(name, value, str) str,
+static const char *const proto_names[] = {SONDE_PROTO_MAP(NAME_OF)};
+#undef NAME_OF
+
 const char *sonde_kind_name(sonde_kind_t kind) {
-  static const char *names[SONDE_KIND_MAX] = {
-      "none",         "time_exceeded", "dest_unreachable", "echo_reply",
-      "tcp_synack",   "tcp_rst",       "udp_reply",        "packet_too_big",
-      "param_problem", "self_connect", "reset",         "closed"};
-  return (unsigned)kind < NELEM(names) ? names[kind] : "unknown";
+  return (unsigned)kind < NELEM(kind_names) ? kind_names[kind] : "unknown";
 }
 
 const char *sonde_unreach_name(sonde_unreach_t code) {
-  static const char *names[SONDE_UNREACH_MAX] = {
-      "none",        "net",          "host",         "protocol",
-      "port",        "frag_needed",  "source_route", "prohibited",
-      "net_unknown", "host_unknown", "precedence",   "beyond_scope",
-      "address",     "policy",       "reject_route", "other"};
-  return (unsigned)code < NELEM(names) ? names[code] : "unknown";
+  return (unsigned)code < NELEM(unreach_names) ? unreach_names[code]
+                                                : "unknown";
+}
+
+const char *sonde_proto_name(sonde_proto_t proto) {
+  unsigned i = (unsigned)proto - SONDE_PROTO_ICMP;
+  return i < NELEM(proto_names) ? proto_names[i] : "unknown";
 }
 
 int sonde_addr_parse(const char *text, uint16_t port,

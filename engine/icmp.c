@@ -140,10 +140,7 @@ static int echo_try(sonde_engine_t *eng, uint16_t id) {
     eng->echo_hold[1 + k] = fd;
     memset(&ss, 0, sizeof(ss));
     ss.ss_family = (sa_family_t)af;
-    if (af == AF_INET6)
-      ((struct sockaddr_in6 *)&ss)->sin6_port = htons(id);
-    else
-      ((struct sockaddr_in *)&ss)->sin_port = htons(id);
+    sonde__addr_set_port(&ss, id);
     if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0) {
       r = -errno;
       if (r == SONDE_EADDRINUSE) {

@@ -225,6 +225,7 @@ void sonde__clear_pending_error(int fd);
 socklen_t sonde__addr_len(const struct sockaddr_storage *ss);
 const void *sonde__addr_bytes(const struct sockaddr_storage *ss);
 uint16_t sonde__addr_port(const struct sockaddr_storage *ss);
+void sonde__addr_set_port(struct sockaddr_storage *ss, uint16_t port);
 int sonde__addr_equal(const struct sockaddr_storage *a,
                       const struct sockaddr_storage *b, int with_port);
 

@@ -136,10 +136,7 @@ int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
   fd = sonde__socket(dst->ss_family, SOCK_DGRAM, IPPROTO_UDP);
   if (fd < 0)
     return fd;
-  if (dst->ss_family == AF_INET6)
-    ((struct sockaddr_in6 *)&to)->sin6_port = htons(9);
-  else
-    ((struct sockaddr_in *)&to)->sin_port = htons(9);
+  sonde__addr_set_port(&to, 9);
   if (connect(fd, (struct sockaddr *)&to, sonde__addr_len(&to)) < 0 ||
       getsockname(fd, (struct sockaddr *)src, &len) < 0)
     r = -errno;
@@ -149,10 +146,7 @@ int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
     memcpy(eng->routes[i][h].src, sonde__addr_bytes(src), alen);
     eng->routes[i][h].used = 1;
     /* the port the kernel chose is nobody's: only the address counts */
-    if (dst->ss_family == AF_INET6)
-      ((struct sockaddr_in6 *)src)->sin6_port = 0;
-    else
-      ((struct sockaddr_in *)src)->sin_port = 0;
+    sonde__addr_set_port(src, 0);
   }
   return r;
 }
@@ -184,6 +178,15 @@ uint16_t sonde__addr_port(const struct sockaddr_storage *ss) {
   if (ss->ss_family == AF_INET6)
     return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
   return 0;
+}
+
+/* Set the port of an IPv4 or IPv6 address (AF_INET6: sin6_port; else
+ * sin_port, at the same offset on Linux). */
+void sonde__addr_set_port(struct sockaddr_storage *ss, uint16_t port) {
+  if (ss->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+  else
+    ((struct sockaddr_in *)ss)->sin_port = htons(port);
 }
 
 int sonde__addr_equal(const struct sockaddr_storage *a,

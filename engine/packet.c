@@ -449,9 +449,7 @@ int sonde__parse_icmp(int af, const uint8_t *buf, size_t len,
 }
 
 /* ---------------------------------------------------------------------------
- * Reply builders (see packet.h). Used by the simulator, engine/netsim/. */
-
-#define RFC4884_MAX_WORDS 255
+ * Checksums and IP headers for the probes the engine writes itself. */
 
 static void put32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24);
@@ -460,35 +458,18 @@ static void put32(uint8_t *p, uint32_t v) {
   p[3] = (uint8_t)v;
 }
 
-static size_t addr_len(int af) {
-  return af == AF_INET ? 4 : af == AF_INET6 ? 16 : 0;
-}
-
-/* Partial sum of 16-bit big-endian words (n even). */
-static uint32_t sum_words(const uint8_t *p, size_t n) {
-  uint32_t s = 0;
-  size_t i;
-  for (i = 0; i + 1 < n; i += 2)
-    s += get16(p + i);
-  return s;
-}
-
 /*
  * Checksum field value of a transport message; ICMPv4 has no pseudo-header,
- * everything else does (RFC 768, RFC 793, RFC 8200 8.1). msg's checksum
- * field must hold 0. The length is at most 65535 + 40 here, so the 32-bit
- * partial sum cannot overflow before sonde__cksum folds it.
+ * everything else does (RFC 768, RFC 793, RFC 8200 8.1), summed by
+ * sonde__pseudo_sum. msg's checksum field must hold 0.
  */
 uint16_t sonde__l4_cksum(int af, const void *src, const void *dst,
                          uint8_t proto, const uint8_t *msg, size_t len) {
-  size_t alen = addr_len(af);
-  uint32_t sum = 0;
+  uint16_t pseudo = 0;
 
-  if (!(af == AF_INET && proto == IPPROTO_ICMP) && alen) {
-    sum += sum_words(src, alen) + sum_words(dst, alen);
-    sum += (uint32_t)(len >> 16) + (uint32_t)(len & 0xffff) + proto;
-  }
-  return sonde__cksum(msg, len, sum);
+  if (af == AF_INET6 || (af == AF_INET && proto != IPPROTO_ICMP))
+    pseudo = sonde__pseudo_sum(af, src, dst, proto, (uint32_t)len);
+  return sonde__cksum(msg, len, pseudo);
 }
 
 /*
@@ -530,152 +511,4 @@ int sonde__build_ip(int af, uint8_t *buf, size_t cap, const void *src,
     return 40;
   }
   return -EAFNOSUPPORT;
-}
-
-/*
- * RFC 4884 7 extension header (version 2, reserved 0, checksum over the
- * whole structure), then one RFC 4950 object: length, class 1, c-type 1,
- * one 32-bit entry per label (label:20, exp:3, s:1, ttl:8).
- */
-int sonde__build_mpls_ext(uint8_t *buf, size_t cap, const sonde_mpls_t *mpls,
-                          int n) {
-  size_t len, i;
-
-  if (n < 0 || n > 255)
-    return -EINVAL;
-  len = 4 + (n ? 4 + 4 * (size_t)n : 0);
-  if (cap < len)
-    return -ENOBUFS;
-  buf[0] = EXT_VERSION << 4;
-  buf[1] = 0;
-  put16(buf + 2, 0);
-  if (n) {
-    put16(buf + 4, (uint16_t)(4 + 4 * n));
-    buf[6] = EXT_CLASS_MPLS;
-    buf[7] = EXT_CTYPE_MPLS;
-    for (i = 0; i < (size_t)n; i++)
-      put32(buf + 8 + 4 * i, (mpls[i].label & 0xfffffu) << 12 |
-                                 (uint32_t)(mpls[i].exp & 7) << 9 |
-                                 (uint32_t)(mpls[i].s & 1) << 8 |
-                                 mpls[i].ttl);
-  }
-  put16(buf + 2, sonde__cksum(buf, len, 0));
-  return (int)len;
-}
-
-/* The types that carry an RFC 4884 length attribute, and where it is. */
-static int rfc4884_offset(int af, uint8_t type) {
-  if (af == AF_INET)
-    return type == 3 || type == 11 || type == 12 ? 5 : -1;
-  return type == 1 || type == 3 ? 4 : -1;
-}
-
-/*
- * Header, quote (padded per the extension form), extension, checksum. The
- * padding is zeros, as RFC 4884 5.1 asks; the non-compliant form cuts a
- * longer quote at 128 bytes, as the routers that send it do.
- */
-int sonde__build_icmp_error(uint8_t *buf, size_t cap,
-                            const sonde__icmp_error_t *e) {
-  int af = e->af, at;
-  size_t qlen = e->quote_len, qcopy = e->quote_len, words = 0, total;
-  size_t unit = af == AF_INET ? 4 : 8;
-
-  if (af != AF_INET && af != AF_INET6)
-    return -EAFNOSUPPORT;
-  at = rfc4884_offset(af, e->type);
-  if (e->ext_len > 0) {
-    if (at < 0 || (e->ext_form != SONDE__EXT_RFC4884 &&
-                   e->ext_form != SONDE__EXT_PADDED))
-      return -EINVAL;
-    if (e->ext_form == SONDE__EXT_PADDED) {
-      qlen = RFC4884_MIN_QUOTE;
-      if (qcopy > qlen)
-        qcopy = qlen;
-    } else {
-      if (qlen < RFC4884_MIN_QUOTE)
-        qlen = RFC4884_MIN_QUOTE;
-      qlen = (qlen + unit - 1) / unit * unit;
-      words = qlen / unit;
-      if (words > RFC4884_MAX_WORDS)
-        return -EMSGSIZE;
-    }
-  }
-  total = 8 + qlen + e->ext_len;
-  if (total > 0xffff - (af == AF_INET ? 20 : 0))
-    return -EMSGSIZE;
-  if (cap < total)
-    return -ENOBUFS;
-  buf[0] = e->type;
-  buf[1] = e->code;
-  put16(buf + 2, 0);
-  put32(buf + 4, e->info);
-  if (words)
-    buf[at] = (uint8_t)words;
-  if (qcopy)
-    memcpy(buf + 8, e->quote, qcopy);
-  memset(buf + 8 + qcopy, 0, qlen - qcopy);
-  if (e->ext_len)
-    memcpy(buf + 8 + qlen, e->ext, e->ext_len);
-  put16(buf + 2, sonde__l4_cksum(af, e->src, e->dst,
-                                 af == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6,
-                                 buf, total));
-  return (int)total;
-}
-
-/*
- * Echo reply (ICMP type 0, ICMPv6 129): id, seq and the request's data as
- * they came (RFC 792, RFC 4443 4.2), checksum filled. Returns the length.
- */
-int sonde__build_echo_reply(int af, uint8_t *buf, size_t cap, uint16_t id,
-                            uint16_t seq, const uint8_t *data,
-                            size_t data_len, const void *src,
-                            const void *dst) {
-  if (af != AF_INET && af != AF_INET6)
-    return -EAFNOSUPPORT;
-  if (data_len > 0xffff - 8 - (af == AF_INET ? 20 : 0))
-    return -EMSGSIZE;
-  if (cap < 8 + data_len)
-    return -ENOBUFS;
-  buf[0] = af == AF_INET ? 0 : 129;
-  buf[1] = 0;
-  put16(buf + 2, 0);
-  put16(buf + 4, id);
-  put16(buf + 6, seq);
-  if (data_len)
-    memcpy(buf + 8, data, data_len);
-  put16(buf + 2, sonde__l4_cksum(af, src, dst,
-                                 af == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6,
-                                 buf, 8 + data_len));
-  return (int)(8 + data_len);
-}
-
-/*
- * A bare TCP header: ports, seq, ack, flags, window, an optional MSS option
- * (kind 2, length 4), checksum over the pseudo-header. Returns 20 or 24.
- */
-int sonde__build_tcp(uint8_t *buf, size_t cap, const sonde__tcp_seg_t *t) {
-  size_t len = t->mss ? 24 : 20;
-
-  if (t->af != AF_INET && t->af != AF_INET6)
-    return -EAFNOSUPPORT;
-  if (cap < len)
-    return -ENOBUFS;
-  put16(buf, t->sport);
-  put16(buf + 2, t->dport);
-  put32(buf + 4, t->seq);
-  put32(buf + 8, t->ack);
-  buf[12] = (uint8_t)((len / 4) << 4);
-  buf[13] = t->flags;
-  put16(buf + 14, t->window);
-  put16(buf + 16, 0);
-  put16(buf + 18, 0);
-  if (t->mss) {
-    buf[20] = 2; /* kind MSS, length 4 (RFC 793) */
-    buf[21] = 4;
-    put16(buf + 22, t->mss);
-  }
-  put16(buf + 16,
-        sonde__l4_cksum(t->af, t->src, t->dst, IPPROTO_TCP, buf, len));
-  return (int)len;
 }

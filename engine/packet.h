@@ -5,7 +5,7 @@
  * untrusted bytes from the network: every length is checked before it is
  * read, and a packet that does not parse is rejected with a negative errno
  * (-EBADMSG for malformed, -ENOMSG for well-formed ICMP that sonde has no use
- * for), never read out of bounds. Fuzzed by engine/fuzz/fuzz_packet.c.
+ * for), never read out of bounds. Fuzzed by spec/fuzz/fuzz_packet.c.
  */
 #ifndef SONDE_PACKET_H
 #define SONDE_PACKET_H
@@ -114,62 +114,6 @@ uint16_t sonde__cksum(const void *buf, size_t len, uint32_t sum);
 int sonde__build_echo(int af, uint8_t *buf, size_t cap, uint16_t id,
                       uint16_t seq, size_t payload_len);
 
-/* ---------------------------------------------------------------------------
- * Builders for replies: what a router or a destination sends back. Used by
- * the simulator (engine/netsim/) so that what it sends and what sonde parses
- * come from one packet library. All pure: they write into the caller's buf
- * (which stays the caller's) and return the length written, or -ENOBUFS if
- * cap is too small, -EMSGSIZE if the result cannot fit an IP datagram,
- * -EAFNOSUPPORT for an af other than AF_INET/AF_INET6, -EINVAL for a
- * meaningless combination. Addresses are raw bytes in network order: 4 for
- * AF_INET (struct in_addr), 16 for AF_INET6 (struct in6_addr).
- */
-
-/* TCP flags for sonde__build_tcp. */
-#define SONDE__TCP_FIN 0x01
-#define SONDE__TCP_SYN 0x02
-#define SONDE__TCP_RST 0x04
-#define SONDE__TCP_ACK 0x10
-
-/* Where an extension structure goes in an ICMP error. */
-enum {
-  SONDE__EXT_NONE = 0,  /* no extension: the quote as given */
-  SONDE__EXT_RFC4884,   /* RFC 4884: quote zero-padded to at least 128 bytes
-                           and a multiple of 4 (ICMPv4) or 8 (ICMPv6), its
-                           length in the header's length attribute */
-  SONDE__EXT_PADDED     /* the non-compliant form of pre-RFC 4884 MPLS
-                           routers: quote cut or zero-padded to exactly 128
-                           bytes, length attribute 0 */
-};
-
-/* An ICMP or ICMPv6 error to build (sonde__build_icmp_error). */
-typedef struct {
-  int af;                 /* AF_INET: ICMP; AF_INET6: ICMPv6 */
-  uint8_t type, code;
-  uint32_t info;          /* header bytes 4-7 (next-hop MTU, pointer, ...);
-                             the builder sets the RFC 4884 length in it */
-  const uint8_t *quote;   /* the offending datagram as far as quoted */
-  size_t quote_len;
-  const uint8_t *ext;     /* an extension structure (e.g. from
-                             sonde__build_mpls_ext), or NULL */
-  size_t ext_len;
-  int ext_form;           /* SONDE__EXT_RFC4884 or SONDE__EXT_PADDED when
-                             ext_len > 0 */
-  const void *src, *dst;  /* AF_INET6: the reply's addresses, for the
-                             checksum's pseudo-header; ignored for AF_INET */
-} sonde__icmp_error_t;
-
-/* A TCP segment without payload to build (sonde__build_tcp). */
-typedef struct {
-  int af;
-  const void *src, *dst;  /* the segment's addresses (pseudo-header) */
-  uint16_t sport, dport;
-  uint32_t seq, ack;
-  uint8_t flags;          /* SONDE__TCP_* */
-  uint16_t window;
-  uint16_t mss;           /* > 0: an MSS option (4 bytes) is added */
-} sonde__tcp_seg_t;
-
 /*
  * Checksum field value of a transport message: ICMPv4 over the message
  * alone; UDP/TCP (IPv4) and everything over IPv6 with the pseudo-header of
@@ -191,50 +135,6 @@ uint16_t sonde__l4_cksum(int af, const void *src, const void *dst,
 int sonde__build_ip(int af, uint8_t *buf, size_t cap, const void *src,
                     const void *dst, uint8_t proto, uint8_t ttl,
                     uint16_t ip_id, size_t payload_len);
-
-/*
- * Write an RFC 4884 extension structure (version 2, checksum filled) holding
- * one RFC 4950 MPLS label stack object (class 1, c-type 1) with n entries;
- * with n == 0 the structure is the 4-byte header alone. Each entry keeps the
- * low 20 bits of label, 3 of exp, 1 of s. Returns 4 + (n ? 4 + 4n : 0),
- * -ENOBUFS, or -EINVAL for n < 0 or n > 255.
- */
-int sonde__build_mpls_ext(uint8_t *buf, size_t cap, const sonde_mpls_t *mpls,
-                          int n);
-
-/*
- * Write an ICMP (af AF_INET) or ICMPv6 error message, starting with its
- * type: the 8-byte header, the quote, then the extension structure in the
- * form e->ext_form asks (RFC 4884 length attribute in byte 5 for ICMPv4,
- * byte 4 for ICMPv6). The checksum is filled (ICMPv6: over the
- * pseudo-header of e->src, e->dst). An extension is only allowed on the
- * types RFC 4884 gives a length attribute to (ICMPv4 3, 11, 12; ICMPv6 1,
- * 3), else -EINVAL; with SONDE__EXT_RFC4884 a quote longer than 1020
- * (ICMPv4) or 2040 (ICMPv6) bytes cannot be described: -EMSGSIZE. Returns
- * the length, -ENOBUFS, -EMSGSIZE, -EINVAL or -EAFNOSUPPORT.
- */
-int sonde__build_icmp_error(uint8_t *buf, size_t cap,
-                            const sonde__icmp_error_t *e);
-
-/*
- * Write an ICMP (af AF_INET, type 0) or ICMPv6 (type 129) echo reply with id
- * and seq and data_len bytes of data (what the request carried). The
- * checksum is filled (ICMPv6: over the pseudo-header of src and dst; src
- * and dst are ignored for AF_INET and may be NULL there). Returns the
- * length, -ENOBUFS, -EMSGSIZE or -EAFNOSUPPORT.
- */
-int sonde__build_echo_reply(int af, uint8_t *buf, size_t cap, uint16_t id,
-                            uint16_t seq, const uint8_t *data,
-                            size_t data_len, const void *src,
-                            const void *dst);
-
-/*
- * Write a TCP header without payload (a SYN-ACK answering a SYN, or a RST),
- * data offset 5 or 6 words (with the MSS option), urgent pointer 0, the
- * checksum filled over the pseudo-header. Returns 20 or 24, -ENOBUFS or
- * -EAFNOSUPPORT.
- */
-int sonde__build_tcp(uint8_t *buf, size_t cap, const sonde__tcp_seg_t *t);
 
 /* checksum.c: holding a transport checksum at a chosen value (Paris). */
 uint16_t sonde__pseudo_sum(int af, const void *src, const void *dst,

@@ -82,10 +82,7 @@ int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
     return -errno;
   }
   if (port != 0 || type == SOCK_DGRAM) {
-    if (af == AF_INET6)
-      ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-    else
-      ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    sonde__addr_set_port(&ss, port);
     if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0) {
       p->call = "bind";
       return -errno;

@@ -1,6 +1,8 @@
 /* tcp.c - TCP connect probes: a socket of their own per probe, bound per the
  * binding policy, a non-blocking connect() with the probe's TTL, and the
- * meaning of every error that connect reports (SEEDS.md 000, 002, 003). */
+ * meaning of every error that connect reports: EADDRINUSE (a busy port:
+ * skipped) is not EADDRNOTAVAIL (exhaustion: failed), a refused connect is
+ * a closed port, and a connect to itself is no open port. */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,19 +29,16 @@ static void abort_close(sonde_engine_t *eng, sonde__probe_t *p,
  * connect. EADDRINUSE may come from bind() or, for a port in TIME_WAIT once
  * SO_REUSEPORT is set, from connect(): both reach the caller, which makes
  * the probe skipped. With the kernel choosing the port, a
- * spurious EADDRNOTAVAIL is retried at most twice, as Go's dialTCP does
- * (SEEDS.md 003); with a port of our choosing it means the address is not
- * local or the ephemeral range is exhausted, and the probe fails.
+ * spurious EADDRNOTAVAIL is retried at most twice, as Go's dialTCP does;
+ * with a port of our choosing it means the address is not local or the
+ * ephemeral range is exhausted, and the probe fails.
  */
 static int tcp_connect(sonde_engine_t *eng, sonde__probe_t *p) {
   int af = p->spec.dst.ss_family, r;
   struct sockaddr_storage dst = p->spec.dst;
   socklen_t len;
 
-  if (af == AF_INET6)
-    ((struct sockaddr_in6 *)&dst)->sin6_port = htons(p->spec.dport);
-  else
-    ((struct sockaddr_in *)&dst)->sin_port = htons(p->spec.dport);
+  sonde__addr_set_port(&dst, p->spec.dport);
   for (;;) {
     p->attempts++;
     r = sonde__bind_probe_socket(p, SOCK_STREAM, IPPROTO_TCP);
@@ -68,7 +67,7 @@ static int tcp_connect(sonde_engine_t *eng, sonde__probe_t *p) {
      * TIME_WAIT (SO_REUSEPORT moved the check from bind to connect, and
      * without TCP timestamps the TIME_WAIT cannot be reused). The port is
      * busy for this destination, exactly what EADDRINUSE means to a
-     * prober: the probe is skipped, not failed (SEEDS.md 000). Only with
+     * prober: the probe is skipped, not failed. Only with
      * the kernel choosing the port does EADDRNOTAVAIL mean exhaustion.
      */
     if (r == SONDE_EADDRNOTAVAIL && p->spec.bind != SONDE_BIND_KERNEL &&
@@ -133,7 +132,8 @@ static void session_done(sonde_engine_t *eng, sonde__probe_t *p,
 }
 
 /* An error while writing or reading: RST (ECONNRESET), or EPIPE when we
- * wrote after the peer had closed and its RST came back (SEEDS.md 002). */
+ * wrote after the peer had closed and its RST came back (the first send
+ * after a FIN succeeds; the peer's RST makes the next one fail). */
 static void session_error(sonde_engine_t *eng, sonde__probe_t *p, int err) {
   if (err == SONDE_ECONNRESET || err == SONDE_EPIPE)
     session_done(eng, p, SONDE_KIND_RESET, err, 0);
@@ -202,7 +202,7 @@ static void session_read(sonde_engine_t *eng, sonde__probe_t *p) {
     /*
      * The peer closed (FIN). With a payload, write it again: the kernel
      * accepts it (the first send after a FIN succeeds), the peer answers
-     * with RST, and that RST surfaces as EPIPE (SEEDS.md 002). Poll only
+     * with RST, and that RST surfaces as EPIPE. Poll only
      * for errors: the socket stays readable (EOF) from now on.
      */
     if (p->spec.payload_len && p->stage == SONDE__SESSION_RECV) {
@@ -283,7 +283,8 @@ static void restart(sonde_engine_t *eng, sonde__probe_t *p) {
 /*
  * connect() succeeded. If the socket is connected to itself (TCP
  * simultaneous open: the kernel chose the target port as our source port,
- * with no listener there; SEEDS.md 003), it is not an open port: close and
+ * with no listener there, inside ip_local_port_range), it is not an open
+ * port: close and
  * retry on a new socket, at most twice, then report self_connect.
  */
 static void connected(sonde_engine_t *eng, sonde__probe_t *p) {
@@ -368,7 +369,10 @@ static void icmp_error(sonde_engine_t *eng, sonde__probe_t *p, int err) {
   abort_close(eng, p, NULL);
 }
 
-/* What connect's outcome (SO_ERROR) means for the probe (SEEDS.md 002). */
+/* What connect's outcome (SO_ERROR) means for the probe: ECONNREFUSED is
+ * the peer's RST (a closed port, the host reached), EHOSTUNREACH and
+ * ENETUNREACH an ICMP error from a hop, ETIMEDOUT the kernel giving up on
+ * its SYN retransmissions (the probe's own wait is shorter). */
 static void outcome(sonde_engine_t *eng, sonde__probe_t *p, int err) {
   switch (err) {
   case 0:

@@ -184,10 +184,7 @@ static int source(sonde_engine_t *eng, sonde__probe_t *p, int *fd,
     }
     *fd = eng->udp[i].fd;
     *sport = eng->udp[i].port;
-    if (af == AF_INET6)
-      ((struct sockaddr_in6 *)&p->local)->sin6_port = htons(*sport);
-    else
-      ((struct sockaddr_in *)&p->local)->sin_port = htons(*sport);
+    sonde__addr_set_port(&p->local, *sport);
   } else if ((spec->bind != SONDE_BIND_SEQUENCE || spec->hold_checksum) &&
              !(spec->bind == SONDE_BIND_KERNEL && spec->sport == 0)) {
     r = flow_socket(eng, p, fd);
@@ -254,10 +251,7 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   if (r == 0 && raw) {
     /* Sent from a raw socket: its source is the route's. */
     p->local = src;
-    if (af == AF_INET6)
-      ((struct sockaddr_in6 *)&p->local)->sin6_port = htons(sport);
-    else
-      ((struct sockaddr_in *)&p->local)->sin_port = htons(sport);
+    sonde__addr_set_port(&p->local, sport);
     /* Header and all; the address carries no port. A computed 0 goes out
      * as 0xffff: 0 would mean "no checksum" (RFC 768). */
     uint16_t c = sonde__cksum(eng->sbuf, 8 + len, pseudo);
@@ -272,10 +266,7 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
       r = sonde__sendto_probe(p, eng->rawudp[sonde__afi(af)], eng->sbuf,
                               8 + len, &dst);
   } else if (r == 0) {
-    if (af == AF_INET6)
-      ((struct sockaddr_in6 *)&dst)->sin6_port = htons(spec->dport);
-    else
-      ((struct sockaddr_in *)&dst)->sin_port = htons(spec->dport);
+    sonde__addr_set_port(&dst, spec->dport);
     p->sent_ns = sonde__now(); /* the send time: see send_one */
     r = eng->unpriv[sonde__afi(af)]
             ? sonde__send_recverr(p, fd, eng->sbuf + 8, len, &dst)

@@ -30,8 +30,8 @@ local function make(args)
 end
 
 local function version()
-  local h = lab.read_file(root .. "/engine/include/sonde.h")
-  return h:match('#define SONDE_VERSION_STRING "([^"]+)"')
+  local m = lab.read_file(root .. "/Makefile")
+  return m:match("\nVERSION%s*:=%s*(%S+)")
 end
 
 -- Every file and link under dir (relative paths, sorted).

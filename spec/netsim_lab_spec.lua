@@ -1,4 +1,4 @@
--- sonde-netsim (engine/netsim/): a TUN device whose far side answers probes
+-- sonde-netsim (spec/netsim/): a TUN device whose far side answers probes
 -- as the routers and the destination of a scenario would (delays, MPLS
 -- label stacks, silent and lossy hops, cut quotes, bad checksums, ...),
 -- and sonde trace run across it in the same namespace.  Scenarios live in
@@ -122,7 +122,7 @@ describe("sonde-netsim scenario files", function()
     { "invalid_mpls", "hops[0].mpls[1].label: expected an integer from 0 to 1048575 (got 1048576)" },
     { "invalid_field", "hops[0].dealy_ms: unknown field" },
     { "invalid_syntax", "line 2, column 51: invalid JSON: unexpected token near ']'" },
-    { "invalid_outside_lab", "prefix: 192.0.2.0/24 is outside the lab's range 198.18.0.0/15 (LAB.md)" },
+    { "invalid_outside_lab", "prefix: 192.0.2.0/24 is outside the lab's range 198.18.0.0/15" },
   }
   for _, case in ipairs(INVALID) do
     it(("rejects %s.json with exit 2 and a message naming the field's path"):format(case[1]), function()
@@ -508,7 +508,7 @@ helpers.lab_describe("sonde-netsim's own life", function()
     assert.is_nil(link_of(l, "sim", "sondesim0"))
   end)
 
-  it("refuses to run in a namespace not made with ip netns add (LAB.md)", function()
+  it("refuses to run in a namespace not made with ip netns add", function()
     -- unshare: a fresh, unnamed namespace that ends with the command
     local out, err, code = helpers.run({ "unshare", "--net", NETSIM, "--scenario", fixture("issue9") })
     assert.are.equal(3, code)

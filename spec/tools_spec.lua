@@ -37,7 +37,7 @@ helpers.lab_describe("labpeer", function()
   setup(function()
     peer = helpers.labpeer()
     local _, _, code = helpers.run({ "test", "-x", peer })
-    assert(code == 0, peer .. " is not built (make build/labpeer)")
+    assert(code == 0, peer .. " is not built (make test-tools)")
     l = lab.chain{ routers = 0, name = "peer" }
   end)
 

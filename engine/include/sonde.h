@@ -30,10 +30,13 @@
 extern "C" {
 #endif
 
-#define SONDE_VERSION_MAJOR 0
-#define SONDE_VERSION_MINOR 1
-#define SONDE_VERSION_PATCH 0
-#define SONDE_VERSION_STRING "0.1.0"
+/* The API: the engine is built with -fvisibility=hidden, and only what is
+ * marked SONDE_EXTERN leaves libsonde.so (libuv's UV_EXTERN). */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define SONDE_EXTERN __attribute__((visibility("default")))
+#else
+#define SONDE_EXTERN /* nothing */
+#endif
 
 /*
  * The errno taxonomy: every errno that a probe can meet, with its message and
@@ -86,7 +89,7 @@ extern "C" {
   XX(EBADMSG, "malformed packet", FAILED)                                     \
   XX(ENOMSG, "packet of a type sonde does not use", FAILED)
 
-/* Probe status: the one vocabulary from C to JSON (see DESIGN.md). */
+/* Probe status: the one vocabulary from C to Lua and JSON. */
 typedef enum {
   SONDE_STATUS_REPLY = 0,   /* something answered; kind says what */
   SONDE_STATUS_TIMEOUT,     /* nothing matched within the probe's wait */
@@ -94,51 +97,84 @@ typedef enum {
   SONDE_STATUS_FAILED       /* a local error prevented the probe */
 } sonde_status_t;
 
-/* What answered. */
+/*
+ * What answered: XX(NAME, "name"), SONDE_KIND_NAME and its name in Lua and
+ * JSON (sonde_kind_name), in enum order from 0.
+ */
+#define SONDE_KIND_MAP(XX)                                                    \
+  XX(NONE, "none")                                                            \
+  XX(TIME_EXCEEDED, "time_exceeded")                                          \
+  XX(DEST_UNREACHABLE, "dest_unreachable")                                    \
+  XX(ECHO_REPLY, "echo_reply")                                                \
+  XX(TCP_SYNACK, "tcp_synack")     /* connect succeeded: port open */         \
+  XX(TCP_RST, "tcp_rst")           /* connect refused: port closed */         \
+  XX(UDP_REPLY, "udp_reply")                                                  \
+  XX(PACKET_TOO_BIG, "packet_too_big") /* ICMPv6 packet too big (IPv4's     \
+                                frag needed is dest_unreachable, code       \
+                                frag_needed) */                             \
+  XX(PARAM_PROBLEM, "param_problem")                                          \
+  XX(SELF_CONNECT, "self_connect") /* a TCP connect that connected to       \
+                                      itself */                             \
+  XX(RESET, "reset") /* peer reset an established connection (RST; error    \
+                        ECONNRESET, or EPIPE when we wrote after the peer   \
+                        had closed) */                                      \
+  XX(CLOSED, "closed") /* peer closed (FIN) before the expected reply */
+
 typedef enum {
-  SONDE_KIND_NONE = 0,
-  SONDE_KIND_TIME_EXCEEDED,
-  SONDE_KIND_DEST_UNREACHABLE,
-  SONDE_KIND_ECHO_REPLY,
-  SONDE_KIND_TCP_SYNACK,     /* connect succeeded: port open */
-  SONDE_KIND_TCP_RST,        /* connect refused: port closed */
-  SONDE_KIND_UDP_REPLY,
-  SONDE_KIND_PACKET_TOO_BIG, /* ICMPv6 packet too big (IPv4's frag needed is
-                                dest_unreachable, code frag_needed) */
-  SONDE_KIND_PARAM_PROBLEM,
-  SONDE_KIND_SELF_CONNECT,   /* a TCP connect that connected to itself */
-  SONDE_KIND_RESET,          /* peer reset an established connection (RST;
-                                error ECONNRESET, or EPIPE when we wrote
-                                after the peer had closed) */
-  SONDE_KIND_CLOSED,         /* peer closed (FIN) before the expected reply */
+#define XX(name, str) SONDE_KIND_##name,
+  SONDE_KIND_MAP(XX)
+#undef XX
   SONDE_KIND_MAX
 } sonde_kind_t;
 
-/* Destination unreachable codes, one vocabulary for IPv4 and IPv6. */
+/*
+ * Destination unreachable codes, one vocabulary for IPv4 and IPv6:
+ * XX(NAME, "name") as the kinds. The ICMP and ICMPv6 codes they stand for
+ * are in engine/packet.c (sonde__icmp_classify).
+ */
+#define SONDE_UNREACH_MAP(XX)                                                 \
+  XX(NONE, "none")                                                            \
+  XX(NET, "net")                                                              \
+  XX(HOST, "host")                                                            \
+  XX(PROTOCOL, "protocol")                                                    \
+  XX(PORT, "port")                                                            \
+  XX(FRAG_NEEDED, "frag_needed")                                              \
+  XX(SOURCE_ROUTE, "source_route")                                            \
+  XX(PROHIBITED, "prohibited") /* administratively prohibited (any          \
+                                  flavour) */                               \
+  XX(NET_UNKNOWN, "net_unknown")                                              \
+  XX(HOST_UNKNOWN, "host_unknown")                                            \
+  XX(PRECEDENCE, "precedence")                                                \
+  XX(BEYOND_SCOPE, "beyond_scope") /* ICMPv6 code 2 */                        \
+  XX(ADDRESS, "address")   /* ICMPv6 code 3: address unreachable */           \
+  XX(POLICY, "policy")     /* ICMPv6 code 5: source address failed policy */  \
+  XX(REJECT_ROUTE, "reject_route") /* ICMPv6 code 6 */                        \
+  XX(OTHER, "other")
+
 typedef enum {
-  SONDE_UNREACH_NONE = 0,
-  SONDE_UNREACH_NET,
-  SONDE_UNREACH_HOST,
-  SONDE_UNREACH_PROTOCOL,
-  SONDE_UNREACH_PORT,
-  SONDE_UNREACH_FRAG_NEEDED,
-  SONDE_UNREACH_SOURCE_ROUTE,
-  SONDE_UNREACH_PROHIBITED,     /* administratively prohibited (any flavour) */
-  SONDE_UNREACH_NET_UNKNOWN,
-  SONDE_UNREACH_HOST_UNKNOWN,
-  SONDE_UNREACH_PRECEDENCE,
-  SONDE_UNREACH_BEYOND_SCOPE,   /* ICMPv6 code 2 */
-  SONDE_UNREACH_ADDRESS,        /* ICMPv6 code 3: address unreachable */
-  SONDE_UNREACH_POLICY,         /* ICMPv6 code 5: source address failed policy */
-  SONDE_UNREACH_REJECT_ROUTE,   /* ICMPv6 code 6 */
-  SONDE_UNREACH_OTHER,
+#define XX(name, str) SONDE_UNREACH_##name,
+  SONDE_UNREACH_MAP(XX)
+#undef XX
   SONDE_UNREACH_MAX
 } sonde_unreach_t;
 
+/*
+ * Probe protocols: XX(NAME, value, "name"), SONDE_PROTO_NAME = value and
+ * its name in Lua and JSON (sonde_proto_name). The values run from 1
+ * without a gap.
+ *   ICMP  ICMP / ICMPv6 echo request
+ *   UDP   a datagram to a port
+ *   TCP   a non-blocking connect with the probe's TTL
+ */
+#define SONDE_PROTO_MAP(XX)                                                   \
+  XX(ICMP, 1, "icmp")                                                         \
+  XX(UDP, 2, "udp")                                                           \
+  XX(TCP, 3, "tcp")
+
 typedef enum {
-  SONDE_PROTO_ICMP = 1,  /* ICMP / ICMPv6 echo request */
-  SONDE_PROTO_UDP,
-  SONDE_PROTO_TCP        /* non-blocking connect with the probe's TTL */
+#define XX(name, value, str) SONDE_PROTO_##name = value,
+  SONDE_PROTO_MAP(XX)
+#undef XX
 } sonde_proto_t;
 
 /* The DF bit of a probe (sonde_probe_spec_t.df; README "Flows"). */
@@ -150,7 +186,9 @@ typedef enum {
 } sonde_df_t;
 
 /* Source-port binding policy for probes that own a socket (TCP, and UDP with
- * a source port). See DESIGN.md "Source-port binding policy". */
+ * a source port). A busy port (EADDRINUSE, at bind or, under SO_REUSEPORT
+ * with a TIME_WAIT connection, at connect) skips the probe; EADDRNOTAVAIL
+ * (the address is not local, or the ephemeral range is exhausted) fails it. */
 typedef enum {
   SONDE_BIND_KERNEL = 0, /* port 0: the kernel chooses */
   SONDE_BIND_SEQUENCE,   /* source port = sport (the caller adds the sequence) */
@@ -356,8 +394,9 @@ typedef struct {
  * rate, window or wait, a NaN rate or wait, an unknown priv, a NULL loop)
  * or SONDE_ENOMEM, and *out is NULL.
  */
-int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
-                     sonde_engine_t **out);
+SONDE_EXTERN int sonde_engine_new(uv_loop_t *loop,
+                                  const sonde_engine_opts_t *opts,
+                                  sonde_engine_t **out);
 
 /*
  * Cancel every probe (their callbacks run before this returns, with status
@@ -368,11 +407,12 @@ int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
  * the call on, sonde_probe_start() refuses new probes (SONDE_ECANCELED) and
  * a second sonde_engine_close() does nothing; after cb, eng is gone.
  */
-void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data);
+SONDE_EXTERN void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb,
+                                     void *data);
 
 /* The loop the engine runs on (the one given to sonde_engine_new(); the
  * engine never closes it). */
-uv_loop_t *sonde_engine_loop(sonde_engine_t *eng);
+SONDE_EXTERN uv_loop_t *sonde_engine_loop(sonde_engine_t *eng);
 
 /*
  * Start a probe. The spec is copied; the probe is queued, sent from the loop
@@ -388,8 +428,9 @@ uv_loop_t *sonde_engine_loop(sonde_engine_t *eng);
  * busy source port, another probe in flight with the same identity:
  * EEXIST) is the probe's outcome, given to cb.
  */
-int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
-                          sonde_probe_cb cb, void *data);
+SONDE_EXTERN int64_t sonde_probe_start(sonde_engine_t *eng,
+                                       const sonde_probe_spec_t *spec,
+                                       sonde_probe_cb cb, void *data);
 
 /*
  * Change a probe's wait to `wait` seconds after it was sent (before it is
@@ -398,21 +439,22 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
  * has already ended (or id was never one), or SONDE_EINVAL for a negative
  * or NaN wait.
  */
-int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id, double wait);
+SONDE_EXTERN int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id,
+                                      double wait);
 
 /*
  * End a probe now, queued or in flight: its callback runs before this
  * returns, with status FAILED, error ECANCELED. Returns 0, or SONDE_ENOENT
  * if the probe has already ended (its callback has run).
  */
-int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id);
+SONDE_EXTERN int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id);
 
 /*
  * How the engine hears ICMP for a family: 1 raw sockets, 0 unprivileged
  * (ping sockets and socket error queues), -1 not decided yet (no probe of
  * that family has been sent).
  */
-int sonde_engine_privileged(const sonde_engine_t *eng, int af);
+SONDE_EXTERN int sonde_engine_privileged(const sonde_engine_t *eng, int af);
 
 /*
  * Open raw ICMP and ICMPv6 sockets now, while the process may, for engines
@@ -425,22 +467,24 @@ int sonde_engine_privileged(const sonde_engine_t *eng, int af);
  * negative errno (SONDE_EPERM without CAP_NET_RAW). Without it, an engine
  * opens its raw sockets itself when its first probe needs them.
  */
-int sonde_raw_preopen(void);
+SONDE_EXTERN int sonde_raw_preopen(void);
 /* Close the pre-opened raw sockets that no engine has taken (at exit, or
  * once every engine that needs one exists). Engines keep theirs. */
-void sonde_raw_release(void);
+SONDE_EXTERN void sonde_raw_release(void);
 
 /*
  * The source address the kernel uses towards dst (a routing decision: no
  * packet is sent), into *src. Returns 0, or a negative errno (SONDE_
  * ENETUNREACH: no route; SONDE_EAFNOSUPPORT: dst is not IPv4/IPv6).
  */
-int sonde_route_source(sonde_engine_t *eng, const struct sockaddr_storage *dst,
-                       struct sockaddr_storage *src);
+SONDE_EXTERN int sonde_route_source(sonde_engine_t *eng,
+                                    const struct sockaddr_storage *dst,
+                                    struct sockaddr_storage *src);
 
 /* Copy the engine's counters into *out (a snapshot: counts since the engine
  * was created, and what is in flight and queued now). */
-void sonde_engine_stats(const sonde_engine_t *eng, sonde_stats_t *out);
+SONDE_EXTERN void sonde_engine_stats(const sonde_engine_t *eng,
+                                     sonde_stats_t *out);
 
 /*
  * Names and messages of errnos (err negative, as returned; a positive errno
@@ -450,31 +494,40 @@ void sonde_engine_stats(const sonde_engine_t *eng, sonde_stats_t *out);
  * for 0. Never NULL. The strings are static: do not free them (one from
  * strerror() may be overwritten by the next call).
  */
-const char *sonde_err_name(int err);   /* -EADDRINUSE -> "EADDRINUSE" */
-const char *sonde_strerror(int err);   /* message of the map */
+/* -EADDRINUSE -> "EADDRINUSE" */
+SONDE_EXTERN const char *sonde_err_name(int err);
+SONDE_EXTERN const char *sonde_strerror(int err); /* message of the map */
 /* The status a probe takes when the engine meets err while sending (the
  * map's STATUS column; SONDE_STATUS_FAILED for an errno outside the map). */
-sonde_status_t sonde_err_status(int err);
+SONDE_EXTERN sonde_status_t sonde_err_status(int err);
 /* Look up an errno by name ("EADDRINUSE" -> -EADDRINUSE); 0 if unknown. */
-int sonde_err_from_name(const char *name);
+SONDE_EXTERN int sonde_err_from_name(const char *name);
 
-/* The names of the outcome vocabulary, as in Lua and JSON (static strings;
- * "unknown" for a value outside the enum; SONDE_KIND_NONE and
- * SONDE_UNREACH_NONE are "none"). */
-const char *sonde_status_name(sonde_status_t st); /* "reply", "timeout", ... */
-const char *sonde_kind_name(sonde_kind_t kind);   /* "time_exceeded", ... */
-const char *sonde_unreach_name(sonde_unreach_t code); /* "port", "host", ... */
+/* The engine's version, "MAJOR.MINOR.PATCH" (static string). */
+SONDE_EXTERN const char *sonde_version(void);
+
+/* The names of the outcome vocabulary and of the protocols, as in Lua and
+ * JSON (static strings; "unknown" for a value outside the enum;
+ * SONDE_KIND_NONE and SONDE_UNREACH_NONE are "none"). */
+/* "reply", "timeout", ... */
+SONDE_EXTERN const char *sonde_status_name(sonde_status_t st);
+/* "time_exceeded", ... */
+SONDE_EXTERN const char *sonde_kind_name(sonde_kind_t kind);
+/* "port", "host", ... */
+SONDE_EXTERN const char *sonde_unreach_name(sonde_unreach_t code);
+/* "icmp", ... */
+SONDE_EXTERN const char *sonde_proto_name(sonde_proto_t proto);
 
 /* Fill *out with addr:port parsed from a numeric IPv4/IPv6 string (no name
  * resolution, no scope suffix; *out is zeroed first). Returns 0, or
  * SONDE_EINVAL when text is NULL or not a numeric address. */
-int sonde_addr_parse(const char *text, uint16_t port,
-                     struct sockaddr_storage *out);
+SONDE_EXTERN int sonde_addr_parse(const char *text, uint16_t port,
+                                  struct sockaddr_storage *out);
 /* Format an address (no port) into buf as inet_ntop() does (len >=
  * INET6_ADDRSTRLEN is always enough); returns buf, which holds "" when addr
  * is neither AF_INET nor AF_INET6 or buf is too short. */
-const char *sonde_addr_format(const struct sockaddr_storage *addr, char *buf,
-                              size_t len);
+SONDE_EXTERN const char *sonde_addr_format(const struct sockaddr_storage *addr,
+                                           char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,8 @@
  * labpeer - a small TCP/UDP peer for sonde's lab specs.
  *
  * It runs inside a lab namespace (ip netns exec NS build/labpeer ...) and
- * plays the far side of a case from SEEDS.md: a listener, a peer that
+ * plays the far side of a case the kernel reports in its own way: a
+ * listener, a peer that
  * echoes, resets or closes, a busy port, a connection left in TIME_WAIT,
  * an exhausted ephemeral port range, or a scripted client that reports
  * exactly what the kernel said.
@@ -456,7 +457,8 @@ static int run_server(const struct opts *o) {
     if (base == 1 && (pfds[0].revents & POLLIN)) {
       int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd == -1) {
-        /* ECONNABORTED: reset before we took it (SEEDS.md 004) - accept again */
+        /* ECONNABORTED: reset after the handshake, before accept() took
+         * it - accept again */
         if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
           report("accept", NULL, errno);
           rc = EXIT_IO;

@@ -237,7 +237,8 @@ int main(int argc, char **argv) {
   }
   if (!netsim_in_named_netns()) {
     fprintf(stderr, "sonde-netsim: refusing to run outside a network "
-            "namespace made with `ip netns add` (LAB.md): run it as "
+            "namespace made with `ip netns add` (it answers for a whole "
+            "prefix, which only a lab namespace may route to it): run it as "
             "`ip netns exec NAME sonde-netsim ...`\n");
     return EXIT_RUNTIME;
   }

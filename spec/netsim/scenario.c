@@ -213,7 +213,7 @@ static int get_addr(ctx_t *c, const json_t *obj, const char *base,
                 c->af == AF_INET ? "IPv4" : "IPv6",
                 shown(v, buf, sizeof(buf)));
   if (!in_lab_range(c->af, a))
-    return fail(c, path, "%s is outside the lab's range %s (LAB.md)",
+    return fail(c, path, "%s is outside the lab's range %s",
                 json_string_value(v), lab_range(c->af));
   memcpy(out, a, (size_t)alen(c->af));
   *has = 1;
@@ -249,7 +249,7 @@ static int load_prefix(ctx_t *c, const json_t *root, netsim_scenario_t *sc) {
                 "(inside %s, with room for the target and the source)",
                 c->af == AF_INET ? 15 : 32, max, lab_range(c->af));
   if (!in_lab_range(c->af, sc->prefix))
-    return fail(c, "prefix", "%s/%ld is outside the lab's range %s (LAB.md)",
+    return fail(c, "prefix", "%s/%ld is outside the lab's range %s",
                 text, plen, lab_range(c->af));
   for (i = (int)plen; i < alen(c->af) * 8; i++)
     if (sc->prefix[i / 8] & (0x80 >> (i % 8)))

@@ -1,11 +1,12 @@
 /*
  * netsim.h - sonde-netsim, a TUN network simulator for sonde's lab.
  *
- * The kernel here has no netem (LAB.md), so delays, jitter, loss, MPLS label
- * stacks and misbehaving routers come from this program: it owns a TUN
- * device whose prefix is routed to it, reads every probe that enters, and
- * answers per a scenario file, as the routers of a path and its destination
- * would. Replies are built with the engine's packet code (engine/packet.c).
+ * The lab's kernel has no netem (nor another delaying qdisc), so delays,
+ * jitter, loss, MPLS label stacks and misbehaving routers come from this
+ * program: it owns a TUN device whose prefix is routed to it, reads every
+ * probe that enters, and answers per a scenario file, as the routers of a
+ * path and its destination would. Replies are built by replies.c over the
+ * engine's packet code (engine/packet.h).
  *
  *   scenario.c  loading and validating the scenario (JSON, jansson)
  *   sim.c       what a probe gets: which hop, which reply, when

@@ -6,7 +6,7 @@
  * and the ancillary data of an error-queue read; what the parsers report is
  * checked against the input's length. It also drives sonde__build_echo,
  * sonde__cksum and the Paris checksum hold (whose result must be exact).
- * Build and run: make fuzz (engine/fuzz/fuzz.mk).
+ * Build and run: make fuzz (spec/fuzz/fuzz.mk).
  */
 #include <errno.h>
 #include <stdlib.h>

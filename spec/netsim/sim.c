@@ -4,9 +4,9 @@
  * The probe is read with the engine's own quote parser (a probe and the
  * packet an ICMP error quotes have the same shape), its place on the path
  * found from its destination and TTL, and the reply built with the
- * engine's builders (engine/packet.c): time exceeded from the hop at the
- * probe's TTL, or at the destination an echo reply, a port unreachable, a
- * SYN-ACK or a RST. The reply is then queued for its time (sched.c).
+ * builders of replies.c and the engine's IP header: time exceeded from the
+ * hop at the probe's TTL, or at the destination an echo reply, a port
+ * unreachable, a SYN-ACK or a RST. The reply is then queued for its time (sched.c).
  */
 #include <errno.h>
 #include <math.h>
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "netsim.h"
-#include "packet.h"
+#include "replies.h"
 
 /* What the prober's kernel and sonde send that is a probe for us. */
 enum { P_ECHO = 1, P_UDP, P_SYN };
@@ -95,8 +95,8 @@ static int classify(int af, const uint8_t *pkt, size_t len, probe_t *p) {
     /* Only a SYN starts a probe; the prober's kernel answers our SYN-ACK
      * with an ACK, then sonde closes with a RST: not probes. */
     p->tcp_flags = pkt[p->l4_off + 13];
-    if ((p->tcp_flags & (SONDE__TCP_SYN | SONDE__TCP_ACK | SONDE__TCP_RST)) !=
-        SONDE__TCP_SYN)
+    if ((p->tcp_flags & (NETSIM_TCP_SYN | NETSIM_TCP_ACK | NETSIM_TCP_RST)) !=
+        NETSIM_TCP_SYN)
       return -1;
     p->kind = P_SYN;
   } else {
@@ -213,11 +213,11 @@ static int build(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
     b->what = "echo reply";
     b->icmp = 1;
     b->kind = SONDE_KIND_ECHO_REPLY;
-    n = sonde__build_echo_reply(af, l4, cap, p->q.icmp_id, p->q.icmp_seq,
+    n = netsim_build_echo_reply(af, l4, cap, p->q.icmp_id, p->q.icmp_seq,
                                 p->pkt + p->l4_off + 8,
                                 p->q.l4_len - 8, src, dst);
   } else if (as_dest && p->kind == P_SYN) {
-    sonde__tcp_seg_t t;
+    netsim_tcp_seg_t t;
     memset(&t, 0, sizeof(t));
     t.af = af;
     t.src = src;
@@ -228,20 +228,20 @@ static int build(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
     if (sc->tcp == NETSIM_OPEN) {
       b->what = "syn-ack";
       t.seq = isn_of(p);
-      t.flags = SONDE__TCP_SYN | SONDE__TCP_ACK;
+      t.flags = NETSIM_TCP_SYN | NETSIM_TCP_ACK;
       t.window = 65535;
       t.mss = af == AF_INET ? 1460 : 1440;
     } else {
       b->what = "rst";
-      t.flags = SONDE__TCP_RST | SONDE__TCP_ACK;
+      t.flags = NETSIM_TCP_RST | NETSIM_TCP_ACK;
     }
     proto = IPPROTO_TCP;
-    n = sonde__build_tcp(l4, cap, &t);
+    n = netsim_build_tcp(l4, cap, &t);
   } else {
     /* An ICMP error: time exceeded on the way, port unreachable at the
      * destination of a UDP probe. */
     uint8_t quote[QUOTE_MAX6], ext[EXT_MAX];
-    sonde__icmp_error_t e;
+    netsim_icmp_error_t e;
     size_t qmax = af == AF_INET ? QUOTE_MAX4 : QUOTE_MAX6;
     int want_ext = h->n_mpls > 0 || h->padded_extension;
 
@@ -260,12 +260,12 @@ static int build(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
       e.type = af == AF_INET ? 11 : 3;
     }
     if (want_ext) {
-      r = sonde__build_mpls_ext(ext, sizeof(ext), h->mpls, h->n_mpls);
+      r = netsim_build_mpls_ext(ext, sizeof(ext), h->mpls, h->n_mpls);
       if (r < 0)
         return r;
       e.ext = ext;
       e.ext_len = (size_t)r;
-      e.ext_form = h->padded_extension ? SONDE__EXT_PADDED : SONDE__EXT_RFC4884;
+      e.ext_form = h->padded_extension ? NETSIM_EXT_PADDED : NETSIM_EXT_RFC4884;
       qmax = QUOTE_EXT;
       b->has_ext = 1;
     }
@@ -279,7 +279,7 @@ static int build(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
     e.quote = quote;
     e.quote_len = b->qlen;
     b->icmp = b->error = 1;
-    n = sonde__build_icmp_error(l4, cap, &e);
+    n = netsim_build_icmp_error(l4, cap, &e);
   }
   if (n < 0)
     return n;
