@@ -117,6 +117,7 @@ void sonde__lua_unref(lua_State *L, int *ref) {
 #define OPT(member) LF_AT(sonde_engine_opts_t, member)
 
 static const char *const privs[] = {"auto", "raw", "unprivileged", NULL};
+static const char *const tcp_modes[] = {"auto", "syn", "connect", NULL};
 
 /* The options of core.engine{...}. */
 static const lfield_t engine_fields[] = {
@@ -135,6 +136,11 @@ static const lfield_t engine_fields[] = {
     {LF_NAME("send_thread"), .type = LF_BOOL, OPT(send_thread), .vtrue = 1,
      .has_def = 1, .help = "plain ICMP echo probes sent by a thread of the "
                            "engine's own (sweeps)"},
+    {LF_NAME("tcp_mode"), .type = LF_CHOICE, OPT(tcp_mode),
+     .choices = tcp_modes, .base = SONDE_TCP_AUTO, .has_def = 1,
+     .def = SONDE_TCP_AUTO,
+     .help = "TCP probes: half-open SYN on a raw socket, connect(), or SYN "
+             "when raw sockets are allowed (auto)"},
 };
 
 static sonde_engine_opts_t engine_defaults;

@@ -45,6 +45,7 @@ static const char *const protos[] = {
 #undef XX
     NULL};
 static const char *const binds[] = {"kernel", "sequence", "fixed", NULL};
+static const char *const tcp_modes[] = {"auto", "syn", "connect", NULL};
 
 /* In the order they are checked: dst and proto first, for the fields whose
  * default or use depends on them. */
@@ -110,6 +111,12 @@ static const lfield_t probe_fields[] = {
      .max = SONDE_TCP_PAYLOAD_MAX, .allowed = is_tcp, .only = "tcp",
      .rule = "fields 'payload' and 'expect' are for proto 'tcp'",
      .help = "bytes written once connected"},
+    {LF_NAME("tcp_mode"), .type = LF_CHOICE, SPEC(tcp_mode),
+     .choices = tcp_modes, .base = SONDE_TCP_AUTO, .has_def = 1,
+     .def = SONDE_TCP_AUTO, .allowed = is_tcp, .only = "tcp",
+     .rule = "field 'tcp_mode' is for proto 'tcp'",
+     .help = "a half-open SYN on a raw socket, a connect(), or the engine's "
+             "choice (auto: SYN with raw sockets and no payload/expect)"},
     {LF_NAME("expect"), .type = LF_BYTES, SPEC(expect),
      .len_off = offsetof(sonde_probe_spec_t, expect_len),
      .max = SONDE_TCP_EXPECT_MAX, .allowed = is_tcp, .only = "tcp",

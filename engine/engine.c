@@ -54,6 +54,7 @@ int sonde_engine_new(uv_loop_t *loop, const sonde_engine_opts_t *opts,
     eng->ping[i].fd = -1;
     eng->udp[i].fd = -1;
     eng->rawudp[i] = -1;
+    eng->rawtcp[i].fd = -1;
   }
   eng->rawip = -1;
   for (i = 0; i < 3; i++)
@@ -588,6 +589,7 @@ void sonde_engine_close(sonde_engine_t *eng, sonde_close_cb cb, void *data) {
     sonde__sock_close(eng, &eng->udp[k]);
   }
   sonde__close_fd(&eng->rawip);
+  sonde__syn_close(eng);
   sonde__echo_release(eng);
   uv_timer_stop(&eng->timer);
   sonde__handle_close(eng, (uv_handle_t *)&eng->timer);

@@ -81,6 +81,8 @@ struct sonde__probe {
   size_t received;
   int stage;                /* SONDE__SESSION_* */
   uint64_t connected_ns;
+  int syn;                  /* TCP sent as a SYN on the raw socket (syn.c) */
+  uint32_t isn;             /* its sequence number: names it in answers */
 };
 
 enum {
@@ -101,6 +103,13 @@ typedef struct {
   uint16_t port; /* shared UDP socket: our source port */
   uint32_t drops; /* the kernel's drop counter, last seen (SO_RXQ_OVFL) */
 } sonde__sock_t;
+
+/* A source port held for SYN probes of bind "fixed" (syn.c). */
+typedef struct {
+  int fd; /* bound stream socket, never listening; owned here */
+  uint16_t port;
+  struct sockaddr_storage local;
+} sonde__synport_t;
 
 /* A UDP socket bound to one source port, shared by the probes of that flow
  * (bind "fixed": Paris, Dublin, MDA). */
@@ -164,6 +173,11 @@ struct sonde_engine {
   int echo_hold[3];       /* what reserves it: an abstract unix socket, and
                              ICMP datagram sockets of each family; -1 if
                              not open. Owned here. */
+  sonde__sock_t rawtcp[2]; /* raw TCP: SYN probes out, answers in (syn.c) */
+  sonde__synport_t *synports; /* ports held for bind "fixed" SYN probes */
+  size_t n_synports, cap_synports;
+  uint16_t syn_tag;       /* last SYN tag given (low half of the ISN) */
+  uint16_t syn_nonce;     /* this engine's high half of every ISN; 0 unset */
   sonde_stats_t stats;
   uint8_t buf[4096];    /* receive buffer */
   uint8_t sbuf[SONDE__MAX_PAYLOAD + 64]; /* send buffer */
@@ -301,5 +315,16 @@ int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p);
 void sonde__echo_release(sonde_engine_t *eng);
 int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p);
 int sonde__tcp_send(sonde_engine_t *eng, sonde__probe_t *p);
+
+/* syn.c: half-open TCP probes. sonde__syn_mode: 1 SYN, 0 connect, or a
+ * negative errno (p->call set); sonde__syn_send as the *_send above. */
+int sonde__syn_mode(sonde_engine_t *eng, sonde__probe_t *p);
+int sonde__syn_send(sonde_engine_t *eng, sonde__probe_t *p);
+void sonde__syn_close(sonde_engine_t *eng);
+int sonde__raw_tcp_new(int af);
+int sonde__raw_tcp_filter(int fd, int af);
+/* priv.c: a raw TCP socket for an engine (pooled or new), its filter
+ * locked; EPERM/EACCES without CAP_NET_RAW. */
+int sonde__raw_tcp_socket(int af);
 
 #endif /* SONDE_INTERNAL_H */

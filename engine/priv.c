@@ -22,6 +22,10 @@ static int pool_udp[2][POOL_UDP] = {{-1}, {-1}};
  * are written header and all (IP_HDRINCL). Such a socket is send-only on
  * Linux (raw(7)): it never queues what arrives. */
 static int pool_ip = -1;
+/* Raw TCP sockets (half-open TCP probes, syn.c), one per family: they
+ * queue nothing while pooled (a drop-all filter, not locked); the engine
+ * that takes one sets its own filter and locks it. */
+static int pool_tcp[2] = {-1, -1};
 
 /* Block every ICMP type: a pooled socket queues nothing until it is taken
  * and its engine sets the filter it wants. */
@@ -90,6 +94,16 @@ int sonde_raw_preopen(void) {
   }
   if (pool_ip == -1 && (k = sonde__socket(AF_INET, SOCK_RAW, IPPROTO_RAW)) >= 0)
     pool_ip = k;
+  for (i = 0; i < 2; i++) {
+    struct sock_filter code = BPF_STMT(BPF_RET | BPF_K, 0);
+    struct sock_fprog prog = {1, &code};
+    if (pool_tcp[i] != -1 ||
+        (k = sonde__socket(afs[i], SOCK_RAW, IPPROTO_TCP)) < 0)
+      continue;
+    pool_tcp[i] = k;
+    if (setsockopt(k, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+      sonde__close_fd(&pool_tcp[i]);
+  }
   return opened ? opened : (err ? err : SONDE_EPERM);
 }
 
@@ -102,6 +116,24 @@ void sonde_raw_release(void) {
         sonde__close_fd(&pool_udp[i][k]);
     }
   sonde__close_fd(&pool_ip);
+  sonde__close_fd(&pool_tcp[0]);
+  sonde__close_fd(&pool_tcp[1]);
+}
+
+/* A raw TCP socket for an engine, which owns it from then on: the pooled
+ * one (its drop-all filter replaced by the engine's, then locked), else
+ * new (EPERM without CAP_NET_RAW). */
+int sonde__raw_tcp_socket(int af) {
+  int i = sonde__afi(af), fd = pool_tcp[i], r;
+  if (fd == -1)
+    return sonde__raw_tcp_new(af);
+  pool_tcp[i] = -1;
+  r = sonde__raw_tcp_filter(fd, af);
+  if (r < 0) {
+    sonde__close_fd(&fd);
+    return r;
+  }
+  return fd;
 }
 
 /* The IPv4 IPPROTO_RAW socket for an engine, which owns it from then on:

@@ -244,6 +244,10 @@ static int icmp_key(const sonde__icmp_t *m, const struct sockaddr_storage *from,
   }
   if (q->proto == IPPROTO_TCP && q->has_ports) {
     sonde__key_make(k, SONDE_PROTO_TCP, q->af, dst, q->sport, q->dport);
+    /* A SYN probe's tag is the low half of its sequence number (syn.c);
+     * the caller looks up without it too (connect probes). */
+    if (q->has_tcp_seq)
+      k->c = (uint16_t)q->tcp_seq;
     return 0;
   }
   return -1;
@@ -349,6 +353,9 @@ int sonde__source_ok(const sonde__probe_t *p, const sonde__icmp_t *m) {
    */
   if (m->quote.ttl > p->spec.ttl)
     return 0;
+  /* A SYN probe's quote names it by the whole sequence number. */
+  if (p->syn)
+    return m->quote.has_tcp_seq && m->quote.tcp_seq == p->isn;
   return p->spec.proto == SONDE_PROTO_TCP ||
          sonde__nonce_ok(p->eng, &p->spec, m->quote.data,
                          m->quote.data_len);
@@ -389,7 +396,8 @@ static void icmp_matched(sonde_engine_t *eng, sonde__probe_t *p,
    * (TCP sockets share ports under SO_REUSEPORT): its late errors match
    * the key and the addresses, never the sequence number.
    */
-  if (p->spec.proto == SONDE_PROTO_TCP && p->fd != -1 && !p->icmp_wanted) {
+  if (p->spec.proto == SONDE_PROTO_TCP && p->fd != -1 && !p->icmp_wanted &&
+      !p->syn) {
     if (p->pending == NULL && (p->pending = malloc(sizeof(res))) == NULL) {
       eng->stats.ignored++;
       return;

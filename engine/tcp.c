@@ -427,7 +427,9 @@ static void on_connect(uv_poll_t *h, int status, int events) {
 }
 
 int sonde__tcp_send(sonde_engine_t *eng, sonde__probe_t *p) {
-  int r;
+  int r = sonde__syn_mode(eng, p);
+  if (r != 0)
+    return r < 0 ? r : sonde__syn_send(eng, p);
   /* The raw socket names the hops; without it (no CAP_NET_RAW) the error
    * queue still does, so its failure is not the probe's. */
   (void)sonde__recv_open(eng, p->spec.dst.ss_family);

@@ -212,6 +212,24 @@ typedef struct {
   uint8_t ttl;
 } sonde_mpls_t;
 
+/*
+ * How a TCP probe goes out.
+ *   AUTO     SYN when the engine has raw sockets and the probe needs no
+ *            connection (no payload or expect), else CONNECT.
+ *   SYN      one SYN built by the engine on a raw socket (half-open): the
+ *            answer is the peer's SYN-ACK (tcp_synack) or RST (tcp_rst),
+ *            the kernel answers a SYN-ACK with RST, no connection reaches
+ *            the peer's application and nothing is retransmitted. Without
+ *            CAP_NET_RAW the probe fails with EPERM.
+ *   CONNECT  a non-blocking connect() on a socket of its own: works
+ *            unprivileged, and the peer's application accepts a connection.
+ */
+typedef enum {
+  SONDE_TCP_AUTO = 0,
+  SONDE_TCP_SYN,
+  SONDE_TCP_CONNECT
+} sonde_tcp_mode_t;
+
 /* Limits of a probe spec: sonde_probe_start() refuses a spec beyond them
  * (SONDE_EINVAL). */
 #define SONDE_TTL_MIN 1
@@ -288,6 +306,8 @@ typedef struct {
   size_t payload_len;
   const uint8_t *expect;
   size_t expect_len;
+  /* TCP only: how the probe goes out (see sonde_tcp_mode_t). */
+  sonde_tcp_mode_t tcp_mode;
 } sonde_probe_spec_t;
 
 /* How a probe ended. Valid only during the callback: copy what you keep.
@@ -367,6 +387,9 @@ typedef struct {
    * sendmsg() and the work per reply are both large. The thread only calls
    * sendmsg() on the engine's sockets and ends before they are closed. */
   int send_thread;
+  /* How TCP probes whose spec says SONDE_TCP_AUTO go out (their spec's
+   * tcp_mode, when not AUTO, wins). */
+  sonde_tcp_mode_t tcp_mode;
 } sonde_engine_opts_t;
 
 typedef struct {
