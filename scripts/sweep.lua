@@ -18,6 +18,10 @@ local MODULES = { text = "sonde.format.sweep" }
 local check_format = formats.check(formats.names{ "text" })
 local check_shard = campaign.check_shard
 
+-- The most addresses a sweep probes unless --max-targets says more: a /12
+-- (2^20). A /8 (2^24) or 0.0.0.0/0 is refused with its size.
+local MAX_TARGETS = 1048576
+
 local spec = {
   name = "sweep",
   summary = "find which addresses of prefixes and lists answer (a fast liveness sweep)",
@@ -70,12 +74,16 @@ Exit status:
     output.OPTION,
     { nil, "--alive", key = "alive_only", flag = true,
       help = "write the records of alive targets only (the summary still counts all)" },
+    { "-4", key = "ipv4", flag = true, help = "IPv4 only: host names resolve to their IPv4 address; an IPv6 target is a usage error" },
+    { "-6", key = "ipv6", flag = true, help = "IPv6 only: host names resolve to their IPv6 address; an IPv4 target is a usage error" },
+    { nil, "--max-targets", arg = "N", type = "int", min = 1, max = 4294967296, default = MAX_TARGETS,
+      help = "refuse to start when the targets (after --shard) are more than N addresses, and say how many they are: a /8 or 0.0.0.0/0 typed by mistake does not start" },
     { "-q", "--quiet", flag = true, help = "no progress line, no summary on standard error" },
     { nil, "--privileged", flag = true, help = "use raw sockets or fail (EPERM)" },
     { nil, "--unprivileged", flag = true, help = "use ICMP datagram sockets and socket error queues" },
   },
   positionals = { { name = "TARGET", many = true, help = "address, CIDR prefix or host name" } },
-  exclusive = { { "privileged", "unprivileged" } },
+  exclusive = { { "privileged", "unprivileged" }, { "ipv4", "ipv6" } },
   examples = {
     "sonde sweep 198.18.0.0/24",
     "sonde sweep -p tcp --port 443 --format csv -o up.csv 198.18.0.0/22 198.18.8.1",
@@ -124,6 +132,15 @@ local function run(opts, ctx)
   if opts.port and protocol == "icmp" then
     cli.usage_error("--port applies to -p tcp and -p udp, not icmp")
   end
+  local family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil
+  if family then
+    for _, w in ipairs(opts.target) do
+      local e = require("sonde.targets").parse(w)
+      if e and e.af and e.af ~= family then
+        cli.usage_error("%s is an IPv%d target, but -%d was given", w, e.af, family)
+      end
+    end
+  end
   local port = protocol ~= "icmp" and (opts.port or sweep.DEFAULT_PORT[protocol]) or nil
   local window = opts.window or (protocol == "tcp" and 1000 or 4096)
   local stop, summary, first_error
@@ -149,8 +166,8 @@ local function run(opts, ctx)
   local eng, sink = kr.eng, kr.sink
 
   kr:each{ all = function(progress)
-    local iter, total, n = campaign.order(eng, kr.tg.list, ctx, "sweep", nil, opts.seed,
-      opts.shard)
+    local iter, total, n = campaign.order(eng, kr.tg.list, ctx, "sweep", family, opts.seed,
+      opts.shard, opts.max_targets)
     local shard, shards = 0, 1
     if opts.shard then shard, shards = opts.shard[1], opts.shard[2] end
     local meta = { command = "sweep", version = 1, columns = sweep.COLUMNS, fields = sweep.FIELDS,

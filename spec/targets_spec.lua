@@ -135,7 +135,7 @@ describe("a target list", function()
       "dst.lab",
     }, "hosts.txt")
     assert.are.same({
-      { source = "hosts.txt", line = 5, text = "198.18.0.999", reason = "not an IPv4 address" },
+      { source = "hosts.txt", line = 5, text = "198.18.0.999", reason = "not an IPv4 address: octet 999 is over 255" },
       { source = "hosts.txt", line = 7, text = "two words", reason = "more than one entry on the line" },
     }, bad)
     assert.are.same({ "dst.lab" }, l:names())
@@ -259,5 +259,48 @@ describe("shards", function()
     for _ in l:iter{ seed = 3 } do n = n + 1 end
     assert.are.equal(65536, n)
     assert(os.clock() - t0 < 2, "took " .. (os.clock() - t0) .. " s")
+  end)
+end)
+
+describe("a target typed wrong", function()
+  it("is refused with the reason a network engineer needs", function()
+    local cases = {
+      ["300.1.1.1"] = "octet 300 is over 255",
+      ["1.2.3.04"] = "octet '04' has a leading zero",
+      ["1.2.3"] = "four decimal octets",
+      ["2001:db8::zz"] = "not an IPv6 address",
+      ["[::1]"] = "brackets are URL syntax",
+      [""] = "empty",
+      [string.rep("a", 254)] = "254 characters: the most DNS takes is 253",
+      [string.rep("b", 64) .. ".example"] = "a label of 64 characters",
+    }
+    for text, why in pairs(cases) do
+      local e, reason = targets.parse(text)
+      assert.is_nil(e, text)
+      assert.truthy(reason:find(why, 1, true), text .. ": " .. tostring(reason))
+    end
+  end)
+
+  it("shows NUL bytes, terminal escapes and the backslash escaped", function()
+    assert.are.equal("a\\0b\\x1b[2Kc\\\\d\\t\\r", targets.escape("a\0b\27[2Kc\\d\t\r"))
+    assert.are.equal("dst.lab", targets.escape("dst.lab"))
+  end)
+
+  it("a file line with NUL or an escape is skipped alone, the next line is read", function()
+    local l = targets.list()
+    local bad = l:add_lines({ "198.18.0.1\0", "198.18.0.2", "\27[1A198.18.0.3", "198.18.0.4" }, "f")
+    assert.are.equal(2, #bad)
+    assert.are.same({ 1, 3 }, { bad[1].line, bad[2].line })
+    assert.are.equal(2, l:finish())
+  end)
+end)
+
+describe("a link-local IPv6 address with a zone", function()
+  it("splits into the address and the zone (an interface name or index)", function()
+    assert.are.same({ "fe80::1", "eth0" }, { targets.split_zone("fe80::1%eth0") })
+    assert.are.same({ "fe80::1", "2" }, { targets.split_zone("fe80::1%2") })
+    assert.is_nil(targets.split_zone("fe80::zz%eth0"))
+    assert.is_nil(targets.split_zone("198.18.0.1%eth0"))
+    assert.is_nil(targets.split_zone("fe80::1%" .. string.rep("x", 16)))
   end)
 end)

@@ -13,6 +13,9 @@
 --               after it must be required ("HOST... PORT")
 --   exclusive   list of key lists: at most one key of each list may be given
 --   examples    list of command lines
+--   hints       { ["-I"] = "text" }: for an option the command does not
+--               take but the tool it replaces does, what to write instead;
+--               the unknown-option error says it
 --
 -- An option is { SHORT, LONG, ... } (either may be nil) with:
 --   flag = true   boolean, default false
@@ -335,6 +338,10 @@ function Parser:take_value(o, who)
 end
 
 function Parser:unknown(word)
+  local hint = self.spec.hints and self.spec.hints[word]
+  if hint then
+    self:fail("unknown option '%s': %s (see 'sonde help %s')", word, hint, self.spec.name)
+  end
   self:fail("unknown option '%s' (see 'sonde help %s')", word, self.spec.name)
 end
 

@@ -52,7 +52,7 @@ function M.read_target_files(list, files, ctx, cmd)
       bad_total = bad_total + 1
       if bad_total <= M.MAX_BAD_LINES then
         ctx.stderr:write(fmt("sonde %s: %s:%d: skipped '%s': %s\n", cmd, b.source, b.line,
-          b.text:match("^%s*(.-)%s*$"), b.reason))
+          require("sonde.targets").escape(b.text:match("^%s*(.-)%s*$")), b.reason))
       end
     end
   end
@@ -102,6 +102,9 @@ end
 -- The options of a command that takes several targets, after its own:
 -- --targets, --parallel (o.parallel: its default; o.what: what runs at
 -- once, "pings"), --shard, --seed and --quiet (with -q when o.q).
+-- The most addresses a run probes unless --max-targets says more: a /16.
+M.MAX_TARGETS = 65536
+
 function M.options(own, o)
   local all = {}
   for _, opt in ipairs(own) do all[#all + 1] = opt end
@@ -113,6 +116,9 @@ function M.options(own, o)
     help = "probe only shard K (from 0) of N of the targets: a seeded permutation splits them so that N processes with the same targets and --seed cover each exactly once (in a Kubernetes Indexed Job, K is JOB_COMPLETION_INDEX)" }
   all[#all + 1] = { nil, "--seed", arg = "S", type = "int", min = 0, max = 4294967295, default = 0,
     help = "the seed of the permutation (--shard) and of the targets' order" }
+  all[#all + 1] = { nil, "--max-targets", arg = "N", type = "int", min = 1, max = 4294967296,
+    default = M.MAX_TARGETS,
+    help = "refuse to start when the targets (after --shard) are more than N addresses, and say how many they are: a /8 or 0.0.0.0/0 given by mistake does not start" }
   all[#all + 1] = { o.q and "-q" or nil, "--quiet", flag = true,
     help = "no progress line and no summary on standard error" }
   return all
@@ -133,14 +139,22 @@ function M.collect(words, opts, ctx, cmd, as_list, name, missing)
   if none and not missing then
     cli.usage_error("missing %s (or --targets FILE)", name)
   end
+  local targets = require "sonde.targets"
   if not as_list and #words == 1 and #opts.targets == 0 and not opts.shard
       and not words[1]:find("/", 1, true) then
-    return { single = words[1] }
+    local w = words[1]
+    -- a link-local address with its zone is probed as given (the zone
+    -- names the link); anything else must be an address or a host name
+    if not targets.split_zone(w) then
+      local ok, why = targets.parse(w)
+      if not ok then cli.usage_error("%s: invalid value '%s' (%s)", name, targets.escape(w), why) end
+    end
+    return { single = w }
   end
-  local list = require("sonde.targets").list()
+  local list = targets.list()
   for _, t in ipairs(words) do
     local ok, why = list:add(t)
-    if not ok then cli.usage_error("%s: invalid value '%s' (%s)", name, t, why) end
+    if not ok then cli.usage_error("%s: invalid value '%s' (%s)", name, targets.escape(t), why) end
   end
   M.read_target_files(list, opts.targets, ctx, cmd)
   if none then cli.usage_error("%s", missing) end
@@ -149,16 +163,23 @@ end
 
 -- The order of a list's targets, inside eng:run(): its names resolved
 -- (M.resolve_names), the list finished (no target left is a usage error),
--- then its seeded permutation, cut to shard K of N (shard: { K, N } or nil).
+-- then its seeded permutation, cut to shard K of N (shard: { K, N } or nil);
+-- more than max_targets addresses (if given) is a usage error that says
+-- how many they are.
 -- -> iter (the next address, or nil), total (of the shard), n (of the
 -- list), named ({ [address] = the name it came from }).
-function M.order(eng, list, ctx, cmd, family, seed, shard)
+function M.order(eng, list, ctx, cmd, family, seed, shard, max_targets)
   local named = M.resolve_names(eng, list, ctx, cmd, family)
   local n, lerr = list:finish()
   if not n then cli.usage_error("%s", lerr) end
   if n == 0 then cli.usage_error("no targets left to probe") end
   local iter, total = list:iter{ seed = seed, shard = shard and shard[1] or 0,
     shards = shard and shard[2] or 1 }
+  if max_targets and total > max_targets then
+    cli.usage_error("the targets are %.0f addresses%s, more than --max-targets %.0f: "
+      .. "give --max-targets %.0f to probe them all", total,
+      shard and fmt(" (shard %d/%d)", shard[1], shard[2]) or "", max_targets, total)
+  end
   return iter, total, n, named
 end
 
@@ -172,7 +193,8 @@ end
 --      parallel, job, stopped, progress, on_total(total) (before any job)
 -- -> the number of targets (of the shard).
 function M.each(eng, list, ctx, o)
-  local iter, total, _, named = M.order(eng, list, ctx, o.cmd, o.family, o.seed, o.shard)
+  local iter, total, _, named = M.order(eng, list, ctx, o.cmd, o.family, o.seed, o.shard,
+    o.max_targets)
   if o.on_total then o.on_total(total) end
   local started, running, done, all = eng:now(), 0, 0, eng:event()
   local tick -- the progress timer's token, cancelled at the end
@@ -260,7 +282,8 @@ function M.for_targets(eng, tg, ctx, o)
   end
   M.each(eng, tg.list, ctx, {
     cmd = o.cmd, family = o.family, seed = opts.seed, shard = opts.shard,
-    parallel = opts.parallel, progress = progress, on_total = o.on_total,
+    parallel = opts.parallel, max_targets = opts.max_targets, progress = progress,
+    on_total = o.on_total,
     stopped = function() return o.stopped() or not o.sink:ok() end,
     job = function(addr, name) o.one(name or addr, addr, require("sonde.target").family(addr)) end,
   })

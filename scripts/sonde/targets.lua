@@ -195,7 +195,7 @@ end
 function M.parse(text)
   if type(text) ~= "string" then return nil, "not a string" end
   local s = text:match("^%s*(.-)%s*$")
-  if s == "" then return nil, "empty" end
+  if s == "" then return nil, "empty: a target is a host name, an address or a prefix" end
   local addr, len = s:match("^([^/]+)/(%d+)$")
   if s:find("/", 1, true) and not addr then
     return nil, "not a prefix (ADDRESS/LENGTH)"
@@ -227,10 +227,67 @@ function M.parse(text)
              lo = lo, hi = lo + size - 1 }
   end
   if len then return nil, "not an IPv4 or IPv6 prefix" end
-  if addr:match("^[%d.]+$") then return nil, "not an IPv4 address" end
+  return M.why_not(addr)
+end
+
+-- What is wrong with s, which is not a numeric address or a prefix: a host
+-- name is returned as { name = s }; else nil and the reason, worded for
+-- the mistakes people make (an octet over 255 or with a leading zero,
+-- which inet_aton would read as octal; an IPv6 address in URL brackets).
+function M.why_not(addr)
+  if addr:match("^%[.*%]$") then
+    return nil, "brackets are URL syntax: write the address without them"
+  end
+  if addr:match("^[%d.]+$") then
+    local a, b, c, d = addr:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+    if not a then return nil, "not an IPv4 address (four decimal octets)" end
+    for _, o in ipairs{ a, b, c, d } do
+      if #o > 1 and o:sub(1, 1) == "0" then
+        return nil, "not an IPv4 address: octet '" .. o .. "' has a leading zero, which some tools read as octal"
+      end
+      if tonumber(o) > 255 then
+        return nil, "not an IPv4 address: octet " .. o .. " is over 255"
+      end
+    end
+    return nil, "not an IPv4 address"
+  end
   if addr:find(":", 1, true) then return nil, "not an IPv6 address" end
+  if #addr > 253 then
+    return nil, fmt("a host name of %d characters: the most DNS takes is 253", #addr)
+  end
+  for label in addr:gmatch("[^.]+") do
+    if #label > 63 then
+      return nil, fmt("a host name with a label of %d characters: the most DNS takes is 63", #label)
+    end
+  end
   if is_name(addr) then return { name = addr } end
   return nil, "not an address, a prefix or a host name"
+end
+
+-- text with every byte that a terminal would act on (control characters,
+-- NUL, DEL, bytes that are not printable ASCII) and the backslash written
+-- as a C escape (\0, \t, \x1b), so that a message that quotes a target
+-- shows what the file holds and cannot move the cursor or recolour the
+-- terminal.
+function M.escape(text)
+  return (tostring(text):gsub("[%z\1-\31\\\127-\255]", function(c)
+    local b = c:byte()
+    if b == 0 then return "\\0" end
+    if c == "\\" then return "\\\\" end
+    if c == "\t" then return "\\t" end
+    if c == "\r" then return "\\r" end
+    if c == "\n" then return "\\n" end
+    return fmt("\\x%02x", b)
+  end))
+end
+
+-- A link-local IPv6 address with its zone (RFC 4007 11.2: "fe80::1%eth0",
+-- the zone an interface name or index): -> the address and the zone, or
+-- nil. The zone is what makes a link-local address mean one link.
+function M.split_zone(s)
+  local a, z = s:match("^([%x:.]+)%%([%w_.:-]+)$")
+  if not a or #z > 15 or not parse_v6(a) then return nil end
+  return a, z
 end
 
 ---------------------------------------------------------------------------
