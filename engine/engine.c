@@ -213,6 +213,7 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
   if (p == NULL)
     return SONDE_ENOMEM;
   p->spec = *spec;
+  p->ops = sonde__proto_ops(spec->proto);
   if (spec->payload_len || spec->expect_len) {
     /* The session's own copy: payload, expect, then the read buffer. */
     p->session = malloc(spec->payload_len + spec->expect_len +
@@ -239,6 +240,15 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
 
 /* --- sending ------------------------------------------------------------- */
 
+const sonde__proto_ops_t *sonde__proto_ops(int proto) {
+  switch (proto) {
+  case SONDE_PROTO_ICMP: return &sonde__icmp_ops;
+  case SONDE_PROTO_UDP: return &sonde__udp_ops;
+  case SONDE_PROTO_TCP: return &sonde__tcp_ops;
+  }
+  return NULL;
+}
+
 /* The probe is on its way: its wait runs from p->sent_ns, stamped just
  * before it was sent (see send_one). */
 void sonde__probe_sent(sonde_engine_t *eng, sonde__probe_t *p) {
@@ -263,11 +273,7 @@ static void send_one(sonde_engine_t *eng, sonde__probe_t *p) {
    * opening sockets; a TCP probe's runs from here (its socket, bind and
    * connect: some microseconds). */
   p->sent_ns = sonde__now();
-  switch (p->spec.proto) {
-  case SONDE_PROTO_ICMP: r = sonde__icmp_send(eng, p); break;
-  case SONDE_PROTO_UDP: r = sonde__udp_send(eng, p); break;
-  default: r = sonde__tcp_send(eng, p); break;
-  }
+  r = p->ops->send(eng, p);
   if (r == 0)
     return;
   if ((r == SONDE_ENOBUFS || r == SONDE_EAGAIN) && p->fd == -1 &&

@@ -106,39 +106,55 @@ static int errmsg_read(int fd, errmsg_t *m, sonde_result_t *res) {
  */
 static int quote_ok(const sonde__probe_t *p, const errmsg_t *m) {
   const sonde_probe_spec_t *spec = &p->spec;
+
+  if (m->name.ss_family != spec->dst.ss_family ||
+      !sonde__addr_equal(&m->name, &spec->dst, 0))
+    return 0;
+  return p->ops->errq_quote_ok(p, m->data, m->len, &m->name);
+}
+
+/* The TCP header of our SYN: our ports (the kernel has checked the
+ * sequence number), and as far as quoted a SYN without ACK, RST or FIN (a
+ * later fragment has other bytes there). */
+int sonde__tcp_errq_quote_ok(const sonde__probe_t *p, const uint8_t *data,
+                             size_t len, const struct sockaddr_storage *to) {
+  if (len < 4 || (uint16_t)(data[0] << 8 | data[1]) != p->key.a ||
+      (uint16_t)(data[2] << 8 | data[3]) != p->key.b)
+    return 0;
+  return len < 14 || (data[13] & 0x17) == 0x02;
+}
+
+/* Our destination port, and the payload's bytes as far as quoted. */
+int sonde__udp_errq_quote_ok(const sonde__probe_t *p, const uint8_t *data,
+                             size_t len, const struct sockaddr_storage *to) {
+  const sonde_probe_spec_t *spec = &p->spec;
+  size_t size = spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD, i;
+
+  if (sonde__addr_port(to) != p->key.b)
+    return 0;
+  /* After the payload: RFC 4884 padding and extensions, not ours. */
+  for (i = 0; i < len && i < size; i++)
+    if (data[i] != sonde__payload_byte(p->eng, spec, SONDE_PROTO_UDP, i))
+      return 0;
+  return 1;
+}
+
+/* An echo request: type, id and sequence, payload, and for ICMPv6 the
+ * checksum (the kernel's, over our source and the destination). */
+int sonde__icmp_errq_quote_ok(const sonde__probe_t *p, const uint8_t *data,
+                              size_t len, const struct sockaddr_storage *to) {
+  const sonde_probe_spec_t *spec = &p->spec;
   int af = spec->dst.ss_family;
   size_t size = spec->size ? spec->size : SONDE__DEFAULT_PAYLOAD, i;
 
-  if (m->name.ss_family != af || !sonde__addr_equal(&m->name, &spec->dst, 0))
+  if (len < 8 || data[0] != (af == AF_INET6 ? 128 : 8) ||
+      (uint16_t)(data[4] << 8 | data[5]) != p->key.a ||
+      (uint16_t)(data[6] << 8 | data[7]) != p->key.b)
     return 0;
-  if (p->key.proto == SONDE_PROTO_TCP) {
-    /* The TCP header of our SYN: our ports (the kernel has checked the
-     * sequence number), and as far as quoted a SYN without ACK, RST or
-     * FIN (a later fragment has other bytes there). */
-    if (m->len < 4 || (uint16_t)(m->data[0] << 8 | m->data[1]) != p->key.a ||
-        (uint16_t)(m->data[2] << 8 | m->data[3]) != p->key.b)
-      return 0;
-    return m->len < 14 || (m->data[13] & 0x17) == 0x02;
-  }
-  if (p->key.proto == SONDE_PROTO_UDP) {
-    if (sonde__addr_port(&m->name) != p->key.b)
-      return 0;
-    /* After the payload: RFC 4884 padding and extensions, not ours. */
-    for (i = 0; i < m->len && i < size; i++)
-      if (m->data[i] != sonde__payload_byte(p->eng, spec, SONDE_PROTO_UDP, i))
-        return 0;
-    return 1;
-  }
-  /* An echo request: type, id and sequence, payload, and for ICMPv6 the
-   * checksum (the kernel's, over our source and the destination). */
-  if (m->len < 8 || m->data[0] != (af == AF_INET6 ? 128 : 8) ||
-      (uint16_t)(m->data[4] << 8 | m->data[5]) != p->key.a ||
-      (uint16_t)(m->data[6] << 8 | m->data[7]) != p->key.b)
-    return 0;
-  for (i = 8; i < m->len && i < 8 + size; i++) {
+  for (i = 8; i < len && i < 8 + size; i++) {
     if (spec->hold_checksum && i < 10)
       continue; /* the compensating bytes */
-    if (m->data[i] != sonde__payload_byte(p->eng, spec, SONDE_PROTO_ICMP, i - 8))
+    if (data[i] != sonde__payload_byte(p->eng, spec, SONDE_PROTO_ICMP, i - 8))
       return 0;
   }
   if (af == AF_INET6) {
@@ -153,14 +169,14 @@ static int quote_ok(const sonde__probe_t *p, const errmsg_t *m) {
     for (i = 0; i < size; i++)
       msg[8 + i] = sonde__payload_byte(p->eng, spec, SONDE_PROTO_ICMP, i);
     if (spec->hold_checksum) {
-      if (m->len < 10)
+      if (len < 10)
         return 1; /* the sum cannot be rebuilt without the compensator */
-      msg[8] = m->data[8];
-      msg[9] = m->data[9];
+      msg[8] = data[8];
+      msg[9] = data[9];
     }
     c = sonde__l4_cksum(AF_INET6, src, sonde__addr_bytes(&spec->dst),
                         IPPROTO_ICMPV6, msg, 8 + size);
-    if (c != (uint16_t)(m->data[2] << 8 | m->data[3]))
+    if (c != (uint16_t)(data[2] << 8 | data[3]))
       return 0;
   }
   return 1;

@@ -188,7 +188,7 @@ static int echo_hold(sonde_engine_t *eng) {
   return r;
 }
 
-int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
+static int icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   const sonde_probe_spec_t *spec = &p->spec;
   int af = spec->dst.ss_family, i = sonde__afi(af), r, len, fd;
   uint16_t id = spec->echo_id, seq = spec->echo_seq;
@@ -267,3 +267,9 @@ int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   sonde__probe_sent(eng, p);
   return 0;
 }
+
+const sonde__proto_ops_t sonde__icmp_ops = {
+    .proto = SONDE_PROTO_ICMP,
+    .send = icmp_send,
+    .errq_quote_ok = sonde__icmp_errq_quote_ok,
+};

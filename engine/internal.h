@@ -2,8 +2,10 @@
 #ifndef SONDE_INTERNAL_H
 #define SONDE_INTERNAL_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "sonde.h"
@@ -37,12 +39,32 @@ enum {
 
 typedef struct sonde__probe sonde__probe_t;
 typedef struct sonde__sender sonde__sender_t;
+
+/*
+ * What differs between ICMP, UDP and TCP probes, behind one table per
+ * protocol (icmp.c, udp.c, tcp.c), chosen once when the probe is accepted
+ * (sonde__proto_ops).
+ */
+typedef struct {
+  sonde_proto_t proto;
+  /* Send p: 0 when it is in flight, or a negative errno (the caller ends
+   * the probe per sonde_err_status()). */
+  int (*send)(sonde_engine_t *eng, sonde__probe_t *p);
+  /* The quote of an ICMP error read from a socket's error queue is p's
+   * probe as far as the kernel shows it: data is the quoted packet from
+   * its transport payload on (UDP: the payload; TCP: the TCP header; ICMP:
+   * the echo request), len bytes, to is where it went (address and port).
+   * The destination address is checked already. 1 if p's, 0 if not. */
+  int (*errq_quote_ok)(const sonde__probe_t *p, const uint8_t *data,
+                       size_t len, const struct sockaddr_storage *to);
+} sonde__proto_ops_t;
 /* Called when a probe's poll handle has closed and the probe goes on (a TCP
  * connect retried on a new socket). */
 typedef void (*sonde__restart_fn)(sonde_engine_t *eng, sonde__probe_t *p);
 
 struct sonde__probe {
   sonde_engine_t *eng;
+  const sonde__proto_ops_t *ops; /* the probe's protocol */
   uint64_t id;
   int state;
   uint32_t slot;
@@ -185,6 +207,17 @@ struct sonde_engine {
 
 static inline int sonde__afi(int af) { return af == AF_INET6 ? 1 : 0; }
 
+/* sendmsg() of one probe datagram, again when a signal interrupted it
+ * (EINTR), never raising SIGPIPE. 0 or a negative errno. Inline: it is on
+ * every probe's way out. */
+static inline int sonde__sendmsg(int fd, const struct msghdr *msg) {
+  ssize_t n;
+  do
+    n = sendmsg(fd, msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : 0;
+}
+
 /* engine.c */
 uint64_t sonde__now(void);
 void sonde__probe_sent(sonde_engine_t *eng, sonde__probe_t *p);
@@ -309,12 +342,22 @@ int sonde__send_hdrincl(sonde_engine_t *eng, sonde__probe_t *p, int proto,
 int sonde__tcp_fields(sonde__probe_t *p);
 int sonde__connect_fields(sonde__probe_t *p, struct sockaddr_storage *dst);
 
-/* icmp.c, udp.c, tcp.c: send one probe. 0 on success (in flight), or a
- * negative errno: the caller ends the probe per sonde_err_status(). */
-int sonde__icmp_send(sonde_engine_t *eng, sonde__probe_t *p);
+/* icmp.c, udp.c, tcp.c: the protocols' tables (sonde__proto_ops_t). */
+extern const sonde__proto_ops_t sonde__icmp_ops;
+extern const sonde__proto_ops_t sonde__udp_ops;
+extern const sonde__proto_ops_t sonde__tcp_ops;
+/* The table of a protocol; NULL for a value outside sonde_proto_t. */
+const sonde__proto_ops_t *sonde__proto_ops(int proto);
 void sonde__echo_release(sonde_engine_t *eng);
-int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p);
-int sonde__tcp_send(sonde_engine_t *eng, sonde__probe_t *p);
+
+/* errqueue.c: each protocol's check of an error-queue quote
+ * (sonde__proto_ops_t.errq_quote_ok). */
+int sonde__icmp_errq_quote_ok(const sonde__probe_t *p, const uint8_t *data,
+                              size_t len, const struct sockaddr_storage *to);
+int sonde__udp_errq_quote_ok(const sonde__probe_t *p, const uint8_t *data,
+                             size_t len, const struct sockaddr_storage *to);
+int sonde__tcp_errq_quote_ok(const sonde__probe_t *p, const uint8_t *data,
+                             size_t len, const struct sockaddr_storage *to);
 
 /* syn.c: half-open TCP probes. sonde__syn_mode: 1 SYN, 0 connect, or a
  * negative errno (p->call set); sonde__syn_send as the *_send above. */

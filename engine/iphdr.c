@@ -10,14 +10,6 @@
 
 #include "internal.h"
 
-static int send_msg(int fd, struct msghdr *msg) {
-  ssize_t n;
-  do
-    n = sendmsg(fd, msg, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : 0;
-}
-
 /* connect(), in progress counting as done (non-blocking sockets). */
 static int connect_once(int fd, const struct sockaddr_storage *dst) {
   if (connect(fd, (const struct sockaddr *)dst, sonde__addr_len(dst)) < 0 &&
@@ -43,7 +35,7 @@ static int send_df4(sonde__probe_t *p, int fd, struct msghdr *msg) {
     p->call = "setsockopt(IP_MTU_DISCOVER)";
     return -errno;
   }
-  r = send_msg(fd, msg);
+  r = sonde__sendmsg(fd, msg);
   (void)setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &old, sizeof(old));
   return r;
 }
@@ -126,10 +118,10 @@ static int send_labelled(sonde__probe_t *p, int fd, struct msghdr *msg) {
   msg->msg_name = &to;
   r = label_on(p, fd, &auto_old);
   if (r == 0) {
-    r = send_msg(fd, msg);
+    r = sonde__sendmsg(fd, msg);
     if (r == SONDE_EINVAL && p->spec.flow_label != 0 &&
         (r = lease(p, fd, &to.sin6_addr, 1)) == 0) {
-      r = send_msg(fd, msg);
+      r = sonde__sendmsg(fd, msg);
       (void)lease(p, fd, &to.sin6_addr, 0);
     }
   }
@@ -146,8 +138,8 @@ static int send_labelled(sonde__probe_t *p, int fd, struct msghdr *msg) {
 int sonde__send_fields(sonde__probe_t *p, int fd, struct msghdr *msg) {
   if (((const struct sockaddr *)msg->msg_name)->sa_family == AF_INET6)
     return p->spec.has_flow_label ? send_labelled(p, fd, msg)
-                                  : send_msg(fd, msg);
-  return p->spec.df ? send_df4(p, fd, msg) : send_msg(fd, msg);
+                                  : sonde__sendmsg(fd, msg);
+  return p->spec.df ? send_df4(p, fd, msg) : sonde__sendmsg(fd, msg);
 }
 
 /* --- the IPv4 identification: a header we write -------------------------- */
@@ -194,7 +186,8 @@ int sonde__send_hdrincl(sonde_engine_t *eng, sonde__probe_t *p, int proto,
   const sonde_probe_spec_t *spec = &p->spec;
   struct sockaddr_storage src;
   uint8_t *b = eng->sbuf;
-  ssize_t n;
+  struct iovec iov;
+  struct msghdr msg;
   int r;
 
   if (len + 20 > sizeof(eng->sbuf))
@@ -212,15 +205,17 @@ int sonde__send_hdrincl(sonde_engine_t *eng, sonde__probe_t *p, int proto,
   if (spec->df != SONDE_DF_CLEAR)
     b[6] |= 0x40;
   b[10] = b[11] = 0;
-  do
-    n = sendto(eng->rawip, b, len + 20, MSG_NOSIGNAL,
-               (const struct sockaddr *)&spec->dst, sizeof(struct sockaddr_in));
-  while (n < 0 && errno == EINTR);
-  if (n < 0) {
+  iov.iov_base = b;
+  iov.iov_len = len + 20;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_name = (void *)&spec->dst;
+  msg.msg_namelen = sizeof(struct sockaddr_in);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  r = sonde__sendmsg(eng->rawip, &msg);
+  if (r < 0)
     p->call = "sendto(SOCK_RAW, IPPROTO_RAW)";
-    return -errno;
-  }
-  return 0;
+  return r;
 }
 
 /* --- TCP: fields set on the probe's own socket ---------------------------- */

@@ -79,18 +79,12 @@ int sonde__sendto_probe(sonde__probe_t *p, int fd, const void *buf,
   struct iovec iov;
   struct msghdr msg;
   int v6 = dst->ss_family == AF_INET6;
-  ssize_t n;
 
   sonde__probe_msg(&msg, &iov, &control, buf, len, dst, spec->ttl, spec->tos,
                    spec->df);
   if ((spec->df && !v6) || spec->has_flow_label)
     return sonde__send_fields(p, fd, &msg);
-  do
-    n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n < 0)
-    return -errno;
-  return 0;
+  return sonde__sendmsg(fd, &msg);
 }
 
 /*

@@ -426,7 +426,7 @@ static void on_connect(uv_poll_t *h, int status, int events) {
   outcome(p->eng, p, -err);
 }
 
-int sonde__tcp_send(sonde_engine_t *eng, sonde__probe_t *p) {
+static int tcp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   int r = sonde__syn_mode(eng, p);
   if (r != 0)
     return r < 0 ? r : sonde__syn_send(eng, p);
@@ -441,3 +441,9 @@ int sonde__tcp_send(sonde_engine_t *eng, sonde__probe_t *p) {
     outcome(eng, p, r);
   return 0;
 }
+
+const sonde__proto_ops_t sonde__tcp_ops = {
+    .proto = SONDE_PROTO_TCP,
+    .send = tcp_send,
+    .errq_quote_ok = sonde__tcp_errq_quote_ok,
+};

@@ -221,7 +221,7 @@ static int source(sonde_engine_t *eng, sonde__probe_t *p, int *fd,
   return 0;
 }
 
-int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
+static int udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   const sonde_probe_spec_t *spec = &p->spec;
   int af = spec->dst.ss_family, r, fd;
   uint16_t sport, pseudo = 0;
@@ -281,3 +281,9 @@ int sonde__udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   sonde__probe_sent(eng, p);
   return 0;
 }
+
+const sonde__proto_ops_t sonde__udp_ops = {
+    .proto = SONDE_PROTO_UDP,
+    .send = udp_send,
+    .errq_quote_ok = sonde__udp_errq_quote_ok,
+};
