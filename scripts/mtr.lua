@@ -9,6 +9,9 @@ local campaign = require "sonde.campaign"
 local header = require "sonde.header"
 local json = require "sonde.json"
 local ping = require "sonde.strategy.ping"
+local paris = require "sonde.strategy.paris"
+local dublin = require "sonde.strategy.dublin"
+local defaults = require "sonde.defaults"
 local mtr = require "sonde.strategy.mtr"
 local fmt = require "sonde.format.mtr"
 local formats = require "sonde.format"
@@ -75,8 +78,13 @@ Exit status:
     { "-u", "--udp", flag = true, help = "UDP probes (as -p udp)" },
     { "-P", "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
+    defaults.tcp_mode_option(),
     { "-s", "--psize", arg = "BYTES", type = "int", min = 1, max = 1400,
       help = "bytes of probe payload" },
+    { nil, "--strategy", arg = "NAME", choices = { "classic", "paris", "dublin" },
+      help = "classic (default: a new flow per probe, as mtr: UDP varies the destination port), paris (every probe in one flow: one path through load balancers), dublin (--flows Paris flows side by side: each flow's own figures at each hop, shown under it); paris and dublin take -u or ICMP (Paris UDP needs raw sockets)" },
+    { nil, "--flows", arg = "N", type = "int", min = 1, max = dublin.MAX_FLOWS,
+      help = "dublin: how many flows (default 4); each leaves from its own source port (ICMP: its own checksum); alone it means --strategy dublin" },
     target.IPV4_OPTION,
     target.IPV6_OPTION,
     { "-n", "--no-dns", key = "numeric", flag = true, help = "show addresses only, do not look up host names" },
@@ -206,7 +214,7 @@ end
 -- -> { strategy = wrap(strategy), eng = the engine to run on, close() }.
 local function round_recorder(o)
   local eng = o.eng
-  local rounds, by_seq = {}, {}
+  local rounds, by_seq, flow_of = {}, {}, {}
   local started, next_out, closed = 0, 1, false
 
   local function flush()
@@ -217,14 +225,17 @@ local function round_recorder(o)
       for _, p in ipairs(r.probes) do
         if p.ttl <= o.limit() then probes[#probes + 1] = p end
       end
-      table.sort(probes, function(a, b) return a.ttl < b.ttl end)
+      table.sort(probes, function(a, b)
+        if a.ttl ~= b.ttl then return a.ttl < b.ttl end
+        return (a.flow or 0) < (b.flow or 0)
+      end)
       rounds[next_out] = nil
       o.emit(next_out, probes)
       next_out = next_out + 1
     end
   end
 
-  local function record(round, ttl, r)
+  local function record(round, ttl, flow, r)
     -- cancelled: ours (beyond the destination, or stopped), not an outcome
     if r.status == "failed" and r.error and r.error.name == "ECANCELED" then return end
     local p = {}
@@ -232,13 +243,14 @@ local function round_recorder(o)
       if k ~= "src" and k ~= "id" then p[k] = v end
     end
     p.ttl = p.ttl or ttl
+    p.flow = flow
     round.probes[#round.probes + 1] = p
   end
 
   local rec = {}
   function rec.strategy(strat)
-    return setmetatable({ spec = function(ttl, seq)
-      if ttl == o.first_ttl then
+    return setmetatable({ spec = function(ttl, seq, flow)
+      if ttl == o.first_ttl and (flow or 1) == 1 then
         started = started + 1
         local n = started
         rounds[n] = { open = true, pending = 0, probes = {} }
@@ -249,13 +261,15 @@ local function round_recorder(o)
         end)
       end
       by_seq[seq] = started
-      return strat.spec(ttl, seq)
+      flow_of[seq] = flow
+      return strat.spec(ttl, seq, flow)
     end }, { __index = strat })
   end
   rec.eng = setmetatable({
     probe_async = function(_, spec, fn)
       local round = rounds[by_seq[spec.seq] or 0]
-      by_seq[spec.seq] = nil
+      local flow = flow_of[spec.seq]
+      by_seq[spec.seq], flow_of[spec.seq] = nil, nil
       if round then round.pending = round.pending + 1 end
       local id, err, name = eng:probe_async(spec, function(r)
         -- counted before fn (which may end the run: close() then writes
@@ -263,14 +277,14 @@ local function round_recorder(o)
         -- what lies beyond it is left out)
         if round then
           round.pending = round.pending - 1
-          record(round, spec.ttl, r)
+          record(round, spec.ttl, flow, r)
         end
         fn(r)
         if round then flush() end
       end)
       if not id and round then
         round.pending = round.pending - 1
-        record(round, spec.ttl, { status = "failed", ttl = spec.ttl, seq = spec.seq,
+        record(round, spec.ttl, flow, { status = "failed", ttl = spec.ttl, seq = spec.seq,
           error = { name = name, message = err } })
       end
       return id, err, name
@@ -333,6 +347,17 @@ local function run(opts, ctx)
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
+  if opts.flows and not opts.strategy then opts.strategy = "dublin" end
+  if opts.flows and opts.strategy ~= "dublin" then
+    cli.usage_error("--flows applies to --strategy dublin, not %s", opts.strategy)
+  end
+  local multipath = opts.strategy == "paris" or opts.strategy == "dublin"
+  if multipath and opts.protocol == "tcp" then
+    -- one flow is one 4-tuple, and the engine's TCP probes are connect()s:
+    -- two with the same 4-tuple cannot be in flight at once, and an mtr
+    -- round has a probe in flight at every TTL
+    cli.usage_error("--strategy %s takes UDP (-u) or ICMP probes, not TCP: the probes of one TCP flow share one 4-tuple and cannot be in flight together", opts.strategy)
+  end
   if opts.port and opts.protocol == "icmp" then
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
@@ -370,9 +395,17 @@ local function run(opts, ctx)
     local d = { type = "mtr", version = 1, rounds = state.rounds, reached = state.reached,
       stop_reason = state.stop_reason, error = state.error, src = state.src,
       hops = mtr.rows(state), started = state.started, duration = state.duration, now = now }
-    for k, v in pairs(meta) do d[k] = v end
+    for k, v in pairs(meta) do
+      if k ~= "flow_ids" then d[k] = v end
+    end
     for _, hop in ipairs(d.hops) do
       if hop.addr and names then hop.name = names[hop.addr] end
+      -- each flow named by what sets it apart: its source port (ICMP: its
+      -- checksum)
+      for f, fl in ipairs(hop.flows or {}) do
+        local id = meta.flow_ids and meta.flow_ids[f]
+        if id then fl.sport, fl.checksum = id.sport, id.checksum end
+      end
       local a = hop.addr and as_of and as_of.get(hop.addr)
       if a then hop.asn, hop.as_prefix = a.asn, a.prefix end
       if text then
@@ -404,9 +437,32 @@ local function run(opts, ctx)
     local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, interval = opts.interval,
       wait = opts.wait }
-    local strat = header.apply(ping.new{ dst = addr, proto = opts.protocol, port = opts.port,
-      wait = opts.wait, size = opts.psize }, opts)
-    if opts.protocol ~= "icmp" then meta.port = strat.port end
+    local strat, nflows
+    if multipath then
+      -- paris: one flow; dublin: --flows of them, each a Paris flow
+      local so = { dst = addr, proto = opts.protocol, wait = opts.wait, size = opts.psize,
+        port = opts.protocol ~= "icmp" and defaults.port(opts.protocol, opts.port) or nil,
+        flows = opts.flows }
+      local inst
+      if opts.strategy == "dublin" then
+        inst = dublin.new(so)
+      else
+        local p = paris.new(so)
+        p.flow = 1
+        inst = { flows = { p }, spec = function(ttl, seq) return p.spec(ttl, seq) end }
+      end
+      nflows = #inst.flows
+      meta.strategy, meta.flows = opts.strategy, nflows
+      meta.port = so.port
+      meta.flow_ids = {}
+      for f, fl in ipairs(inst.flows) do meta.flow_ids[f] = dublin.describe(fl) end
+      strat = header.apply(inst, opts)
+    else
+      strat = header.apply(ping.new{ dst = addr, proto = opts.protocol, port = opts.port,
+        wait = opts.wait, size = opts.psize }, opts)
+      if opts.protocol ~= "icmp" then meta.port = strat.port end
+      meta.strategy = opts.strategy
+    end
     if tg.single then
       local fmeta = { command = "mtr", version = 1, columns = COLUMNS, precision = PRECISION,
         count = count }
@@ -428,7 +484,7 @@ local function run(opts, ctx)
       strat, probing = rounds.strategy(strat), rounds.eng
     end
     local st = mtr.run{
-      eng = probing, strategy = strat, dst = addr,
+      eng = probing, strategy = strat, dst = addr, flows = nflows,
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl,
       count = count, interval = opts.interval,
       on_update = function(state)

@@ -101,15 +101,19 @@ local function start_time(t)
 end
 
 -- Lines under a hop: the other addresses that answered at its TTL (load
--- balancing), each flow's own figures (--flows), the MPLS label stacks (-e).
-local function under(hop, o, lead, fields)
+-- balancing), each flow's own figures (--strategy paris|dublin: "f2 host"
+-- and the flow's figures, in the hop's columns; left is the width of the
+-- hop's row before its figures, cut says whether names are cut to fit it),
+-- the MPLS label stacks (-e).
+local function under(hop, o, lead, fields, left, cut)
   local out = {}
   for _, a in ipairs(hop.addrs or {}) do
     if a ~= hop.addr then out[#out + 1] = lead .. "`|-- " .. host_of(hop, o, a) end
   end
   for _, f in ipairs(hop.flows or {}) do
-    out[#out + 1] = lead .. string.format("flow %-3d %-20s", f.flow, f.addr and host_of(hop, o, f.addr) or "???")
-      .. figures(f, fields)
+    local label = lead .. string.format("f%d ", f.flow) .. (f.addr and host_of(hop, o, f.addr) or "???")
+    if #label >= left and not cut then label = label .. " " end
+    out[#out + 1] = fit(label, math.max(left, 0), cut) .. figures(f, fields)
   end
   if o.mpls then
     for _, st in ipairs(hop.mpls or {}) do
@@ -146,7 +150,8 @@ function M.report(doc, host, o)
     else
       lines[#lines + 1] = string.format("%3d.|-- ", hop.ttl) .. name .. figures(hop, fields)
     end
-    for _, l in ipairs(under(hop, o, "    |  ", fields)) do lines[#lines + 1] = l end
+    local left = o.asn and (5 + 9 + w + (o.wide and 1 or 0)) or (8 + w)
+    for _, l in ipairs(under(hop, o, "    |  ", fields, left, not o.wide)) do lines[#lines + 1] = l end
   end
   if doc.stop_reason == "interrupted" then
     lines[#lines + 1] = string.format("(interrupted after %d round%s)", doc.rounds,
@@ -211,7 +216,9 @@ function M.live(doc, width, o)
       lines[#lines + 1] = prefix .. name .. " " .. strip
     else
       lines[#lines + 1] = prefix .. name .. figures(hop, fields)
-      for _, l in ipairs(under(hop, o, "        ", fields)) do lines[#lines + 1] = l end
+      for _, l in ipairs(under(hop, o, "        ", fields, #prefix + hw, true)) do
+        lines[#lines + 1] = l
+      end
     end
   end
   for i, l in ipairs(lines) do

@@ -14,6 +14,16 @@
 --
 -- The probes themselves come from a strategy instance (spec(ttl, seq), e.g.
 -- sonde.strategy.ping's, whose identities let many probes be in flight).
+--
+-- Multipath (o.flows = N, with a strategy whose spec(ttl, seq, flow) keeps
+-- each flow on one path: sonde.strategy.paris for one flow,
+-- sonde.strategy.dublin for several): every round sends one probe per flow
+-- to every TTL, and each hop keeps, besides its figures over all probes,
+-- each flow's own (series, addresses). A load balancer that hashes the flow
+-- sends all of a flow's probes down one branch, so a flow's figures at a
+-- hop are the figures of its branch: loss that only one branch has shows
+-- in the flows that take it, instead of being averaged over all probes
+-- into a hop-wide figure that no single path has.
 
 local stats = require "sonde.stats"
 local json = require "sonde.json"
@@ -29,13 +39,51 @@ local final = tracer.final
 -- Outcomes a hop keeps for the history view.
 local HISTORY = 200
 
-local function new_hop(ttl)
-  return { ttl = ttl, series = stats.series(), seen = {}, addrs = {}, history = {} }
+local function new_path()
+  return { series = stats.series(), seen = {}, addrs = {} }
+end
+
+local function new_hop(ttl, nflows)
+  local hop = new_path()
+  hop.ttl, hop.history = ttl, {}
+  if nflows then
+    hop.flows = {}
+    for f = 1, nflows do hop.flows[f] = new_path() end
+  end
+  return hop
+end
+
+-- One outcome into a path's figures (a hop's, or one flow's at a hop).
+local function add(path, r)
+  if r.status == "reply" then
+    path.series:add(r.rtt or 0)
+    if r.addr then
+      if not path.seen[r.addr] then
+        path.seen[r.addr] = 0
+        path.addrs[#path.addrs + 1] = r.addr
+      end
+      path.seen[r.addr] = path.seen[r.addr] + 1
+    end
+  else
+    path.series:add(nil)
+  end
+end
+
+-- The address that answered a path most often (the first seen of equals).
+local function most_seen(path)
+  local best
+  for _, a in ipairs(path.addrs) do
+    if not best or path.seen[a] > path.seen[best] then best = a end
+  end
+  return best
 end
 
 -- Run the rounds. o:
---   eng, strategy (an instance with spec(ttl, seq)), dst (numeric)
+--   eng, strategy (an instance with spec(ttl, seq[, flow])), dst (numeric)
 --   first_ttl, max_ttl
+--   flows       nil: one probe per TTL per round, figures per hop only; N:
+--               N probes per TTL per round, spec(ttl, seq, flow) for flow
+--               1 .. N, figures per hop and per flow at each hop
 --   count       rounds (nil: until stopped)
 --   interval    seconds between the starts of two rounds
 --   on_update(state)  called after every outcome that changed the figures
@@ -43,7 +91,7 @@ end
 --                     (from a signal handler or a key press); nothing more
 --                     is sent, what is in flight is cancelled and not
 --                     counted; and control.pause(on), control.reset().
--- Returns the state: { hops = { [ttl] = hop }, first_ttl, max_ttl, limit
+-- Returns the state: { hops = { [ttl] = hop }, flows (o.flows), first_ttl, max_ttl, limit
 -- (the last TTL probed), final_ttl (the destination's, or an unreachable's,
 -- once one answered), rounds (rounds sent),
 -- reached, stop_reason ("done", or stop's reason, or "error"), error
@@ -51,7 +99,8 @@ end
 -- run), src, started, duration }.
 function M.run(o)
   local eng = o.eng
-  local st = { hops = {}, first_ttl = o.first_ttl, max_ttl = o.max_ttl,
+  local nflows = o.flows
+  local st = { hops = {}, flows = nflows, first_ttl = o.first_ttl, max_ttl = o.max_ttl,
     limit = o.max_ttl, rounds = 0, reached = false, started = os.time() }
   local t0 = eng:now()
   local inflight, n_inflight = {}, 0
@@ -74,7 +123,7 @@ function M.run(o)
       if not on and resume then resume.fire() end
     end,
     reset = function()
-      for ttl in pairs(st.hops) do st.hops[ttl] = new_hop(ttl) end
+      for ttl in pairs(st.hops) do st.hops[ttl] = new_hop(ttl, nflows) end
       if o.on_update then o.on_update(st) end
     end,
   }
@@ -105,25 +154,15 @@ function M.run(o)
     end
     local hop = st.hops[rec.ttl]
     if not hop then
-      hop = new_hop(rec.ttl)
+      hop = new_hop(rec.ttl, nflows)
       st.hops[rec.ttl] = hop
     end
     -- the recent outcomes, for a live history view
     hop.history[#hop.history + 1] = r.status == "reply" and (r.rtt or 0) or false
     if #hop.history > HISTORY then table.remove(hop.history, 1) end
     if r.status == "reply" and type(r.mpls) == "table" and #r.mpls > 0 then hop.mpls = r.mpls end
-    if r.status == "reply" then
-      hop.series:add(r.rtt or 0)
-      if r.addr then
-        if not hop.seen[r.addr] then
-          hop.seen[r.addr] = 0
-          hop.addrs[#hop.addrs + 1] = r.addr
-        end
-        hop.seen[r.addr] = hop.seen[r.addr] + 1
-      end
-    else
-      hop.series:add(nil)
-    end
+    add(hop, r)
+    if rec.flow and hop.flows then add(hop.flows[rec.flow], r) end
     -- Cut last: cancelling runs callbacks, and the last of them may end
     -- the run.
     local f = final(r, o.dst)
@@ -135,10 +174,10 @@ function M.run(o)
     return true
   end
 
-  local function send(ttl)
+  local function send(ttl, flow)
     seq = seq + 1
-    local rec = { ttl = ttl }
-    local spec = o.strategy.spec(ttl, seq)
+    local rec = { ttl = ttl, flow = flow }
+    local spec = o.strategy.spec(ttl, seq, flow)
     local id, err, name = eng:probe_async(spec, function(r)
       rec.done = true
       if rec.id then
@@ -163,7 +202,14 @@ function M.run(o)
     local round_start = eng:now()
     for ttl = o.first_ttl, o.max_ttl do
       if ttl > st.limit or stopped then break end
-      send(ttl)
+      if nflows then
+        for f = 1, nflows do
+          if stopped then break end
+          send(ttl, f)
+        end
+      else
+        send(ttl)
+      end
     end
     if stopped or (o.count and st.rounds >= o.count) then break end
     pause = eng:event()
@@ -192,7 +238,10 @@ end
 -- shows the path). Each row: { ttl, addr (the address that answered most;
 -- absent if none did), addrs (every address that answered, first seen
 -- first), sent, received, loss (%), and when a reply came: last, avg, best,
--- worst, stddev, jitter (seconds) }. Pure: reads the state only.
+-- worst, stddev, jitter (seconds); with flows, flows = { { flow, addr (the
+-- address that answered the flow most at this TTL), sent, received, loss,
+-- last, avg, best, worst, stddev } for flow 1 .. N } }. Pure: reads the
+-- state only.
 function M.rows(st)
   local last = st.first_ttl
   if st.final_ttl then
@@ -212,12 +261,18 @@ function M.rows(st)
       stddev = s.stddev, jitter = s.jitter, jitter_max = s.jitter_max,
       jitter_last = s.jitter_last, jitter_int = s.jitter_int, gmean = s.gmean }
     if hop and #hop.addrs > 0 then
-      local best
-      for _, a in ipairs(hop.addrs) do
-        if not best or hop.seen[a] > hop.seen[best] then best = a end
-      end
-      row.addr = best
+      row.addr = most_seen(hop)
       row.addrs = json.array{ unpack(hop.addrs) }
+    end
+    if st.flows then
+      row.flows = json.array{}
+      for f = 1, st.flows do
+        local p = hop and hop.flows[f]
+        local fs = p and p.series:summary() or { sent = 0, received = 0, loss = 0 }
+        row.flows[f] = { flow = f, addr = p and most_seen(p) or nil, sent = fs.sent,
+          received = fs.received, loss = fs.loss, last = fs.last, avg = fs.avg,
+          best = fs.best, worst = fs.worst, stddev = fs.stddev }
+      end
     end
     rows[#rows + 1] = row
   end
