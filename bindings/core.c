@@ -99,6 +99,7 @@ int luaopen_sonde_core(lua_State *L) {
       {"close", sonde__lua_close},
       {"now", sonde__lua_now},
       {"privileged", sonde__lua_privileged},
+      {"tcp_mode", sonde__lua_tcp_mode},
       {"source", sonde__lua_source},
       {"tty", sonde__lua_tty},
       {NULL, NULL}};

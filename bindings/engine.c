@@ -276,6 +276,29 @@ int sonde__lua_stats(lua_State *L) {
   return 1;
 }
 
+/* e:tcp_mode(4|6) -> "syn" or "connect": how TCP probes without tcp_mode
+ * (and without payload or expect) of that family go out; or nil, "ENAME:
+ * message (call)", "ENAME" when the engine's tcp_mode is "syn" and it
+ * cannot send SYNs (EPERM: no raw sockets). */
+int sonde__lua_tcp_mode(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  int fam = (int)luaL_checkinteger(L, 2);
+  const char *call = NULL;
+  int r;
+  if (fam != 4 && fam != 6)
+    return luaL_argerror(L, 2, "family must be 4 or 6");
+  r = sonde_engine_tcp_mode(le->eng, fam == 6 ? AF_INET6 : AF_INET, &call);
+  if (r < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s (%s)", sonde_err_name(r), sonde_strerror(r),
+                    call ? call : "tcp_mode");
+    lua_pushstring(L, sonde_err_name(r));
+    return 3;
+  }
+  lua_pushstring(L, r == SONDE_TCP_SYN ? "syn" : "connect");
+  return 1;
+}
+
 /* e:privileged(4|6) -> true (raw sockets), false (unprivileged), or nil
  * (no probe of that family yet). */
 int sonde__lua_privileged(lua_State *L) {

@@ -141,6 +141,7 @@ int sonde__lua_run(lua_State *L);
 int sonde__lua_stop(lua_State *L);
 int sonde__lua_close(lua_State *L);
 int sonde__lua_privileged(lua_State *L);
+int sonde__lua_tcp_mode(lua_State *L);
 int sonde__lua_source(lua_State *L);
 void sonde__lua_engine_init(lua_State *L, const luaL_Reg *methods);
 

@@ -120,27 +120,28 @@ static int raw_open(sonde_engine_t *eng, int af) {
 /* --- the mode ------------------------------------------------------------ */
 
 /*
- * Whether p goes out as a SYN (1) or a connect (0), or a negative errno.
- * auto: SYN when the engine has raw sockets and the probe needs no
- * connection (no payload, nothing expected); syn: SYN or the error that
- * kept the raw socket from opening (EPERM: no CAP_NET_RAW).
+ * How a TCP probe of family af with mode m goes out: 1 SYN, 0 connect, or
+ * a negative errno with *call naming what failed. auto: SYN when the
+ * engine has raw sockets and the probe needs no connection (conn: it has
+ * a payload or expects bytes); syn: SYN, or the error that kept the raw
+ * socket from opening (EPERM: no CAP_NET_RAW); connect: connect.
  */
-int sonde__syn_mode(sonde_engine_t *eng, sonde__probe_t *p) {
-  int af = p->spec.dst.ss_family, r;
-  sonde_tcp_mode_t m = p->spec.tcp_mode;
+static int resolve(sonde_engine_t *eng, int af, sonde_tcp_mode_t m, int conn,
+                   const char **call) {
+  int r;
 
   if (m == SONDE_TCP_AUTO)
     m = eng->opts.tcp_mode;
   if (m < SONDE_TCP_AUTO || m > SONDE_TCP_CONNECT) {
-    p->call = "tcp_mode";
+    *call = "tcp_mode";
     return SONDE_EINVAL;
   }
   if (m == SONDE_TCP_CONNECT)
     return 0;
-  if (p->spec.payload_len || p->spec.expect_len) {
+  if (conn) {
     if (m == SONDE_TCP_AUTO)
       return 0;
-    p->call = "tcp_mode (payload and expect need a connection)";
+    *call = "tcp_mode (payload and expect need a connection)";
     return SONDE_EINVAL;
   }
   r = sonde__recv_open(eng, af);
@@ -152,8 +153,24 @@ int sonde__syn_mode(sonde_engine_t *eng, sonde__probe_t *p) {
     return 1;
   if (m == SONDE_TCP_AUTO && r == SONDE_EPERM)
     return 0;
-  p->call = "socket(SOCK_RAW, IPPROTO_TCP)";
+  *call = "socket(SOCK_RAW, IPPROTO_TCP)";
   return r;
+}
+
+int sonde__syn_mode(sonde_engine_t *eng, sonde__probe_t *p) {
+  return resolve(eng, p->spec.dst.ss_family, p->spec.tcp_mode,
+                 p->spec.payload_len || p->spec.expect_len, &p->call);
+}
+
+int sonde_engine_tcp_mode(sonde_engine_t *eng, int af, const char **call) {
+  const char *c = NULL;
+  int r;
+  if (af != AF_INET && af != AF_INET6)
+    return SONDE_EAFNOSUPPORT;
+  r = resolve(eng, af, SONDE_TCP_AUTO, 0, &c);
+  if (call)
+    *call = c;
+  return r < 0 ? r : r ? SONDE_TCP_SYN : SONDE_TCP_CONNECT;
 }
 
 /* --- source ports -------------------------------------------------------- */
@@ -361,6 +378,18 @@ int sonde__syn_send(sonde_engine_t *eng, sonde__probe_t *p) {
   else
     r = sonde__sendto_probe(p, eng->rawtcp[sonde__afi(af)].fd, eng->sbuf,
                             SYN_LEN, &dst);
+  /*
+   * EPERM from sendmsg() on a raw socket we hold is netfilter's verdict on
+   * the SYN (an OUTPUT rule that drops or rejects it), not a privilege: the
+   * SYN left as far as the local firewall, as a connect()'s does (Linux's
+   * tcp_connect ignores that transmit error and retransmits). The probe
+   * stays in flight: a reject's ICMP error (quoting the SYN) answers it,
+   * a drop makes it time out.
+   */
+  if (r == SONDE_EPERM && !spec->ip_id) {
+    p->call = NULL;
+    r = 0;
+  }
   if (r < 0) {
     sonde__table_remove(eng, p);
     sonde__close_fd(&p->fd); /* a resend holds its port again */
@@ -469,6 +498,10 @@ static void seg_matched(sonde_engine_t *eng, int af, const seg_t *s,
   sonde__result_reply(p, &res, kind, from, stamp >= p->sent_ns ? stamp
                                                                 : sonde__now());
   res.reply_ttl = s->ttl;
+  /* The same outcome as a refused connect(): the RST names the closed
+   * port in both modes. */
+  if (kind == SONDE_KIND_TCP_RST)
+    res.error = SONDE_ECONNREFUSED;
   sonde__probe_done(eng, p, &res);
 }
 

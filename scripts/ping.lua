@@ -63,6 +63,7 @@ Exit status:
       help = "ICMP and UDP payload bytes (an ICMP echo is 8 bytes more)" },
     { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
+    defaults.tcp_mode_option(),
     target.IPV4_OPTION,
     target.IPV6_OPTION,
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),

@@ -55,6 +55,7 @@ Exit status:
       help = "probe: ICMP echo, TCP connect to --port, UDP to --port" },
     { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "TCP: the port to connect to (default 80); UDP: the destination port (default 33434)" },
+    defaults.tcp_mode_option(),
     { nil, "--targets", arg = "FILE", list = true,
       help = "read targets from FILE, one per line ('-': standard input)" },
     { nil, "--rate", arg = "PPS", type = "number", min = 0, max = 10000000, default = "10000",

@@ -51,6 +51,7 @@ Exit status: 0 at least one attempt succeeded (several hosts: for every host), 1
       help = "write TEXT once connected (\\r, \\n and \\t are understood)" },
     { nil, "--expect", arg = "TEXT", type = "string",
       help = "read until TEXT arrives (\\r, \\n and \\t are understood)" },
+    defaults.tcp_mode_option("connect"),
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "output format: text, json, jsonl (a line per attempt, then the document), csv or markdown (a row per attempt), or the path of a Lua format module (see Formats above)" },
     output.OPTION,
@@ -131,6 +132,10 @@ local function row_of(r, host, addr, port)
 end
 
 local function run(opts, ctx)
+  if opts.tcp_mode ~= "connect" and (opts.payload or opts.expect) then
+    cli.usage_error("--%s needs a connection: --tcp-mode connect (a SYN carries no data)",
+      opts.payload and "payload" or "expect")
+  end
   if opts.bind ~= "kernel" and not opts.sport then
     cli.usage_error("--bind %s needs --sport", opts.bind)
   end

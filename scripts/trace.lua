@@ -83,6 +83,7 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
       help = "probes in flight at once" },
     { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "destination port: the base port for UDP (default 33434, one more per probe), the port for TCP (default 80)" },
+    defaults.tcp_mode_option(),
     { nil, "--sport", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "source port: classic TCP: the base (source port = base + sequence, default 33434); paris: every probe's (UDP: default chosen by the kernel; TCP: default 33434); dublin: the first flow's (flow N: PORT + N - 1, default 33456)" },
     { nil, "--bind", arg = "POLICY", choices = { "sequence", "fixed", "kernel" },
@@ -162,10 +163,10 @@ local function default_strategy(proto)
 end
 
 -- The strategy instance for a run.
-local function strategy_for(name, opts, addr, port)
+local function strategy_for(name, opts, addr, port, tcp_mode)
   local mod = require("sonde.strategy." .. name)
   local o = { dst = addr, proto = opts.protocol, port = port, sport = opts.sport,
-    bind = name == "classic" and opts.bind or nil, flows = opts.flows }
+    bind = name == "classic" and opts.bind or nil, flows = opts.flows, tcp_mode = tcp_mode }
   if name == "classic" and opts.protocol == "tcp" then o.sport = o.sport or defaults.TCP_SPORT end
   return header.apply(mod.new(o), opts)
 end
@@ -234,7 +235,8 @@ local function trace_one(eng, run, name, addr, af)
   local function trace_with(sname)
     return tracer.run{
       eng = eng, dst = addr, af = af, proto = opts.protocol,
-      strategy = strategy_for(sname, opts, addr, port),
+      strategy = strategy_for(sname, opts, addr, port,
+        opts.protocol == "tcp" and eng:tcp_mode(af) or nil),
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, queries = opts.queries,
       wait = opts.wait, sim = opts.sim_queries, rule = run.rule, gap_limit = opts.gap_limit,
       on_hop = run.on_hop and function(hop)

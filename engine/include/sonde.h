@@ -480,6 +480,17 @@ SONDE_EXTERN int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id);
 SONDE_EXTERN int sonde_engine_privileged(const sonde_engine_t *eng, int af);
 
 /*
+ * How the engine sends the TCP probes of family af (AF_INET, AF_INET6)
+ * whose spec says SONDE_TCP_AUTO and that need no connection:
+ * SONDE_TCP_SYN or SONDE_TCP_CONNECT, deciding it now (the raw sockets
+ * open on the first call), or a negative errno (the engine option says
+ * syn and the raw TCP socket cannot open: EPERM without CAP_NET_RAW) with
+ * *call (if call is not NULL) naming the call that failed.
+ */
+SONDE_EXTERN int sonde_engine_tcp_mode(sonde_engine_t *eng, int af,
+                                       const char **call);
+
+/*
  * Open raw ICMP and ICMPv6 sockets now, while the process may, for engines
  * created later, after it has dropped its privileges: each engine takes
  * one (two per family are kept; ownership passes to the engine that takes

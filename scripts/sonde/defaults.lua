@@ -33,6 +33,24 @@ M.TCP_SPORT = 33434
 -- host does not reach its own socket.
 M.FLOW_SPORT = 33456
 
+-- How TCP probes go out (the engine's tcp_mode): "auto" is a half-open
+-- SYN on a raw socket when the process may open one, else a connect();
+-- "syn" insists on the SYN (EPERM without raw sockets), "connect" always
+-- connects. A SYN reaches no application (the kernel answers the SYN-ACK
+-- with RST); a connect() is a connection the service accepts and logs.
+M.TCP_MODE = "auto"
+M.TCP_MODES = { "auto", "syn", "connect" }
+
+-- The --tcp-mode option of a command that sends TCP probes, with its
+-- default (M.TCP_MODE unless given: tcping's is "connect").
+function M.tcp_mode_option(default)
+  default = default or M.TCP_MODE
+  return { nil, "--tcp-mode", arg = "MODE", choices = M.TCP_MODES, default = default,
+    help = "TCP probes: syn (one half-open SYN on a raw socket; no connection reaches the service, "
+      .. "no retransmission), connect (a connect() per probe: works without privileges, the service "
+      .. "accepts a connection), auto (syn with raw sockets, else connect); default " .. default }
+end
+
 -- The destination port for `proto` ("udp" or "tcp"; nil for "icmp"),
 -- unless `given`.
 function M.port(proto, given)

@@ -270,6 +270,11 @@ function Engine:now() return self.core:now() end
 function Engine:source(addr) return self.core:source(addr) end
 -- true: raw sockets; false: unprivileged; nil: no probe of that family yet.
 function Engine:privileged(family) return self.core:privileged(family) end
+
+-- How TCP probes of a family (4 or 6) without tcp_mode go out: "syn" or
+-- "connect" (decided now), or nil, "ENAME: message", "ENAME" when the
+-- engine's tcp_mode is "syn" and it cannot send SYNs (EPERM).
+function Engine:tcp_mode(family) return self.core:tcp_mode(family) end
 function Engine:stats() return self.core:stats() end
 function Engine:on_signal(name, fn) return self.core:on_signal(name, fn) end
 

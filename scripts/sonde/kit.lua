@@ -70,7 +70,21 @@ function M.start(opts, ctx, o)
   if o.check then o.check(run.tg) end
   run.sink = formats.sink{ format = opts.format, output = opts.output, stdout = ctx.stdout,
     own = o.own, modules = o.modules, flush = o.flush }
-  local eng, err = sonde.engine(o.engine)
+  local eopts = o.engine
+  if opts.tcp_mode and opts.tcp_mode ~= "auto" then
+    eopts = {}
+    for k, v in pairs(o.engine or {}) do eopts[k] = v end
+    eopts.tcp_mode = opts.tcp_mode
+  end
+  local eng, err = sonde.engine(eopts)
+  -- --tcp-mode syn without raw sockets: said once, before any probe
+  if eng and opts.tcp_mode == "syn" and (opts.protocol == nil or opts.protocol == "tcp") then
+    local mode, merr = eng:tcp_mode(run.family or 4)
+    if not mode then
+      eng:close()
+      eng, err = nil, "--tcp-mode syn: " .. merr
+    end
+  end
   if not eng then
     run.sink:abort()
     cli.runtime_error("%s", err)

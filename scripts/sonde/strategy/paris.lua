@@ -16,15 +16,14 @@
 --   icmp  echo requests whose checksum is held at one value for the whole
 --         trace; the echo sequence (the engine's) names the probe. Works
 --         unprivileged too.
---   tcp   fixed source and destination ports. The engine's TCP probes are
---         connect()s, and two with the same 4-tuple cannot be in flight at
---         once: a Paris TCP trace sends one probe at a time (the instance
---         says so with `inflight = 1`), so it is slower, above all across
---         silent hops, which each cost the full wait. Paris traceroute
---         names TCP probes by their IP ID, but only because it writes raw
---         SYNs; the IP ID of a connect() is the kernel's (the engine
---         refuses `ip_id` for TCP with ENOTSUP), and naming the probes
---         would not lift the one-connect-per-4-tuple limit anyway.
+--   tcp   fixed source and destination ports. Sent as half-open SYNs
+--         (o.tcp_mode "syn"), the probes of the trace are told apart by
+--         their sequence numbers and go out together as UDP's do. As
+--         connect()s (o.tcp_mode "connect": no raw sockets), two with the
+--         same 4-tuple cannot be in flight at once: the trace sends one
+--         probe at a time (the instance says so with `inflight = 1`), so
+--         it is slower, above all across silent hops, which each cost the
+--         full wait.
 --
 -- M.new(o) returns { spec = function(ttl, seq), inflight = nil | 1 }, the
 -- interface of every trace strategy (sonde.strategy.classic).
@@ -47,11 +46,12 @@ end
 
 -- o: proto, dst, port (UDP/TCP destination port), sport (the source port of
 -- every probe; UDP: nil lets the kernel choose one for the whole run, TCP:
--- default M.TCP_SPORT), checksum (ICMP: the held checksum, default
+-- default M.TCP_SPORT), tcp_mode ("syn" or "connect": how the engine sends TCP
+-- probes, e:tcp_mode), checksum (ICMP: the held checksum, default
 -- M.ICMP_CHECKSUM), size (ICMP/UDP payload bytes, at least 2), wait.
 function M.new(o)
   local s = {}
-  if o.proto == "tcp" then s.inflight = 1 end
+  if o.proto == "tcp" and o.tcp_mode ~= "syn" then s.inflight = 1 end
   s.sport = o.proto == "tcp" and (o.sport or M.TCP_SPORT) or o.sport
   s.checksum = o.proto == "icmp" and (o.checksum or M.ICMP_CHECKSUM) or nil
   -- The spec of the seq-th probe (seq counts from 0), at ttl.
