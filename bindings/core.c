@@ -111,6 +111,7 @@ int luaopen_sonde_core(lua_State *L) {
       {"parse_icmp", sonde__lua_parse_icmp},
       {"drop_privileges", sonde__l_drop_privileges},
       {"pid", sonde__lua_pid},
+      {"time", sonde__lua_time},
       {"isatty", sonde__lua_isatty},
       {"listdir", sonde__lua_listdir},
       {"output_open", sonde__lua_output_open},

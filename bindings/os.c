@@ -1,12 +1,13 @@
 /*
  * os.c - the few services of the operating system that the bundled
  * scripts need, for a Lua state that has no FFI and starts no shell:
- * core.pid(), core.isatty(fd), core.listdir(path).
+ * core.pid(), core.isatty(fd), core.listdir(path), core.time().
  */
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lauxlib.h"
@@ -17,6 +18,17 @@
 /* core.pid() -> the process id. */
 int sonde__lua_pid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* core.time() -> the wall-clock time, Unix seconds with their fraction
+ * (CLOCK_REALTIME: what ping -D prints; it may step, so durations are
+ * measured on core.now()). */
+int sonde__lua_time(lua_State *L) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+    return luaL_error(L, "clock_gettime(CLOCK_REALTIME): %s", strerror(errno));
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
   return 1;
 }
 

@@ -26,7 +26,9 @@ local spec = {
   description = [[
 Sends one probe to TARGET every -i seconds (-c times, or until interrupted) and prints each outcome as it arrives, then a summary: how many probes went out, how many the destination answered, the loss, and the minimum, average, maximum and mean deviation of the round-trip times, as ping(8) does.
 
-With -p icmp (the default) the probe is an ICMP echo request and the answer an echo reply. With -p udp it is a UDP datagram to a port that should be closed (33434, one more per probe, as traceroute); the destination answers with ICMP port unreachable. With -p tcp it is a TCP SYN to --port (80): a SYN-ACK (open) or a RST (closed) both say the host is up. A probe gets -w seconds to be answered; the next one does not wait for it.
+With -p icmp (the default) the probe is an ICMP echo request and the answer an echo reply. With -p udp it is a UDP datagram to a port that should be closed (33434, one more per probe, as traceroute); the destination answers with ICMP port unreachable. With -p tcp it is a TCP SYN to --port (80): a SYN-ACK (open) or a RST (closed) both say the host is up. A probe gets -W seconds to be answered; the next one does not wait for it.
+
+The options mean what they mean to iputils ping: -c count, -i interval, -w deadline (the whole run ends after that many seconds; with -c, it ends once -c replies came or at the deadline, whichever is first), -W the wait for one answer, -s payload bytes, -t TTL, -q quiet (the start and the statistics only), -n numeric (sonde ping never looks names up: accepted, changes nothing), -D a [unix time] before each line, -M do|want|dont (path MTU discovery: don't fragment, the kernel's choice, may fragment), -f flood (root only: a '.' per probe sent, a backspace per answer, 100 probes a second unless -i says otherwise). An interval under 2 ms (-i 0.001, -i 0) is root's alone, as iputils has it. Differences that remain: -I (source address or interface), -Q (use --tos), -R, -T, -p PATTERN (sonde's -p is the protocol) and -O are not taken; a probe left unanswered prints a 'no answer' line (iputils' -O habit); -s is bounded by the engine's largest payload.
 
 An answer from somewhere else (a router's time exceeded when -t is too small, a host or network unreachable, a filter's administratively prohibited) is printed as an error from that address and does not count as received. A probe that could not be sent (no route, no permission) is printed with its error (ENETUNREACH, EPERM, ...).
 
@@ -52,14 +54,24 @@ Exit status:
     { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
       help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 100000000,
-      help = "stop after N probes (default: until interrupted)" },
-    { "-i", "--interval", arg = "SECONDS", type = "number", min = 0, max = 3600, default = "1",
-      help = "time between the starts of two probes" },
-    { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "2",
-      help = "how long to wait for the answer to one probe" },
+      help = "stop after N probes (default: until interrupted); with -w, after N replies" },
+    { "-i", "--interval", arg = "SECONDS", type = "number", min = 0, max = 3600,
+      help = "time between the starts of two probes (default 1; -f: 0.01); under 0.002 for root only" },
+    { "-w", "--deadline", arg = "SECONDS", type = "number", min = 0.001, max = 2147483,
+      help = "end the run after SECONDS, however many probes went out or came back (iputils' -w)" },
+    { "-W", "--wait", arg = "SECONDS", type = "number", min = 0.001, max = 600, default = "2",
+      help = "how long to wait for the answer to one probe (iputils' -W)" },
+    { "-n", key = "numeric", flag = true,
+      help = "numeric output only (sonde ping never looks names up: accepted for iputils' habit)" },
+    { "-D", key = "timestamp", flag = true,
+      help = "text: print the time (Unix seconds, microseconds) before each line, as [1700000000.123456]" },
+    { "-M", arg = "PMTUDISC", key = "pmtudisc", choices = { "do", "want", "dont" },
+      help = "path MTU discovery: do (don't fragment: --df yes), want (the kernel's choice), dont (may be fragmented: --df no)" },
+    { "-f", key = "flood", flag = true,
+      help = "flood (root only): 100 probes a second (or -i), a '.' per probe sent and a backspace per answer instead of lines" },
     { "-t", "--ttl", arg = "N", type = "int", min = 1, max = 255, default = defaults.TTL,
       help = "TTL (IPv6: hop limit) of the probes" },
-    { "-s", "--size", arg = "BYTES", type = "int", min = 1, max = 1400, default = 56,
+    { "-s", "--size", arg = "BYTES", type = "int", min = 1, max = 65507, default = 56,
       help = "ICMP and UDP payload bytes (an ICMP echo is 8 bytes more)" },
     { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
@@ -71,7 +83,15 @@ Exit status:
     output.OPTION,
   }, { parallel = 256, what = "targets pinged", q = true }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
-  exclusive = { { "ipv4", "ipv6" } },
+  exclusive = { { "ipv4", "ipv6" }, { "pmtudisc", "df" } },
+  -- iputils ping's options that sonde ping does not take
+  hints = {
+    ["-I"] = "a source address or interface is not supported yet",
+    ["-Q"] = "write --tos N",
+    ["-O"] = "sonde ping always reports a probe left unanswered",
+    ["-R"] = "the record-route option is not supported",
+    ["-T"] = "the timestamp option is not supported",
+  },
   examples = {
     "sonde ping -c 5 198.18.8.2",
     "sonde ping -p tcp --port 443 -c 3 -i 0.2 2001:db8:8::2",
@@ -133,23 +153,30 @@ local function line(r, o)
     return string.format("no answer for %s within %g s\n", seqname, o.wait)
   end
   local e = r.error or { name = "UNKNOWN", message = "unknown error" }
+  if e.name == "EMSGSIZE" then
+    -- iputils: "local error: message too long, mtu=1280"
+    return string.format("%s %s: %s: local error: message too long%s\n", seqname, r.status,
+      e.name, r.mtu and (", mtu=" .. r.mtu) or " (over the path MTU this host knows)")
+  end
   return string.format("%s %s: %s: %s\n", seqname, r.status, e.name, e.message)
 end
 
--- The summary of the outcomes: sent counts the probes that went out
--- (answered or timed out), received those the destination answered, errors
--- the answers from elsewhere and the probes that failed or were skipped.
+-- The summary of the outcomes, as iputils counts them: sent counts every
+-- probe that was tried (answered, timed out, or failed locally: a send
+-- that fails is a packet transmitted and lost, "+N errors"), received
+-- those the destination answered, errors the answers from elsewhere and
+-- the probes that failed. A probe skipped before it was sent (its source
+-- port was busy) is neither sent nor lost.
 local function summarize(results, dst)
   local series = stats.series()
   local errors, failed = 0, 0
   for _, r in ipairs(results) do
     if r.status == "reply" and strategy.answered(r, dst) then
       series:add(r.rtt)
-    elseif r.status == "reply" or r.status == "timeout" then
+    elseif r.status ~= "skipped" then
       series:add(nil)
-      if r.status == "reply" then errors = errors + 1 end
-    else
-      errors, failed = errors + 1, failed + 1
+      if r.status ~= "timeout" then errors = errors + 1 end
+      if r.status == "failed" then failed = failed + 1 end
     end
   end
   local s = series:summary()
@@ -209,10 +236,52 @@ local function document(meta, out, summary)
   return doc
 end
 
+-- The real user id, from /proc/self/status (read before the privileges
+-- are dropped).
+local function real_uid()
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return tonumber(text:match("\nUid:%s+(%d+)"))
+end
+
+-- iputils' limit for users: no interval under 2 ms, so no flood.
+local MIN_USER_INTERVAL = 0.002
+
+-- Before the privileges are dropped: is the user root? (-f and intervals
+-- under 2 ms are root's alone, as iputils has them: the uid that ran it,
+-- not a capability.)
+local function prepare(opts)
+  opts.root = real_uid() == 0
+end
+
 local function run(opts, ctx)
   if opts.port and opts.protocol == "icmp" then
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
+  if opts.flood and not opts.root then
+    cli.usage_error("-f: cannot flood; only root may (minimal interval allowed for a user is 2 ms)")
+  end
+  opts.interval = opts.interval or (opts.flood and 0.01 or 1)
+  if opts.interval < MIN_USER_INTERVAL and not opts.root then
+    cli.usage_error("-i %g: cannot flood; minimal interval allowed for a user is 2 ms (0.002)",
+      opts.interval)
+  end
+  local size_max
+  for _, f in ipairs(require("sonde.core").probe_fields) do
+    if f.name == "size" then size_max = f.max end
+  end
+  if size_max and opts.size > size_max and opts.protocol ~= "tcp" then
+    cli.usage_error("-s %d: the engine sends at most %d payload bytes", opts.size, size_max)
+  end
+  if opts.pmtudisc == "do" then opts.df = "yes"
+  elseif opts.pmtudisc == "dont" then opts.df = "no" end
+  local timestamp = opts.timestamp and function()
+    return string.format("[%.6f] ", require("sonde.core").time())
+  end or function() return "" end
+  local shown = opts.format == "text" and not opts.quiet and not opts.flood
+  local hinted = false
   local text = opts.format == "text"
   local stops = {}          -- [target] = the function that stops its pings
   local function stop_all()
@@ -257,10 +326,26 @@ local function run(opts, ctx)
     local out = strategy.run{
       eng = eng, strategy = strat, ttl = opts.ttl, count = opts.count,
       interval = opts.interval,
+      deadline = opts.deadline,
+      answered = function(r) return r.status == "reply" and strategy.answered(r, addr) end,
+      on_sent = opts.flood and text and function()
+        sink:write(".")
+        sink:flush()
+      end or nil,
       on_result = opts.format ~= "json" and function(r)
-        if text then
-          sink:write(prefix .. line(r, meta))
+        local hint = not hinted and r.error and target.icmp_hint(r.error)
+        if hint then
+          hinted = true
+          ctx.stderr:write("sonde ping: ", hint, "\n")
+        end
+        if text and opts.flood then
+          if r.status == "reply" and strategy.answered(r, addr) then sink:write("\b") end
           sink:flush()
+        elseif shown then
+          sink:write(timestamp() .. prefix .. line(r, meta))
+          sink:flush()
+        elseif text then
+          -- quiet: the start and the statistics only
         else
           sink:event(event_of(r, meta))
           sink:row(row_of(r, meta))
@@ -309,4 +394,4 @@ local function run(opts, ctx)
   return run:finish(sum)
 end
 
-return { spec = spec, run = run }
+return { spec = spec, run = run, prepare = prepare }

@@ -417,11 +417,11 @@ helpers.lab_describe("per-probe IP header fields on the wire", function()
     end
     reset()
     -- 1300 bytes with DF: r1 cannot forward it over the 1280 link
-    local out, err, code = cmd{ "ping", "-c", "1", "-w", "1", "-s", "1300", "--df", "yes", "198.19.0.71" }
+    local out, err, code = cmd{ "ping", "-c", "1", "-W", "1", "-s", "1300", "--df", "yes", "198.19.0.71" }
     assert.are.equal(1, code, err)
     assert.matches("From " .. l.hops[1].v4:gsub("%.", "%%.") .. " icmp_seq=1 Frag needed and DF set %(mtu = 1280%)", out)
     -- without DF, r1 fragments it and dst answers
-    out, err, code = cmd{ "ping", "-c", "1", "-w", "1", "-s", "1300", "--df", "no", "198.19.0.72" }
+    out, err, code = cmd{ "ping", "-c", "1", "-W", "1", "-s", "1300", "--df", "no", "198.19.0.72" }
     assert.are.equal(0, code, err)
     assert.matches("1 received", out)
     local c = counters()

@@ -75,7 +75,7 @@ helpers.lab_describe("several targets on ping, tcping, mtr and mda", function()
 
   describe("sonde ping", function()
     it("pings names, addresses and a prefix at once: a document per target, each valid", function()
-      local out, err, code = sonde{ "ping", "-c", "2", "-i", "0.05", "-w", "0.5", "--format", "json",
+      local out, err, code = sonde{ "ping", "-c", "2", "-i", "0.05", "-W", "0.5", "--format", "json",
         l.dst.v4, "r1.lab", NOBODY .. "/31", l.dst.v6 }
       assert.are.equal(1, code, err)   -- 198.18.2.0 answers nothing
       valid(out)
@@ -125,7 +125,7 @@ helpers.lab_describe("several targets on ping, tcping, mtr and mda", function()
     it("shards of a prefix cover each address exactly once", function()
       local seen = {}
       for k = 0, 2 do
-        local out, err = sonde{ "ping", "-c", "1", "-w", "0.3", "-q", "--format", "json",
+        local out, err = sonde{ "ping", "-c", "1", "-W", "0.3", "-q", "--format", "json",
           "--shard", k .. "/3", "--seed", "7", "198.18.2.0/30" }
         valid(out)
         for _, d in ipairs(decode_lines(out)) do

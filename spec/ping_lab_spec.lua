@@ -21,7 +21,8 @@ local function check_summary(doc)
   local s = doc.summary
   local sent, received, rtts = 0, 0, {}
   for _, p in ipairs(doc.probes) do
-    if p.status == "reply" or p.status == "timeout" then sent = sent + 1 end
+    -- as iputils counts: a probe that failed locally was transmitted too
+    if p.status ~= "skipped" then sent = sent + 1 end
     if p.status == "reply" and p.addr == doc.addr then
       received = received + 1
       rtts[#rtts + 1] = p.rtt
@@ -177,7 +178,7 @@ table inet sonde_ping {
 
   it("counts probes nobody answers as lost; exit 0 with one answer, 1 with none", function()
     local out, err, code = sonde{ "-p", "udp", "--port", "7", "-c", "2", "-i", "0.05",
-      "-w", "0.3", "--format", "json", l.dst.v4 }
+      "-W", "0.3", "--format", "json", l.dst.v4 }
     assert.are.equal(0, code, err)
     local doc = cjson.decode(out)
     assert.are.equal("timeout", doc.probes[1].status)
@@ -187,7 +188,7 @@ table inet sonde_ping {
     check_summary(doc)
     assert.are.equal(50, doc.summary.loss)
     local text
-    text, err, code = sonde{ "-p", "udp", "--port", "7", "-c", "1", "-w", "0.2", l.dst.v4 }
+    text, err, code = sonde{ "-p", "udp", "--port", "7", "-c", "1", "-W", "0.2", l.dst.v4 }
     assert.are.equal(1, code, err)
     assert.matches("\nno answer for udp_seq=1 within 0%.2 s\n", text)
     assert.matches("\n1 packets transmitted, 0 received, 100%% packet loss, time %d+ms\n$", text)
@@ -200,7 +201,9 @@ table inet sonde_ping {
     local doc = cjson.decode(out)
     assert.are.equal("failed", doc.probes[1].status)
     assert.are.equal("ENETUNREACH", doc.probes[1].error.name)
-    assert.are.same({ 0, 0, 2 }, { doc.summary.sent, doc.summary.received, doc.summary.errors })
+    -- iputils: "2 packets transmitted, 0 received, +2 errors, 100% packet loss"
+    assert.are.same({ 2, 0, 2, 100 },
+      { doc.summary.sent, doc.summary.received, doc.summary.errors, doc.summary.loss })
     local ok, why = schema.validate(out)
     assert.is_true(ok, why)
   end)
@@ -250,7 +253,7 @@ table inet sonde_ping {
   it("has a help text with options, exit status and examples", function()
     local out, _, code = helpers.run({ helpers.sonde(), "help", "ping" })
     assert.are.equal(0, code)
-    for _, want in ipairs{ "Usage: sonde ping", "%-c, %-%-count N", "%-w, %-%-wait SECONDS",
+    for _, want in ipairs{ "Usage: sonde ping", "%-c, %-%-count N", "%-W, %-%-wait SECONDS", "%-w, %-%-deadline SECONDS",
         "%-t, %-%-ttl N", "Exit status:", "Examples:" } do
       assert.matches(want, out)
     end

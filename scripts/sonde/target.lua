@@ -37,6 +37,21 @@ function M.resolve(eng, target, family)
   cli.runtime_error("'%s' has no IPv%d address", target, family or 4)
 end
 
+-- What to do about a probe that failed because this user may not open
+-- ICMP datagram ("ping") sockets: Linux allows them only to the groups in
+-- net.ipv4.ping_group_range (IPv6 included), and refuses the socket with
+-- EACCES otherwise -- no firewall is involved. err: a result's error
+-- table. -> the hint, or nil for any other error.
+function M.icmp_hint(err)
+  if type(err) ~= "table" or err.name ~= "EACCES"
+      or not (err.call or ""):find("IPPROTO_ICMP", 1, true) then
+    return nil
+  end
+  return "ICMP datagram sockets are not allowed for this user's group: allow them with "
+    .. "'sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"', run with CAP_NET_RAW, "
+    .. "or use -p udp or -p tcp"
+end
+
 -- The signals that end a one-shot command, with their numbers: the run
 -- stops, what was collected is written and -o committed, and the exit
 -- status is 128 + the number.

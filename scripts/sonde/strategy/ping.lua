@@ -58,8 +58,14 @@ end
 
 -- Run the rounds. o:
 --   eng, strategy (from M.new), ttl
---   count      rounds (nil: until interrupted)
+--   count      rounds (nil: until interrupted); with deadline, the replies
+--              to wait for (iputils ping -c with -w)
 --   interval   seconds between the starts of two rounds
+--   deadline   seconds (nil: none): no round starts after it, and every
+--              probe's wait ends by it (iputils ping -w), so the run ends
+--              then at the latest
+--   answered(r) with deadline and count: does r count as a reply?
+--   on_sent(seq)  each probe as it is handed to the engine (ping -f's dot)
 --   on_result(r)  each outcome as it arrives (in the order they end, which
 --                 may differ from the order they were sent)
 --   interrupted() true once the run must stop; on_interrupt(stop) hands
@@ -95,12 +101,31 @@ function M.run(o)
   end
   if o.on_interrupt then o.on_interrupt(stop) end
 
+  local deadline, replies = o.deadline, 0
+  -- With a deadline, -c counts replies: rounds go on until that many came.
+  local function enough(seq)
+    if not o.count then return false end
+    if deadline then return replies >= o.count end
+    return seq >= o.count
+  end
+  local function left()
+    return deadline and deadline - (eng:now() - t0) or math.huge
+  end
+
   local seq = 0
-  while not (o.count and seq >= o.count) and not stopped and not o.interrupted() do
+  while not enough(seq) and not stopped and not o.interrupted() and left() > 0 do
     seq = seq + 1
     local round_start = eng:now()
     local rec = {}
-    local id, err, name = eng:probe_async(o.strategy.spec(o.ttl, seq), function(r)
+    local spec = o.strategy.spec(o.ttl, seq)
+    if deadline then
+      spec.wait = math.max(0.001, math.min(spec.wait or o.wait or 2, left()))
+    end
+    local id, err, name = eng:probe_async(spec, function(r)
+      if deadline and o.answered and o.answered(r) then
+        replies = replies + 1
+        if enough(seq) and pause then pause.fire() end
+      end
       rec.done = true
       if rec.id then
         inflight[rec.id] = nil
@@ -109,6 +134,7 @@ function M.run(o)
       finished(r)
       if n_inflight == 0 and idle then idle.fire() end
     end)
+    if o.on_sent then o.on_sent(seq) end
     if not id then
       finished({ status = "failed", ttl = o.ttl, seq = seq,
         error = { name = name, message = err } })
@@ -117,10 +143,11 @@ function M.run(o)
       inflight[id] = true
       n_inflight = n_inflight + 1
     end
-    if o.count and seq >= o.count then break end
+    if enough(seq) or (o.count and not deadline and seq >= o.count) then break end
     if not stopped and not o.interrupted() then
       pause = eng:event()
-      local token = eng:after(math.max(0, o.interval - (eng:now() - round_start)), pause.fire)
+      local token = eng:after(math.max(0, math.min(left(),
+        o.interval - (eng:now() - round_start))), pause.fire)
       pause.wait()
       eng:cancel_timer(token)
       pause = nil
