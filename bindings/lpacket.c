@@ -34,8 +34,11 @@ static void push_quote(lua_State *L, const sonde__quote_t *q) {
     lcore_set_num(L, "proto", q->proto);
   lcore_set_num(L, "ttl", q->ttl);
   lcore_set_num(L, "tos", q->tos);
+  lcore_set_num(L, "ip_len", q->ip_total_len);
   if (v4) {
     lcore_set_num(L, "ip_id", q->ip_id);
+    lua_pushboolean(L, q->df);
+    lua_setfield(L, -2, "df");
     set_addr(L, "src", AF_INET, &q->src4);
     set_addr(L, "dst", AF_INET, &q->dst4);
   } else {
@@ -58,6 +61,67 @@ static void push_quote(lua_State *L, const sonde__quote_t *q) {
     lcore_set_num(L, "icmp_id", q->icmp_id);
     lcore_set_num(L, "icmp_seq", q->icmp_seq);
     lcore_set_num(L, "icmp_csum", q->icmp_csum);
+  }
+}
+
+static const char *const roles[4] = {"incoming", "incoming_sub_ip",
+                                     "outgoing", "next_hop"};
+
+/* See lpacket.h. */
+void sonde__lua_push_ext(lua_State *L, const sonde_ext_t *x, int n) {
+  static const char hex[] = "0123456789abcdef";
+  int i;
+
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++, x++) {
+    lua_createtable(L, 0, 8);
+    lcore_set_num(L, "class", x->class_num);
+    lcore_set_num(L, "ctype", x->ctype);
+    lcore_set_num(L, "len", x->len);
+    if (x->class_num == SONDE_EXT_CLASS_IFINFO) {
+      lcore_set_str(L, "role", roles[x->role & 3]);
+      if (x->has & SONDE_IFINFO_IFINDEX)
+        lcore_set_num(L, "ifindex", x->ifindex);
+      if (x->has & SONDE_IFINFO_ADDR)
+        set_addr(L, "addr", x->af, x->addr);
+      if (x->has & SONDE_IFINFO_NAME)
+        lcore_set_str(L, "name", x->name);
+      if (x->has & SONDE_IFINFO_MTU)
+        lcore_set_num(L, "mtu", x->mtu);
+    } else {
+      char buf[2 * SONDE_EXT_DATA_MAX];
+      size_t k, kept = x->len < SONDE_EXT_DATA_MAX ? x->len
+                                                   : SONDE_EXT_DATA_MAX;
+      for (k = 0; k < kept; k++) {
+        buf[2 * k] = hex[x->data[k] >> 4];
+        buf[2 * k + 1] = hex[x->data[k] & 15];
+      }
+      lua_pushlstring(L, buf, 2 * kept);
+      lua_setfield(L, -2, "data");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+/* See lpacket.h. */
+void sonde__lua_push_changes(lua_State *L, const sonde_result_t *r) {
+  int i;
+
+  lua_createtable(L, r->n_changes, 0);
+  for (i = 0; i < r->n_changes; i++) {
+    const sonde_change_t *c = &r->changes[i];
+    lua_createtable(L, 0, 3);
+    lcore_set_str(L, "field", sonde_field_name(c->field));
+    if (c->field == SONDE_FIELD_SRC) {
+      char buf[INET6_ADDRSTRLEN];
+      lcore_set_str(L, "sent", sonde_addr_format(&r->src, buf, sizeof(buf)));
+      lcore_set_str(L, "seen",
+                    sonde_addr_format(&r->quoted_src, buf, sizeof(buf)));
+    } else {
+      lcore_set_num(L, "sent", c->sent);
+      lcore_set_num(L, "seen", c->seen);
+    }
+    lua_rawseti(L, -2, i + 1);
   }
 }
 
@@ -121,5 +185,19 @@ int sonde__lua_parse_icmp(lua_State *L) {
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "mpls");
+  if (m.mpls_truncated) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "mpls_truncated");
+  }
+  if (m.has_ext) {
+    static const char *const forms[] = {"none", "rfc4884", "padded", "bytes"};
+    lcore_set_str(L, "ext_form", forms[m.ext_form & 3]);
+  }
+  sonde__lua_push_ext(L, m.ext, m.n_ext);
+  lua_setfield(L, -2, "ext");
+  if (m.ext_truncated) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "ext_truncated");
+  }
   return 1;
 }

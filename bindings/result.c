@@ -9,6 +9,7 @@
 #include "lua.h"
 
 #include "lcore.h"
+#include "lpacket.h"
 #include "sonde.h"
 
 /* Dotted-quad text of an IPv4 address into buf (at least 16 bytes), as
@@ -69,6 +70,8 @@ static int result_fields(const sonde_result_t *r) {
        (r->received != 0) + (r->matched != 0) + (r->error != 0) +
        (r->n_mpls > 0);
   n += (r->ip_id != 0) + (r->df >= 0) + (r->flow_label >= 0);
+  n += (r->mpls_truncated != 0) + (r->n_ext > 0) + (r->ext_truncated != 0) +
+       (r->n_changes > 0) + (r->nat != 0);
   return n;
 }
 
@@ -141,6 +144,26 @@ void sonde__lua_push_result(lua_State *L, uint64_t id, const sonde_result_t *r) 
     if (r->call)
       lcore_set_str(L, "call", r->call);
     lua_setfield(L, -2, "error");
+  }
+  if (r->n_changes > 0) {
+    sonde__lua_push_changes(L, r);
+    lua_setfield(L, -2, "changes");
+  }
+  if (r->nat) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "nat");
+  }
+  if (r->n_ext > 0) {
+    sonde__lua_push_ext(L, r->ext, r->n_ext);
+    lua_setfield(L, -2, "ext");
+  }
+  if (r->ext_truncated) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "ext_truncated");
+  }
+  if (r->mpls_truncated) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "mpls_truncated");
   }
   if (r->n_mpls == 0)
     return;

@@ -17,11 +17,6 @@
 #define NH_DSTOPTS 60
 #define MAX_EXT_HDRS 8
 
-/* RFC 4884: an extension structure follows at least 128 bytes of quote. */
-#define RFC4884_MIN_QUOTE 128
-#define EXT_VERSION 2
-#define EXT_CLASS_MPLS 1 /* RFC 4950 */
-#define EXT_CTYPE_MPLS 1
 
 static uint16_t get16(const uint8_t *p) {
   return (uint16_t)((p[0] << 8) | p[1]);
@@ -129,6 +124,7 @@ static int parse_quote4(const uint8_t *b, size_t len, sonde__quote_t *q) {
   q->tos = b[1];
   q->ip_total_len = get16(b + 2);
   q->ip_id = get16(b + 4);
+  q->df = (b[6] & 0x40) != 0;
   q->ttl = b[8];
   q->proto = b[9];
   memcpy(&q->src4, b + 12, 4);
@@ -203,64 +199,15 @@ int sonde__parse_quote(int af, const uint8_t *buf, size_t len,
   return -EAFNOSUPPORT;
 }
 
-/* RFC 4884 7: extension header (version 2, checksum), then objects. */
-static void parse_ext(const uint8_t *p, size_t len, sonde__icmp_t *out) {
-  size_t off, olen, i;
-
-  if (len < 4 || p[0] >> 4 != EXT_VERSION)
-    return;
-  /* A zero checksum means none was sent (RFC 4884 7). */
-  if (get16(p + 2) != 0 && sonde__cksum(p, len, 0) != 0)
-    return;
-  out->has_ext = 1;
-  for (off = 4; len - off >= 4; off += olen) {
-    olen = get16(p + off);
-    if (olen < 4 || olen > len - off)
-      break;
-    if (p[off + 2] != EXT_CLASS_MPLS || p[off + 3] != EXT_CTYPE_MPLS)
-      continue;
-    for (i = off + 4; i + 4 <= off + olen && out->n_mpls < SONDE_MPLS_MAX;
-         i += 4) {
-      uint32_t e = get32(p + i);
-      sonde_mpls_t *m = &out->mpls[out->n_mpls++];
-      m->label = e >> 12;
-      m->exp = (e >> 9) & 7;
-      m->s = (e >> 8) & 1;
-      m->ttl = e & 0xff;
-    }
-  }
-}
-
-/* Non-compliant extensions (length attribute 0, quote padded to exactly 128
- * bytes, as pre-RFC 4884 MPLS routers send and mtr/Trippy accept): only taken
- * if a well-formed extension header sits at byte 128. */
-static int looks_like_ext(const uint8_t *p, size_t len) {
-  if (len < 4 || p[0] != EXT_VERSION << 4 || p[1] != 0)
-    return 0;
-  return get16(p + 2) == 0 || sonde__cksum(p, len, 0) == 0;
-}
-
 /*
  * The body of an ICMP error: data is everything after the 8-byte ICMP
  * header, rfc4884_len the original-datagram length in bytes (0 if unset).
- * Splits off an extension structure, then parses the quote.
+ * Splits off an extension structure (ext.c), then parses the quote.
  */
 static int parse_error_body(const uint8_t *data, size_t len,
                             size_t rfc4884_len, sonde__icmp_t *out) {
-  size_t qlen = len;
+  size_t qlen = sonde__ext_split(data, len, rfc4884_len, out);
 
-  /* RFC 4884 requires at least 128 bytes of original datagram. A smaller
-   * length is a pre-RFC 4884 router's garbage in an unused byte: ignore it,
-   * as Linux does (ip_icmp_error_rfc4884). One past the end: no extension. */
-  if (rfc4884_len >= RFC4884_MIN_QUOTE && rfc4884_len <= len) {
-    qlen = rfc4884_len;
-    parse_ext(data + qlen, len - qlen, out);
-  } else if (rfc4884_len < RFC4884_MIN_QUOTE && len > RFC4884_MIN_QUOTE &&
-             looks_like_ext(data + RFC4884_MIN_QUOTE,
-                            len - RFC4884_MIN_QUOTE)) {
-    qlen = RFC4884_MIN_QUOTE;
-    parse_ext(data + qlen, len - qlen, out);
-  }
   if (sonde__parse_quote(out->af, data, qlen, &out->quote) != 0)
     return -EBADMSG;
   out->has_quote = 1;

@@ -25,6 +25,7 @@ typedef struct {
   uint16_t ip_id;             /* IPv4 identification; 0 for IPv6 */
   uint32_t flow;              /* IPv6 flow label; 0 for IPv4 */
   uint16_t ip_total_len;      /* length field of the quoted IP header */
+  uint8_t df;                 /* IPv4: the quoted DF bit; 0 for IPv6 */
   struct in6_addr src6, dst6; /* for AF_INET6 */
   struct in_addr src4, dst4;  /* for AF_INET */
   size_t l4_len;              /* bytes of the transport header present */
@@ -59,9 +60,33 @@ typedef struct {
   int has_quote;
   sonde__quote_t quote;
   int has_ext;                  /* RFC 4884 extension structure found */
+  int ext_form;                 /* SONDE__EXT_*: where it was found */
   int n_mpls;                   /* RFC 4950 label stack entries (capped) */
   sonde_mpls_t mpls[SONDE_MPLS_MAX];
+  int mpls_truncated;           /* more entries than SONDE_MPLS_MAX */
+  int n_ext;                    /* other objects (ext.c) */
+  int ext_truncated;            /* more objects than SONDE_EXT_MAX */
+  sonde_ext_t ext[SONDE_EXT_MAX];
 } sonde__icmp_t;
+
+/* ext.c: where an ICMP error's extension structure was found. */
+enum {
+  SONDE__EXT_NONE = 0,
+  SONDE__EXT_RFC4884,   /* at the length attribute (RFC 4884 5) */
+  SONDE__EXT_PADDED,    /* length attribute 0, at byte 128 (pre-RFC 4884) */
+  SONDE__EXT_BYTES      /* length attribute past the end (a router that
+                           wrote bytes instead of words), at byte 128 */
+};
+
+/*
+ * ext.c: split the body of an ICMP error (data: everything after the
+ * 8-byte ICMP header; rfc4884_len: the length attribute in bytes, 0 if
+ * unset) into the original datagram and an RFC 4884 extension structure,
+ * parse the structure's objects into out, and return the original
+ * datagram's length. Every length checked.
+ */
+size_t sonde__ext_split(const uint8_t *data, size_t len, size_t rfc4884_len,
+                        sonde__icmp_t *out);
 
 /*
  * Parse an IPv4 datagram as read from a raw IPPROTO_ICMP socket (IPv4 header

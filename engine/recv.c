@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "quote.h"
 
 static void on_icmp(uv_poll_t *h, int status, int events);
 static void on_udp(uv_poll_t *h, int status, int events);
@@ -386,6 +387,12 @@ static void icmp_matched(sonde_engine_t *eng, sonde__probe_t *p,
   res.n_mpls = m->n_mpls;
   for (i = 0; i < m->n_mpls && i < SONDE_MPLS_MAX; i++)
     res.mpls[i] = m->mpls[i];
+  res.mpls_truncated = m->mpls_truncated;
+  res.n_ext = m->n_ext;
+  res.ext_truncated = m->ext_truncated;
+  for (i = 0; i < m->n_ext && i < SONDE_EXT_MAX; i++)
+    res.ext[i] = m->ext[i];
+  sonde__quote_compare(p, m, &res);
   /*
    * A TCP connect probe's socket is the kernel's: its TCP error handler
    * checks the quote's 4-tuple and that the quoted sequence number is the

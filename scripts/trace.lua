@@ -10,6 +10,7 @@ local output = require "sonde.output"
 local json = require "sonde.json"
 local defaults = require "sonde.defaults"
 local formats = require "sonde.format"
+local quote = require "sonde.quote"
 local kit = require "sonde.kit"
 
 -- trace's own formats: text (streamed hop by hop; Dublin's a document),
@@ -179,7 +180,7 @@ end
 
 -- The columns of csv and markdown: one row per probe.
 local COLUMNS = { "target", "addr", "ttl", "q", "status", "kind", "code", "hop", "rtt_ms",
-  "reply_ttl", "error", "seq", "sport", "dport" }
+  "reply_ttl", "error", "seq", "sport", "dport", "changes", "nat", "ext" }
 
 -- A trace's probes as rows for csv and markdown.
 local function rows_of(t)
@@ -189,7 +190,9 @@ local function rows_of(t)
       rows[#rows + 1] = { target = t.target, addr = t.addr, ttl = hop.ttl, q = q,
         status = r.status, kind = r.kind, code = r.code, hop = r.addr,
         rtt_ms = r.rtt and r.rtt * 1000 or nil, reply_ttl = r.reply_ttl,
-        error = r.error and r.error.name or nil, seq = r.seq, sport = r.sport, dport = r.dport }
+        error = r.error and r.error.name or nil, seq = r.seq, sport = r.sport, dport = r.dport,
+        changes = r.changes and quote.changes_text(r.changes) or nil, nat = r.nat,
+        ext = r.ext and quote.ext_list_text(r.ext) or nil }
     end
   end
   return rows

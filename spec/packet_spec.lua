@@ -368,11 +368,20 @@ describe("an ICMP error with an RFC 4884 extension and an MPLS label stack (RFC 
     end
   end)
 
-  it("keeps the first 8 labels of a longer stack", function()
-    local m = v4("te4_mpls_10").mpls
-    assert.equal(8, #m)
-    assert.same({ label = 100, exp = 0, s = false, ttl = 255 }, m[1])
-    assert.same({ label = 107, exp = 7, s = false, ttl = 248 }, m[8])
+  it("keeps a 10-entry stack whole", function()
+    local r = v4("te4_mpls_10")
+    assert.equal(10, #r.mpls)
+    assert.same({ label = 100, exp = 0, s = false, ttl = 255 }, r.mpls[1])
+    assert.same({ label = 109, exp = 1, s = true, ttl = 246 }, r.mpls[10])
+    assert.is_nil(r.mpls_truncated)
+  end)
+
+  it("keeps the first 16 labels of a deeper stack and marks it cut", function()
+    local r = v4("te4_mpls_20")
+    assert.equal(16, #r.mpls)
+    assert.same({ label = 200, exp = 0, s = false, ttl = 255 }, r.mpls[1])
+    assert.same({ label = 215, exp = 7, s = false, ttl = 240 }, r.mpls[16])
+    assert.is_true(r.mpls_truncated)
   end)
 
   it("ignores a length attribute under 128 bytes, as Linux does: old routers left garbage there", function()
@@ -385,6 +394,81 @@ describe("an ICMP error with an RFC 4884 extension and an MPLS label stack (RFC 
     local r = v4("te4_rfc4884_beyond")
     assert.is_false(r.has_ext)
     assert.same({ 50000, 20 }, { r.quote.sport, r.quote.l4_len })
+  end)
+end)
+
+describe("an ICMP error's extension structure found where routers really put it", function()
+  it("reads a real capture whose length attribute (17 words) is under 128 bytes: the stack at byte 128", function()
+    local r = v4("te4_real_len17")
+    assert.same({ { label = 416240, exp = 0, s = true, ttl = 1 } }, r.mpls)
+    assert.equal("padded", r.ext_form)
+    assert.equal("icmp", r.quote.proto)
+  end)
+
+  it("reads a real ICMPv6 capture with length 10 (80 bytes) and the stack at byte 128", function()
+    local r = v6("te6_real_len10")
+    assert.same({ { label = 27121, exp = 4, s = false, ttl = 1 },
+                  { label = 2, exp = 4, s = true, ttl = 255 } }, r.mpls)
+    assert.equal("padded", r.ext_form)
+  end)
+
+  it("takes the extension at byte 128 when the length was written in bytes (past the end)", function()
+    local r = v4("te4_mpls_len_bytes")
+    assert.equal("bytes", r.ext_form)
+    assert.same({ { label = 16005, exp = 0, s = false, ttl = 1 },
+                  { label = 24001, exp = 5, s = true, ttl = 1 } }, r.mpls)
+    assert.equal(128 - 20, r.quote.l4_len)
+  end)
+
+  it("says the RFC 4884 form when the length attribute is right", function()
+    assert.equal("rfc4884", v4("te4_mpls").ext_form)
+    assert.equal("rfc4884", v6("te6_mpls").ext_form)
+    assert.is_nil(v4("te4_udp").ext_form)
+  end)
+end)
+
+describe("RFC 5837 interface information and other extension objects", function()
+  it("decodes every sub-object of the incoming and outgoing interfaces, beside the MPLS stack", function()
+    local r = v4("te4_ifinfo")
+    assert.same({
+      { class = 2, ctype = 0x0f, len = 24, role = "incoming", ifindex = 2, addr = "198.18.1.1",
+        name = "eth1", mtu = 1500 },
+      { class = 2, ctype = 0x8c, len = 24, role = "outgoing", ifindex = 7, addr = "2001:db8:1::1" },
+    }, r.ext)
+    assert.same({ { label = 16005, exp = 0, s = true, ttl = 1 } }, r.mpls)
+  end)
+
+  it("decodes the name of an ICMPv6 error's interface", function()
+    assert.same({ { class = 2, ctype = 0x8a, len = 16, role = "outgoing", ifindex = 4, name = "ge-0/0/1" } },
+      v6("te6_ifinfo").ext)
+  end)
+
+  it("keeps what it decoded before a bad name length or a cut address", function()
+    assert.same({ { class = 2, ctype = 0x0f, len = 24, role = "incoming", ifindex = 2, addr = "198.18.1.1" } },
+      v4("te4_ifinfo_bad_name").ext)
+    assert.same({ { class = 2, ctype = 0x0c, len = 10, role = "incoming", ifindex = 3 } },
+      v4("te4_ifinfo_cut").ext)
+  end)
+
+  it("reads the ifIndex-only object the MPLS fixture carries", function()
+    assert.same({ { class = 2, ctype = 8, len = 4, role = "incoming", ifindex = 2 } },
+      v4("te4_ext_unknown_then_mpls").ext)
+  end)
+
+  it("gives an object of an unknown class as its class, c-type and bytes", function()
+    assert.same({ { class = 200, ctype = 3, len = 8, data = "0102030405060708" } }, v4("te4_ext_unknown").ext)
+  end)
+
+  it("keeps 4 objects and marks the rest cut", function()
+    local r = v4("te4_ext_5objects")
+    assert.equal(4, #r.ext)
+    assert.same({ class = 3, ctype = 4, len = 4, data = "00000004" }, r.ext[4])
+    assert.is_true(r.ext_truncated)
+    assert.is_nil(v4("te4_ifinfo").ext_truncated)
+  end)
+
+  it("gives an empty list when there is no extension", function()
+    assert.same({}, v4("te4_udp").ext)
   end)
 end)
 

@@ -203,7 +203,9 @@ typedef enum {
   SONDE_ERRNO_END_ = 0
 } sonde_errno_t;
 
-#define SONDE_MPLS_MAX 8
+/* Label stack entries kept from an RFC 4950 object; a deeper stack sets
+ * sonde_result_t.mpls_truncated. */
+#define SONDE_MPLS_MAX 16
 
 typedef struct {
   uint32_t label; /* 20 bits */
@@ -211,6 +213,72 @@ typedef struct {
   uint8_t s;      /* bottom of stack */
   uint8_t ttl;
 } sonde_mpls_t;
+
+/*
+ * An RFC 4884 extension object other than the MPLS label stack. Class 2 is
+ * RFC 5837 interface information, decoded: the role of the interface and
+ * the sub-objects its c-type announces (has: SONDE_IFINFO_* bits). Any
+ * other class keeps its class, c-type and first bytes.
+ */
+#define SONDE_EXT_MAX 4        /* objects kept; more sets ext_truncated */
+#define SONDE_EXT_DATA_MAX 64  /* body bytes kept of an unknown object */
+#define SONDE_EXT_CLASS_IFINFO 2
+enum {
+  SONDE_IFINFO_IFINDEX = 0x08, /* RFC 5837 4.1: the c-type's bits 4..7 */
+  SONDE_IFINFO_ADDR = 0x04,
+  SONDE_IFINFO_NAME = 0x02,
+  SONDE_IFINFO_MTU = 0x01
+};
+typedef struct {
+  uint8_t class_num;
+  uint8_t ctype;
+  uint8_t role;      /* class 2: 0 incoming, 1 sub-IP component of the
+                        incoming interface, 2 outgoing, 3 IP next hop */
+  uint8_t has;       /* class 2: SONDE_IFINFO_* sub-objects decoded */
+  uint32_t ifindex;
+  uint32_t mtu;
+  int af;            /* has ADDR: AF_INET or AF_INET6 */
+  uint8_t addr[16];
+  char name[64];     /* has NAME: NUL-terminated (RFC 5837: at most 63) */
+  uint16_t len;      /* the object's body length in bytes */
+  uint8_t data[SONDE_EXT_DATA_MAX]; /* other classes: min(len, 64) bytes */
+} sonde_ext_t;
+
+/*
+ * Quote fields that a probe's reply shows different from what the probe
+ * carried: the one list of names (Lua and JSON see the second column).
+ */
+#define SONDE_FIELD_MAP(XX)                                                   \
+  XX(DSCP, "dscp")                                                            \
+  XX(ECN, "ecn")                                                              \
+  XX(FLOW_LABEL, "flow_label")                                                \
+  XX(IP_ID, "ip_id")                                                          \
+  XX(DF, "df")                                                                \
+  XX(IP_LEN, "ip_len")                                                        \
+  XX(SRC, "src")                                                              \
+  XX(SPORT, "sport")                                                          \
+  XX(DPORT, "dport")                                                          \
+  XX(UDP_LEN, "udp_len")                                                      \
+  XX(UDP_CHECKSUM, "udp_checksum")                                            \
+  XX(ICMP_CHECKSUM, "icmp_checksum")                                          \
+  XX(PAYLOAD, "payload")
+
+typedef enum {
+  SONDE_FIELD_NONE = 0,
+#define XX(name, str) SONDE_FIELD_##name,
+  SONDE_FIELD_MAP(XX)
+#undef XX
+  SONDE_FIELD_MAX
+} sonde_field_t;
+
+/* One changed field: what the probe carried and what the quote shows
+ * (SONDE_FIELD_SRC: see sonde_result_t.quoted_src instead). */
+typedef struct {
+  sonde_field_t field;
+  uint32_t sent;
+  uint32_t seen;
+} sonde_change_t;
+#define SONDE_CHANGES_MAX 16
 
 /*
  * How a TCP probe goes out.
@@ -345,6 +413,19 @@ typedef struct {
                                     "connect", "sendmsg", ...); static string */
   int n_mpls;
   sonde_mpls_t mpls[SONDE_MPLS_MAX];
+  int mpls_truncated;            /* the stack had more than SONDE_MPLS_MAX */
+  /* RFC 4884 objects other than MPLS (RFC 5837 interface information,
+   * unknown classes), in the order the router wrote them */
+  int n_ext;
+  int ext_truncated;             /* more than SONDE_EXT_MAX objects */
+  sonde_ext_t ext[SONDE_EXT_MAX];
+  /* The quote compared with what the probe carried (raw ICMP replies):
+   * fields that differ; a field the router did not quote is not listed. */
+  int n_changes;
+  sonde_change_t changes[SONDE_CHANGES_MAX];
+  int nat;                       /* 1: the quote names another source
+                                    address than the probe's (SNAT) */
+  struct sockaddr_storage quoted_src; /* with nat: the quoted source */
 } sonde_result_t;
 
 typedef struct sonde_engine sonde_engine_t;
@@ -534,6 +615,9 @@ SONDE_EXTERN const char *sonde_strerror(int err); /* message of the map */
 /* The status a probe takes when the engine meets err while sending (the
  * map's STATUS column; SONDE_STATUS_FAILED for an errno outside the map). */
 SONDE_EXTERN sonde_status_t sonde_err_status(int err);
+/* The name of a changed quote field ("dscp", "src", ...; "unknown"
+ * outside the map). Static string. */
+SONDE_EXTERN const char *sonde_field_name(sonde_field_t field);
 /* Look up an errno by name ("EADDRINUSE" -> -EADDRINUSE); 0 if unknown. */
 SONDE_EXTERN int sonde_err_from_name(const char *name);
 

@@ -9,15 +9,20 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -Iengine/include -Iengine
-FUZZ_TARGETS := $(BUILD)/fuzz/fuzz_packet
+FUZZ_TARGETS := $(BUILD)/fuzz/fuzz_packet $(BUILD)/fuzz/fuzz_quote
 TEST_TOOLS   += $(FUZZ_TARGETS)
 
-FUZZ_SRC     := engine/packet.c engine/checksum.c engine/errmsg.c
+FUZZ_SRC     := engine/packet.c engine/ext.c engine/checksum.c engine/errmsg.c
 
 $(BUILD)/fuzz/fuzz_packet: spec/fuzz/fuzz_packet.c $(FUZZ_SRC) \
                            engine/packet.h engine/include/sonde.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC) spec/fuzz/fuzz_packet.c -o $@
+
+$(BUILD)/fuzz/fuzz_quote: spec/fuzz/fuzz_quote.c $(FUZZ_SRC) engine/quote.c \
+                          engine/quote.h engine/packet.h engine/include/sonde.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC) engine/quote.c spec/fuzz/fuzz_quote.c -o $@
 
 .PHONY: fuzz fuzz-smoke
 fuzz: test-deps $(FUZZ_TARGETS)

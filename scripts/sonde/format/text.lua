@@ -1,6 +1,8 @@
 -- Text format for traces: reads like traceroute's. Pure functions from the
 -- trace's tables to text; the command streams hop() as hops complete.
 
+local quote = require "sonde.quote"
+
 local M = { name = "text" }
 
 -- Annotations after an RTT, traceroute's where it has one.
@@ -66,6 +68,15 @@ function M.hop(hop, t)
   end
   out[#out + 1] = "\n"
   if labels then out[#out + 1] = "     " .. labels .. "\n" end
+  local ext = quote.hop_ext(hop)
+  for _, x in ipairs(ext or {}) do
+    out[#out + 1] = "     [" .. quote.ext_text(x) .. "]\n"
+  end
+  local changed, nat = quote.new_at(t, hop)
+  if #changed > 0 then
+    out[#out + 1] = "     [changed: " .. quote.changes_text(changed) .. "]\n"
+  end
+  if nat then out[#out + 1] = "     [NAT]\n" end
   return table.concat(out)
 end
 
