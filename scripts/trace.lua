@@ -50,7 +50,7 @@ end
 local spec = {
   name = "trace",
   summary = "print the route packets take to a host",
-  usage = "sonde trace [options] TARGET... | --targets FILE",
+  usage = "sonde trace [options] TARGET... [PACKETLEN] | --targets FILE",
   description = [[
 Sends probes with increasing TTL (hop limit) towards TARGET and reports, hop by hop, who answered and how fast, as traceroute does. Probes go out concurrently (-N at a time), lowest TTL first; a hop that does not answer costs only a short wait when the hops behind it answer (see -w).
 
@@ -63,6 +63,8 @@ Strategies (--strategy): classic varies the flow with every probe (the destinati
 Raw sockets are used to read ICMP errors: run as root or give the executable CAP_NET_RAW.
 
 The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row (once the hop after them is silent too, the probes already sent beyond it have had their chance, and nothing beyond answered; the text output ends with a line that says so); stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
+
+traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the largest, -w the wait, -n no names, -N the probes in flight, -p the protocol (traceroute's -I is -p icmp, -T -p tcp, -U -p udp), and a number after the target is the packet length in bytes, IP and transport headers included (traceroute's default, 60 for IPv4 UDP, is sonde's too: 32 payload bytes). Differences that remain: -s (source address), -i (interface), -A (AS numbers), -F (use --df yes), -t (use --tos), --mtu are not taken yet; -p is the protocol, not traceroute's port (use --port); --quiet is only a long option.
 
 Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM; what was traced is written first).]],
   options = campaign.options(header.options{
@@ -110,6 +112,19 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
   }, { parallel = 32, what = "traces" }),
   positionals = { { name = "TARGET", many = true } },
   exclusive = { { "ipv4", "ipv6" }, { "privileged", "unprivileged" } },
+  -- traceroute's options that sonde trace does not take, and what to write
+  hints = {
+    ["-I"] = "use -p icmp",
+    ["-T"] = "use -p tcp",
+    ["-U"] = "use -p udp (the default)",
+    ["-P"] = "use -p PROTO (udp, icmp or tcp)",
+    ["-F"] = "use --df yes",
+    ["-t"] = "use --tos N",
+    ["-s"] = "a source address is not supported yet",
+    ["-i"] = "binding to an interface is not supported yet",
+    ["-A"] = "AS numbers are not supported in trace yet (sonde mtr -z has them)",
+    ["--mtu"] = "path MTU discovery is not supported yet",
+  },
   examples = {
     "sonde trace -n 198.18.8.2",
     "sonde trace -p icmp -6 2001:db8:8::2",
@@ -117,6 +132,7 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
     "sonde trace -p tcp --port 443 --format json example.net",
     "sonde trace -n --strategy dublin --flows 8 198.18.8.2",
     "sonde trace -n --strategy classic -q 10 198.18.8.2",
+    "sonde trace -n -p icmp 198.18.8.2 1400",
   },
 }
 
@@ -163,12 +179,30 @@ local function default_strategy(proto)
   return proto == "tcp" and "classic" or "paris"
 end
 
--- The strategy instance for a run.
-local function strategy_for(name, opts, addr, port, tcp_mode)
+-- traceroute's PACKETLEN counts the IP header and the probe's own (UDP
+-- and ICMP: 8 bytes); the engine's size is the payload after them.
+local IP_HEADER = { [4] = 20, [6] = 40 }
+local PROBE_HEADER = 8
+
+-- The payload bytes of a PACKETLEN for family af, or nil and why not.
+local function payload_of(len, af, strategy)
+  local payload = len - IP_HEADER[af] - PROBE_HEADER
+  -- Paris names a probe by its checksum, which two payload bytes carry
+  local least = strategy == "classic" and 1 or 2
+  if payload < least then
+    return nil, string.format("too small for IPv%d: at least %d (headers %d, payload %d)",
+      af, IP_HEADER[af] + PROBE_HEADER + least, IP_HEADER[af] + PROBE_HEADER, least)
+  end
+  return payload
+end
+
+-- The strategy instance for a run (af: the destination's family).
+local function strategy_for(name, opts, addr, port, tcp_mode, af)
   local mod = require("sonde.strategy." .. name)
   local o = { dst = addr, proto = opts.protocol, port = port, sport = opts.sport,
     bind = name == "classic" and opts.bind or nil, flows = opts.flows, tcp_mode = tcp_mode }
   if name == "classic" and opts.protocol == "tcp" then o.sport = o.sport or defaults.TCP_SPORT end
+  if opts.packetlen then o.size = assert(payload_of(opts.packetlen, af, name)) end
   return header.apply(mod.new(o), opts)
 end
 
@@ -239,7 +273,7 @@ local function trace_one(eng, run, name, addr, af)
     return tracer.run{
       eng = eng, dst = addr, af = af, proto = opts.protocol,
       strategy = strategy_for(sname, opts, addr, port,
-        opts.protocol == "tcp" and eng:tcp_mode(af) or nil),
+        opts.protocol == "tcp" and eng:tcp_mode(af) or nil, af),
       first_ttl = opts.first_ttl, max_ttl = opts.max_ttl, queries = opts.queries,
       wait = opts.wait, sim = opts.sim_queries, rule = run.rule, gap_limit = opts.gap_limit,
       on_hop = run.on_hop and function(hop)
@@ -360,9 +394,44 @@ local function campaign_job(kr, st, stops)
   end
 end
 
+-- The engine's largest payload (core.probe_fields' size).
+local function size_max()
+  for _, f in ipairs(require("sonde.core").probe_fields) do
+    if f.name == "size" then return f.max end
+  end
+end
+
+-- traceroute's "host [packetlen]": a number after the targets is the
+-- packet length (a target is never all digits). Takes it off the words
+-- into opts.packetlen; a length no probe can have is a usage error.
+local function take_packetlen(opts)
+  local words = opts.target
+  if #words < 2 or not words[#words]:match("^%d+$") then return end
+  local len = table.remove(words)
+  opts.packetlen = tonumber(len)
+  if #len > 6 or opts.packetlen > 65535 then
+    cli.usage_error("PACKETLEN: invalid value '%s' (expected a packet length up to 65535)", len)
+  end
+  if opts.protocol == "tcp" then
+    cli.usage_error("PACKETLEN %s: a TCP probe is a SYN with no payload; a length goes with -p udp or -p icmp", len)
+  end
+  local max = size_max()
+  for _, af in ipairs{ 4, 6 } do
+    if not (af == 6 and opts.ipv4) and not (af == 4 and opts.ipv6) then
+      local payload, why = payload_of(opts.packetlen, af, opts.strategy)
+      if not payload then cli.usage_error("PACKETLEN %s: %s", len, why) end
+      if max and payload > max then
+        cli.usage_error("PACKETLEN %s: the engine sends at most %d payload bytes (a packet of %d for IPv%d)",
+          len, max, max + IP_HEADER[af] + PROBE_HEADER, af)
+      end
+    end
+  end
+end
+
 local function run(opts, ctx)
   local strategy_given = opts.strategy ~= nil
   opts.strategy = opts.strategy or default_strategy(opts.protocol)
+  take_packetlen(opts)
   if opts.flows and opts.strategy ~= "dublin" then
     cli.usage_error("--flows applies to --strategy dublin")
   end
