@@ -348,6 +348,90 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
     assert.is_true(r.echo)
   end)
 
+  -- The live table's keys, typed one at a time (in_pty.py: one delay per
+  -- key): -> the frames the terminal showed (each redraw starts at the
+  -- cursor's home) and the report printed after the live table.
+  local function keys(delays, typed, args)
+    local argv = { "/usr/bin/python3", pty_path, delays, typed, helpers.sonde(), "mtr" }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    local out, err, code = l:exec("src", argv)
+    assert.are.equal(0, code, err)
+    local r = cjson.decode(out)
+    assert.is_false(r.timeout, r.out)
+    assert.are.equal(0, r.code, r.out)
+    local enter = assert(r.out:find("\27[?1049h", 1, true), r.out)
+    local leave = assert(r.out:find("\27[?1049l", 1, true), r.out)
+    local frames = {}
+    for f in r.out:sub(enter, leave):gmatch("\27%[H(.-)\27%[J") do
+      f = f:gsub("\27%[K", ""):gsub("\r", "")
+      -- (the first redraw may come before the first outcome: empty)
+      if f:find("sonde mtr", 1, true) then frames[#frames + 1] = f end
+    end
+    assert.is_true(#frames >= 2, r.out)
+    return frames, r.out:sub(leave):gsub("\r", ""), r
+  end
+
+  -- The round a live frame shows.
+  local function round_of(frame) return tonumber(frame:match("round (%d+)")) end
+
+  it("pauses on p: no new rounds while paused, and the title says so", function()
+    local frames, report = keys("0.6,3.0", "pq", { "-i", "0.2", "--wait", "0.5", "-n", l.dst.v4 })
+    local last = frames[#frames]
+    assert.truthy(last:find("[paused]", 1, true), last)
+    -- unpaused, 3 s of rounds every 0.2 s would be about 15
+    assert.is_true(round_of(last) <= 8, last)
+    local snt = tonumber(report:match("\n  1%.|%-%- %S+%s+[%d.]+%%%s+(%d+)"))
+    assert.is_true(snt <= 8, report)
+  end)
+
+  it("resets every hop's figures on r; the rounds go on", function()
+    local frames, report = keys("2.0,2.4", "rq", { "-i", "0.1", "--wait", "0.5", "-n", l.dst.v4 })
+    local rounds = round_of(frames[#frames])
+    assert.is_true(rounds >= 12, frames[#frames])
+    local snt = tonumber(report:match("\n  1%.|%-%- %S+%s+[%d.]+%%%s+(%d+)"))
+    assert.is_true(snt <= rounds - 8, ("Snt %d after %d rounds\n%s"):format(snt, rounds, report))
+  end)
+
+  it("shows each hop's history on d: a strip of outcomes instead of the figures", function()
+    local frames = keys("1.0,1.8", "dq", { "-i", "0.1", "--wait", "0.5", "-n", l.dst.v4 })
+    assert.truthy(frames[1]:find("Loss%", 1, true), frames[1])
+    local last = frames[#frames]
+    assert.truthy(last:find("History (newest right", 1, true), last)
+    assert.is_nil(last:find("Loss%", 1, true), last)
+    -- hop 1 answers every probe: a strip of ok marks (. to 9), no ?
+    local strip = last:match("\n  1%. " .. esc(l.hops[1].v4) .. " +([%.%d?]+)\n")
+    assert.truthy(strip, last)
+    assert.is_true(#strip >= 5, last)
+    assert.is_nil(strip:find("?", 1, true), last)
+  end)
+
+  it("turns host names off and on with n", function()
+    local frames = keys("1.5,2.5", "nq", { "-i", "0.1", "--wait", "0.5", l.dst.v4 })
+    local first, last = frames[1], frames[#frames]
+    local named
+    for _, f in ipairs(frames) do
+      if f:find("  1. r1.lab", 1, true) then named = f end
+    end
+    assert.truthy(named, first)   -- the hosts file's name, before n
+    assert.truthy(last:find("  1. " .. l.hops[1].v4, 1, true), last)
+    assert.is_nil(last:find("r1.lab", 1, true), last)
+  end)
+
+  it("switches to the jitter fields on j and shows the help page on ?", function()
+    local frames = keys("1.0,1.6,2.4", "j?q", { "-i", "0.1", "--wait", "0.5", "-n", l.dst.v4 })
+    local jit, help
+    for _, f in ipairs(frames) do
+      if f:find("Jttr", 1, true) and f:find("Javg", 1, true) and f:find("Jmax", 1, true)
+        and f:find("Jint", 1, true) then jit = true end
+      if f:find("sonde mtr: the keys of the live table", 1, true) then help = f end
+    end
+    assert.is_nil(frames[1]:find("Jttr", 1, true), frames[1])
+    assert.is_true(jit)
+    assert.truthy(help)
+    assert.truthy(help:find("p   pause", 1, true), help)
+    assert.truthy(frames[#frames]:find("keys of the live table", 1, true), frames[#frames])
+  end)
+
   it("rejects -f above -m and --port with ICMP, exit 2", function()
     local _, err, code = sonde{ "-f", "5", "-m", "3", l.dst.v4 }
     assert.are.equal(2, code)

@@ -6,16 +6,24 @@
 # status), "timeout", and whether the terminal has its echo and canonical
 # mode back afterwards ("echo", "icanon"). For the live table of mtr and
 # progress lines, which only a terminal gets.
+# DELAY may be a comma-separated list, one delay per byte of KEY: each byte
+# is then typed alone at its own time ("1.0,2.0" "dq": d at 1 s, q at 2 s).
 import json, os, pty, select, sys, termios, time
-delay, key, argv = float(sys.argv[1]), sys.argv[2].encode().decode("unicode_escape").encode(), sys.argv[3:]
+key, argv = sys.argv[2].encode().decode("unicode_escape").encode("latin-1"), sys.argv[3:]
+delays = [float(d) for d in sys.argv[1].split(",")]
+if len(delays) == 1:
+    schedule = [(delays[0], key)]
+elif len(delays) == len(key):
+    schedule = [(d, key[i:i + 1]) for i, d in enumerate(delays)]
+else:
+    sys.exit("in_pty.py: %d delays for %d keys" % (len(delays), len(key)))
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(argv[0], argv)
-out, typed, start = b"", False, time.time()
+out, start = b"", time.time()
 while time.time() - start < 10:
-    if not typed and time.time() - start >= delay:
-        os.write(fd, key)
-        typed = True
+    while schedule and time.time() - start >= schedule[0][0]:
+        os.write(fd, schedule.pop(0)[1])
     r, _, _ = select.select([fd], [], [], 0.05)
     if not r:
         continue
