@@ -5,6 +5,8 @@
 --
 --   sonde mda --format dot 198.18.5.2 | dot -Tsvg > paths.svg
 
+local quote = require "sonde.quote"
+
 local M = { name = "dot" }
 
 local function esc(s)
@@ -41,9 +43,28 @@ local function graph_of(doc)
       end
     end
   end
+  -- what the quotes tell, beside the node that first showed it: header
+  -- fields rewritten before it, NAT, its interface information (RFC 5837)
+  local notes = {}
+  if doc.hops then
+    for _, hop in ipairs(doc.hops) do
+      local changed, nat = quote.new_at(doc, hop)
+      local ext = quote.hop_ext(hop)
+      for _, r in ipairs(hop.probes) do
+        if r.addr and not notes[r.addr] then
+          local n = {}
+          if ext then n[#n + 1] = quote.ext_list_text(ext) end
+          if #changed > 0 then n[#n + 1] = "changed: " .. quote.changes_text(changed) end
+          if nat then n[#n + 1] = "NAT" end
+          if #n > 0 then notes[r.addr] = n end
+        end
+      end
+    end
+  end
   local nodes = {}
   for _, n in ipairs(g.nodes) do
-    nodes[#nodes + 1] = { ttl = n.ttl, addr = n.addr, name = names[n.addr], final = finals[n.addr] }
+    nodes[#nodes + 1] = { ttl = n.ttl, addr = n.addr, name = names[n.addr], final = finals[n.addr],
+      notes = notes[n.addr] }
   end
   return nodes, g.links
 end
@@ -65,6 +86,7 @@ function M.document(doc)
       local lines = { esc(n.addr) }
       if n.name then lines[#lines + 1] = esc(n.name) end
       lines[#lines + 1] = "TTL " .. table.concat(ttls, ",")
+      for _, note in ipairs(n.notes or {}) do lines[#lines + 1] = esc(note) end
       out[#out + 1] = ("  %s [label=\"%s\"%s];\n"):format(q(n.addr), table.concat(lines, "\\n"),
         n.final and ", peripheries=2" or "")
       if not rank[n.ttl] then rank[n.ttl] = {}; ranks[#ranks + 1] = n.ttl end
