@@ -213,7 +213,7 @@ local function paris_unprivileged(t)
 end
 
 -- The columns of csv and markdown: one row per probe.
-local COLUMNS = { "target", "addr", "ttl", "q", "status", "kind", "code", "hop", "rtt_ms",
+local COLUMNS = { "target", "addr", "ttl", "q", "status", "kind", "code", "hop", "hop_name", "rtt_ms",
   "reply_ttl", "error", "seq", "sport", "dport", "changes", "nat", "ext" }
 
 -- A trace's probes as rows for csv and markdown.
@@ -222,7 +222,7 @@ local function rows_of(t)
   for _, hop in ipairs(t.hops) do
     for q, r in ipairs(hop.probes) do
       rows[#rows + 1] = { target = t.target, addr = t.addr, ttl = hop.ttl, q = q,
-        status = r.status, kind = r.kind, code = r.code, hop = r.addr,
+        status = r.status, kind = r.kind, code = r.code, hop = r.addr, hop_name = r.name,
         rtt_ms = r.rtt and r.rtt * 1000 or nil, reply_ttl = r.reply_ttl,
         error = r.error and r.error.name or nil, seq = r.seq, sport = r.sport, dport = r.dport,
         changes = r.changes and quote.changes_text(r.changes) or nil, nat = r.nat,
@@ -380,12 +380,13 @@ local function campaign_job(kr, st, stops)
     end
   end
 
-  return function(_, addr)
+  return function(name, addr)
     local meta
     local job = setmetatable({ on_header = function(m) meta = m end,
       on_stop = function(stop) stops[addr] = stop end }, { __index = st })
-    -- listed targets are named by their address
-    local t = trace_one(eng, job, addr, target.resolve(eng, addr, st.family))
+    -- a target is named as it was given: a host name by its name, an
+    -- address or a prefix's address by the address
+    local t = trace_one(eng, job, name, target.resolve(eng, addr, st.family))
     stops[addr] = nil
     local err = t.stop_reason == "error" and t.error or nil
     if err and tally.failed < campaign.EXPLAINED then explain_error(t, ctx) end

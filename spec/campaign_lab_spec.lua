@@ -120,7 +120,7 @@ helpers.lab_describe("sonde trace with many targets", function()
     assert.are.equal(0, code, err)
     assert.are.equal("", out)
     local rows = lines(assert(io.open(path)):read("*a"))
-    assert.are.equal("target,addr,ttl,q,status,kind,code,hop,rtt_ms,reply_ttl,error,seq,sport,dport,changes,nat,ext", rows[1])
+    assert.are.equal("target,addr,ttl,q,status,kind,code,hop,hop_name,rtt_ms,reply_ttl,error,seq,sport,dport,changes,nat,ext", rows[1])
     assert.are.equal(1 + 2 * 3, #rows)
     -- no temporary file is left beside it
     local left = lab.run("ls -A " .. lab.shquote(dir))

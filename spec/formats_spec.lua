@@ -109,6 +109,13 @@ describe("markdown", function()
     assert.are.equal("1 of 4 targets alive", ls[8])
   end)
 
+  it("rounds times in milliseconds as the text output does, and keeps other numbers", function()
+    local meta = { columns = { "rtt_ms", "loss", "n" } }
+    assert.are.equal("| 0.447 | 33.3333333 | 3 |\n",
+      markdown.record({ rtt_ms = 0.447281, loss = 100 / 3, n = 3 }, meta))
+    assert.are.equal("| 12.000 |  |  |\n", markdown.record({ rtt_ms = 12 }, meta))
+  end)
+
   it("keeps every row on one line: '|' escaped, line breaks made spaces", function()
     assert.are.equal("| a\\|b | two lines |\n",
       markdown.record({ x = "a|b", y = "two\nlines" }, { columns = { "x", "y" } }))

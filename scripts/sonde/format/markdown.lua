@@ -2,8 +2,11 @@
 -- of the command's records (meta.columns) and one row per record. Cells
 -- hold the same text as CSV fields (sonde.format.csv's text()), with '|'
 -- escaped and line breaks turned into spaces, so that every row stays one
--- line. The footer, when the command has a summary, is a line under the
--- table.
+-- line; but a table is read, not parsed, so times in milliseconds (a
+-- column named *_ms) are rounded to the microsecond, as the text output
+-- shows them (0.447, not 0.447281), and other fractions to meta.precision's
+-- digits when it gives them. The footer, when the command has a summary,
+-- is a line under the table.
 --
 -- Interface: see examples/format_example.lua.
 
@@ -13,8 +16,14 @@ local M = { name = "markdown" }
 
 local concat = table.concat
 
-local function cell(v)
-  local s = csv.text(v):gsub("[\r\n]+", " "):gsub("|", "\\|")
+local function cell(v, col, digits)
+  local s
+  if type(v) == "number" and col and col:match("_ms$") then
+    s = string.format("%.3f", v)
+  else
+    s = csv.text(v, digits)
+  end
+  s = s:gsub("[\r\n]+", " "):gsub("|", "\\|")
   return s
 end
 
@@ -38,7 +47,8 @@ end
 
 function M.record(rec, meta)
   local cols, out = columns(meta), {}
-  for i = 1, #cols do out[i] = cell(rec[cols[i]]) end
+  local digits = type(meta.precision) == "table" and meta.precision or {}
+  for i = 1, #cols do out[i] = cell(rec[cols[i]], cols[i], digits[cols[i]]) end
   return "| " .. concat(out, " | ") .. " |\n"
 end
 
