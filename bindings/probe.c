@@ -40,7 +40,7 @@ static int is_v6(const void *out) {
 }
 
 static const char *const protos[] = {
-#define XX(name, value, str) str,
+#define XX(NAME, name, value) #name,
     SONDE_PROTO_MAP(XX)
 #undef XX
     NULL};

@@ -195,7 +195,7 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
   if (af != AF_INET && af != AF_INET6)
     return SONDE_EAFNOSUPPORT;
   if (cb == NULL || spec->ttl < 1 || spec->ttl > 255 ||
-      spec->proto < SONDE_PROTO_ICMP || spec->proto > SONDE_PROTO_TCP ||
+      sonde__proto_ops(spec->proto) == NULL ||
       spec->bind < SONDE_BIND_KERNEL || spec->bind > SONDE_BIND_FIXED ||
       isnan(spec->wait) || spec->size > SONDE__MAX_PAYLOAD ||
       spec->df < SONDE_DF_DEFAULT || spec->df > SONDE_DF_CLEAR)
@@ -241,12 +241,14 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
 /* --- sending ------------------------------------------------------------- */
 
 const sonde__proto_ops_t *sonde__proto_ops(int proto) {
-  switch (proto) {
-  case SONDE_PROTO_ICMP: return &sonde__icmp_ops;
-  case SONDE_PROTO_UDP: return &sonde__udp_ops;
-  case SONDE_PROTO_TCP: return &sonde__tcp_ops;
-  }
-  return NULL;
+  static const sonde__proto_ops_t *const ops[] = {
+#define XX(NAME, name, value) [value] = &sonde__##name##_ops,
+      SONDE_PROTO_MAP(XX)
+#undef XX
+  };
+  return proto > 0 && (size_t)proto < sizeof(ops) / sizeof(ops[0])
+             ? ops[proto]
+             : NULL;
 }
 
 /* The probe is on its way: its wait runs from p->sent_ns, stamped just

@@ -78,7 +78,7 @@ const char *sonde_status_name(sonde_status_t st) {
 static const char *const kind_names[] = {SONDE_KIND_MAP(NAME_OF)};
 static const char *const unreach_names[] = {SONDE_UNREACH_MAP(NAME_OF)};
 #undef NAME_OF
-#define NAME_OF(name, value, str) str,
+#define NAME_OF(NAME, name, value) #name,
 static const char *const proto_names[] = {SONDE_PROTO_MAP(NAME_OF)};
 #undef NAME_OF
 

@@ -254,18 +254,8 @@ static int icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   else if (sonde__sender_queue(eng, p, fd, eng->sbuf, (size_t)len) == 0)
     r = 0;
   else
-    r = eng->unpriv[i] ? sonde__send_recverr(p, fd, eng->sbuf, (size_t)len,
-                                             &spec->dst)
-                       : sonde__sendto_probe(p, fd, eng->sbuf, (size_t)len,
-                                             &spec->dst);
-  if (r < 0) {
-    sonde__table_remove(eng, p);
-    if (p->call == NULL)
-      p->call = "sendmsg";
-    return r;
-  }
-  sonde__probe_sent(eng, p);
-  return 0;
+    r = sonde__send_datagram(eng, p, fd, eng->sbuf, (size_t)len, &spec->dst);
+  return sonde__send_end(eng, p, r);
 }
 
 const sonde__proto_ops_t sonde__icmp_ops = {

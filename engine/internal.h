@@ -342,10 +342,12 @@ int sonde__send_hdrincl(sonde_engine_t *eng, sonde__probe_t *p, int proto,
 int sonde__tcp_fields(sonde__probe_t *p);
 int sonde__connect_fields(sonde__probe_t *p, struct sockaddr_storage *dst);
 
-/* icmp.c, udp.c, tcp.c: the protocols' tables (sonde__proto_ops_t). */
-extern const sonde__proto_ops_t sonde__icmp_ops;
-extern const sonde__proto_ops_t sonde__udp_ops;
-extern const sonde__proto_ops_t sonde__tcp_ops;
+/* icmp.c, udp.c, tcp.c: each protocol's table (sonde__proto_ops_t),
+ * sonde__icmp_ops etc., one per line of SONDE_PROTO_MAP. */
+#define XX(NAME, name, value)                                                  \
+  extern const sonde__proto_ops_t sonde__##name##_ops;
+SONDE_PROTO_MAP(XX)
+#undef XX
 /* The table of a protocol; NULL for a value outside sonde_proto_t. */
 const sonde__proto_ops_t *sonde__proto_ops(int proto);
 void sonde__echo_release(sonde_engine_t *eng);
@@ -369,5 +371,30 @@ int sonde__raw_tcp_filter(int fd, int af);
 /* priv.c: a raw TCP socket for an engine (pooled or new), its filter
  * locked; EPERM/EACCES without CAP_NET_RAW. */
 int sonde__raw_tcp_socket(int af);
+
+/* A datagram probe's send on fd: through the error-queue path when the
+ * family runs unprivileged (sonde__send_recverr), else plainly. */
+static inline int sonde__send_datagram(sonde_engine_t *eng, sonde__probe_t *p,
+                                       int fd, const void *buf, size_t len,
+                                       const struct sockaddr_storage *dst) {
+  return eng->unpriv[sonde__afi(dst->ss_family)]
+             ? sonde__send_recverr(p, fd, buf, len, dst)
+             : sonde__sendto_probe(p, fd, buf, len, dst);
+}
+
+/* The end of a probe's send with result r: in flight (0), or out of the
+ * identity table with the call that failed named ("sendmsg" unless a
+ * step before named its own) and r returned. */
+static inline int sonde__send_end(sonde_engine_t *eng, sonde__probe_t *p,
+                                  int r) {
+  if (r < 0) {
+    sonde__table_remove(eng, p);
+    if (p->call == NULL)
+      p->call = "sendmsg";
+    return r;
+  }
+  sonde__probe_sent(eng, p);
+  return 0;
+}
 
 #endif /* SONDE_INTERNAL_H */

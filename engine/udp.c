@@ -268,18 +268,9 @@ static int udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   } else if (r == 0) {
     sonde__addr_set_port(&dst, spec->dport);
     p->sent_ns = sonde__now(); /* the send time: see send_one */
-    r = eng->unpriv[sonde__afi(af)]
-            ? sonde__send_recverr(p, fd, eng->sbuf + 8, len, &dst)
-            : sonde__sendto_probe(p, fd, eng->sbuf + 8, len, &dst);
+    r = sonde__send_datagram(eng, p, fd, eng->sbuf + 8, len, &dst);
   }
-  if (r < 0) {
-    sonde__table_remove(eng, p);
-    if (p->call == NULL)
-      p->call = "sendmsg";
-    return r;
-  }
-  sonde__probe_sent(eng, p);
-  return 0;
+  return sonde__send_end(eng, p, r);
 }
 
 const sonde__proto_ops_t sonde__udp_ops = {

@@ -159,20 +159,21 @@ typedef enum {
 } sonde_unreach_t;
 
 /*
- * Probe protocols: XX(NAME, value, "name"), SONDE_PROTO_NAME = value and
- * its name in Lua and JSON (sonde_proto_name). The values run from 1
- * without a gap.
+ * Probe protocols: XX(NAME, name, value), SONDE_PROTO_NAME = value, its
+ * name in Lua and JSON ("name", sonde_proto_name) and the engine's table
+ * of what the protocol does (sonde__name_ops, in engine/name.c). The
+ * values run from 1 without a gap.
  *   ICMP  ICMP / ICMPv6 echo request
  *   UDP   a datagram to a port
  *   TCP   a non-blocking connect with the probe's TTL
  */
 #define SONDE_PROTO_MAP(XX)                                                   \
-  XX(ICMP, 1, "icmp")                                                         \
-  XX(UDP, 2, "udp")                                                           \
-  XX(TCP, 3, "tcp")
+  XX(ICMP, icmp, 1)                                                           \
+  XX(UDP, udp, 2)                                                             \
+  XX(TCP, tcp, 3)
 
 typedef enum {
-#define XX(name, value, str) SONDE_PROTO_##name = value,
+#define XX(NAME, name, value) SONDE_PROTO_##NAME = value,
   SONDE_PROTO_MAP(XX)
 #undef XX
 } sonde_proto_t;
