@@ -79,8 +79,8 @@ Exit status:
     { "-P", "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
     defaults.tcp_mode_option(),
-    { "-s", "--psize", arg = "BYTES", type = "int", min = 1, max = 1400,
-      help = "bytes of probe payload" },
+    { "-s", "--psize", arg = "BYTES", type = "int", min = 30, max = 1448,
+      help = "the size of each probe packet, IP and ICMP or UDP headers included, as mtr's -s: at least 30 bytes (IPv4) or 50 (IPv6), so that 2 bytes of payload remain to name the probe; at most a payload of 1400 bytes; not with -T (a TCP probe is a bare SYN). Default: 60 (IPv4), 80 (IPv6): 32 bytes of payload" },
     { nil, "--strategy", arg = "NAME", choices = { "classic", "paris", "dublin" },
       help = "classic (default: a new flow per probe, as mtr: UDP varies the destination port), paris (every probe in one flow: one path through load balancers), dublin (--flows Paris flows side by side: each flow's own figures at each hop, shown under it); paris and dublin take -u or ICMP (Paris UDP needs raw sockets)" },
     { nil, "--flows", arg = "N", type = "int", min = 1, max = dublin.MAX_FLOWS,
@@ -358,6 +358,9 @@ local function run(opts, ctx)
     -- round has a probe in flight at every TTL
     cli.usage_error("--strategy %s takes UDP (-u) or ICMP probes, not TCP: the probes of one TCP flow share one 4-tuple and cannot be in flight together", opts.strategy)
   end
+  if opts.psize and opts.protocol == "tcp" then
+    cli.usage_error("-s applies to ICMP and UDP probes: a TCP probe is a bare SYN")
+  end
   if opts.port and opts.protocol == "icmp" then
     cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
   end
@@ -432,6 +435,22 @@ local function run(opts, ctx)
     sink:flush()
   end
 
+  -- mtr's -s is the whole packet: the payload is what the IP header (20
+  -- bytes, IPv6 40) and the ICMP or UDP header (8) leave of it.
+  local function payload(af)
+    if not opts.psize then return nil end
+    local hdr = (af == 6 and 40 or 20) + 8
+    local n = opts.psize - hdr
+    if n < 2 then
+      cli.usage_error("-s %d: an IPv%d probe needs at least %d bytes (%d of headers, 2 of payload)",
+        opts.psize, af, hdr + 2, hdr)
+    elseif n > 1400 then
+      cli.usage_error("-s %d: an IPv%d probe carries at most %d bytes (a payload of 1400)",
+        opts.psize, af, hdr + 1400)
+    end
+    return n
+  end
+
   -- Runs the rounds to one target until -c, q or the run.signal: -> its report.
   local function mtr_one(name, addr, af)
     local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
@@ -440,7 +459,7 @@ local function run(opts, ctx)
     local strat, nflows
     if multipath then
       -- paris: one flow; dublin: --flows of them, each a Paris flow
-      local so = { dst = addr, proto = opts.protocol, wait = opts.wait, size = opts.psize,
+      local so = { dst = addr, proto = opts.protocol, wait = opts.wait, size = payload(af),
         port = opts.protocol ~= "icmp" and defaults.port(opts.protocol, opts.port) or nil,
         flows = opts.flows }
       local inst
@@ -459,7 +478,7 @@ local function run(opts, ctx)
       strat = header.apply(inst, opts)
     else
       strat = header.apply(ping.new{ dst = addr, proto = opts.protocol, port = opts.port,
-        wait = opts.wait, size = opts.psize }, opts)
+        wait = opts.wait, size = payload(af) }, opts)
       if opts.protocol ~= "icmp" then meta.port = strat.port end
       meta.strategy = opts.strategy
     end

@@ -432,6 +432,51 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
     assert.truthy(frames[#frames]:find("keys of the live table", 1, true), frames[#frames])
   end)
 
+  -- mtr's -s is the size of the whole packet: r1 counts the probes by their
+  -- IP length (IPv6: payload length, the 40-byte header left out).
+  it("sends probes of -s bytes, headers included, as mtr does", function()
+    l:nft("r1", ([[
+table inet sonde_psize {
+  chain prerouting {
+    type filter hook prerouting priority 0; policy accept;
+    ip daddr %s icmp type echo-request ip length 100 counter
+    ip daddr %s icmp type echo-request ip length != 100 counter
+    ip daddr %s udp dport != 0 ip length 100 counter
+    ip daddr %s udp dport != 0 ip length != 100 counter
+    ip6 daddr %s icmpv6 type echo-request ip6 length 60 counter
+    ip6 daddr %s icmpv6 type echo-request ip6 length != 60 counter
+  }
+}
+]]):format(l.dst.v4, l.dst.v4, l.dst.v4, l.dst.v4, l.dst.v6, l.dst.v6))
+    local function counters()
+      local out = l:check("r1", "nft list table inet sonde_psize")
+      local t = {}
+      for n in out:gmatch("counter packets (%d+)") do t[#t + 1] = tonumber(n) end
+      assert.are.equal(6, #t, out)
+      return t
+    end
+    for _, args in ipairs{ { "-s", "100", l.dst.v4 }, { "-u", "-s", "100", l.dst.v4 },
+                           { "-s", "100", l.dst.v6 } } do
+      local argv = { "-r", "-n", "-c", "3", "-m", "4", "-i", "0.1", "--wait", "1" }
+      for _, a in ipairs(args) do argv[#argv + 1] = a end
+      local out, err, code = sonde(argv)
+      assert.are.equal(0, code, err .. out)
+    end
+    local c = counters()
+    l:check("r1", "nft delete table inet sonde_psize")   -- it only counts
+    -- 3 rounds of 4 TTLs each, every probe of the size asked for
+    assert.are.same({ 12, 0, 12, 0, 12, 0 }, c)
+  end)
+
+  it("rejects -s too small for the headers and -s with TCP, naming -s", function()
+    local _, err, code = sonde{ "-r", "-c", "1", "-s", "40", l.dst.v6 }
+    assert.are.equal(2, code)
+    assert.matches("-s 40: an IPv6 probe needs at least 50 bytes", err, 1, true)
+    _, err, code = sonde{ "-r", "-c", "1", "-T", "-s", "100", l.dst.v4 }
+    assert.are.equal(2, code)
+    assert.matches("-s applies to ICMP and UDP probes", err, 1, true)
+  end)
+
   it("rejects -f above -m and --port with ICMP, exit 2", function()
     local _, err, code = sonde{ "-f", "5", "-m", "3", l.dst.v4 }
     assert.are.equal(2, code)

@@ -65,3 +65,48 @@ helpers.lab_describe("sonde mtr across sonde-netsim", function()
     end)
   end
 end)
+
+-- mtr's -e: the MPLS label stacks routers quote in their time exceeded
+-- (RFC 4950), under their hop. sonde-netsim's issue9 scenario has hop 2
+-- quote a two-label stack.
+helpers.lab_describe("sonde mtr -e across sonde-netsim's MPLS hop", function()
+  local l, sim
+
+  setup(function()
+    l = lab.build{ name = "mtrmpls", nodes = { "sim" } }
+    sim = l:spawn("sim", { NETSIM, "--scenario", helpers.root() .. "/spec/fixtures/scenarios/issue9.json",
+      "--max-time", "60" })
+    sim:wait_for("^ready ", 5)
+  end)
+
+  teardown(function()
+    if l then l:destroy() end
+  end)
+
+  local function report(extra)
+    local argv = { helpers.sonde(), "mtr", "-r", "-n", "-c", "2", "-i", "0.1", "--wait", "1", "-m", "6" }
+    for _, a in ipairs(extra) do argv[#argv + 1] = a end
+    argv[#argv + 1] = "198.18.200.50"
+    local out, err, code = l:exec("sim", argv)
+    assert.are.equal(0, code, err)
+    return out
+  end
+
+  it("shows hop 2's label stack under it with -e, as mtr does, and none without", function()
+    local out = report{ "-e" }
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    local at
+    for i, line in ipairs(lines) do
+      if line:match("^  2%.|%-%- 198%.18%.200%.2 ") then at = i end
+    end
+    assert(at, out)
+    assert.are.equal("    |  +-- [MPLS: Lbl 24005 TC 0 S 0 TTL 1]", lines[at + 1])
+    assert.are.equal("    |  +-- [MPLS: Lbl 16 TC 5 S 1 TTL 1]", lines[at + 2])
+    local n = 0
+    for _ in out:gmatch("MPLS") do n = n + 1 end
+    assert.are.equal(2, n, out)       -- hop 2 only
+    assert.is_nil(report{}:find("MPLS", 1, true))
+  end)
+end)
+
