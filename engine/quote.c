@@ -101,7 +101,8 @@ void sonde__quote_changes(const sonde__sent_t *s, const sonde__quote_t *q,
   }
   if (q->has_udp_csum) {
     CMP(SONDE_FIELD_UDP_LEN, s->udp_len, q->udp_len);
-    if (KNOWN(s, SONDE_FIELD_UDP_CHECKSUM) && s->udp_csum != q->udp_csum) {
+    if (KNOWN(s, SONDE_FIELD_UDP_CHECKSUM) && s->udp_csum != q->udp_csum &&
+        !(s->udp_csum_kernel && q->udp_csum == s->udp_csum_partial)) {
       add(res, SONDE_FIELD_UDP_CHECKSUM, s->udp_csum, q->udp_csum);
       csum_changed = 1;
     }

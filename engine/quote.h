@@ -19,6 +19,12 @@ typedef struct {
   uint32_t flow_label;
   uint8_t src[16];
   uint16_t sport, dport, udp_len, udp_csum, icmp_csum;
+  /* A UDP checksum the kernel wrote: with checksum offload
+   * (CHECKSUM_PARTIAL) the datagram leaves the stack holding only the
+   * folded pseudo-header sum, and stays so where no NIC completes it (veth
+   * pairs between namespaces, virtio): a router there quotes that value. */
+  int udp_csum_kernel;
+  uint16_t udp_csum_partial;
 } sonde__sent_t;
 
 /* sent.c: what p carried (its spec, source address and identity). */

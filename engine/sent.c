@@ -99,6 +99,14 @@ void sonde__sent_from_probe(const sonde__probe_t *p, sonde__sent_t *s) {
       hdr[6] = hdr[7] = 0;
       s->udp_csum = probe_cksum(p, IPPROTO_UDP, hdr, payload);
       KNOW(s, SONDE_FIELD_UDP_CHECKSUM);
+      /* The engine writes the checksum itself (raw socket) for a held
+       * checksum or its own IP header; else the kernel does. */
+      if (!spec->hold_checksum && !spec->ip_id) {
+        s->udp_csum_kernel = 1;
+        s->udp_csum_partial = sonde__pseudo_sum(
+            af, src, sonde__addr_bytes(&spec->dst), IPPROTO_UDP,
+            (uint32_t)s->udp_len);
+      }
     }
     break;
   case SONDE_PROTO_ICMP:

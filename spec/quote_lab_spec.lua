@@ -122,3 +122,102 @@ table inet middlebox {
     end)
   end)
 end)
+
+-- Probes that carry chosen header fields (a script's e:probe): the IPv4
+-- identification, DF and ECN ECT(1); the IPv6 flow label and ECT(1). A
+-- router that clears DF, rewrites the identification and the flow label
+-- and bleaches ECN shows at the first hop after it; without it, nothing.
+local SCRIPT = [[
+local sonde = require "sonde"
+local d4, d6, maxttl = ...
+local eng = assert(sonde.engine{})
+eng:run(function()
+  for ttl = 1, tonumber(maxttl) do
+    local specs = {
+      { dst = d4, proto = "udp", ttl = ttl, ip_id = 4200 + ttl, df = true, tos = 0xb9, wait = 1 },
+      { dst = d4, proto = "icmp", ttl = ttl, ip_id = 4300 + ttl, df = true, tos = 0xb9, wait = 1 },
+      { dst = d6, proto = "udp", ttl = ttl, flow_label = 0x12345, tos = 0xb9, wait = 1 },
+      { dst = d6, proto = "icmp", ttl = ttl, flow_label = 0x12345, tos = 0xb9, wait = 1 },
+      -- the kernel writes this one's header and checksum
+      { dst = d4, proto = "udp", ttl = ttl, tos = 0xb9, dport = 33500, wait = 1 },
+    }
+    local names = { "v4udp", "v4icmp", "v6udp", "v6icmp", "v4kudp" }
+    for i, r in ipairs(eng:probe_all(specs)) do
+      local parts = {}
+      for _, c in ipairs(r.changes or {}) do parts[#parts + 1] = c.field .. " " .. c.sent .. "->" .. c.seen end
+      print(("%d %s %s %s %s%s"):format(ttl, names[i], r.status,
+        r.quoted_ttl and "quoted" or "unquoted", table.concat(parts, ","), r.nat and " nat" or ""))
+    end
+  end
+end)
+]]
+
+helpers.lab_describe("quoted header fields a probe chose", function()
+  local l, script
+
+  setup(function()
+    l = lab.chain{ routers = N, v6 = true, name = "quotef" }
+    local dir = helpers.temp_dir("quotef", "755")
+    script = dir .. "/fields.lua"
+    lab.write_file(script, SCRIPT)
+  end)
+
+  teardown(function()
+    if l then l:destroy() end
+  end)
+
+  -- "ttl family+proto" -> changes, for the quoted replies; and how many.
+  local function run()
+    local out, err, code = l:exec("src", { helpers.sonde(), "run", script, l.dst.v4, l.dst.v6, tostring(N + 1) })
+    assert.are.equal(0, code, err)
+    local got, quoted = {}, 0
+    for ttl, what, status, q, changes, nat in out:gmatch("(%d+) (%S+) (%S+) (%S+) ?([^\n]-)( ?n?a?t?)\n") do
+      if q == "quoted" then
+        quoted = quoted + 1
+        got[ttl .. " " .. what] = changes .. nat
+      end
+    end
+    return got, quoted, out
+  end
+
+  it("finds nothing changed on a clean path (ip_id, DF, flow label, ECN, lengths, checksums)", function()
+    for _ = 1, 3 do
+      local got, quoted, out = run()
+      for k, v in pairs(got) do assert.are.equal("", v, k .. "\n" .. out) end
+      -- every router and the destination quoted the UDP probes, the routers the ICMP ones
+      assert.is_true(quoted >= 3 * (N + 1) + 2 * N, out)
+    end
+  end)
+
+  it("finds DF cleared, the identification and flow label rewritten and ECN bleached, from hop 3 on", function()
+    l:nft("r2", ([[
+table inet middlebox {
+  chain post {
+    type filter hook postrouting priority 0; policy accept;
+    ip daddr %s ip frag-off set 0 ip id set 77 ip ecn set not-ect
+    ip6 daddr %s ip6 flowlabel set 777 ip6 ecn set not-ect
+  }
+}
+]]):format(l.dst.v4, l.dst.v6))
+    local got, _, out = run()
+    for ttl = 1, N + 1 do
+      for _, what in ipairs{ "v4udp", "v4icmp", "v6udp", "v6icmp", "v4kudp" } do
+        local v = got[ttl .. " " .. what]
+        local id = (what == "v4udp" and 4200 or 4300) + ttl
+        local want
+        if ttl <= 2 then
+          want = ""
+        elseif what == "v4kudp" then
+          want = "ecn 1->0" -- the kernel chose its identification and DF: unknown
+        elseif what:sub(1, 2) == "v4" then
+          want = ("ecn 1->0,ip_id %d->77,df 1->0"):format(id)
+        else
+          want = "ecn 1->0,flow_label 74565->777"
+        end
+        if v ~= nil or (ttl <= N) then
+          assert.are.equal(want, v, ttl .. " " .. what .. "\n" .. out)
+        end
+      end
+    end
+  end)
+end)

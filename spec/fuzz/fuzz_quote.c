@@ -42,6 +42,8 @@ static void sent_of(const uint8_t *d, sonde__sent_t *s) {
   s->udp_len = get16(d + 33);
   s->udp_csum = get16(d + 35);
   s->icmp_csum = get16(d + 37);
+  s->udp_csum_kernel = d[41] & 1;
+  s->udp_csum_partial = get16(d + 42);
 }
 
 static void check_result(const sonde_result_t *r) {
