@@ -6,6 +6,7 @@
 local helpers = require "helpers"
 local lab = require "lab"
 local cjson = require "cjson"
+local schema = require "schema"
 
 local N = 4 -- routers; r2 rewrites, r3 is the first hop to quote the rewrite
 
@@ -26,7 +27,10 @@ helpers.lab_describe("quoted header changes", function()
     local out, err, code = l:exec("src", { helpers.sonde(), "trace", "-n", "-p", proto, "-q", tostring(q),
       "-w", "1", "-m", tostring(N + 1), "--format", format or "json", l.dst[fa(fam)] })
     assert.is_true(code == 0, err)
-    return format and out or cjson.decode(out)
+    if format then return out end
+    local ok, why = schema.validate(out)
+    assert.is_true(ok, why)
+    return cjson.decode(out)
   end
 
   -- Every change of every reply, as "ttl field sent->seen".
