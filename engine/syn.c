@@ -253,9 +253,7 @@ static int source_port(sonde_engine_t *eng, sonde__probe_t *p,
       }
     }
     port = spec->sport;
-  } else if (spec->sport) {
-    port = spec->sport; /* kernel policy with a port asked for */
-  }
+  } /* kernel: port 0, whatever sport says (as portbind.c's policy) */
   p->attempts++;
   r = hold_port(p, src, (int)port, &fd, &p->local);
   if (r < 0)
