@@ -73,7 +73,7 @@ Exit status:
     { "-m", "--max-ttl", arg = "N", type = "int", min = 1, max = 255, default = 30,
       help = "largest TTL probed" },
     { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
-      help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },
+      help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN (mtr's -p, split mode, is not implemented: -p is the protocol here; -T and -u are mtr's)" },
     { "-T", "--tcp", flag = true, help = "TCP SYN probes (as -p tcp)" },
     { "-u", "--udp", flag = true, help = "UDP probes (as -p udp)" },
     { "-P", "--port", arg = "PORT", type = "int", min = 1, max = 65535,
@@ -102,7 +102,7 @@ Exit status:
     { "-z", "--aslookup", flag = true, help = "show the origin AS of every hop (as --as)" },
     asn.OPTIONS[1], asn.OPTIONS[2], asn.OPTIONS[3], asn.OPTIONS[4],
     { "-j", "--json", flag = true, help = "as --format json" },
-    { "-C", "--csv", flag = true, help = "as --format csv" },
+    { "-C", "--csv", flag = true, help = "mtr's CSV (implies --report): a header Mtr_Version,Start_Time,Status,Host,Hop,Ip,[Asn,] then the -o fields' titles, and a line per hop: times in ms and loss with 2 decimals; --format csv is sonde's own columns" },
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "report format: text, json, jsonl (a line per round, then the document), csv or markdown (a row per hop), or the path of a Lua format module (see Formats above); all but text imply --report" },
     { nil, "--output", arg = "FILE", type = "string", help = output.OPTION.help .. " (mtr's -o is --order)" },
@@ -331,7 +331,11 @@ local function run(opts, ctx)
   if opts.tcp then opts.protocol = "tcp" end
   if opts.udp then opts.protocol = "udp" end
   if opts.json then opts.format = "json" end
-  if opts.csv then opts.format = "csv" end
+  -- -C: mtr's CSV, written as the text report is (--format csv is sonde's)
+  if opts.csv and opts.format ~= "text" then
+    cli.usage_error("-C is mtr's CSV, --format %s another format: give one of them", opts.format)
+  end
+  if opts.csv then opts.report = true end
   if opts.report_wide then opts.report = true end
   local show = { fields = assert(fmt.fields(opts.order)), wide = opts.report_wide,
     show_ips = opts.show_ips, numeric = opts.numeric, asn = opts.aslookup or opts.as,
@@ -426,6 +430,9 @@ local function run(opts, ctx)
     last = doc
     if opts.format == "json" then
       sink:write(json.encode(doc) .. "\n")
+    elseif opts.format == "text" and opts.csv then
+      sink:write((tally.targets == 1 and fmt.csv_header(show) or "")
+        .. fmt.csv_rows(doc, show, "sonde-" .. cli.VERSION))
     elseif opts.format == "text" then
       sink:write((tally.targets > 1 and "\n" or "") .. fmt.report(doc, hostname(), show))
     else

@@ -26,6 +26,22 @@ describe("sonde mtr's CSV through the format registry", function()
   end)
 end)
 
+describe("sonde mtr -C: mtr's own CSV", function()
+  it("has mtr's header, a comma after every title, and rows in mtr's number formats", function()
+    local o = { fields = fmt.fields("LSDR NBAWV"), asn = true }
+    assert.are.equal("Mtr_Version,Start_Time,Status,Host,Hop,Ip,Asn,Loss%,Snt,Drop,Rcv, ,Last,Best,Avg,Wrst,StDev,\n",
+      fmt.csv_header(o))
+    assert.are.equal("v,0,OK,198.18.3.2,1,r1.lab,AS64501,33.33,3,1,2,0,0.08,0.05,0.07,0.08,0.02\n"
+      .. "v,0,OK,198.18.3.2,2,???,AS???,100.00,3,3,0,0,0.00,0.00,0.00,0.00,0.00\n",
+      fmt.csv_rows(DOC, o, "v"))
+    -- mtr's default fields, -b: name (addr), no Asn column
+    assert.are.equal("Mtr_Version,Start_Time,Status,Host,Hop,Ip,Loss%,Snt, ,Last,Avg,Best,Wrst,StDev,\n",
+      fmt.csv_header{})
+    assert.matches("^v,0,OK,198%.18%.3%.2,1,r1%.lab %(198%.18%.0%.2%),33%.33,3,0,0%.08,",
+      fmt.csv_rows(DOC, { show_ips = true }, "v"))
+  end)
+end)
+
 describe("sonde mtr's report as mtr lays it out", function()
   it("cuts names to 25 columns and shows mtr's default fields", function()
     local t = fmt.report(DOC, "vm", {})

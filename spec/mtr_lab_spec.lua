@@ -468,6 +468,22 @@ table inet sonde_psize {
     assert.are.same({ 12, 0, 12, 0, 12, 0 }, c)
   end)
 
+  it("writes mtr's CSV with -C, and sonde's columns with --format csv", function()
+    local out, err, code = sonde{ "-nC", "-c", "2", "-i", "0.1", "-o", "LSR", l.dst.v4 }
+    assert.are.equal(0, code, err)
+    local lines = lines_of(out)
+    assert.are.equal(5, #lines, out)
+    assert.are.equal("Mtr_Version,Start_Time,Status,Host,Hop,Ip,Loss%,Snt,Rcv,", lines[1])
+    assert.matches("^sonde%-[%d.]+,%d+,OK," .. esc(l.dst.v4) .. ",1," .. esc(l.hops[1].v4) .. ",0%.00,2,2$", lines[2])
+    assert.matches("^sonde%-[%d.]+,%d+,OK," .. esc(l.dst.v4) .. ",2," .. esc(l.hops[2].v4) .. ",%d+%.%d%d,2,[012]$", lines[3])
+    assert.matches(",4," .. esc(l.dst.v4) .. ",0%.00,2,2$", lines[5])
+    out = sonde{ "-n", "--format", "csv", "-c", "1", l.dst.v4 }
+    assert.matches("^target,ttl,addr,", out)
+    local _, err2, code2 = sonde{ "-C", "--format", "json", "-c", "1", l.dst.v4 }
+    assert.are.equal(2, code2)
+    assert.matches("-C is mtr's CSV", err2, 1, true)
+  end)
+
   it("rejects -s too small for the headers and -s with TCP, naming -s", function()
     local _, err, code = sonde{ "-r", "-c", "1", "-s", "40", l.dst.v6 }
     assert.are.equal(2, code)

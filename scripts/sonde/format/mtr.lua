@@ -8,6 +8,7 @@
 --   report(doc, host, o)  mtr --report (o.wide: --report-wide)
 --   live(doc, width, o)   the lines of the live table (without escapes)
 --   fields(letters)       mtr's -o: the list of fields, or nil, message
+--   csv_header(o), csv_rows(doc, o, version)  mtr --csv (-C)
 --
 -- o: fields (a list from fields(); default mtr's "LS NABWV"), wide,
 -- show_ips (-b: "name (addr)"), numeric (addresses only), asn (-z: the
@@ -160,6 +161,35 @@ function M.report(doc, host, o)
     lines[#lines + 1] = string.format("(stopped: %s: %s)", doc.error.name, doc.error.message)
   end
   return table.concat(lines, "\n") .. "\n"
+end
+
+-- mtr --csv: a header line, whose every title ends with a comma, then one
+-- line per hop: the version, the start (Unix seconds), "OK", the target as
+-- given, the hop's number, its host as the report names it (-n, -b), with
+-- -z its AS, then the -o fields: counts as integers, times (ms) and loss
+-- with two decimals, mtr's blank field as 0.
+function M.csv_header(o)
+  o = o or {}
+  local t = { "Mtr_Version,Start_Time,Status,Host,Hop,Ip," }
+  if o.asn then t[#t + 1] = "Asn," end
+  for _, f in ipairs(o.fields or DEFAULT) do t[#t + 1] = f.title .. "," end
+  return table.concat(t) .. "\n"
+end
+
+function M.csv_rows(doc, o, version)
+  o = o or {}
+  local out = {}
+  for _, hop in ipairs(doc.hops) do
+    local t = { version, string.format("%d", math.floor(doc.started or 0)), "OK", doc.target,
+      tostring(hop.ttl), host_of(hop, o) }
+    if o.asn then t[#t + 1] = "AS" .. (hop.asn and tostring(hop.asn) or "???") end
+    for _, f in ipairs(o.fields or DEFAULT) do
+      local v = f.get(hop) or 0
+      t[#t + 1] = f.fmt:find("f", 1, true) and string.format("%.2f", v) or string.format("%d", v)
+    end
+    out[#out + 1] = table.concat(t, ",") .. "\n"
+  end
+  return table.concat(out)
 end
 
 -- A hop's recent outcomes (a list of RTTs, false for a lost probe) as a
