@@ -139,7 +139,7 @@ describe("sonde-netsim scenario files", function()
     for _, field in ipairs{ "prefix", "target", "source", "hops", "ttl", "addr", "delay_ms",
                             "jitter_ms", "loss", "silent", "mpls", "rate_limit", "reply_ttl",
                             "quote_bytes", "bad_checksum", "padded_extension", "duplicate",
-                            "reorder", "--seed", "--dev", "--max-time" } do
+                            "reorder", "length_in_bytes", "interface", "--seed", "--dev", "--max-time" } do
       assert.matches(pat(field), out)
     end
   end)
@@ -535,5 +535,65 @@ helpers.lab_describe("sonde-netsim's own life", function()
     assert.are_not.equal(a, c)
     assert.matches("R", a)        -- loss 0.5: some of each
     assert.matches("%.", a)
+  end)
+end)
+
+helpers.lab_describe("sonde trace across routers with RFC 5837 interface information and byte lengths (sonde-netsim)", function()
+  local l, sims = nil, {}
+  local TARGET = { [4] = "198.18.202.50", [6] = "2001:db8:202::50" }
+  local function addr(fam, i)
+    return fam == 4 and ("198.18.202." .. i) or ("2001:db8:202::" .. i)
+  end
+
+  setup(function()
+    l = lab.build{ name = "netsimif", nodes = { "sim" } }
+    sims[4] = start_sim(l, "sim", "ifinfo", { "--dev", "if4" })
+    sims[6] = start_sim(l, "sim", "ifinfo6", { "--dev", "if6" })
+  end)
+
+  teardown(function()
+    if l then l:destroy() end
+  end)
+
+  for _, fam in ipairs{ 4, 6 } do
+    for _, proto in ipairs{ "icmp", "udp", "tcp" } do
+      it(("over %s/IPv%d decodes the interfaces and finds the stacks after a length in bytes"):format(proto, fam), function()
+        local t, out, err, code = trace(l, "sim", { "-p", proto, TARGET[fam] })
+        assert.are.equal(0, code, err .. out)
+        assert.are.equal(5, #t.hops)
+        for _, p in ipairs(hop_at(t, 1).probes) do
+          assert.is_nil(p.ext)
+          assert.is_nil(p.mpls)
+        end
+        for _, p in ipairs(hop_at(t, 2).probes) do
+          assert.are.same({ { class = 2, ctype = 0x0f, len = fam == 4 and 28 or 40, role = "incoming",
+            ifindex = 12, addr = addr(fam, 2), name = "ge-0/0/1", mtu = 1500 } }, p.ext)
+        end
+        for _, p in ipairs(hop_at(t, 3).probes) do
+          assert.are.same({ { label = 16005, exp = 0, s = true, ttl = 1 } }, p.mpls)
+          assert.is_nil(p.ext)
+        end
+        for _, p in ipairs(hop_at(t, 4).probes) do
+          assert.are.same({ { label = 24001, exp = 5, s = true, ttl = 1 } }, p.mpls)
+          assert.are.same({ { class = 2, ctype = 0x82, len = 12, role = "outgoing", name = "xe-1/2/3" } }, p.ext)
+        end
+      end)
+    end
+
+    it(("shows the interfaces beside their hops in text (IPv%d)"):format(fam), function()
+      local out, err, code = l:exec("sim", { helpers.sonde(), "trace", "-n", "-q", "1", "-w", "5,3,10,0.5", TARGET[fam] })
+      assert.are.equal(0, code, err)
+      assert.truthy(out:find(" 2  " .. addr(fam, 2) .. "  [^\n]*\n     %[in ge%-0/0/1 %(ifindex 12%) "
+        .. addr(fam, 2):gsub("%p", "%%%0") .. " mtu 1500%]\n"), out)
+      assert.truthy(out:find("\n     [MPLS: Lbl 24001, Exp 5, S 1, TTL 1]\n     [out xe-1/2/3]\n", 1, true), out)
+    end)
+  end
+
+  it("sent nothing sonde's parser reads otherwise (--check)", function()
+    for _, fam in ipairs{ 4, 6 } do
+      local code, err = stop_sim(sims[fam])
+      assert.are.equal(0, code, err)
+      assert.matches("check failures 0;", err)
+    end
   end)
 end)

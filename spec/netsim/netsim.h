@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "sonde.h"
+#include "replies.h"
 
 #define NETSIM_MAX_HOPS 255      /* TTLs 1..255 */
 #define NETSIM_MAX_MPLS 16       /* label stack entries per hop */
@@ -54,6 +55,11 @@ typedef struct {
   int quote_bytes;      /* bytes of the probe quoted; -1: all that fits */
   int bad_checksum;     /* ICMP / TCP checksum made invalid */
   int padded_extension; /* non-compliant 128-byte extension form */
+  int length_in_bytes;  /* RFC 4884 length attribute written in bytes (128)
+                           instead of words, as some routers do; the quote
+                           padded to 128 bytes */
+  int has_ifinfo;       /* an RFC 5837 interface information object */
+  netsim_ifinfo_t ifinfo;
   /* rate limiter state */
   double tokens;
   uint64_t tokens_ns;

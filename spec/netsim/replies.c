@@ -59,6 +59,66 @@ int netsim_build_mpls_ext(uint8_t *buf, size_t cap, const sonde_mpls_t *mpls,
   return (int)len;
 }
 
+/*
+ * RFC 5837 4: c-type = role (2 bits), 2 reserved bits, then one bit per
+ * sub-object present: ifIndex, IP address, name, MTU, written in that
+ * order. The name sub-object is a length octet (counting itself, a
+ * multiple of 4) and the name, zero-padded.
+ */
+int netsim_append_ifinfo(uint8_t *buf, size_t len, size_t cap,
+                         const netsim_ifinfo_t *x) {
+  size_t nlen = strlen(x->name), olen = 4, at = len;
+  size_t alen = x->addr_af == AF_INET ? 4 : x->addr_af == AF_INET6 ? 16 : 0;
+  size_t name_sub = nlen ? (1 + nlen + 3) / 4 * 4 : 0;
+  uint8_t ctype;
+
+  if (x->role < 0 || x->role > 3 || nlen > 63 || len < 4)
+    return -EINVAL;
+  ctype = (uint8_t)(x->role << 6);
+  if (x->has_ifindex) {
+    ctype |= 0x08;
+    olen += 4;
+  }
+  if (alen) {
+    ctype |= 0x04;
+    olen += 4 + alen;
+  }
+  if (nlen) {
+    ctype |= 0x02;
+    olen += name_sub;
+  }
+  if (x->has_mtu) {
+    ctype |= 0x01;
+    olen += 4;
+  }
+  if (cap < len || cap - len < olen)
+    return -ENOBUFS;
+  memset(buf + at, 0, olen);
+  put16(buf + at, (uint16_t)olen);
+  buf[at + 2] = 2;
+  buf[at + 3] = ctype;
+  at += 4;
+  if (x->has_ifindex) {
+    put32(buf + at, x->ifindex);
+    at += 4;
+  }
+  if (alen) {
+    put16(buf + at, x->addr_af == AF_INET ? 1 : 2);
+    memcpy(buf + at + 4, x->addr, alen);
+    at += 4 + alen;
+  }
+  if (nlen) {
+    buf[at] = (uint8_t)name_sub;
+    memcpy(buf + at + 1, x->name, nlen);
+    at += name_sub;
+  }
+  if (x->has_mtu)
+    put32(buf + at, x->mtu);
+  put16(buf + 2, 0);
+  put16(buf + 2, sonde__cksum(buf, len + olen, 0));
+  return (int)(len + olen);
+}
+
 /* The types that carry an RFC 4884 length attribute, and where it is. */
 static int rfc4884_offset(int af, uint8_t type) {
   if (af == AF_INET)
@@ -82,12 +142,15 @@ int netsim_build_icmp_error(uint8_t *buf, size_t cap,
   at = rfc4884_offset(af, e->type);
   if (e->ext_len > 0) {
     if (at < 0 || (e->ext_form != NETSIM_EXT_RFC4884 &&
-                   e->ext_form != NETSIM_EXT_PADDED))
+                   e->ext_form != NETSIM_EXT_PADDED &&
+                   e->ext_form != NETSIM_EXT_BYTES))
       return -EINVAL;
-    if (e->ext_form == NETSIM_EXT_PADDED) {
+    if (e->ext_form != NETSIM_EXT_RFC4884) {
       qlen = RFC4884_MIN_QUOTE;
       if (qcopy > qlen)
         qcopy = qlen;
+      if (e->ext_form == NETSIM_EXT_BYTES)
+        words = RFC4884_MIN_QUOTE; /* bytes, where words belong */
     } else {
       if (qlen < RFC4884_MIN_QUOTE)
         qlen = RFC4884_MIN_QUOTE;

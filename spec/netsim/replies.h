@@ -31,10 +31,25 @@ enum {
   NETSIM_EXT_RFC4884,   /* RFC 4884: quote zero-padded to at least 128 bytes
                            and a multiple of 4 (ICMPv4) or 8 (ICMPv6), its
                            length in the header's length attribute */
-  NETSIM_EXT_PADDED     /* the non-compliant form of pre-RFC 4884 MPLS
+  NETSIM_EXT_PADDED,    /* the non-compliant form of pre-RFC 4884 MPLS
                            routers: quote cut or zero-padded to exactly 128
                            bytes, length attribute 0 */
+  NETSIM_EXT_BYTES      /* the quote as for NETSIM_EXT_PADDED, the length
+                           attribute 128: a router that counts bytes where
+                           RFC 4884 counts 32- or 64-bit words */
 };
+
+/* An RFC 5837 interface information object (netsim_append_ifinfo). */
+typedef struct {
+  int role;             /* 0 incoming, 1 sub-IP, 2 outgoing, 3 next hop */
+  int has_ifindex;
+  uint32_t ifindex;
+  int addr_af;          /* 0: no address sub-object */
+  uint8_t addr[16];
+  char name[64];        /* "": no name sub-object; at most 63 bytes */
+  int has_mtu;
+  uint32_t mtu;
+} netsim_ifinfo_t;
 
 /* An ICMP or ICMPv6 error to build (netsim_build_icmp_error). */
 typedef struct {
@@ -73,6 +88,15 @@ typedef struct {
  */
 int netsim_build_mpls_ext(uint8_t *buf, size_t cap, const sonde_mpls_t *mpls,
                           int n);
+
+/*
+ * Append an RFC 5837 interface information object (class 2; the c-type's
+ * role and sub-object bits from x) to the extension structure of len
+ * bytes in buf, and fill the structure's checksum again. Returns the new
+ * length, -ENOBUFS, or -EINVAL for a role over 3 or a name over 63 bytes.
+ */
+int netsim_append_ifinfo(uint8_t *buf, size_t len, size_t cap,
+                         const netsim_ifinfo_t *x);
 
 /*
  * Write an ICMP (af AF_INET) or ICMPv6 error message, starting with its

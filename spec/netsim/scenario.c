@@ -310,6 +310,56 @@ static int load_mpls(ctx_t *c, const json_t *arr, const char *base,
   return 0;
 }
 
+/* "interface": an RFC 5837 interface information object,
+ * {"role", "ifindex", "addr", "name", "mtu"}, each optional (role
+ * "incoming" by default). */
+static int load_ifinfo(ctx_t *c, const json_t *o, const char *base,
+                       netsim_hop_t *h) {
+  static const char *const keys[] = {"role", "ifindex", "addr", "name",
+                                     "mtu", NULL};
+  static const char *const roles[] = {"incoming", "incoming_sub_ip",
+                                      "outgoing", "next_hop"};
+  netsim_ifinfo_t *x = &h->ifinfo;
+  char path[PATH_MAX_LEN], buf[64];
+  int ifindex = -1, mtu = -1, has_addr = 0, i;
+  json_t *v;
+
+  join(path, base, "interface");
+  if (!json_is_object(o))
+    return fail(c, path, "expected an object with role, ifindex, addr, "
+                "name, mtu (got %s)", shown(o, buf, sizeof(buf)));
+  if (only_known(c, o, path, keys) ||
+      get_int(c, o, path, "ifindex", 0, 0x7fffffff, &ifindex) ||
+      get_int(c, o, path, "mtu", 0, 0x7fffffff, &mtu) ||
+      get_addr(c, o, path, "addr", &has_addr, x->addr))
+    return -1;
+  if ((v = json_object_get(o, "role")) != NULL) {
+    char rpath[PATH_MAX_LEN];
+    join(rpath, path, "role");
+    for (i = 0; i < 4; i++)
+      if (json_is_string(v) && strcmp(json_string_value(v), roles[i]) == 0)
+        break;
+    if (i == 4)
+      return fail(c, rpath, "expected incoming, incoming_sub_ip, outgoing "
+                  "or next_hop (got %s)", shown(v, buf, sizeof(buf)));
+    x->role = i;
+  }
+  if ((v = json_object_get(o, "name")) != NULL) {
+    char npath[PATH_MAX_LEN];
+    join(npath, path, "name");
+    if (!json_is_string(v) || strlen(json_string_value(v)) > 63)
+      return fail(c, npath, "expected a string of at most 63 bytes");
+    snprintf(x->name, sizeof(x->name), "%s", json_string_value(v));
+  }
+  x->has_ifindex = ifindex >= 0;
+  x->ifindex = ifindex >= 0 ? (uint32_t)ifindex : 0;
+  x->has_mtu = mtu >= 0;
+  x->mtu = mtu >= 0 ? (uint32_t)mtu : 0;
+  x->addr_af = has_addr ? c->af : 0;
+  h->has_ifinfo = 1;
+  return 0;
+}
+
 static void hop_defaults(netsim_hop_t *h, int ttl) {
   memset(h, 0, sizeof(*h));
   h->ttl = ttl;
@@ -325,7 +375,7 @@ static int load_hop(ctx_t *c, const json_t *o, const char *base, int prev_ttl,
       "ttl", "addr", "delay_ms", "jitter_ms", "loss", "silent", "mpls",
       "rate_limit", "rate_burst", "reply_ttl", "quote_bytes", "bad_checksum",
       "padded_extension", "duplicate", "reorder", "reorder_ms", "comment",
-      NULL};
+      "interface", "length_in_bytes", NULL};
   static const char *ms = "a non-negative number of at most 60000 ms";
   char path[PATH_MAX_LEN];
   json_t *v;
@@ -369,7 +419,10 @@ static int load_hop(ctx_t *c, const json_t *o, const char *base, int prev_ttl,
       get_int(c, o, base, "reply_ttl", 1, 255, &h->reply_ttl) ||
       get_int(c, o, base, "quote_bytes", 0, 65535, &h->quote_bytes) ||
       get_bool(c, o, base, "bad_checksum", &h->bad_checksum) ||
-      get_bool(c, o, base, "padded_extension", &h->padded_extension))
+      get_bool(c, o, base, "padded_extension", &h->padded_extension) ||
+      get_bool(c, o, base, "length_in_bytes", &h->length_in_bytes))
+    return -1;
+  if ((v = json_object_get(o, "interface")) && load_ifinfo(c, v, base, h))
     return -1;
   if ((v = json_object_get(o, "mpls")) && load_mpls(c, v, base, h))
     return -1;

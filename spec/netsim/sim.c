@@ -25,7 +25,7 @@ enum { P_ECHO = 1, P_UDP, P_SYN };
 #define QUOTE_MAX4 (576 - 20 - 8)
 #define QUOTE_MAX6 (1280 - 40 - 8)
 #define QUOTE_EXT 128
-#define EXT_MAX (4 + 4 + 4 * NETSIM_MAX_MPLS)
+#define EXT_MAX (4 + 4 + 4 * NETSIM_MAX_MPLS + 96) /* + RFC 5837: 4 + 4 + 20 + 64 + 4 */
 
 typedef struct {
   int kind;                 /* P_* */
@@ -243,7 +243,8 @@ static int build(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
     uint8_t quote[QUOTE_MAX6], ext[EXT_MAX];
     netsim_icmp_error_t e;
     size_t qmax = af == AF_INET ? QUOTE_MAX4 : QUOTE_MAX6;
-    int want_ext = h->n_mpls > 0 || h->padded_extension;
+    int want_ext = h->n_mpls > 0 || h->padded_extension || h->has_ifinfo ||
+                   h->length_in_bytes;
 
     memset(&e, 0, sizeof(e));
     e.af = af;
@@ -261,18 +262,22 @@ static int build(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
     }
     if (want_ext) {
       r = netsim_build_mpls_ext(ext, sizeof(ext), h->mpls, h->n_mpls);
+      if (r >= 0 && h->has_ifinfo)
+        r = netsim_append_ifinfo(ext, (size_t)r, sizeof(ext), &h->ifinfo);
       if (r < 0)
         return r;
       e.ext = ext;
       e.ext_len = (size_t)r;
-      e.ext_form = h->padded_extension ? NETSIM_EXT_PADDED : NETSIM_EXT_RFC4884;
+      e.ext_form = h->length_in_bytes    ? NETSIM_EXT_BYTES
+                   : h->padded_extension ? NETSIM_EXT_PADDED
+                                         : NETSIM_EXT_RFC4884;
       qmax = QUOTE_EXT;
       b->has_ext = 1;
     }
     if (h->quote_bytes >= 0)
       qmax = (size_t)h->quote_bytes < sizeof(quote) ? (size_t)h->quote_bytes
                                                      : sizeof(quote);
-    if (want_ext && !h->padded_extension &&
+    if (want_ext && !h->padded_extension && !h->length_in_bytes &&
         qmax > (af == AF_INET ? 1020u : 2040u))
       qmax = af == AF_INET ? 1020 : 2040;
     b->qlen = make_quote(p, b->seen_ttl, qmax, quote);
@@ -359,6 +364,13 @@ static int check(netsim_t *ns, const probe_t *p, const netsim_hop_t *h,
     return check_fail(ns, b->what, "quoted identity differs");
   if (m.has_ext != b->has_ext || m.n_mpls != n_mpls)
     return check_fail(ns, b->what, "extension / MPLS stack not found");
+  if (m.n_ext != h->has_ifinfo ||
+      (h->has_ifinfo &&
+       (m.ext[0].class_num != 2 || m.ext[0].role != h->ifinfo.role ||
+        m.ext[0].ifindex != h->ifinfo.ifindex ||
+        strcmp(m.ext[0].name, h->ifinfo.name) != 0 ||
+        m.ext[0].mtu != h->ifinfo.mtu)))
+    return check_fail(ns, b->what, "interface information differs");
   for (i = 0; i < n_mpls; i++)
     if (m.mpls[i].label != h->mpls[i].label ||
         m.mpls[i].exp != h->mpls[i].exp || m.mpls[i].s != h->mpls[i].s ||
