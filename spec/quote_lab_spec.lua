@@ -23,10 +23,14 @@ helpers.lab_describe("quoted header changes", function()
     if l then l:destroy() end
   end)
 
-  local function trace(fam, proto, q, format)
-    local out, err, code = l:exec("src", { helpers.sonde(), "trace", "-n", "-p", proto, "-q", tostring(q),
-      "-w", "1", "-m", tostring(N + 1), "--format", format or "json", l.dst[fa(fam)] })
-    assert.is_true(code == 0, err)
+  -- unreached: the destination may not answer; then the trace is classic
+  -- (the kernel writes the UDP checksum: Paris names its probes by it)
+  local function trace(fam, proto, q, format, unreached)
+    local argv = { helpers.sonde(), "trace", "-n", "-p", proto, "-q", tostring(q),
+      "-w", "1", "-m", tostring(N + 1), "--format", format or "json", l.dst[fa(fam)] }
+    if unreached then table.insert(argv, 3, "--strategy"); table.insert(argv, 4, "classic") end
+    local out, err, code = l:exec("src", argv)
+    assert.is_true(code == 0 or (unreached and code == 1), err)
     if format then return out end
     local ok, why = schema.validate(out)
     assert.is_true(ok, why)
@@ -123,6 +127,64 @@ table inet middlebox {
         if line:find("dscp 0->8, ecn 0->3", 1, true) then n = n + 1 end
       end
       assert.is_true(n >= 2, out) -- r3, r4 (and the destination's echo reply has no quote)
+    end)
+  end)
+
+  -- Dublin traceroute's NAT evidence: a checksum that changed while the
+  -- ports, addresses and payload are the probe's (a NAT that translated
+  -- the probe and restored all but the checksum on the way back). Here r3
+  -- rewrites the UDP checksum alone; the destination drops what it then
+  -- receives. The trace is classic: a Paris trace names its UDP probes by
+  -- their checksum, and a quote with another one is not its probe's.
+  describe("behind a router that rewrites the UDP checksum and nothing else", function()
+    setup(function()
+      l:nft("r3", ([[
+table inet natlike {
+  chain post {
+    type filter hook postrouting priority 0; policy accept;
+    ip daddr %s udp checksum set 4660
+    ip6 daddr %s udp checksum set 4660
+  }
+}
+]]):format(l.dst.v4, l.dst.v6))
+    end)
+
+    for _, fam in ipairs{ 4, 6 } do
+      it(("reports nat from hop 4 on, with the checksum among the changes (IPv%d/udp)"):format(fam), function()
+        local t = trace(fam, "udp", 3, nil, true)
+        local seen = 0
+        for _, hop in ipairs(t.hops) do
+          for _, p in ipairs(hop.probes) do
+            if p.quoted_ttl then
+              local fields = {}
+              for _, c in ipairs(p.changes or {}) do fields[#fields + 1] = c.field end
+              if hop.ttl <= 3 then
+                assert.is_nil(p.nat, "hop " .. hop.ttl)
+                assert.is_false(table.concat(fields, " "):find("udp_checksum", 1, true) ~= nil)
+              else
+                seen = seen + 1
+                assert.is_true(p.nat, "hop " .. hop.ttl)
+                assert.same({ "dscp", "ecn", "udp_checksum" }, fields)
+              end
+            end
+          end
+        end
+        assert.is_true(seen >= 2, "replies from r4: " .. seen)
+      end)
+    end
+
+    it("says [NAT] once in text, under hop 4", function()
+      local out = trace(4, "udp", 2, "text", true)
+      local lines, at = {}, {}
+      for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      for i, line in ipairs(lines) do
+        if line == "     [NAT]" then
+          local j = i - 1
+          while not lines[j]:match("^%s*%d+ ") do j = j - 1 end
+          at[#at + 1] = lines[j]:match("^%s*(%d+) ")
+        end
+      end
+      assert.same({ "4" }, at, out)
     end)
   end)
 end)
