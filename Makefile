@@ -35,7 +35,8 @@ BUILD_DEPS := build-essential pkg-config luajit libluajit-5.1-dev libuv1-dev \
               libmicrohttpd-dev libc-ares-dev
 TEST_DEPS  := lua-busted lua-cjson iproute2 nftables procps python3-jsonschema \
               clang libclang-rt-14-dev iputils-ping libcap2-bin util-linux \
-              valgrind libjansson-dev scamper prometheus curl dnsmasq-base
+              valgrind libjansson-dev scamper prometheus curl dnsmasq-base \
+              traceroute mtr-tiny
 DEMO_DEPS  := iproute2 procps
 BENCH_DEPS := traceroute mtr-tiny scamper nmap zmap
 DEPS       := $(BUILD_DEPS)
