@@ -53,6 +53,12 @@ static void push_quote(lua_State *L, const sonde__quote_t *q) {
   }
   if (q->has_tcp_seq)
     lcore_set_num(L, "tcp_seq", q->tcp_seq);
+  if (q->has_tcp_hdr) {
+    lcore_set_num(L, "tcp_flags", q->tcp_flags);
+    lcore_set_num(L, "tcp_window", q->tcp_window);
+  }
+  if (q->has_tcp_mss)
+    lcore_set_num(L, "tcp_mss", q->tcp_mss);
   if (q->has_udp_csum) {
     lcore_set_num(L, "udp_len", q->udp_len);
     lcore_set_num(L, "udp_csum", q->udp_csum);

@@ -81,6 +81,34 @@ int sonde__build_echo(int af, uint8_t *buf, size_t cap, uint16_t id,
   return (int)(8 + payload_len);
 }
 
+/* TCP: flags, window, header length and the MSS option, as far as the
+ * quote holds the options (RFC 9293 3.1: kind 0 ends them, kind 1 is one
+ * byte, every other kind has a length byte of at least 2). */
+static void parse_tcp(sonde__quote_t *q, const uint8_t *p, size_t n) {
+  size_t off = 20, end;
+
+  q->has_tcp_hdr = 1;
+  q->tcp_doff = p[12] >> 4;
+  q->tcp_flags = p[13];
+  q->tcp_window = get16(p + 14);
+  end = (size_t)q->tcp_doff * 4;
+  if (end > n)
+    end = n;
+  while (off < end && p[off] != 0) {
+    if (p[off] == 1) {
+      off++;
+      continue;
+    }
+    if (end - off < 2 || p[off + 1] < 2 || p[off + 1] > end - off)
+      break;
+    if (p[off] == 2 && p[off + 1] == 4) {
+      q->has_tcp_mss = 1;
+      q->tcp_mss = get16(p + off + 2);
+    }
+    off += p[off + 1];
+  }
+}
+
 /* The transport header fields that identify a probe, as far as present. */
 static void parse_l4(sonde__quote_t *q, const uint8_t *p, size_t n) {
   uint8_t echo_type = q->af == AF_INET ? 8 : 128;
@@ -102,6 +130,8 @@ static void parse_l4(sonde__quote_t *q, const uint8_t *p, size_t n) {
     } else if (n >= 8) {
       q->has_tcp_seq = 1;
       q->tcp_seq = get32(p + 4);
+      if (n >= 20)
+        parse_tcp(q, p, n);
     }
   } else if (q->proto == icmp_proto && n >= 8 && p[0] == echo_type) {
     q->has_icmp_echo = 1;

@@ -33,6 +33,12 @@ typedef struct {
   uint16_t sport, dport;
   int has_tcp_seq;            /* TCP: l4_len >= 8 */
   uint32_t tcp_seq;
+  int has_tcp_hdr;            /* TCP: l4_len >= 20: flags, window, offset */
+  uint8_t tcp_flags;
+  uint8_t tcp_doff;           /* header length in 32-bit words */
+  uint16_t tcp_window;
+  int has_tcp_mss;            /* an MSS option among the quoted options */
+  uint16_t tcp_mss;
   int has_udp_csum;           /* UDP: l4_len >= 8 */
   uint16_t udp_len, udp_csum;
   int has_icmp_echo;          /* quoted ICMP echo request, l4_len >= 8 */

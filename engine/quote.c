@@ -107,6 +107,16 @@ void sonde__quote_changes(const sonde__sent_t *s, const sonde__quote_t *q,
       csum_changed = 1;
     }
   }
+  if (q->has_tcp_seq)
+    CMP(SONDE_FIELD_TCP_SEQ, s->tcp_seq, q->tcp_seq);
+  if (q->has_tcp_hdr) {
+    CMP(SONDE_FIELD_TCP_FLAGS, s->tcp_flags, q->tcp_flags);
+    CMP(SONDE_FIELD_TCP_WINDOW, s->tcp_window, q->tcp_window);
+    /* An MSS option the quote holds whole; one a middlebox removed shows
+     * as a changed IP length (the options are part of the header). */
+    if (q->has_tcp_mss)
+      CMP(SONDE_FIELD_TCP_MSS, s->tcp_mss, q->tcp_mss);
+  }
   if (q->has_icmp_echo && KNOWN(s, SONDE_FIELD_ICMP_CHECKSUM) &&
       s->icmp_csum != q->icmp_csum) {
     add(res, SONDE_FIELD_ICMP_CHECKSUM, s->icmp_csum, q->icmp_csum);

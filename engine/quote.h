@@ -19,6 +19,9 @@ typedef struct {
   uint32_t flow_label;
   uint8_t src[16];
   uint16_t sport, dport, udp_len, udp_csum, icmp_csum;
+  uint32_t tcp_seq;
+  uint8_t tcp_flags;
+  uint16_t tcp_window, tcp_mss;
   /* A UDP checksum the kernel wrote: with checksum offload
    * (CHECKSUM_PARTIAL) the datagram leaves the stack holding only the
    * folded pseudo-header sum, and stays so where no NIC completes it (veth

@@ -42,7 +42,8 @@ static uint16_t probe_cksum(const sonde__probe_t *p, uint8_t proto,
 /*
  * What p carried, as far as the engine knows it. TCP connect probes: the
  * kernel writes the SYN (its sequence number, window and options are the
- * kernel's), so only the addresses, ports and TOS are known; Linux clears
+ * kernel's), so only the addresses, ports and TOS are known (a half-open
+ * SYN is all known); Linux clears
  * the ECN bits of IP_TOS on TCP sockets (they belong to the connection's
  * ECN state), so a SYN leaves with ECN 0.
  */
@@ -133,6 +134,21 @@ void sonde__sent_from_probe(const sonde__probe_t *p, sonde__sent_t *s) {
     s->dport = p->key.b;
     KNOW(s, SONDE_FIELD_SPORT);
     KNOW(s, SONDE_FIELD_DPORT);
+    /* A half-open SYN is the engine's own (syn.c's build_syn): sequence
+     * number, SYN alone, window 64240, a 24-byte header whose one option
+     * is the MSS (1460 over IPv4, 1440 over IPv6). */
+    if (p->syn) {
+      s->tcp_seq = p->isn;
+      s->tcp_flags = 0x02;
+      s->tcp_window = 64240;
+      s->tcp_mss = af == AF_INET6 ? 1440 : 1460;
+      s->ip_len = (uint16_t)((af == AF_INET ? 20 : 0) + 24);
+      KNOW(s, SONDE_FIELD_TCP_SEQ);
+      KNOW(s, SONDE_FIELD_TCP_FLAGS);
+      KNOW(s, SONDE_FIELD_TCP_WINDOW);
+      KNOW(s, SONDE_FIELD_TCP_MSS);
+      KNOW(s, SONDE_FIELD_IP_LEN);
+    }
     break;
   default:
     break;

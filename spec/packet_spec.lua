@@ -397,6 +397,20 @@ describe("an ICMP error with an RFC 4884 extension and an MPLS label stack (RFC 
   end)
 end)
 
+describe("the quoted header fields a middlebox may rewrite", function()
+  it("gives a quoted SYN's flags, window and MSS option (a real capture)", function()
+    local q = v4("te4_tcp").quote
+    assert.same({ 2, 64240, 1460, 60 }, { q.tcp_flags, q.tcp_window, q.tcp_mss, q.ip_len })
+    assert.is_true(q.df)
+  end)
+
+  it("gives no TCP flags for an 8-byte transport quote", function()
+    local q = v4("te4_udp").quote
+    assert.is_nil(q.tcp_flags)
+    assert.same({ 0, 40, true }, { q.tos, q.ip_len, q.df })
+  end)
+end)
+
 describe("an ICMP error's extension structure found where routers really put it", function()
   it("reads a real capture whose length attribute (17 words) is under 128 bytes: the stack at byte 128", function()
     local r = v4("te4_real_len17")

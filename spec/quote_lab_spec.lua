@@ -130,6 +130,47 @@ table inet middlebox {
     end)
   end)
 
+  -- MSS clamping (a router that lowers the MSS option of the SYNs it
+  -- forwards, as PPPoE and VPN gateways do): seen in half-open SYN probes,
+  -- whose options are the engine's own.
+  describe("behind a router that clamps the MSS of SYNs to 1200", function()
+    setup(function()
+      l:nft("r2", ([[
+table inet clamp {
+  chain syns {
+    type filter hook forward priority 0; policy accept;
+    ip daddr %s tcp flags syn tcp option maxseg size set 1200
+    ip6 daddr %s tcp flags syn tcp option maxseg size set 1200
+  }
+}
+]]):format(l.dst.v4, l.dst.v6))
+    end)
+
+    for _, fam in ipairs{ 4, 6 } do
+      it(("shows tcp_mss changed from hop 3 on (IPv%d, SYN mode)"):format(fam), function()
+        local t = trace(fam, "tcp", 3)
+        local after = 0
+        for _, hop in ipairs(t.hops) do
+          for _, p in ipairs(hop.probes) do
+            if p.quoted_ttl then
+              local mss
+              for _, c in ipairs(p.changes or {}) do
+                if c.field == "tcp_mss" then mss = c.sent .. "->" .. c.seen end
+              end
+              if hop.ttl <= 2 then
+                assert.is_nil(mss, "hop " .. hop.ttl)
+              else
+                after = after + 1
+                assert.are.equal((fam == 4 and "1460" or "1440") .. "->1200", mss, "hop " .. hop.ttl)
+              end
+            end
+          end
+        end
+        assert.is_true(after >= 4, "replies after the clamp: " .. after)
+      end)
+    end
+  end)
+
   -- Dublin traceroute's NAT evidence: a checksum that changed while the
   -- ports, addresses and payload are the probe's (a NAT that translated
   -- the probe and restored all but the checksum on the way back). Here r3

@@ -262,6 +262,10 @@ typedef struct {
   XX(UDP_LEN, "udp_len")                                                      \
   XX(UDP_CHECKSUM, "udp_checksum")                                            \
   XX(ICMP_CHECKSUM, "icmp_checksum")                                          \
+  XX(TCP_SEQ, "tcp_seq")                                                      \
+  XX(TCP_FLAGS, "tcp_flags")                                                  \
+  XX(TCP_WINDOW, "tcp_window")                                                \
+  XX(TCP_MSS, "tcp_mss")                                                      \
   XX(PAYLOAD, "payload")
 
 typedef enum {

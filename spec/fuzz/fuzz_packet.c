@@ -25,6 +25,8 @@ static void check_quote(const sonde__quote_t *q, size_t avail) {
   CHECK(!q->has_tcp_seq || (q->has_ports && q->l4_len >= 8));
   CHECK(!q->has_udp_csum || (q->has_ports && q->l4_len >= 8));
   CHECK(!q->has_icmp_echo || q->l4_len >= 8);
+  CHECK(!q->has_tcp_hdr || (q->has_tcp_seq && q->l4_len >= 20));
+  CHECK(!q->has_tcp_mss || q->has_tcp_hdr);
 }
 
 static void check_icmp(int rc, const sonde__icmp_t *m, size_t size) {

@@ -30,7 +30,8 @@ static void sent_of(const uint8_t *d, sonde__sent_t *s) {
   memset(s, 0, sizeof(*s));
   s->af = d[0] & 1 ? AF_INET6 : AF_INET;
   s->proto = protos[d[1] & 3];
-  s->known = (uint32_t)get16(d + 2) << 1;
+  s->known = ((uint32_t)get16(d + 2) << 1 | (uint32_t)d[5] << 17) &
+             ((1u << SONDE_FIELD_MAX) - 2);
   s->tos = d[4];
   s->df = d[5] & 1;
   s->ip_id = get16(d + 6);
@@ -44,6 +45,10 @@ static void sent_of(const uint8_t *d, sonde__sent_t *s) {
   s->icmp_csum = get16(d + 37);
   s->udp_csum_kernel = d[41] & 1;
   s->udp_csum_partial = get16(d + 42);
+  s->tcp_seq = (uint32_t)get16(d + 44) << 16 | get16(d + 46);
+  s->tcp_flags = d[40];
+  s->tcp_window = get16(d + 11);
+  s->tcp_mss = get16(d + 35);
 }
 
 static void check_result(const sonde_result_t *r) {
