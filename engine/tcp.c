@@ -227,12 +227,17 @@ static void session_read(sonde_engine_t *eng, sonde__probe_t *p) {
   }
   if (n == 0) {
     /*
-     * The peer closed (FIN). With a payload, write it again: the kernel
-     * accepts it (the first send after a FIN succeeds), the peer answers
-     * with RST, and that RST surfaces as EPIPE. Poll only
-     * for errors: the socket stays readable (EOF) from now on.
+     * The peer closed (FIN). If it answered first, that is a server
+     * that replied and closed as HTTP/1.0 or a banner does: the
+     * session ends "closed" (the reply did not hold the expected
+     * bytes), not a reset of our making. If it closed without a word,
+     * write the payload again: the kernel accepts it (the first send
+     * after a FIN succeeds), the peer answers with RST, and that RST
+     * surfaces as EPIPE. Poll only for errors: the socket stays
+     * readable (EOF) from now on.
      */
-    if (p->spec.payload_len && p->stage == SONDE__SESSION_RECV) {
+    if (p->spec.payload_len && p->stage == SONDE__SESSION_RECV &&
+        p->received == 0) {
       if (send(p->fd, p->spec.payload, p->spec.payload_len,
                MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
         session_error(eng, p, -errno);

@@ -43,7 +43,7 @@ Exit status: 0 the destination was reached (several targets: every one), 1 it wa
       help = "TTL of the first hop probed" },
     { "-m", "--max-ttl", arg = "N", type = "int", min = 1, max = 255, default = 30,
       help = "largest TTL probed" },
-    { "-c", "--confidence", arg = "PERCENT", type = "int", choices = { "95", "99" }, default = "95",
+    { nil, "--confidence", arg = "PERCENT", type = "int", choices = { "95", "99" }, default = "95",
       help = "confidence that no next hop was missed at each interface" },
     { "-w", "--wait", arg = "SECONDS", type = "number", min = 0.01, max = 60, default = "2",
       help = "how long to wait for the answer to one probe" },
@@ -61,9 +61,17 @@ Exit status: 0 the destination was reached (several targets: every one), 1 it wa
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "output format: text, json (one document), jsonl (the document as one line), csv or markdown (a row per interface), dot (a Graphviz digraph), or the path of a Lua format module (see Formats above)" },
     output.OPTION,
-  }, { parallel = 8, what = "targets explored", q = true }),
+  }, { parallel = 8, what = "targets explored" }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" } },
+  -- traceroute's letters that mean something else here: mda chooses how
+  -- many probes each hop gets (--confidence), and ping's -c is a count
+  hints = {
+    ["-q"] = "the probes per hop follow from --confidence; quiet is --quiet",
+    ["-c"] = "the confidence is --confidence 95|99; mda sends as many probes as it needs",
+    ["-I"] = "mda probes with UDP (Paris flows)",
+    ["-T"] = "mda probes with UDP (Paris flows)",
+  },
   examples = {
     "sonde mda -n 198.18.5.2",
     "sonde mda --confidence 99 --format json 2001:db8:5::2",

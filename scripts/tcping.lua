@@ -42,7 +42,7 @@ Exit status: 0 at least one attempt succeeded (several hosts: for every host), 1
     target.IPV4_OPTION,
     target.IPV6_OPTION,
     { nil, "--bind", arg = "POLICY", choices = { "kernel", "sequence", "fixed" }, default = "kernel",
-      help = "source port: kernel (port 0), sequence (--sport + attempt number), fixed (--sport)" },
+      help = "source port: kernel (port 0), sequence (--sport for attempt 1, one more for each next), fixed (--sport)" },
     { nil, "--sport", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "source port (fixed) or its base (sequence)" },
     { nil, "--ttl", arg = "N", type = "int", min = 1, max = 255, default = defaults.TTL,
@@ -84,6 +84,11 @@ local function describe(r)
     local what = r.kind
     if r.kind == "tcp_synack" then what = r.matched and "connected, reply matched" or "connected"
     elseif r.kind == "tcp_rst" then what = "refused (port closed)"
+    elseif r.kind == "closed" then
+      -- the server answered and closed (FIN): a normal end, not a reset
+      what = (r.received or 0) > 0
+        and string.format("connected, closed by the peer after %d bytes, no match", r.received)
+        or "connected, closed by the peer (EOF)"
     elseif r.kind == "dest_unreachable" then what = "unreachable (" .. r.code .. ") from " .. (r.addr or "?")
     end
     if r.error then what = what .. " " .. r.error.name end
@@ -94,10 +99,18 @@ local function describe(r)
   return r.status .. " " .. (r.error and (r.error.name .. ": " .. r.error.message) or "")
 end
 
+-- The figures of the attempts. An attempt skipped before it was sent (its
+-- source port was busy: EADDRINUSE) was never tried, so it is neither sent
+-- nor lost; it is counted apart.
 local function summary(results, expecting)
-  local s = { sent = #results, ok = 0 }
+  local s = { sent = 0, ok = 0, skipped = 0 }
   local sum, sq = 0, 0
   for _, r in ipairs(results) do
+    if r.status == "skipped" then
+      s.skipped = s.skipped + 1
+    else
+      s.sent = s.sent + 1
+    end
     if succeeded(r, expecting) then
       s.ok = s.ok + 1
       local t = r.rtt
@@ -114,9 +127,13 @@ local function summary(results, expecting)
   return s
 end
 
--- The statistics line: "4 attempts, 4 succeeded, 0.0% loss, min/avg/max/stddev = ... ms".
+-- The statistics line: "4 attempts, 4 succeeded, 0.0% loss, min/avg/max/stddev = ... ms"
+-- ("..., 1 skipped (source port busy)" after the loss when some were).
 local function statistics(s)
   local t = string.format("%d attempts, %d succeeded, %.1f%% loss", s.sent, s.ok, s.loss)
+  if s.skipped > 0 then
+    t = t .. string.format(", %d skipped (source port busy)", s.skipped)
+  end
   if s.ok > 0 then
     t = t .. string.format(", min/avg/max/stddev = %.3f/%.3f/%.3f/%.3f ms",
       s.min * 1000, s.avg * 1000, s.max * 1000, s.stddev * 1000)
@@ -184,14 +201,15 @@ local function run(opts, ctx)
         r = ev.wait()
         current[addr] = nil
       else
-        r = { status = "failed", seq = seq, error = { name = pname, message = perr2 } }
+        r = { status = "failed", error = { name = pname, message = perr2 } }
       end
       if run.signal and r.error and r.error.name == "ECANCELED" then break end
       r.id, r.src = nil, nil
-      r.seq = seq
+      -- attempts are numbered from 1, as ping numbers its probes
+      r.seq = seq + 1
       results[#results + 1] = r
       if text then
-        sink:write(string.format("%s%s:%d seq=%d %s%s\n", prefix, addr, opts.port, seq,
+        sink:write(string.format("%s%s:%d seq=%d %s%s\n", prefix, addr, opts.port, r.seq,
           describe(r), r.rtt and string.format(" time=%.3f ms", r.rtt * 1000) or ""))
         sink:flush()
       else

@@ -436,6 +436,15 @@ local function run(opts, ctx)
   if opts.flows and opts.strategy ~= "dublin" then
     cli.usage_error("--flows applies to --strategy dublin")
   end
+  if opts.strategy == "dublin" then
+    -- flow N leaves from --sport + N - 1: every flow's port must exist
+    local dublin = require "sonde.strategy.dublin"
+    local flows, sport = opts.flows or dublin.DEFAULT_FLOWS, opts.sport or dublin.SPORT
+    if sport + flows - 1 > 65535 then
+      cli.usage_error("--sport %d with %d flows: flow %d would leave from port %d (at most 65535: --sport %d or lower)",
+        sport, flows, flows, sport + flows - 1, 65536 - flows)
+    end
+  end
   if opts.bind and strategy_given and opts.strategy ~= "classic" then
     cli.usage_error("--bind applies to --strategy classic (%s fixes the source port)", opts.strategy)
   end

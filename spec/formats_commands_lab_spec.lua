@@ -162,7 +162,7 @@ helpers.lab_describe("--format and -o on tcping, ping, mtr and mda", function()
         assert.are.equal("tcping_attempt", a.type)
         assert.are.equal(1, a.version)
         assert.are.same({ l.dst.v4, l.dst.v4, 7000 }, { a.target, a.addr, a.port })
-        assert.are.equal(i - 1, a.attempt.seq)
+        assert.are.equal(i, a.attempt.seq)   -- numbered from 1, as ping's
         assert.are.equal("tcp_synack", a.attempt.kind)
         assert.are.same(doc.attempts[i], a.attempt)
       end
@@ -176,7 +176,7 @@ helpers.lab_describe("--format and -o on tcping, ping, mtr and mda", function()
       assert.are.equal(3, #rows)
       for i = 2, 3 do
         local f = split(rows[i])
-        assert.are.same({ l.dst.v4, l.dst.v4, "7000", tostring(i - 2), "reply", "tcp_synack", "", l.dst.v4 },
+        assert.are.same({ l.dst.v4, l.dst.v4, "7000", tostring(i - 1), "reply", "tcp_synack", "", l.dst.v4 },
           { unpack(f, 1, 8) })
         assert.is_true(tonumber(f[9]) > 0 and tonumber(f[9]) < 500)
       end

@@ -1,0 +1,285 @@
+-- Each command speaks the dialect of the tool it replaces: traceroute's
+-- and iputils ping's command lines, typed as users type them, run through
+-- the real tool and through sonde on the same lab, and what they mean
+-- compared (the hops, the counts, the errors), not only the exit status.
+-- Chain: src - r1 - r2 - dst, the link r1 - r2 with an MTU of 1280.
+
+local helpers = require "helpers"
+local lab = require "lab"
+
+local function has(tool)
+  local _, _, code = lab.run({ "sh", "-c", "command -v " .. tool })
+  return code == 0
+end
+
+-- "N packets transmitted, M received" -> N, M (iputils' and sonde's line).
+local function counts(out)
+  local sent, received = out:match("(%d+) packets transmitted, (%d+) received")
+  return tonumber(sent), tonumber(received)
+end
+
+-- The hop lines of traceroute's (or sonde trace's) text: { [ttl] = { addresses } }.
+local function hops(out)
+  local t = {}
+  for line in out:gmatch("[^\n]+") do
+    local ttl, rest = line:match("^%s*(%d+)%s+(.*)$")
+    if ttl then
+      local addrs = {}
+      for a in rest:gmatch("(%d+%.%d+%.%d+%.%d+)") do addrs[#addrs + 1] = a end
+      t[tonumber(ttl)] = addrs
+    end
+  end
+  return t
+end
+
+helpers.lab_describe("the replaced tools' command lines, through sonde", function()
+  local l, DST, R1, R2, NOBODY
+
+  setup(function()
+    l = lab.chain{ routers = 2, v6 = true, name = "dialect" }
+    DST, R1, R2 = l.dst.v4, l.hops[1].v4, l.hops[2].v4
+    NOBODY = "198.18.2.3"   -- on dst's link, nobody's: no answer
+    for _, side in ipairs{ { "r1", "to-r2" }, { "r2", "to-r1" } } do
+      lab.must({ "ip", "-n", l:nsname(side[1]), "link", "set", side[2], "mtu", "1280" })
+    end
+    -- iputils ping as nobody needs ICMP datagram sockets
+    l:sysctl("src", "net.ipv4.ping_group_range", "0 2147483647")
+  end)
+
+  teardown(function()
+    if l then l:destroy() end
+  end)
+
+  local function tool(argv, nobody)
+    local full = {}
+    if nobody then for _, a in ipairs(helpers.AS_NOBODY) do full[#full + 1] = a end end
+    for _, a in ipairs(argv) do full[#full + 1] = a end
+    return l:exec("src", full)
+  end
+
+  -- The same words after "ping"/"traceroute" given to sonde ping / trace.
+  local function sonde(cmd, words, nobody)
+    local argv = { helpers.sonde(), cmd }
+    for _, w in ipairs(words) do argv[#argv + 1] = w end
+    return tool(argv, nobody)
+  end
+
+  describe("iputils ping", function()
+    it("-c 3 -i 0.2: three sent, three received, by both", function()
+      local words = { "-c", "3", "-i", "0.2", DST }
+      local out, err, code = sonde("ping", words)
+      assert.are.equal(0, code, err)
+      assert.are.same({ 3, 3 }, { counts(out) })
+      if has("ping") then
+        local pout = tool({ "ping", unpack(words) })
+        assert.are.same({ counts(pout) }, { counts(out) })
+      end
+    end)
+
+    it("-w 1 -i 0.2: the deadline ends the run after a second, as iputils' does", function()
+      local words = { "-w", "1", "-i", "0.2", DST }
+      local out, err, code = sonde("ping", words)
+      assert.are.equal(0, code, err)
+      local sent, received = counts(out)
+      -- 0, 0.2, ... 0.8 s: five probes; a busy machine may fit one fewer
+      assert.is_true(sent >= 4 and sent <= 6, "sent " .. tostring(sent))
+      assert.are.equal(sent, received)
+      local ms = tonumber(out:match("packet loss, time (%d+)ms"))
+      assert.is_true(ms >= 900 and ms < 1500, "time " .. tostring(ms))
+      if has("ping") then
+        local psent = counts(tool({ "ping", unpack(words) }))
+        assert.is_true(math.abs(psent - sent) <= 1, ("iputils %d, sonde %d"):format(psent, sent))
+      end
+    end)
+
+    it("-c 2 -w 5: with a deadline -c counts replies, and the run ends once they came", function()
+      local out, err, code = sonde("ping", { "-c", "2", "-w", "5", "-i", "0.1", DST })
+      assert.are.equal(0, code, err)
+      assert.are.same({ 2, 2 }, { counts(out) })
+      assert.is_true(tonumber(out:match("time (%d+)ms")) < 1000)
+    end)
+
+    it("-c 2 -W 0.5 to an address nobody answers: 2 sent, 0 received, exit 1 in both", function()
+      local words = { "-c", "2", "-i", "0.2", "-W", "0.5", NOBODY }
+      local out, _, code = sonde("ping", words)
+      assert.are.equal(1, code)
+      assert.are.same({ 2, 0 }, { counts(out) })
+      assert.matches("100%% packet loss", out)
+      if has("ping") then
+        local pout, _, pcode = tool({ "ping", unpack(words) })
+        assert.are.equal(pcode, code)
+        assert.are.same({ counts(pout) }, { counts(out) })
+      end
+    end)
+
+    it("-q: the start line and the statistics only", function()
+      local out, err, code = sonde("ping", { "-q", "-c", "2", "-i", "0.1", DST })
+      assert.are.equal(0, code, err)
+      assert.is_nil(out:find("icmp_seq=", 1, true))
+      assert.matches("^PING ", out)
+      assert.are.same({ 2, 2 }, { counts(out) })
+    end)
+
+    it("-n is accepted; -D puts the Unix time before each line", function()
+      local out, err, code = sonde("ping", { "-n", "-D", "-c", "1", DST })
+      assert.are.equal(0, code, err)
+      local stamp = out:match("\n%[(%d+%.%d+)%] 64 bytes from ")
+      assert.truthy(stamp, out)
+      assert.is_true(math.abs(tonumber(stamp) - os.time()) < 30)
+    end)
+
+    it("-M do -s 1400 over a 1280-byte link: nothing received, the MTU named", function()
+      local words = { "-M", "do", "-s", "1400", "-c", "2", "-i", "0.2", "-W", "1", DST }
+      local out, _, code = sonde("ping", words)
+      assert.are.equal(1, code)
+      assert.are.equal(0, select(2, counts(out)))
+      -- r1 says so (frag needed, mtu 1280), or the kernel, which learnt it
+      assert.truthy(out:find("mtu = 1280", 1, true) or out:find("EMSGSIZE", 1, true), out)
+      if has("ping") then
+        local pout, _, pcode = tool({ "ping", unpack(words) })
+        assert.are.equal(pcode, code)
+        assert.are.equal(0, select(2, counts(pout)))
+      end
+      -- -M dont: fragmented, answered
+      out, _, code = sonde("ping", { "-M", "dont", "-s", "1400", "-c", "1", DST })
+      assert.are.equal(0, code, out)
+    end)
+
+    it("-i 0.001 and -f are root's: a user is refused with exit 2, as by iputils", function()
+      for _, words in ipairs{ { "-c", "3", "-i", "0.001", DST }, { "-f", "-c", "3", DST } } do
+        local _, err, code = sonde("ping", words, true)
+        assert.are.equal(2, code, err)
+        assert.matches("cannot flood", err)
+        if has("ping") then
+          local _, _, pcode = tool({ "ping", unpack(words) }, true)
+          assert.are.equal(2, pcode)
+        end
+      end
+      -- root may: -f prints a dot per probe, a backspace per answer
+      local out, err, code = sonde("ping", { "-f", "-c", "20", DST })
+      assert.are.equal(0, code, err)
+      assert.are.same({ 20, 20 }, { counts(out) })
+      local _, dots = out:gsub("%.", "")
+      assert.is_true(dots >= 20)
+    end)
+
+    it("a malformed address is a usage error (exit 2) in both", function()
+      for _, bad in ipairs{ "300.1.1.1", "1.2.3.04", "2001:db8::zz", "[::1]" } do
+        local _, err, code = sonde("ping", { "-c", "1", bad })
+        assert.are.equal(2, code, bad .. ": " .. err)
+        assert.is_nil(err:find("traceback", 1, true), err)
+        assert.matches("invalid value", err)
+      end
+      local _, err, code = sonde("ping", { "-c", "1", "" })
+      assert.are.equal(2, code, err)
+      assert.matches("empty", err)
+    end)
+
+    it("a /8 refuses to start without --max-targets, and says how many", function()
+      local _, err, code = sonde("ping", { "-c", "1", "10.0.0.0/8" })
+      assert.are.equal(2, code)
+      assert.matches("16777216 addresses", err)
+      assert.matches("%-%-max%-targets", err)
+    end)
+
+    it("every probe failing locally: N transmitted, +N errors, 100% loss", function()
+      local out, _, code = sonde("ping", { "-c", "2", "-i", "0.1", "198.19.255.1" })
+      assert.are.equal(3, code)
+      assert.matches("2 packets transmitted, 0 received, %+2 errors, 100%% packet loss", out)
+    end)
+
+    it("refused ICMP sockets name net.ipv4.ping_group_range, not a firewall", function()
+      l:sysctl("src", "net.ipv4.ping_group_range", "1 0")
+      finally(function() l:sysctl("src", "net.ipv4.ping_group_range", "0 2147483647") end)
+      local out, err, code = sonde("ping", { "-c", "1", DST }, true)
+      assert.are.equal(3, code, out)
+      assert.matches("net%.ipv4%.ping_group_range", err)
+    end)
+  end)
+
+  describe("traceroute", function()
+    it("-n -q 1 -m 3: one probe per hop, the same hops as traceroute's", function()
+      local words = { "-n", "-q", "1", "-m", "3", DST }
+      local out, err, code = sonde("trace", words)
+      assert.are.equal(0, code, err)
+      local got = hops(out)
+      assert.are.same({ { R1 }, { R2 }, { DST } }, got)
+      if has("traceroute") then
+        assert.are.same(hops((tool({ "traceroute", unpack(words) }))), got)
+      end
+    end)
+
+    it("-n -f 2 -q 2: starts at hop 2, two probes a hop", function()
+      local words = { "-n", "-f", "2", "-q", "2", DST }
+      local out, err, code = sonde("trace", words)
+      assert.are.equal(0, code, err)
+      local got = hops(out)
+      assert.is_nil(got[1])
+      assert.are.same({ R2 }, got[2])   -- the same address: named once
+      assert.truthy(out:find("\n 2  " .. R2:gsub("%.", "%%.") .. "  [%d.]+ ms  [%d.]+ ms\n"), out)
+      if has("traceroute") then
+        assert.are.same(hops((tool({ "traceroute", unpack(words) }))), got)
+      end
+    end)
+
+    it("HOST PACKETLEN is the packet length: 1400 with DF stops at the 1280 link, 1200 passes", function()
+      -- forget the path MTU the pings above taught the kernel: r1 must say it
+      lab.must({ "ip", "-n", l:nsname("src"), "route", "flush", "cache" })
+      local out, err, code = sonde("trace", { "-n", "-q", "1", "--df", "yes", DST, "1400" })
+      assert.are.equal(1, code, err)
+      assert.matches("!F%-1280", out)
+      out, err, code = sonde("trace", { "-n", "-q", "1", "--df", "yes", DST, "1200" })
+      assert.are.equal(0, code, err)
+      if has("traceroute") then
+        lab.must({ "ip", "-n", l:nsname("src"), "route", "flush", "cache" })
+        local tout = tool({ "traceroute", "-n", "-q", "1", "-F", DST, "1400" })
+        assert.matches("!F%-1280", tout)
+      end
+    end)
+
+    it("traceroute's letters sonde spells otherwise get a hint, exit 2", function()
+      local _, err, code = sonde("trace", { "-I", "-n", DST })
+      assert.are.equal(2, code)
+      assert.matches("use %-p icmp", err)
+      _, err, code = sonde("trace", { "-T", DST })
+      assert.are.equal(2, code)
+      assert.matches("use %-p tcp", err)
+    end)
+
+    it("--flows with --sport past port 65535 is a usage error, not a traceback", function()
+      local _, err, code = sonde("trace", { "--strategy", "dublin", "--flows", "64", "--sport", "65500", DST })
+      assert.are.equal(2, code)
+      assert.matches("65535", err)
+      assert.is_nil(err:find("traceback", 1, true))
+    end)
+  end)
+
+  describe("tcping", function()
+    it("numbers attempts from 1, as ping, and a skipped attempt (port busy) is not loss", function()
+      local hold = l:spawn("src", { helpers.labpeer(), "hold-port", "-p", "40001", "-t", "20" })
+      finally(function() hold:stop() end)
+      hold:wait_for("^ready$", 5)
+      local out, err, code = sonde("tcping", { "-c", "3", "-i", "0", "--bind", "sequence",
+        "--sport", "40000", DST, "9" })
+      assert.are.equal(1, code, err)        -- nothing listens on 9: refused
+      assert.matches("seq=1 refused", out)
+      assert.matches("seq=2 skipped EADDRINUSE", out)
+      assert.matches("seq=3 refused", out)
+      assert.matches("\n2 attempts, 0 succeeded, 100%.0%% loss, 1 skipped %(source port busy%)", out)
+    end)
+  end)
+
+  describe("the other commands", function()
+    it("sweep takes -4/-6; mda's confidence is --confidence only and -q is not quiet", function()
+      local _, err, code = sonde("sweep", { "-6", "198.18.2.0/30" })
+      assert.are.equal(2, code)
+      assert.matches("IPv4 target, but %-6", err)
+      _, err, code = sonde("mda", { "-c", "99", DST })
+      assert.are.equal(2, code)
+      assert.matches("%-%-confidence", err)
+      _, err, code = sonde("mda", { "-q", DST })
+      assert.are.equal(2, code)
+      assert.matches("%-%-quiet", err)
+    end)
+  end)
+end)
