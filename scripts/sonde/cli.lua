@@ -16,7 +16,7 @@ local preopen = require "sonde.preopen"
 
 local M = {}
 
-M.VERSION = "0.1.0"
+M.VERSION = "unknown" -- the version is the engine's: sonde.core.version().sonde
 M.EXIT = { OK = 0, NOT_REACHED = 1, USAGE = 2, RUNTIME = 3, INTERRUPTED = 130 }
 
 local EXIT = M.EXIT
