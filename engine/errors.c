@@ -1,6 +1,8 @@
 /* errors.c - the errno taxonomy and the outcome vocabulary, from one map. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -96,6 +98,23 @@ const char *sonde_proto_name(sonde_proto_t proto) {
   return i < NELEM(proto_names) ? proto_names[i] : "unknown";
 }
 
+/* The interface index a zone names (RFC 4007 11.2: "eth0" or "2"), or 0
+ * when there is no such interface in this network namespace. */
+static unsigned zone_index(const char *zone) {
+  char *end;
+  unsigned long n;
+  if (*zone >= '0' && *zone <= '9') {
+    errno = 0;
+    n = strtoul(zone, &end, 10);
+    return *end == '\0' && errno == 0 && n <= 0xffffffffUL ? (unsigned)n : 0;
+  }
+  return if_nametoindex(zone);
+}
+
+/* An IPv6 address may carry a zone ("fe80::1%eth0"): it becomes the
+ * sockaddr's scope id, which sendto()/connect() use to pick the link a
+ * link-local address lives on. An unknown zone is EINVAL too: the
+ * address cannot be reached as written. */
 int sonde_addr_parse(const char *text, uint16_t port,
                      struct sockaddr_storage *out) {
   memset(out, 0, sizeof(*out));
@@ -103,10 +122,25 @@ int sonde_addr_parse(const char *text, uint16_t port,
     return SONDE_EINVAL;
   if (strchr(text, ':')) {
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+    const char *pct = strchr(text, '%');
+    char buf[INET6_ADDRSTRLEN];
+    unsigned scope = 0;
+    if (pct != NULL) {
+      size_t n = (size_t)(pct - text);
+      if (n >= sizeof(buf) || pct[1] == '\0' || strlen(pct + 1) >= IF_NAMESIZE)
+        return SONDE_EINVAL;
+      memcpy(buf, text, n);
+      buf[n] = '\0';
+      scope = zone_index(pct + 1);
+      if (scope == 0)
+        return SONDE_EINVAL;
+      text = buf;
+    }
     if (inet_pton(AF_INET6, text, &s6->sin6_addr) != 1)
       return SONDE_EINVAL;
     s6->sin6_family = AF_INET6;
     s6->sin6_port = htons(port);
+    s6->sin6_scope_id = scope;
   } else {
     struct sockaddr_in *s4 = (struct sockaddr_in *)out;
     if (inet_pton(AF_INET, text, &s4->sin_addr) != 1)

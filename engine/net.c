@@ -118,10 +118,19 @@ int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
   struct sockaddr_storage to = *dst;
   socklen_t len = sizeof(*src);
 
+  /* A zoned destination (a link-local address with its scope id) is not
+   * cached: the same address may live on several links, and the source
+   * must carry the scope id that getsockname() gives it, or bind() fails
+   * with EINVAL. */
+  uint32_t scope = dst->ss_family == AF_INET6
+                       ? ((const struct sockaddr_in6 *)dst)->sin6_scope_id
+                       : 0;
+
   for (k = 0; k < alen; k++)
     h = (h ^ a[k]) * 16777619u;
   h %= SONDE__ROUTES;
-  if (eng->routes[i][h].used && memcmp(eng->routes[i][h].dst, a, alen) == 0) {
+  if (scope == 0 && eng->routes[i][h].used &&
+      memcmp(eng->routes[i][h].dst, a, alen) == 0) {
     memset(src, 0, sizeof(*src));
     src->ss_family = dst->ss_family;
     memcpy((void *)sonde__addr_bytes(src), eng->routes[i][h].src, alen);
@@ -135,7 +144,9 @@ int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
       getsockname(fd, (struct sockaddr *)src, &len) < 0)
     r = -errno;
   sonde__close_fd(&fd);
-  if (r == 0) {
+  if (r == 0 && scope != 0)
+    sonde__addr_set_port(src, 0);
+  else if (r == 0) {
     memcpy(eng->routes[i][h].dst, a, alen);
     memcpy(eng->routes[i][h].src, sonde__addr_bytes(src), alen);
     eng->routes[i][h].used = 1;

@@ -269,6 +269,29 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
     end)
   end)
 
+  describe("a link-local IPv6 address with its zone", function()
+    it("is probed on its link by ping, trace, tcping and mda", function()
+      lab.must({ "ip", "-n", l:nsname("src"), "addr", "add", "fe80::a/64", "dev", "to-r1", "nodad" })
+      lab.must({ "ip", "-n", l:nsname("r1"), "addr", "add", "fe80::b/64", "dev", "to-src", "nodad" })
+      local zoned = "fe80::b%to-r1"
+      local out, err, code = sonde("ping", { "-c", "2", "-i", "0.1", zoned })
+      assert.are.equal(0, code, err)
+      assert.are.same({ 2, 2 }, { counts(out) })
+      out, err, code = sonde("trace", { "-n", "-q", "1", zoned })
+      assert.are.equal(0, code, err)
+      assert.matches("\n 1  fe80::b  [%d.]+ ms\n", out)   -- reached, no !P
+      out, err, code = sonde("tcping", { "-c", "1", zoned, "9" })
+      assert.are.equal(1, code, err)
+      assert.matches("seq=1 refused", out)                  -- r1 itself answered
+      out, err, code = sonde("mda", { "-n", zoned })
+      assert.are.equal(0, code, err)
+      -- an interface this host does not have is a usage error
+      out, err, code = sonde("ping", { "-c", "1", "fe80::b%nosuchif" })
+      assert.are.equal(2, code)
+      assert.matches("no interface 'nosuchif'", err)
+    end)
+  end)
+
   describe("the other commands", function()
     it("sweep takes -4/-6; mda's confidence is --confidence only and -q is not quiet", function()
       local _, err, code = sonde("sweep", { "-6", "198.18.2.0/30" })

@@ -642,8 +642,10 @@ SONDE_EXTERN const char *sonde_unreach_name(sonde_unreach_t code);
 SONDE_EXTERN const char *sonde_proto_name(sonde_proto_t proto);
 
 /* Fill *out with addr:port parsed from a numeric IPv4/IPv6 string (no name
- * resolution, no scope suffix; *out is zeroed first). Returns 0, or
- * SONDE_EINVAL when text is NULL or not a numeric address. */
+ * resolution; an IPv6 zone, "fe80::1%eth0" or "fe80::1%2", becomes the
+ * scope id; *out is zeroed first). Returns 0, or SONDE_EINVAL when text is
+ * NULL, not a numeric address, or names a zone this host has no interface
+ * for. */
 SONDE_EXTERN int sonde_addr_parse(const char *text, uint16_t port,
                                   struct sockaddr_storage *out);
 /* Format an address (no port) into buf as inet_ntop() does (len >=

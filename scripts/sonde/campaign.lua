@@ -145,7 +145,15 @@ function M.collect(words, opts, ctx, cmd, as_list, name, missing)
     local w = words[1]
     -- a link-local address with its zone is probed as given (the zone
     -- names the link); anything else must be an address or a host name
-    if not targets.split_zone(w) then
+    local _, zone = targets.split_zone(w)
+    if zone then
+      -- the zone must name an interface of this host (or its index)
+      local f = not zone:match("^%d+$") and io.open("/sys/class/net/" .. zone .. "/ifindex")
+      if f then f:close() elseif not zone:match("^%d+$") then
+        cli.usage_error("%s: invalid value '%s' (no interface '%s' here: the zone of a link-local address names the interface of its link)",
+          name, targets.escape(w), targets.escape(zone))
+      end
+    else
       local ok, why = targets.parse(w)
       if not ok then cli.usage_error("%s: invalid value '%s' (%s)", name, targets.escape(w), why) end
     end

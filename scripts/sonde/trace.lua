@@ -32,6 +32,9 @@ local function final(r, dst)
   if r.status ~= "reply" then return false end
   if REACHED[r.kind] then return "reached" end
   if r.kind == "dest_unreachable" then
+    -- a link-local destination's zone (fe80::1%eth0) is not in the
+    -- address that answered
+    dst = dst and dst:gsub("%%.*$", "")
     if r.addr == dst and (r.code == "port" or r.code == "protocol") then
       return "reached"
     end

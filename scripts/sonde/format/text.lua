@@ -14,7 +14,8 @@ local UNREACH = { net = "!N", host = "!H", protocol = "!P", port = "",
 
 local function annotation(r, dst)
   if r.kind == "dest_unreachable" then
-    if r.code == "port" and r.addr ~= dst then return " !P" end
+    -- (a link-local destination's zone, fe80::1%eth0, is not in r.addr)
+    if r.code == "port" and r.addr ~= (dst and dst:gsub("%%.*$", "")) then return " !P" end
     local a = UNREACH[r.code] or "!?"
     if r.code == "frag_needed" and r.mtu then a = a .. "-" .. r.mtu end
     return a ~= "" and " " .. a or ""
