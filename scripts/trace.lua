@@ -12,6 +12,7 @@ local defaults = require "sonde.defaults"
 local formats = require "sonde.format"
 local quote = require "sonde.quote"
 local kit = require "sonde.kit"
+local asn = require "sonde.asn"
 
 -- trace's own formats: text (streamed hop by hop; Dublin's a document),
 -- json (the document) and dot (the graph); the bundled ones take a trace
@@ -64,7 +65,7 @@ Raw sockets are used to read ICMP errors: run as root or give the executable CAP
 
 The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row (once the hop after them is silent too, the probes already sent beyond it have had their chance, and nothing beyond answered; the text output ends with a line that says so); stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
 
-traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the largest, -w the wait, -n no names, -N the probes in flight, -p the protocol (traceroute's -I is -p icmp, -T -p tcp, -U -p udp), and a number after the target is the packet length in bytes, IP and transport headers included (traceroute's default, 60 for IPv4 UDP, is sonde's too: 32 payload bytes). Differences that remain: -s (source address), -i (interface), -A (AS numbers), -F (use --df yes), -t (use --tos), --mtu are not taken yet; -p is the protocol, not traceroute's port (use --port); --quiet is only a long option.
+traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the largest, -w the wait, -n no names, -N the probes in flight, -p the protocol (traceroute's -I is -p icmp, -T -p tcp, -U -p udp), and a number after the target is the packet length in bytes, IP and transport headers included (traceroute's default, 60 for IPv4 UDP, is sonde's too: 32 payload bytes). With -A (or --as) every hop's origin AS is looked up as mtr -z does (a DNS TXT query in Team Cymru's convention, or --as-file, a pfx2as table) and shown before its name, [AS64500] (nothing when no answer came). Differences that remain: -s (source address), -i (interface), -F (use --df yes), -t (use --tos), --mtu are not taken yet; -p is the protocol, not traceroute's port (use --port); --quiet is only a long option.
 
 Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM; what was traced is written first).]],
   options = campaign.options(header.options{
@@ -102,6 +103,9 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
     { nil, "--unprivileged", flag = true,
       help = "never use raw sockets: ICMP datagram sockets and socket error queues (the default when raw sockets are not allowed)" },
     { "-n", key = "numeric", flag = true, help = "print addresses only, do not look up hop names" },
+    { "-A", key = "as_lookups", flag = true,
+      help = "the origin AS of every hop, as traceroute -A shows it ([AS64500]; --as and the options below)" },
+    asn.OPTIONS[1], asn.OPTIONS[2], asn.OPTIONS[3], asn.OPTIONS[4],
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = check_format,
       help = "output format: text; json (one document; with several targets, one per line); jsonl (one trace per line); csv and markdown (one row per probe); dot (a Graphviz digraph of what answered; with dublin: the flows' merged graph); or the path of a Lua format module (examples/format_example.lua)" },
     output.OPTION,
@@ -122,7 +126,6 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
     ["-t"] = "use --tos N",
     ["-s"] = "a source address is not supported yet",
     ["-i"] = "binding to an interface is not supported yet",
-    ["-A"] = "AS numbers are not supported in trace yet (sonde mtr -z has them)",
     ["--mtu"] = "path MTU discovery is not supported yet",
   },
   examples = {
@@ -145,6 +148,22 @@ local function load_rule(path)
     cli.usage_error("--retry %s: the file must return a function (got %s)", path, type(rule))
   end
   return rule
+end
+
+-- The origin AS of the addresses in a hop (asn.lookup's, asked once per
+-- address per run): each probe that answered gets asn and as_prefix, or
+-- none when no answer came within wait seconds.
+local function as_namer(lookup, wait)
+  return function(probes)
+    for _, r in ipairs(probes) do
+      if r.addr then lookup.ask(r.addr) end
+    end
+    lookup.settle(wait)
+    for _, r in ipairs(probes) do
+      local a = r.addr and lookup.get(r.addr)
+      if a then r.asn, r.as_prefix = a.asn, a.prefix end
+    end
+  end
 end
 
 -- Names of the addresses in a hop, looked up concurrently, cached per run.
@@ -485,6 +504,23 @@ local function run(opts, ctx)
   })
   st.interrupted = function() return kr.signal ~= nil end
   st.names = not opts.numeric and namer(kr.eng) or nil
+  if opts.as_lookups or opts.as then
+    opts.as = true
+    local as_table
+    if opts.as_file then
+      local text, err = require("sonde.preopen").read(opts.as_file)
+      if not text then cli.runtime_error("--as-file %s: %s", opts.as_file, tostring(err)) end
+      as_table, err = asn.parse_pfx2as(text)
+      if not as_table then cli.usage_error("--as-file %s: %s", opts.as_file, err) end
+    end
+    local names = st.names
+    local ases = as_namer(asn.lookup{ eng = kr.eng, zone = opts.as_zone, zone6 = opts.as_zone6,
+      table = as_table, timeout = 3 }, 5)
+    st.names = function(probes)
+      if names then names(probes) end
+      ases(probes)
+    end
+  end
 
   if kr.tg.single then
     kr:each{ one = single_job(kr, st) }

@@ -237,6 +237,17 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
       end
     end)
 
+    it("-A: each hop's origin AS before it, as traceroute -A shows it (offline: --as-file)", function()
+      local path = helpers.readable_file("198.18.0.0\t24\t64500\n198.18.1.0\t24\t64501\n"
+        .. "198.18.0.0\t15\t64999\n")
+      finally(function() os.remove(path) end)
+      local out, err, code = sonde("trace", { "-n", "-A", "--as-file", path, "-q", "1", DST })
+      assert.are.equal(0, code, err)
+      assert.matches("\n 1  %[AS64500%] " .. R1:gsub("%.", "%%.") .. "  ", out)
+      assert.matches("\n 2  %[AS64501%] " .. R2:gsub("%.", "%%.") .. "  ", out)
+      assert.matches("\n 3  %[AS64999%] " .. DST:gsub("%.", "%%.") .. "  ", out)   -- longest prefix
+    end)
+
     it("traceroute's letters sonde spells otherwise get a hint, exit 2", function()
       local _, err, code = sonde("trace", { "-I", "-n", DST })
       assert.are.equal(2, code)

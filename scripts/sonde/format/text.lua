@@ -53,8 +53,9 @@ function M.hop(hop, t)
     if r.status == "reply" then
       if r.addr ~= last then
         last = r.addr
-        out[#out + 1] = r.name and string.format(" %s (%s)", r.name, r.addr)
-          or " " .. r.addr
+        -- traceroute -A: the origin AS before the name
+        out[#out + 1] = (r.asn and string.format(" [AS%d]", r.asn) or "")
+          .. (r.name and string.format(" %s (%s)", r.name, r.addr) or " " .. r.addr)
       end
       out[#out + 1] = string.format("  %.3f ms%s", r.rtt * 1000,
         annotation(r, t.addr))
