@@ -109,6 +109,17 @@ Exit status:
   }, { parallel = 16, what = "targets", q = true }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" }, { "tcp", "udp" }, { "json", "csv" } },
+  -- mtr's options that sonde mtr does not take (yet)
+  hints = {
+    ["-a"] = "mtr's source address is not supported yet",
+    ["--address"] = "mtr's source address is not supported yet",
+    ["-I"] = "mtr's interface is not supported yet",
+    ["--interface"] = "mtr's interface is not supported yet",
+    ["-x"] = "mtr's XML report is not supported: write -j (JSON) or -C (CSV)",
+    ["--xml"] = "mtr's XML report is not supported: write -j (JSON) or -C (CSV)",
+    ["-t"] = "mtr's curses interface is the live table: run without -r on a terminal",
+    ["-g"] = "the GTK interface is not supported: run without -r on a terminal",
+  },
   examples = {
     "sonde mtr 198.18.8.2",
     "sonde mtr --report -c 20 -n 198.18.8.2",
