@@ -112,6 +112,7 @@ int luaopen_sonde_core(lua_State *L) {
       {"drop_privileges", sonde__l_drop_privileges},
       {"pid", sonde__lua_pid},
       {"time", sonde__lua_time},
+      {"uid", sonde__lua_uid},
       {"isatty", sonde__lua_isatty},
       {"listdir", sonde__lua_listdir},
       {"output_open", sonde__lua_output_open},

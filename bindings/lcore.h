@@ -174,8 +174,10 @@ void sonde__lua_push_result(lua_State *L, uint64_t id, const sonde_result_t *r);
 void sonde__lua_push_probe_fields(lua_State *L);
 void sonde__lua_push_engine_fields(lua_State *L);
 
-/* os.c: core.pid(), core.isatty(fd), core.listdir(path), core.time(). */
+/* os.c: core.pid(), core.uid(), core.isatty(fd), core.listdir(path),
+ * core.time(). */
 int sonde__lua_pid(lua_State *L);
+int sonde__lua_uid(lua_State *L);
 int sonde__lua_time(lua_State *L);
 int sonde__lua_isatty(lua_State *L);
 int sonde__lua_listdir(lua_State *L);

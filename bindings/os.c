@@ -1,7 +1,7 @@
 /*
  * os.c - the few services of the operating system that the bundled
  * scripts need, for a Lua state that has no FFI and starts no shell:
- * core.pid(), core.isatty(fd), core.listdir(path), core.time().
+ * core.pid(), core.uid(), core.isatty(fd), core.listdir(path), core.time().
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +18,15 @@
 /* core.pid() -> the process id. */
 int sonde__lua_pid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* core.uid() -> the real user id (getuid()): who ran sonde, which a
+ * setuid or setcap executable does not change (iputils ping's test for
+ * what only root may do). After sonde.core.drop_privileges() it is the
+ * user sonde runs as. */
+int sonde__lua_uid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getuid());
   return 1;
 }
 

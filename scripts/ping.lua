@@ -236,16 +236,6 @@ local function document(meta, out, summary)
   return doc
 end
 
--- The real user id, from /proc/self/status (read before the privileges
--- are dropped).
-local function real_uid()
-  local f = io.open("/proc/self/status")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return tonumber(text:match("\nUid:%s+(%d+)"))
-end
-
 -- iputils' limit for users: no interval under 2 ms, so no flood.
 local MIN_USER_INTERVAL = 0.002
 
@@ -253,7 +243,7 @@ local MIN_USER_INTERVAL = 0.002
 -- under 2 ms are root's alone, as iputils has them: the uid that ran it,
 -- not a capability.)
 local function prepare(opts)
-  opts.root = real_uid() == 0
+  opts.root = require("sonde.core").uid() == 0
 end
 
 local function run(opts, ctx)
@@ -332,13 +322,18 @@ local function run(opts, ctx)
         sink:write(".")
         sink:flush()
       end or nil,
-      on_result = opts.format ~= "json" and function(r)
-        local hint = not hinted and r.error and target.icmp_hint(r.error)
+      on_result = function(r)
+        local hint = r.error and target.icmp_hint(r.error)
         if hint then
-          hinted = true
-          ctx.stderr:write("sonde ping: ", hint, "\n")
+          r.error.message = target.ICMP_REFUSED
+          if not hinted then
+            hinted = true
+            ctx.stderr:write("sonde ping: ", hint, "\n")
+          end
         end
-        if text and opts.flood then
+        if opts.format == "json" then
+          -- the document at the end holds the outcomes
+        elseif text and opts.flood then
           if r.status == "reply" and strategy.answered(r, addr) then sink:write("\b") end
           sink:flush()
         elseif shown then
@@ -352,7 +347,7 @@ local function run(opts, ctx)
         end
         -- nobody reads any more (a closed pipe, a full disk): stop
         if not sink:ok() then stop_all() end
-      end or nil,
+      end,
       interrupted = function() return run.signal ~= nil end,
       on_interrupt = function(stop) stops[addr] = stop end,
     }

@@ -182,6 +182,9 @@ local function run(opts, ctx)
       eng = eng, next = iter, protocol = protocol, port = port, ttl = opts.ttl,
       wait = opts.wait, limit = window + 1024,
       on_record = function(rec)
+        if rec.error and require("sonde.target").icmp_hint(rec.error) then
+          rec.error.message = require("sonde.target").ICMP_REFUSED
+        end
         if rec.error and not first_error and rec.status ~= "reply" then first_error = rec.error end
         if alive_only and not rec.alive then return end
         sink:record(rec)
@@ -205,6 +208,9 @@ local function run(opts, ctx)
     kr.tally:sum(summary.done, summary.alive, summary.failed, first_error)
     kr.tally.line = summary.text
   end }
+  -- ICMP datagram sockets refused (EACCES): say why, not "a firewall"
+  local hint = require("sonde.target").icmp_hint(first_error)
+  if hint and not opts.quiet then ctx.stderr:write("sonde sweep: ", hint, "\n") end
   return kr:finish(summary)
 end
 

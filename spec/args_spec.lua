@@ -666,3 +666,23 @@ describe("the help text", function()
     assert.equal("sonde scan [options] PORT [TARGETS...]", args.usage(s))
   end)
 end)
+
+describe("an option the replaced tool knows and the command spells otherwise", function()
+  local s = { name = "trace", options = { { "-p", "--protocol", arg = "PROTO" } },
+              positionals = { { name = "TARGET", required = true } },
+              hints = { ["-I"] = "use -p icmp", ["--mtu"] = "not supported yet" } }
+
+  it("is refused with the hint, short or long, in a cluster too", function()
+    local _, err = args.parse(s, { "-I", "h" })
+    assert.equal("sonde trace: unknown option '-I': use -p icmp (see 'sonde help trace')", err)
+    _, err = args.parse(s, { "--mtu", "h" })
+    assert.truthy(err:find("'--mtu': not supported yet", 1, true), err)
+    _, err = args.parse(s, { "--mtu=1", "h" })
+    assert.truthy(err:find("'--mtu': not supported yet", 1, true), err)
+  end)
+
+  it("without a hint is the plain unknown option", function()
+    local _, err = args.parse(s, { "-Z", "h" })
+    assert.equal("sonde trace: unknown option '-Z' (see 'sonde help trace')", err)
+  end)
+end)

@@ -194,6 +194,10 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
       local out, err, code = sonde("ping", { "-c", "1", DST }, true)
       assert.are.equal(3, code, out)
       assert.matches("net%.ipv4%.ping_group_range", err)
+      assert.is_nil(err:find("firewall", 1, true), err)
+      out, err, code = sonde("sweep", { DST }, true)
+      assert.are.equal(3, code, out)
+      assert.matches("net%.ipv4%.ping_group_range", err)
     end)
   end)
 

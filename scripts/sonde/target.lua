@@ -37,6 +37,10 @@ function M.resolve(eng, target, family)
   cli.runtime_error("'%s' has no IPv%d address", target, family or 4)
 end
 
+-- The message of that EACCES: the errno's own ("prohibited by a local
+-- firewall or policy") sends people to the wrong place.
+M.ICMP_REFUSED = "ICMP datagram sockets are not allowed for this user's group (net.ipv4.ping_group_range)"
+
 -- What to do about a probe that failed because this user may not open
 -- ICMP datagram ("ping") sockets: Linux allows them only to the groups in
 -- net.ipv4.ping_group_range (IPv6 included), and refuses the socket with
