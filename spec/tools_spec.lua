@@ -1,5 +1,6 @@
 -- Specs of build/labpeer (spec/tools/labpeer.c), the peer that lab specs
--- use to play the far side of the SEEDS.md cases.  Server in dst, client
+-- use to play the far side of a socket case (busy port, reset, TIME_WAIT,
+-- exhausted ephemeral range, ...).  Server in dst, client
 -- in src, over src — dst (no router), IPv4 and IPv6.
 
 local helpers = require "helpers"
