@@ -507,6 +507,10 @@ void sonde__probe_fail(sonde_engine_t *eng, sonde__probe_t *p, int err) {
   if (res.status == SONDE_STATUS_REPLY)
     res.status = SONDE_STATUS_FAILED;
   res.error = err;
+  /* over the path MTU the kernel knows (DF): name that MTU, as ping's
+   * "message too long, mtu=1280" */
+  if (err == SONDE_EMSGSIZE)
+    res.mtu = sonde__path_mtu(&p->spec.dst);
   sonde__probe_done(eng, p, &res);
 }
 

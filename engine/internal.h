@@ -14,7 +14,7 @@
 #define SONDE__DEFAULT_WINDOW 256
 #define SONDE__DEFAULT_WAIT 5.0
 #define SONDE__DEFAULT_PAYLOAD 32
-#define SONDE__MAX_PAYLOAD 1400
+#define SONDE__MAX_PAYLOAD SONDE_SIZE_MAX
 #define SONDE__CONNECT_ATTEMPTS 3 /* one try and at most two retries (Go) */
 #define SONDE__SEND_RETRIES 3     /* ENOBUFS/EAGAIN at send, then failed */
 #define SONDE__RECV_BURST 64      /* packets read per poll callback */
@@ -201,7 +201,9 @@ struct sonde_engine {
   uint16_t syn_tag;       /* last SYN tag given (low half of the ISN) */
   uint16_t syn_nonce;     /* this engine's high half of every ISN; 0 unset */
   sonde_stats_t stats;
-  uint8_t buf[4096];    /* receive buffer */
+  /* receive buffer: the largest IP datagram, so that an echo reply to
+   * the largest probe (-s 65507) is read whole, never cut */
+  uint8_t buf[65536];
   uint8_t sbuf[SONDE__MAX_PAYLOAD + 64]; /* send buffer */
 };
 
@@ -268,6 +270,9 @@ int sonde__sendto_probe(sonde__probe_t *p, int fd, const void *buf,
                         size_t len, const struct sockaddr_storage *dst);
 int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
                      struct sockaddr_storage *src);
+/* The path MTU the kernel knows for dst (IP_MTU of a connected UDP socket),
+ * or 0. */
+int sonde__path_mtu(const struct sockaddr_storage *dst);
 void sonde__clear_pending_error(int fd);
 socklen_t sonde__addr_len(const struct sockaddr_storage *ss);
 const void *sonde__addr_bytes(const struct sockaddr_storage *ss);

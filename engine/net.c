@@ -156,6 +156,26 @@ int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
   return r;
 }
 
+/* The path MTU the kernel knows for dst: a connected UDP socket's IP_MTU
+ * (IPv6: IPV6_MTU), the route's MTU lowered by what frag needed / packet
+ * too big taught it. 0 when it cannot say. */
+int sonde__path_mtu(const struct sockaddr_storage *dst) {
+  struct sockaddr_storage to = *dst;
+  int fd, mtu = 0, v6 = dst->ss_family == AF_INET6;
+  socklen_t len = sizeof(mtu);
+
+  fd = sonde__socket(dst->ss_family, SOCK_DGRAM, IPPROTO_UDP);
+  if (fd < 0)
+    return 0;
+  sonde__addr_set_port(&to, 9);
+  if (connect(fd, (struct sockaddr *)&to, sonde__addr_len(&to)) < 0 ||
+      getsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU,
+                 &mtu, &len) < 0)
+    mtu = 0;
+  sonde__close_fd(&fd);
+  return mtu;
+}
+
 int sonde_route_source(sonde_engine_t *eng, const struct sockaddr_storage *dst,
                        struct sockaddr_storage *src) {
   if (dst->ss_family != AF_INET && dst->ss_family != AF_INET6)

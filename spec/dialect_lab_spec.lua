@@ -134,15 +134,23 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
       assert.are.equal(1, code)
       assert.are.equal(0, select(2, counts(out)))
       -- r1 says so (frag needed, mtu 1280), or the kernel, which learnt it
-      assert.truthy(out:find("mtu = 1280", 1, true) or out:find("EMSGSIZE", 1, true), out)
+      assert.truthy(out:find("mtu = 1280", 1, true) or out:find("EMSGSIZE: local error: message too long, mtu=1280", 1, true), out)
       if has("ping") then
         local pout, _, pcode = tool({ "ping", unpack(words) })
         assert.are.equal(pcode, code)
         assert.are.equal(0, select(2, counts(pout)))
       end
-      -- -M dont: fragmented, answered
+      -- -M dont: fragmented, answered; iputils' largest size too
       out, _, code = sonde("ping", { "-M", "dont", "-s", "1400", "-c", "1", DST })
       assert.are.equal(0, code, out)
+      out, _, code = sonde("ping", { "-s", "65507", "-c", "1", "-W", "2", DST })
+      assert.are.equal(0, code, out)
+      assert.matches("65515 bytes from " .. DST:gsub("%.", "%%."), out)
+      -- 1252 + 28 = 1280: fits the smallest link with DF
+      out, _, code = sonde("ping", { "-M", "do", "-s", "1252", "-c", "1", DST })
+      assert.are.equal(0, code, out)
+      _, _, code = sonde("ping", { "-s", "65508", "-c", "1", DST })
+      assert.are.equal(2, code)
     end)
 
     it("-i 0.001 and -f are root's: a user is refused with exit 2, as by iputils", function()

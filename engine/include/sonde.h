@@ -307,7 +307,11 @@ typedef enum {
  * (SONDE_EINVAL). */
 #define SONDE_TTL_MIN 1
 #define SONDE_TTL_MAX 255
-#define SONDE_SIZE_MAX 1400            /* ICMP/UDP payload bytes */
+/* ICMP/UDP payload bytes: the most an IPv4 datagram holds after its
+ * header and the 8 bytes of ICMP or UDP (65535 - 20 - 8), as iputils ping
+ * -s takes; a probe over the path MTU is fragmented, or with df fails
+ * (EMSGSIZE, frag_needed, packet_too_big). */
+#define SONDE_SIZE_MAX 65507
 #define SONDE_TCP_PAYLOAD_MAX 65536    /* bytes written after a TCP connect */
 #define SONDE_TCP_EXPECT_MAX 2048      /* bytes a TCP probe waits to read */
 #define SONDE_FLOW_LABEL_MAX 0xfffff   /* 20 bits (RFC 8200) */
@@ -529,7 +533,7 @@ SONDE_EXTERN uv_loop_t *sonde_engine_loop(sonde_engine_t *eng);
  * data). Returns the probe's id (> 0, below 2^53: exact in a double; unique
  * among the engine's live probes) or a negative errno for a spec that
  * cannot be sent at all, and then cb is never called: SONDE_EINVAL (ttl
- * outside 1..255, an unknown proto, bind or df, size over 1400, payload or
+ * outside 1..255, an unknown proto, bind or df, size over SONDE_SIZE_MAX, payload or
  * expect on a non-TCP probe, ip_id on IPv6, a flow label on IPv4 or over
  * 0xFFFFF, a NaN wait, cb NULL), SONDE_EAFNOSUPPORT (dst
  * is neither AF_INET nor AF_INET6), SONDE_ENOMEM, SONDE_ECANCELED (the
