@@ -18,23 +18,30 @@ static uint16_t probe_cksum(const sonde__probe_t *p, uint8_t proto,
                             const uint8_t hdr[8], size_t payload) {
   const sonde_probe_spec_t *spec = &p->spec;
   int af = spec->dst.ss_family;
-  uint8_t buf[8 + SONDE__MAX_PAYLOAD];
-  uint16_t pseudo = 0, c;
+  int kind = proto == IPPROTO_UDP ? SONDE_PROTO_UDP : SONDE_PROTO_ICMP;
+  uint64_t acc = 0;
+  uint16_t c;
   size_t i;
 
   if (spec->hold_checksum)
     return spec->checksum;
-  memcpy(buf, hdr, 8);
-  for (i = 0; i < payload; i++)
-    buf[8 + i] = sonde__payload_byte(p->eng, spec,
-                                     proto == IPPROTO_UDP ? SONDE_PROTO_UDP
-                                                          : SONDE_PROTO_ICMP,
-                                     i);
+  /* RFC 1071, one 16-bit word at a time: no copy of a payload that may
+   * be 64 KiB. */
   if (proto != IPPROTO_ICMP)
-    pseudo = sonde__pseudo_sum(af, sonde__addr_bytes(&p->local),
-                               sonde__addr_bytes(&spec->dst), proto,
-                               (uint32_t)(8 + payload));
-  c = sonde__cksum(buf, 8 + payload, pseudo);
+    acc = sonde__pseudo_sum(af, sonde__addr_bytes(&p->local),
+                            sonde__addr_bytes(&spec->dst), proto,
+                            (uint32_t)(8 + payload));
+  for (i = 0; i < 8; i += 2)
+    acc += (uint32_t)hdr[i] << 8 | hdr[i + 1];
+  for (i = 0; i < payload; i += 2) {
+    uint32_t w = (uint32_t)sonde__payload_byte(p->eng, spec, kind, i) << 8;
+    if (i + 1 < payload)
+      w |= sonde__payload_byte(p->eng, spec, kind, i + 1);
+    acc += w;
+  }
+  while (acc >> 16)
+    acc = (acc & 0xffff) + (acc >> 16);
+  c = (uint16_t)~acc;
   /* RFC 768: a computed UDP checksum of 0 is sent as all ones. */
   return proto == IPPROTO_UDP && c == 0 ? 0xffff : c;
 }
