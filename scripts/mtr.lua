@@ -443,7 +443,7 @@ local function run(opts, ctx)
       sink:write(json.encode(doc) .. "\n")
     elseif opts.format == "text" and opts.csv then
       sink:write((tally.targets == 1 and fmt.csv_header(show) or "")
-        .. fmt.csv_rows(doc, show, "sonde-" .. cli.VERSION))
+        .. fmt.csv_rows(doc, show, "sonde-" .. core.version().sonde))
     elseif opts.format == "text" then
       sink:write((tally.targets > 1 and "\n" or "") .. fmt.report(doc, hostname(), show))
     else
