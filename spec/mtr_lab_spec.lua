@@ -475,7 +475,9 @@ table inet sonde_psize {
     assert.are.equal(5, #lines, out)
     assert.are.equal("Mtr_Version,Start_Time,Status,Host,Hop,Ip,Loss%,Snt,Rcv,", lines[1])
     assert.matches("^sonde%-[%d.]+,%d+,OK," .. esc(l.dst.v4) .. ",1," .. esc(l.hops[1].v4) .. ",0%.00,2,2$", lines[2])
-    assert.matches("^sonde%-[%d.]+,%d+,OK," .. esc(l.dst.v4) .. ",2," .. esc(l.hops[2].v4) .. ",%d+%.%d%d,2,[012]$", lines[3])
+    -- hop 2 drops half its time exceeded: both may be lost ("???", as mtr)
+    local ip2 = lines[3]:match("^sonde%-[%d.]+,%d+,OK," .. esc(l.dst.v4) .. ",2,([^,]+),%d+%.%d%d,2,[012]$")
+    assert.is_true(ip2 == l.hops[2].v4 or ip2 == "???", lines[3])
     assert.matches(",4," .. esc(l.dst.v4) .. ",0%.00,2,2$", lines[5])
     out = sonde{ "-n", "--format", "csv", "-c", "1", l.dst.v4 }
     assert.matches("^target,ttl,addr,", out)
