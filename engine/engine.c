@@ -485,6 +485,7 @@ void sonde__probe_done(sonde_engine_t *eng, sonde__probe_t *p,
     return;
   sonde__table_remove(eng, p);
   sonde__heap_remove(eng, p);
+  sonde__syn_release(eng, p); /* a SYN probe's hold on its source port */
   switch (res->status) {
   case SONDE_STATUS_REPLY: eng->stats.replies++; break;
   case SONDE_STATUS_TIMEOUT: eng->stats.timeouts++; break;

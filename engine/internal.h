@@ -104,6 +104,7 @@ struct sonde__probe {
   int stage;                /* SONDE__SESSION_* */
   uint64_t connected_ns;
   int syn;                  /* TCP sent as a SYN on the raw socket (syn.c) */
+  int syn_held;             /* it counts in the hold of its source port */
   uint32_t isn;             /* its sequence number: names it in answers */
 };
 
@@ -126,10 +127,12 @@ typedef struct {
   uint32_t drops; /* the kernel's drop counter, last seen (SO_RXQ_OVFL) */
 } sonde__sock_t;
 
-/* A source port held for SYN probes of bind "fixed" (syn.c). */
+/* A source port held for SYN probes (syn.c): shared by the probes that
+ * use it, released with the last. */
 typedef struct {
   int fd; /* bound stream socket, never listening; owned here */
   uint16_t port;
+  uint32_t refs; /* probes in flight on it */
   struct sockaddr_storage local;
 } sonde__synport_t;
 
@@ -196,7 +199,7 @@ struct sonde_engine {
                              ICMP datagram sockets of each family; -1 if
                              not open. Owned here. */
   sonde__sock_t rawtcp[2]; /* raw TCP: SYN probes out, answers in (syn.c) */
-  sonde__synport_t *synports; /* ports held for bind "fixed" SYN probes */
+  sonde__synport_t *synports; /* source ports held for SYN probes */
   size_t n_synports, cap_synports;
   uint16_t syn_tag;       /* last SYN tag given (low half of the ISN) */
   uint16_t syn_nonce;     /* this engine's high half of every ISN; 0 unset */
@@ -371,6 +374,7 @@ int sonde__tcp_errq_quote_ok(const sonde__probe_t *p, const uint8_t *data,
 int sonde__syn_mode(sonde_engine_t *eng, sonde__probe_t *p);
 int sonde__syn_send(sonde_engine_t *eng, sonde__probe_t *p);
 void sonde__syn_close(sonde_engine_t *eng);
+void sonde__syn_release(sonde_engine_t *eng, sonde__probe_t *p);
 int sonde__raw_tcp_new(int af);
 int sonde__raw_tcp_filter(int fd, int af);
 /* priv.c: a raw TCP socket for an engine (pooled or new), its filter

@@ -101,6 +101,8 @@ int sonde_raw_preopen(void) {
         (k = sonde__socket(afs[i], SOCK_RAW, IPPROTO_TCP)) < 0)
       continue;
     pool_tcp[i] = k;
+    /* as the ICMP sockets': a campaign's answers come in bursts */
+    (void)setsockopt(k, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
     if (setsockopt(k, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
       sonde__close_fd(&pool_tcp[i]);
   }

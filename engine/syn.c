@@ -85,7 +85,7 @@ int sonde__raw_tcp_new(int af) {
  * failure is remembered. */
 static int raw_open(sonde_engine_t *eng, int af) {
   sonde__sock_t *s = &eng->rawtcp[sonde__afi(af)];
-  int fd, on = 1;
+  int fd, on = 1, rcvbuf = 4 << 20;
 
   if (s->fd != -1)
     return 0;
@@ -107,6 +107,9 @@ static int raw_open(sonde_engine_t *eng, int af) {
   }
   (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
   (void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof(on));
+  /* A campaign's SYNs are answered in bursts; the pooled socket got a
+   * large buffer while that could still be forced (priv.c). Best effort. */
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   if ((fd = uv_poll_init(eng->loop, &s->poll, s->fd)) < 0) {
     sonde__close_fd(&s->fd);
     return s->err = fd;
@@ -221,10 +224,13 @@ static int hold_port(sonde__probe_t *p, const struct sockaddr_storage *src,
 }
 
 /*
- * The probe's source port under its policy. kernel and sequence: a port
- * held by the probe's own socket (p->fd, closed when it ends). fixed: one
- * port held for the engine's life and shared by the probes that ask for
- * it (a Paris flow), which the sequence number tells apart.
+ * The probe's source port under its policy, held for as long as a probe
+ * of this engine uses it. One held port serves every SYN probe of the
+ * engine that asks for it (a Paris flow's, and the probes of concurrent
+ * traces whose sequences give the same port): their 4-tuples or their
+ * sequence numbers tell them apart, and what must not share the port is
+ * another process's socket. The count of probes on it (refs) releases
+ * it with the last one (sonde__syn_release).
  */
 static int source_port(sonde_engine_t *eng, sonde__probe_t *p,
                        const struct sockaddr_storage *src) {
@@ -245,38 +251,57 @@ static int source_port(sonde_engine_t *eng, sonde__probe_t *p,
       p->call = "bind";
       return SONDE_EINVAL;
     }
+    port = spec->sport;
+  } /* kernel: port 0, whatever sport says (as portbind.c's policy) */
+  if (port != 0) {
     for (i = 0; i < eng->n_synports; i++) {
       h = &eng->synports[i];
-      if (h->port == spec->sport && sonde__addr_equal(&h->local, src, 0)) {
+      if (h->port == port && sonde__addr_equal(&h->local, src, 0)) {
+        h->refs++;
         p->local = h->local;
+        p->syn_held = 1;
         return 0;
       }
     }
-    port = spec->sport;
-  } /* kernel: port 0, whatever sport says (as portbind.c's policy) */
-  p->attempts++;
-  r = hold_port(p, src, (int)port, &fd, &p->local);
-  if (r < 0)
-    return r;
-  if (spec->bind != SONDE_BIND_FIXED) {
-    p->fd = fd;
-    return 0;
   }
   if (eng->n_synports == eng->cap_synports) {
     size_t cap = eng->cap_synports ? eng->cap_synports * 2 : 8;
     sonde__synport_t *n = realloc(eng->synports, cap * sizeof(*n));
-    if (n == NULL) {
-      sonde__close_fd(&fd);
+    if (n == NULL)
       return SONDE_ENOMEM;
-    }
     eng->synports = n;
     eng->cap_synports = cap;
   }
+  p->attempts++;
+  r = hold_port(p, src, (int)port, &fd, &p->local);
+  if (r < 0)
+    return r;
   h = &eng->synports[eng->n_synports++];
   h->fd = fd;
-  h->port = (uint16_t)port;
+  h->port = sonde__addr_port(&p->local);
+  h->refs = 1;
   h->local = p->local;
+  p->syn_held = 1;
   return 0;
+}
+
+/* p no longer uses its source port: the last probe on it lets it go. */
+void sonde__syn_release(sonde_engine_t *eng, sonde__probe_t *p) {
+  size_t i;
+  if (!p->syn_held)
+    return;
+  p->syn_held = 0;
+  for (i = 0; i < eng->n_synports; i++) {
+    sonde__synport_t *h = &eng->synports[i];
+    if (h->port == sonde__addr_port(&p->local) &&
+        sonde__addr_equal(&h->local, &p->local, 0)) {
+      if (--h->refs == 0) {
+        sonde__close_fd(&h->fd);
+        *h = eng->synports[--eng->n_synports];
+      }
+      return;
+    }
+  }
 }
 
 /* --- sending ------------------------------------------------------------- */
@@ -361,7 +386,7 @@ int sonde__syn_send(sonde_engine_t *eng, sonde__probe_t *p) {
   }
   if (r < 0) {
     p->call = "match";
-    sonde__close_fd(&p->fd);
+    sonde__syn_release(eng, p);
     return SONDE_EEXIST;
   }
   build_syn(eng, p, &src);
@@ -390,7 +415,7 @@ int sonde__syn_send(sonde_engine_t *eng, sonde__probe_t *p) {
   }
   if (r < 0) {
     sonde__table_remove(eng, p);
-    sonde__close_fd(&p->fd); /* a resend holds its port again */
+    sonde__syn_release(eng, p); /* a resend holds its port again */
     if (p->call == NULL)
       p->call = "sendmsg";
     return r;
@@ -403,7 +428,7 @@ int sonde__syn_send(sonde_engine_t *eng, sonde__probe_t *p) {
 
 typedef union {
   char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
-           CMSG_SPACE(sizeof(int)) * 2 + CMSG_SPACE(sizeof(struct timespec))];
+           CMSG_SPACE(sizeof(int)) * 3 + CMSG_SPACE(sizeof(struct timespec))];
   struct cmsghdr align;
 } rx_control_t;
 
@@ -555,6 +580,15 @@ static void on_tcp(uv_poll_t *h, int status, int events) {
                cm->cmsg_type == IPV6_HOPLIMIT &&
                cm->cmsg_len >= CMSG_LEN(sizeof(int)))
         memcpy(&seg.ttl, CMSG_DATA(cm), sizeof(int));
+      else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL &&
+               cm->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+        /* answers the kernel dropped, the receive buffer being full
+         * (cumulative): those probes time out, the count says why */
+        uint32_t drops;
+        memcpy(&drops, CMSG_DATA(cm), sizeof(drops));
+        eng->stats.dropped += (uint32_t)(drops - s->drops);
+        s->drops = drops;
+      }
     }
     seg_matched(eng, af, &seg, &from, stamp_of(&ts, now));
   }
