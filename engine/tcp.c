@@ -5,8 +5,11 @@
  * a closed port, and a connect to itself is no open port. */
 #include <errno.h>
 #include <string.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -102,20 +105,40 @@ static int tcp_connect(sonde_engine_t *eng, sonde__probe_t *p) {
   return r;
 }
 
+/* net.ipv4.tcp_syn_linear_timeouts of this network namespace (Linux 6.5:
+ * the first that many SYN retransmissions keep the initial RTO), 0 if the
+ * kernel has none. */
+static unsigned linear_timeouts(void) {
+  char buf[16];
+  ssize_t n;
+  int fd = open("/proc/sys/net/ipv4/tcp_syn_linear_timeouts",
+                O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = 0;
+  return (unsigned)strtoul(buf, NULL, 10);
+}
+
 /*
  * How long after the probe's SYN the kernel sent the SYN that was
  * answered, in ns: 0 when nothing was retransmitted. While a connect()
  * waits, Linux retransmits its SYN after its initial RTO (1 s,
- * TCP_TIMEOUT_INIT), then twice that, and so on (RFC 6298 5.5); an answer
- * after n retransmissions answers, as far as anyone can tell (Karn), the
- * last, sent 1 + 2 + ... + 2^(n-1) s after the first. TCP_INFO counts them
+ * TCP_TIMEOUT_INIT), the first tcp_syn_linear_timeouts times 1 s apart,
+ * then doubling (RFC 6298 5.5); an answer after n retransmissions answers,
+ * as far as anyone can tell (Karn), the last one. TCP_INFO counts them
  * (tcpi_total_retrans) on a socket that connected or was refused alike.
- * Without TCP_INFO, 0.
+ * The timer fires late on a busy machine, which stays in the RTT. Without
+ * TCP_INFO, 0.
  */
 static uint64_t resent_ns(int fd) {
   struct tcp_info ti;
   socklen_t len = sizeof(ti);
-  uint32_t n;
+  uint64_t at = 0, rto = 1;
+  unsigned n, k, lin;
 
   memset(&ti, 0, sizeof(ti));
   if (fd == -1 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
@@ -123,7 +146,13 @@ static uint64_t resent_ns(int fd) {
   n = ti.tcpi_total_retrans;
   if (n == 0 || n > 16)
     return 0;
-  return ((1ull << n) - 1) * 1000000000ull;
+  lin = linear_timeouts();
+  for (k = 1; k <= n; k++) {
+    at += rto;
+    if (k > lin)
+      rto *= 2;
+  }
+  return at * 1000000000ull;
 }
 
 static void reply(sonde_engine_t *eng, sonde__probe_t *p, sonde_kind_t kind,

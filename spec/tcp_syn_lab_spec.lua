@@ -3,8 +3,9 @@
 -- or a RST (closed) that the raw socket reads; the prober's kernel answers
 -- the SYN-ACK with RST, so no connection ever reaches the service.
 --
--- src - r1 - dst: dst listens on 9443 (labpeer), has nothing on 9444
--- (closed) and drops 9445 (filtered). r1 counts, in its forward chain,
+-- src - r1 - dst: dst listens on 9443 and 9446 (labpeer), has nothing on
+-- 9444 (closed) and drops 9445 (filtered); a case drops the first SYN to
+-- 9446 (an nftables quota). r1 counts, in its forward chain,
 -- the SYNs (SYN without ACK) and RSTs that go to dst's 9443 and 9445:
 -- what the network saw. dst's own count of connections it accepted is
 -- /proc/net/snmp's Tcp PassiveOpens (a handshake completed towards a
@@ -52,12 +53,14 @@ helpers.lab_describe("half-open TCP probes (SYN mode) on a real kernel (src - r1
     l = lab.chain{ routers = 1, v6 = true, name = "tcpsyn" }
     l:nft("dst", NFT_DST)
     l:nft("r1", NFT_R1)
-    for _, six in ipairs{ false, true } do
-      local argv = { helpers.labpeer(), "listen", "-p", 9443, "-t", 600 }
-      if six then table.insert(argv, 3, "-6") end
-      local p = l:spawn("dst", argv)
-      p:wait_for("^ready$", 5)
-      listeners[#listeners + 1] = p
+    for _, port in ipairs{ 9443, 9446 } do
+      for _, six in ipairs{ false, true } do
+        local argv = { helpers.labpeer(), "listen", "-p", port, "-t", 600 }
+        if six then table.insert(argv, 3, "-6") end
+        local p = l:spawn("dst", argv)
+        p:wait_for("^ready$", 5)
+        listeners[#listeners + 1] = p
+      end
     end
   end)
 
@@ -166,6 +169,36 @@ helpers.lab_describe("half-open TCP probes (SYN mode) on a real kernel (src - r1
       reset_counters()
       sonde({ "tcping", "--format", "json", "--tcp-mode", "connect", "-c", 3, "-i", 0, "-w", 2.5, dst, 9445 }, { 1 })
       assert.is_true(counter("syn9445") > 3, "connect mode: " .. counter("syn9445") .. " SYNs")
+    end)
+
+    it("connect mode: an answer to a retransmitted SYN is timed from that SYN, not the first " .. v, function()
+      local dst = fam_addr(fam, l.dst)
+      -- the first SYN from each source port to 9446 is dropped (an
+      -- nftables set remembers the port); the kernel retransmits it after
+      -- its initial RTO (1 s) and the listener answers that one
+      l:nft("dst", [[
+table inet synq {
+  set seen { type inet_service; flags dynamic, timeout; timeout 30s; }
+  chain input {
+    type filter hook input priority -10; policy accept;
+    tcp dport 9446 tcp flags & (syn | ack) == syn tcp sport != @seen add @seen { tcp sport } drop
+  }
+}
+]])
+      local ok, err = pcall(function()
+        local t0 = require("sonde").now()
+        local t = cjson.decode(sonde({ "tcping", "--format", "json", "--tcp-mode", "connect", "-c", 1,
+          "-w", 3, dst, 9446 }, { 0 }))
+        local a = t.attempts[1]
+        assert.are.equal("tcp_synack", a.kind)
+        -- it took the retransmission (over 1 s), yet the RTT is the path's
+        assert.is_true(require("sonde").now() - t0 > 0.9)
+        -- (timed from the first SYN it read 1.0 s and more; what is left
+        -- is the retransmission timer's lateness on a busy machine)
+        assert.is_true(a.rtt < 0.3, ("RTT %.3f s"):format(a.rtt))
+      end)
+      l:check("dst", { "nft", "delete", "table", "inet", "synq" })
+      if not ok then error(err, 0) end
     end)
 
     it("a Paris TCP trace sends its probes together, told apart by sequence number " .. v, function()
