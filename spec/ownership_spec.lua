@@ -1,4 +1,5 @@
--- Every descriptor has one owner that closes it once (SEEDS.md 001): an
+-- Every descriptor has one owner that closes it once: a double close can
+-- close an unrelated descriptor that reused the number in the meantime. An
 -- engine leaves no descriptor behind, however many probes it ran, and never
 -- closes a number twice -- after close() or its finalizer, the numbers it
 -- used belong to whoever opens a file next, and stay theirs.

@@ -1,5 +1,7 @@
--- Source ports and TCP errors on a real kernel (SEEDS.md 000, 002, 003, 004):
--- each case is set up in a chain of namespaces, src - r1 - dst, and probed
+-- Source ports and TCP errors on a real kernel: a busy source port
+-- (EADDRINUSE: skipped), an exhausted ephemeral range (EADDRNOTAVAIL:
+-- failed), a self-connect, and what the kernel reports when TCP goes wrong
+-- (ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT, ECONNRESET, EPIPE). Each case is set up in a chain of namespaces, src - r1 - dst, and probed
 -- with `sonde tcping` / `sonde trace` (JSON) and with a Lua script run by
 -- `sonde run` (the same probe through the Lua API). Every case checks that
 -- both name the outcome the same way, and that sonde survives it: an exit
@@ -539,7 +541,7 @@ helpers.lab_describe("source ports and TCP errors on a real kernel (src - r1 - d
 
         it_connect("a peer that accepts and then says nothing: the read times out within -w, connected " .. v, function()
           -- nothing is reported by the kernel without FIN or RST: the reader
-          -- must time out itself (SEEDS.md 002)
+          -- must time out itself
           local p = peer("dst", with6(fam, { "listen", "-p", 9600, "-t", 20 }))
           finally(function() p:stop() end)
           local dst = fam_addr(fam, l.dst)

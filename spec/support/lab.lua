@@ -1,7 +1,10 @@
 -- spec/support/lab.lua: real networks inside one machine, for lab specs.
 --
--- A lab is a set of network namespaces joined by veth pairs (see
--- /work/shared/LAB.md for the rules).  Everything here shells out to `ip`,
+-- A lab is a set of network namespaces joined by veth pairs. Its rules:
+-- probes go only to addresses inside namespaces the spec made itself
+-- (198.18.0.0/15, 2001:db8::/32) or to loopback; every loop is bounded;
+-- namespaces carry a per-run prefix and are removed on every exit path.
+-- Everything here shells out to `ip`,
 -- `nft` and `sysctl`; every command's result is checked and a failure raises
 -- an error that quotes the command and what it printed.  Plain Lua 5.1 /
 -- LuaJIT, no C modules, no globals.
