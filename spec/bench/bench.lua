@@ -22,7 +22,7 @@ local CAMPAIGN_TARGETS = 2000
 -- The cost section runs the campaign's first COST_TARGETS targets under
 -- callgrind (about 50 times slower than natively: 200 traces take ~10 s).
 local COST_TARGETS = tonumber(os.getenv("BENCH_COST_TARGETS") or "200")
--- BENCH_ONLY=single,campaign,sweep,cost,rtt runs a subset.
+-- BENCH_ONLY=single,campaign,tcp,sweep,cost,rtt runs a subset.
 local ONLY = os.getenv("BENCH_ONLY")
 local function wanted(name) return not ONLY or ONLY:find(name, 1, true) ~= nil end
 
@@ -378,6 +378,26 @@ local function main()
       { name = "xargs -P 64 traceroute -n -q1", argv = { "sh", "-c",
         "xargs -P 64 -n 1 traceroute -n -q1 < " .. lab.shquote(tfile) } },
       { name = "scamper -p 10000 -c trace", argv = { "scamper", "-p", "10000", "-c", "trace", "-f", tfile } },
+    }, function(c)
+      if c.stdout then
+        return ("%d/%d reached"):format(count(slurp(c.stdout), '"reached":true'), CAMPAIGN_TARGETS)
+      end
+    end)
+    end
+
+    -- The same campaign with TCP probes to port 80 (dst answers RST: the
+    -- destination reached): sonde's half-open SYNs against traceroute -T's
+    -- and scamper's, which send raw SYNs too.
+    local tcout = tmp .. "/tcp-campaign.jsonl"
+    if wanted("tcp") then
+    sections[#sections + 1] = section(l, tmp, ("tcp campaign: %d traces, one each, TCP SYN to port 80"):format(
+      CAMPAIGN_TARGETS), LONG_REPS, {
+      { name = "sonde trace -p tcp --targets -q 1", argv = { SONDE, "trace", "-n", "-q", "1", "-p", "tcp",
+        "--tcp-mode", "syn", "--port", "80", "--format", "jsonl", "--targets", tfile }, stdout = tcout },
+      { name = "xargs -P 64 traceroute -T -n -q1", argv = { "sh", "-c",
+        "xargs -P 64 -n 1 traceroute -T -p 80 -n -q1 < " .. lab.shquote(tfile) } },
+      { name = "scamper -p 10000 trace -P tcp", argv = { "scamper", "-p", "10000", "-c",
+        "trace -P tcp -d 80", "-f", tfile } },
     }, function(c)
       if c.stdout then
         return ("%d/%d reached"):format(count(slurp(c.stdout), '"reached":true'), CAMPAIGN_TARGETS)
