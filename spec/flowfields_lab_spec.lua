@@ -362,10 +362,12 @@ helpers.lab_describe("per-probe IP header fields on the wire", function()
     it(("refuses what a probe cannot carry with a named error, as %s"):format(as), function()
       local d4, d6 = l.dst.v4, l.dst.v6
       reset()
+      -- connect mode: the kernel writes the SYN (a half-open SYN of
+      -- sonde's own carries these fields: spec/tcp_syn_lab_spec.lua)
       local specs = {
-        { dst = d4, proto = "tcp", ip_id = 7, wait = 2 },
-        { dst = d6, proto = "tcp", df = true, wait = 2 },
-        { dst = d4, proto = "tcp", df = false, tos = 0xb8, dport = 83, wait = 2 },
+        { dst = d4, proto = "tcp", tcp_mode = "connect", ip_id = 7, wait = 2 },
+        { dst = d6, proto = "tcp", tcp_mode = "connect", df = true, wait = 2 },
+        { dst = d4, proto = "tcp", tcp_mode = "connect", df = false, tos = 0xb8, dport = 83, wait = 2 },
       }
       if as == "nobody" then
         specs[#specs + 1] = { dst = d4, proto = "icmp", ip_id = 7, wait = 2 }
@@ -455,9 +457,9 @@ helpers.lab_describe("per-probe IP header fields on the wire", function()
       local rs = probe(as, {
         { dst = d, proto = "icmp", flow_label = 0x12345, wait = 2 },
         { dst = d, proto = "udp", flow_label = 0x12345, wait = 2 },
-        { dst = d, proto = "tcp", flow_label = 0x12345, dport = 81, wait = 2 },
+        { dst = d, proto = "tcp", tcp_mode = "connect", flow_label = 0x12345, dport = 81, wait = 2 },
         { dst = d, proto = "udp", flow_label = 0x54321, wait = 2 },
-        { dst = d, proto = "tcp", flow_label = 0x54321, wait = 2 },
+        { dst = d, proto = "tcp", tcp_mode = "connect", flow_label = 0x54321, wait = 2 },
       })
       reply(rs[1], "echo_reply", d, as .. " icmp")
       reply(rs[2], "dest_unreachable", d, as .. " udp")
