@@ -69,6 +69,20 @@ function helpers.public_root()
   return public
 end
 
+-- The shell words that start a child luajit which loads this build's
+-- sonde.core: under make check, an ASan build, so with the ASan runtime
+-- preloaded (spec/run preloads it for busted alone, which then unsets it).
+local luajit_words
+function helpers.luajit()
+  if luajit_words then return luajit_words end
+  luajit_words = "luajit"
+  if (os.getenv("SONDE_SANITIZE") or "") ~= "" then
+    local asan = lab.must("gcc -print-file-name=libasan.so"):match("%S+")
+    luajit_words = "LD_PRELOAD=" .. lab.shquote(asan) .. " luajit"
+  end
+  return luajit_words
+end
+
 -- Path of the `sonde` executable the specs run (the copy above) and of
 -- the lab peer tool ($SONDE_LABPEER overrides the latter).
 function helpers.sonde() return helpers.public_root() .. "/bin/sonde" end
