@@ -4,6 +4,9 @@
 -- (read as nobody), and thousands of AnyIP targets keep memory and
 -- descriptors flat.
 
+-- make check's ASan build keeps freed memory in quarantine (up to 256 MB):
+-- its RSS says nothing about sonde's own memory.
+local sanitized = (os.getenv("SONDE_SANITIZE") or "") ~= ""
 local helpers = require "helpers"
 local lab = require "lab"
 local cjson = require "cjson"
@@ -313,7 +316,9 @@ helpers.lab_describe("sonde watch over 2048 AnyIP targets", function()
     assert.is_true(rounds >= 8, "rounds " .. tostring(rounds))
     -- flat: within 16 MB after the warm-up (the collector's swing over a
     -- heap of some 60 MB), descriptors unchanged
-    assert.is_true(rss[#rss] - rss[1] <= 16384, ("RSS %d..%d kB"):format(rss[1], rss[#rss]))
+    if not sanitized then
+      assert.is_true(rss[#rss] - rss[1] <= 16384, ("RSS %d..%d kB"):format(rss[1], rss[#rss]))
+    end
     for i = 2, #fds do assert.are.equal(fds[1], fds[i]) end
     assert.are.equal(143, w:stop())
   end)
