@@ -84,7 +84,10 @@ deps:
 	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(BUILD)/engine/%.o: engine/%.c
+# Every header as well as -MMD's list: a build folder from before the .d
+# files existed (or with a .d lost) is rebuilt whole when a header changes,
+# never linked from objects of two struct layouts.
+$(BUILD)/engine/%.o: engine/%.c $(wildcard engine/*.h engine/include/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ENGINE_CFLAGS) -c -o $@ $<
 
@@ -92,7 +95,7 @@ $(BUILD)/engine/%.o: engine/%.c
 $(BUILD)/bindings/main.o: BINDING_DEFS := \
   -DSONDE_SCRIPTS_DIR='"$(PREFIX)/share/sonde/scripts"'
 
-$(BUILD)/bindings/%.o: bindings/%.c $(wildcard engine/include/*.h bindings/*.h)
+$(BUILD)/bindings/%.o: bindings/%.c $(wildcard engine/*.h engine/include/*.h bindings/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LUAJIT_CFLAGS) $(BINDING_DEFS) -c -o $@ $<
 
