@@ -176,6 +176,13 @@ static void check_store(lua_State *L, int idx, const lschema_t *s,
     put(out, f, v->num);
     return;
   case LF_BOOL:
+    /* a boolean, or one of the field's named values (df = "probe") */
+    if (v->type == LUA_TSTRING && f->choices)
+      for (i = 0; f->choices[i]; i++)
+        if (strcmp(f->choices[i], v->str) == 0) {
+          put(out, f, f->base + i);
+          return;
+        }
     if (v->type != LUA_TBOOLEAN)
       field_error(L, idx, s, f, E_TYPE);
     put(out, f, v->num != 0 ? f->vtrue : f->vfalse);
@@ -274,7 +281,7 @@ void sonde__lua_push_fields(lua_State *L, const lschema_t *s) {
       if (f->alt_name)
         lcore_set_num(L, f->alt_name, f->def_alt);
     }
-    if (f->type == LF_CHOICE) {
+    if (f->choices) {
       lua_newtable(L);
       for (j = 0; f->choices[j]; j++) {
         lua_pushstring(L, f->choices[j]);

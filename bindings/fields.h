@@ -57,7 +57,8 @@ struct lfield {
   int (*alt_when)(const void *out);
   const char *alt_name;
   int required;          /* absent is an error */
-  const char *const *choices; /* LF_CHOICE: NULL-terminated */
+  const char *const *choices; /* LF_CHOICE (LF_BOOL: named values besides
+                                 true and false): NULL-terminated */
   int base;              /* LF_CHOICE: the value of choices[0] */
   int vtrue, vfalse;     /* LF_BOOL: the values stored */
   int has_off;           /* nonzero: set the int at present_off to 1 */

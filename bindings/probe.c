@@ -49,6 +49,8 @@ static const char *const tcp_modes[] = {"auto", "syn", "connect", NULL};
 
 /* In the order they are checked: dst and proto first, for the fields whose
  * default or use depends on them. */
+static const char *const df_probe[] = {"probe", NULL};
+
 static const lfield_t probe_fields[] = {
     {LF_NAME("dst"), .type = LF_ADDR, SPEC(dst), .required = 1,
      .help = "destination, a numeric IPv4 or IPv6 address"},
@@ -97,8 +99,10 @@ static const lfield_t probe_fields[] = {
              "no identification field)",
      .help = "IPv4 identification (raw sockets)"},
     {LF_NAME("df"), .type = LF_BOOL, SPEC(df), .vtrue = SONDE_DF_SET,
-     .vfalse = SONDE_DF_CLEAR,
-     .help = "don't fragment (absent: the kernel's choice)"},
+     .vfalse = SONDE_DF_CLEAR, .choices = df_probe, .base = SONDE_DF_PROBE,
+     .help = "don't fragment (absent: the kernel's choice); \"probe\": "
+             "don't fragment, limited by the device MTU only, not by the "
+             "path MTU the kernel learnt (path MTU discovery)"},
     {LF_NAME("flow_label"), .type = LF_INT, SPEC(flow_label),
      .max = SONDE_FLOW_LABEL_MAX, .has_off = 1,
      .present_off = offsetof(sonde_probe_spec_t, has_flow_label),

@@ -198,7 +198,7 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
       sonde__proto_ops(spec->proto) == NULL ||
       spec->bind < SONDE_BIND_KERNEL || spec->bind > SONDE_BIND_FIXED ||
       isnan(spec->wait) || spec->size > SONDE__MAX_PAYLOAD ||
-      spec->df < SONDE_DF_DEFAULT || spec->df > SONDE_DF_CLEAR)
+      spec->df < SONDE_DF_DEFAULT || spec->df > SONDE_DF_PROBE)
     return SONDE_EINVAL;
   /* Header fields the family has no room for (IPv6 has no identification
    * outside a fragment header, IPv4 no flow label). */
@@ -404,7 +404,7 @@ void sonde__result_init(const sonde__probe_t *p, sonde_result_t *res) {
   res->received = p->received;
   res->src = p->local;
   res->ip_id = p->spec.ip_id;
-  res->df = p->spec.df ? p->spec.df == SONDE_DF_SET : -1;
+  res->df = p->spec.df ? p->spec.df != SONDE_DF_CLEAR : -1;
   res->flow_label = p->spec.has_flow_label ? (int32_t)p->spec.flow_label : -1;
   if (p->key.proto == SONDE_PROTO_ICMP) {
     res->echo_id = p->key.a;
@@ -509,9 +509,10 @@ void sonde__probe_fail(sonde_engine_t *eng, sonde__probe_t *p, int err) {
     res.status = SONDE_STATUS_FAILED;
   res.error = err;
   /* over the path MTU the kernel knows (DF): name that MTU, as ping's
-   * "message too long, mtu=1280" */
+   * "message too long, mtu=1280"; a PROBE send is limited by the device's
+   * MTU alone, which is then the one to name */
   if (err == SONDE_EMSGSIZE)
-    res.mtu = sonde__path_mtu(&p->spec.dst);
+    res.mtu = sonde__path_mtu(&p->spec.dst, p->spec.df == SONDE_DF_PROBE);
   sonde__probe_done(eng, p, &res);
 }
 

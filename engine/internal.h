@@ -275,7 +275,7 @@ int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
                      struct sockaddr_storage *src);
 /* The path MTU the kernel knows for dst (IP_MTU of a connected UDP socket),
  * or 0. */
-int sonde__path_mtu(const struct sockaddr_storage *dst);
+int sonde__path_mtu(const struct sockaddr_storage *dst, int device);
 void sonde__clear_pending_error(int fd);
 socklen_t sonde__addr_len(const struct sockaddr_storage *ss);
 const void *sonde__addr_bytes(const struct sockaddr_storage *ss);

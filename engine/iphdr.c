@@ -20,24 +20,44 @@ static int connect_once(int fd, const struct sockaddr_storage *dst) {
 
 /* --- DF ------------------------------------------------------------------ */
 
+/* The IP_MTU_DISCOVER value of an IPv4 probe's df. */
+static int pmtudisc4(sonde_df_t df) {
+  return df == SONDE_DF_PROBE ? IP_PMTUDISC_PROBE
+         : df == SONDE_DF_SET ? IP_PMTUDISC_DO
+                              : IP_PMTUDISC_DONT;
+}
+
 /*
  * IPv4 DF has no ancillary form: IP_MTU_DISCOVER is set for the send and
  * put back after it, because a shared socket (the engine's UDP or raw ICMP
- * socket, a flow's) also sends probes that leave DF to the kernel.
+ * socket, a flow's) also sends probes that leave DF to the kernel. IPv6's
+ * DF is ancillary (IPV6_DONTFRAG), but whether the kernel's path MTU or
+ * the device's limits the send is not: a SONDE_DF_PROBE send sets
+ * IPV6_MTU_DISCOVER to IPV6_PMTUDISC_PROBE the same way.
  */
-static int send_df4(sonde__probe_t *p, int fd, struct msghdr *msg) {
-  int want = p->spec.df == SONDE_DF_SET ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
+static int with_pmtudisc(sonde__probe_t *p, int fd, struct msghdr *msg,
+                         int (*send_fn)(sonde__probe_t *, int,
+                                        struct msghdr *)) {
+  int v6 = ((const struct sockaddr *)msg->msg_name)->sa_family == AF_INET6;
+  int level = v6 ? IPPROTO_IPV6 : IPPROTO_IP;
+  int opt = v6 ? IPV6_MTU_DISCOVER : IP_MTU_DISCOVER;
+  int want = v6 ? IPV6_PMTUDISC_PROBE : pmtudisc4(p->spec.df);
   int old, r;
   socklen_t len = sizeof(old);
 
-  if (getsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &old, &len) < 0 ||
-      setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &want, sizeof(want)) < 0) {
-    p->call = "setsockopt(IP_MTU_DISCOVER)";
+  if (getsockopt(fd, level, opt, &old, &len) < 0 ||
+      setsockopt(fd, level, opt, &want, sizeof(want)) < 0) {
+    p->call = v6 ? "setsockopt(IPV6_MTU_DISCOVER)" : "setsockopt(IP_MTU_DISCOVER)";
     return -errno;
   }
-  r = sonde__sendmsg(fd, msg);
-  (void)setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &old, sizeof(old));
+  r = send_fn(p, fd, msg);
+  (void)setsockopt(fd, level, opt, &old, sizeof(old));
   return r;
+}
+
+static int send_plain(sonde__probe_t *p, int fd, struct msghdr *msg) {
+  (void)p;
+  return sonde__sendmsg(fd, msg);
 }
 
 /* --- the IPv6 flow label ------------------------------------------------- */
@@ -136,10 +156,14 @@ static int send_labelled(sonde__probe_t *p, int fd, struct msghdr *msg) {
  * IPv6 flow label.
  */
 int sonde__send_fields(sonde__probe_t *p, int fd, struct msghdr *msg) {
-  if (((const struct sockaddr *)msg->msg_name)->sa_family == AF_INET6)
-    return p->spec.has_flow_label ? send_labelled(p, fd, msg)
-                                  : sonde__sendmsg(fd, msg);
-  return p->spec.df ? send_df4(p, fd, msg) : sonde__sendmsg(fd, msg);
+  if (((const struct sockaddr *)msg->msg_name)->sa_family == AF_INET6) {
+    int (*fn)(sonde__probe_t *, int, struct msghdr *) =
+        p->spec.has_flow_label ? send_labelled : send_plain;
+    return p->spec.df == SONDE_DF_PROBE ? with_pmtudisc(p, fd, msg, fn)
+                                        : fn(p, fd, msg);
+  }
+  return p->spec.df ? with_pmtudisc(p, fd, msg, send_plain)
+                    : sonde__sendmsg(fd, msg);
 }
 
 /* --- the IPv4 identification: a header we write -------------------------- */
@@ -247,7 +271,7 @@ int sonde__tcp_fields(sonde__probe_t *p) {
     }
   }
   if (spec->df) {
-    v = spec->df == SONDE_DF_SET ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
+    v = pmtudisc4(spec->df);
     if (setsockopt(p->fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof(v)) < 0) {
       p->call = "setsockopt(IP_MTU_DISCOVER)";
       return -errno;

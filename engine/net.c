@@ -1,8 +1,12 @@
 /* net.c - small socket and address helpers. */
 #include <errno.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 
 #include "internal.h"
 
@@ -66,7 +70,7 @@ void sonde__probe_msg(struct msghdr *msg, struct iovec *iov,
     n_cmsg++;
   }
   if (v6 && df) {
-    (void)put_int(msg, cm, IPPROTO_IPV6, IPV6_DONTFRAG, df == SONDE_DF_SET);
+    (void)put_int(msg, cm, IPPROTO_IPV6, IPV6_DONTFRAG, df != SONDE_DF_CLEAR);
     n_cmsg++;
   }
   msg->msg_controllen = (size_t)n_cmsg * CMSG_SPACE(sizeof(int));
@@ -82,7 +86,7 @@ int sonde__sendto_probe(sonde__probe_t *p, int fd, const void *buf,
 
   sonde__probe_msg(&msg, &iov, &control, buf, len, dst, spec->ttl, spec->tos,
                    spec->df);
-  if ((spec->df && !v6) || spec->has_flow_label)
+  if ((spec->df && !v6) || spec->df == SONDE_DF_PROBE || spec->has_flow_label)
     return sonde__send_fields(p, fd, &msg);
   return sonde__sendmsg(fd, &msg);
 }
@@ -156,10 +160,70 @@ int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
   return r;
 }
 
+/*
+ * The MTU of the device the route towards dst leaves by: the route's
+ * output interface from rtnetlink (RTM_GETROUTE, as `ip route get` asks;
+ * the kernel answers within the request's sendmsg), then SIOCGIFMTU on
+ * it. 0 when it cannot say. The reply is untrusted bytes like any other:
+ * every length is checked.
+ */
+static int device_mtu(int udp_fd, const struct sockaddr_storage *dst) {
+  struct {
+    struct nlmsghdr nh;
+    struct rtmsg rt;
+    char attrs[RTA_SPACE(16)];
+  } req;
+  union {
+    struct nlmsghdr nh;
+    char buf[4096];
+  } ans;
+  struct rtattr *rta;
+  struct ifreq ifr;
+  int fd, v6 = dst->ss_family == AF_INET6, alen = v6 ? 16 : 4, oif = 0;
+  ssize_t n;
+
+  memset(&req, 0, sizeof(req));
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(req.rt)) + RTA_LENGTH(alen);
+  req.nh.nlmsg_type = RTM_GETROUTE;
+  req.nh.nlmsg_flags = NLM_F_REQUEST;
+  req.nh.nlmsg_seq = 1;
+  req.rt.rtm_family = (unsigned char)dst->ss_family;
+  req.rt.rtm_dst_len = (unsigned char)(alen * 8);
+  rta = (struct rtattr *)((char *)&req + NLMSG_ALIGN(NLMSG_LENGTH(sizeof(req.rt))));
+  rta->rta_type = RTA_DST;
+  rta->rta_len = (unsigned short)RTA_LENGTH(alen);
+  memcpy(RTA_DATA(rta), sonde__addr_bytes(dst), (size_t)alen);
+
+  fd = sonde__socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+  if (fd < 0)
+    return 0;
+  n = send(fd, &req, req.nh.nlmsg_len, 0);
+  if (n >= 0)
+    n = recv(fd, &ans, sizeof(ans), MSG_DONTWAIT);
+  sonde__close_fd(&fd);
+  if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct rtmsg)) ||
+      !NLMSG_OK(&ans.nh, (unsigned)n) || ans.nh.nlmsg_type != RTM_NEWROUTE)
+    return 0;
+  {
+    int left = (int)ans.nh.nlmsg_len - (int)NLMSG_LENGTH(sizeof(struct rtmsg));
+    for (rta = RTM_RTA(NLMSG_DATA(&ans.nh)); RTA_OK(rta, left);
+         rta = RTA_NEXT(rta, left))
+      if (rta->rta_type == RTA_OIF && RTA_PAYLOAD(rta) >= sizeof(int))
+        memcpy(&oif, RTA_DATA(rta), sizeof(int));
+  }
+  memset(&ifr, 0, sizeof(ifr));
+  if (oif <= 0 || if_indextoname((unsigned)oif, ifr.ifr_name) == NULL ||
+      ioctl(udp_fd, SIOCGIFMTU, &ifr) < 0)
+    return 0;
+  return ifr.ifr_mtu > 0 ? ifr.ifr_mtu : 0;
+}
+
 /* The path MTU the kernel knows for dst: a connected UDP socket's IP_MTU
  * (IPv6: IPV6_MTU), the route's MTU lowered by what frag needed / packet
- * too big taught it. 0 when it cannot say. */
-int sonde__path_mtu(const struct sockaddr_storage *dst) {
+ * too big taught it; with device set, the MTU of the device the route
+ * leaves by instead (what limits a SONDE_DF_PROBE send). 0 when it cannot
+ * say. */
+int sonde__path_mtu(const struct sockaddr_storage *dst, int device) {
   struct sockaddr_storage to = *dst;
   int fd, mtu = 0, v6 = dst->ss_family == AF_INET6;
   socklen_t len = sizeof(mtu);
@@ -167,11 +231,15 @@ int sonde__path_mtu(const struct sockaddr_storage *dst) {
   fd = sonde__socket(dst->ss_family, SOCK_DGRAM, IPPROTO_UDP);
   if (fd < 0)
     return 0;
-  sonde__addr_set_port(&to, 9);
-  if (connect(fd, (struct sockaddr *)&to, sonde__addr_len(&to)) < 0 ||
-      getsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU,
-                 &mtu, &len) < 0)
-    mtu = 0;
+  if (device)
+    mtu = device_mtu(fd, dst);
+  else {
+    sonde__addr_set_port(&to, 9);
+    if (connect(fd, (struct sockaddr *)&to, sonde__addr_len(&to)) < 0 ||
+        getsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU,
+                   &mtu, &len) < 0)
+      mtu = 0;
+  }
   sonde__close_fd(&fd);
   return mtu;
 }

@@ -183,7 +183,10 @@ typedef enum {
   SONDE_DF_DEFAULT = 0, /* the kernel's choice (Linux: DF set on datagrams
                            that fit the path MTU; path MTU discovery) */
   SONDE_DF_SET,         /* do not fragment */
-  SONDE_DF_CLEAR        /* may be fragmented */
+  SONDE_DF_CLEAR,       /* may be fragmented */
+  SONDE_DF_PROBE        /* do not fragment, and ignore the path MTU the
+                           kernel has learnt: only the device MTU limits
+                           the send (path MTU discovery's own probes) */
 } sonde_df_t;
 
 /* Source-port binding policy for probes that own a socket (TCP, and UDP with
@@ -363,7 +366,12 @@ typedef struct {
    * its routers never fragment: SET/CLEAR is IPV6_DONTFRAG, whether the
    * sender refuses (EMSGSIZE) or fragments a datagram over the path MTU.
    * TCP: IPv4 only (on IPv6 the probe fails with ENOTSUP: TCP never
-   * fragments).
+   * fragments). PROBE: DF set as with SET, but under IP_PMTUDISC_PROBE /
+   * IPV6_PMTUDISC_PROBE: the send is limited by the outgoing device's MTU
+   * only, not by a smaller path MTU that an earlier frag_needed /
+   * packet_too_big taught the kernel (with SET such a send fails locally
+   * with EMSGSIZE, and the router that sent the ICMP is not found again);
+   * a failed send's result names the device MTU in mtu.
    *
    * flow_label (when has_flow_label): the IPv6 flow label, 0..0xFFFFF,
    * instead of the one Linux derives from the flow (0: unlabelled).
