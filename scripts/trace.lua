@@ -65,7 +65,9 @@ Raw sockets are used to read ICMP errors: run as root or give the executable CAP
 
 The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row (once the hop after them is silent too, the probes already sent beyond it have had their chance, and nothing beyond answered; the text output ends with a line that says so); stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
 
-traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the largest, -w the wait, -n no names, -N the probes in flight, -p the protocol (traceroute's -I is -p icmp, -T -p tcp, -U -p udp), and a number after the target is the packet length in bytes, IP and transport headers included (traceroute's default, 60 for IPv4 UDP, is sonde's too: 32 payload bytes). With -A (or --as) every hop's origin AS is looked up as mtr -z does (a DNS TXT query in Team Cymru's convention, or --as-file, a pfx2as table) and shown before its name, [AS64500] (nothing when no answer came). Differences that remain: -s (source address), -i (interface), -F (use --df yes), -t (use --tos), --mtu are not taken yet; -p is the protocol, not traceroute's port (use --port); --quiet is only a long option.
+traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the largest, -w the wait, -n no names, -N the probes in flight, -p the protocol (traceroute's -I is -p icmp, -T -p tcp, -U -p udp), and a number after the target is the packet length in bytes, IP and transport headers included (traceroute's default, 60 for IPv4 UDP, is sonde's too: 32 payload bytes). With -A (or --as) every hop's origin AS is looked up as mtr -z does (a DNS TXT query in Team Cymru's convention, or --as-file, a pfx2as table) and shown before its name, [AS64500] (nothing when no answer came). Differences that remain: -s (source address), -i (interface), -F (use --df yes), -t (use --tos) are not taken yet; -p is the protocol, not traceroute's port (use --port); --quiet is only a long option.
+
+Path MTU discovery (--mtu) works as traceroute --mtu's: one probe at a time, DF set, the first PACKETLEN bytes long (default 65000); a probe that is too big goes out again at the MTU that was named (the outgoing device's, when the host itself cannot send it; the next hop's, from a router's frag needed or packet too big; RFC 1191's next lower plateau when an old router names none), and the hop prints F=MTU after that probe. The path MTU the kernel has learnt does not limit the probes (IP_PMTUDISC_PROBE), so the router that is the bottleneck answers on every run. JSON: mtu on that hop and pmtu on that probe, path_mtu on the trace.
 
 Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM; what was traced is written first).]],
   options = campaign.options(header.options{
@@ -102,6 +104,8 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
       help = "require raw sockets (root or CAP_NET_RAW) and fail without them" },
     { nil, "--unprivileged", flag = true,
       help = "never use raw sockets: ICMP datagram sockets and socket error queues (the default when raw sockets are not allowed)" },
+    { nil, "--mtu", key = "mtu", flag = true,
+      help = "discover the path MTU hop by hop, as traceroute --mtu: one probe at a time (-N 1) with DF set, the first PACKETLEN bytes (default 65000) long; a probe that is too big (over the outgoing device's MTU, or a router's frag needed / packet too big) goes out again at the MTU named, and the hop shows F=MTU after that probe; UDP and ICMP" },
     { "-n", key = "numeric", flag = true, help = "print addresses only, do not look up hop names" },
     { "-A", key = "as_lookups", flag = true,
       help = "the origin AS of every hop, as traceroute -A shows it ([AS64500]; --as and the options below)" },
@@ -126,7 +130,6 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
     ["-t"] = "use --tos N",
     ["-s"] = "a source address is not supported yet",
     ["-i"] = "binding to an interface is not supported yet",
-    ["--mtu"] = "path MTU discovery is not supported yet",
   },
   examples = {
     "sonde trace -n 198.18.8.2",
@@ -215,6 +218,19 @@ local function payload_of(len, af, strategy)
   return payload
 end
 
+-- traceroute --mtu's first packet length without PACKETLEN: the largest it
+-- sends; the outgoing device's MTU cuts it down at the first probe.
+local MTU_START = 65000
+
+-- The path MTU discovery settings of a trace to family af (sonde.trace's
+-- pmtu option), or nil without --mtu.
+local function pmtu_for(opts, af, strategy)
+  if not opts.mtu then return nil end
+  local headers = IP_HEADER[af] + PROBE_HEADER
+  return { size = opts.packetlen or MTU_START, headers = headers,
+    least = headers + (strategy == "classic" and 1 or 2) }
+end
+
 -- The strategy instance for a run (af: the destination's family).
 local function strategy_for(name, opts, addr, port, tcp_mode, af)
   local mod = require("sonde.strategy." .. name)
@@ -233,7 +249,7 @@ end
 
 -- The columns of csv and markdown: one row per probe.
 local COLUMNS = { "target", "addr", "ttl", "q", "status", "kind", "code", "hop", "hop_name", "rtt_ms",
-  "reply_ttl", "error", "seq", "sport", "dport", "changes", "nat", "ext" }
+  "reply_ttl", "error", "seq", "sport", "dport", "changes", "nat", "ext", "mtu" }
 
 -- A trace's probes as rows for csv and markdown.
 local function rows_of(t)
@@ -245,7 +261,7 @@ local function rows_of(t)
         rtt_ms = r.rtt and r.rtt * 1000 or nil, reply_ttl = r.reply_ttl,
         error = r.error and r.error.name or nil, seq = r.seq, sport = r.sport, dport = r.dport,
         changes = r.changes and quote.changes_text(r.changes) or nil, nat = r.nat,
-        ext = r.ext and quote.ext_list_text(r.ext) or nil }
+        ext = r.ext and quote.ext_list_text(r.ext) or nil, mtu = r.pmtu }
     end
   end
   return rows
@@ -302,6 +318,7 @@ local function trace_one(eng, run, name, addr, af)
       interrupted = run.interrupted,
       on_interrupt = run.on_stop,
       campaign = run.campaign,
+      pmtu = pmtu_for(opts, af, sname),
     }
   end
   local t = trace_with(strategy)
@@ -469,6 +486,12 @@ local function run(opts, ctx)
   end
   if opts.first_ttl > opts.max_ttl then
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
+  end
+  if opts.mtu and opts.protocol == "tcp" then
+    cli.usage_error("--mtu: a TCP probe is a SYN with no payload, whose size cannot vary; use -p udp or -p icmp")
+  end
+  if opts.mtu and opts.strategy == "dublin" then
+    cli.usage_error("--mtu sends one probe at a time along one flow: not with --strategy dublin")
   end
   -- the traces' shared state
   local st = { opts = opts, strategy_given = strategy_given,

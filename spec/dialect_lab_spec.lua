@@ -250,6 +250,22 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
       end
     end)
 
+    it("--mtu HOST: F=1500 at hop 1, F=1280 beyond the 1280 link, as traceroute --mtu", function()
+      local function marks(out)
+        local m = {}
+        for ttl, f in out:gmatch("\n%s*(%d+)%s[^\n]-F=(%d+)") do m[tonumber(ttl)] = tonumber(f) end
+        return m
+      end
+      local words = { "-n", "--mtu", DST }
+      local out, err, code = sonde("trace", words)
+      assert.are.equal(0, code, err)
+      assert.are.same({ [1] = 1500, [2] = 1280 }, marks(out), out)
+      assert.are.same({ { R1 }, { R2 }, { DST } }, hops(out))
+      if has("traceroute") then
+        assert.are.same(marks((tool({ "traceroute", unpack(words) }))), marks(out))
+      end
+    end)
+
     it("-A: each hop's origin AS before it, as traceroute -A shows it (offline: --as-file)", function()
       local path = helpers.readable_file("198.18.0.0\t24\t64500\n198.18.1.0\t24\t64501\n"
         .. "198.18.0.0\t15\t64999\n")

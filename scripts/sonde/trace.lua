@@ -122,6 +122,38 @@ function M.estimate(est, rtt)
   return est
 end
 
+-- Path MTU discovery (o.pmtu; traceroute --mtu). RFC 1191's plateaus: the
+-- sizes to try below a size that a router refused without saying which it
+-- could forward (an old router's frag needed with a next-hop MTU of 0), or
+-- that the sender refused without naming its device's MTU.
+M.PLATEAUS = { 65535, 32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68 }
+
+-- The packet size (IP header included) to retry with after outcome r of a
+-- probe of size bytes, or nil when r does not say the packet was too big:
+-- a router's frag needed (IPv4) or packet too big (IPv6) names the next
+-- hop's MTU; a local EMSGSIZE (the DF'd packet is over the outgoing
+-- device's MTU: the engine names that MTU) too. least: the smallest size a
+-- probe can have (its headers and payload); nil as well when the MTU
+-- named is not smaller than size or too small for a probe.
+function M.shrunk(r, size, least)
+  local mtu
+  if r.status == "reply" and (r.kind == "packet_too_big" or
+      (r.kind == "dest_unreachable" and r.code == "frag_needed")) then
+    mtu = r.mtu or 0
+  elseif r.status == "failed" and r.error and r.error.name == "EMSGSIZE" then
+    mtu = r.mtu or 0
+  else
+    return nil
+  end
+  if mtu == 0 then
+    for _, p in ipairs(M.PLATEAUS) do
+      if p < size then mtu = p break end
+    end
+  end
+  if mtu > 0 and mtu < size and mtu >= least then return mtu end
+  return nil
+end
+
 -- One flow of probes (a classic or Paris strategy instance); see M.run.
 local function run_one(o)
   local eng = o.eng
@@ -130,6 +162,11 @@ local function run_one(o)
   -- A strategy may allow fewer probes in flight than asked (Paris TCP:
   -- one; its probes share a 4-tuple).
   local sim = math.min(o.sim, o.strategy.inflight or o.sim)
+  -- Path MTU discovery sends one probe at a time (traceroute --mtu's -N
+  -- 1): each goes out at the size the probes before it found.
+  local pmtu = o.pmtu
+  local psize = pmtu and pmtu.size
+  if pmtu then sim = 1 end
   local rule = o.rule or retry.default
   local default_rule = rule == retry.default
   local spec_of = o.strategy.spec
@@ -330,6 +367,11 @@ local function run_one(o)
     local hop = hop_at(rec.ttl)
     hop.probes[rec.q] = r
     hop.got = hop.got + 1
+    if rec.pmtu then
+      -- this probe went out again at the size its first attempt learnt
+      r.pmtu = rec.pmtu
+      hop.mtu = math.min(hop.mtu or rec.pmtu, rec.pmtu)
+    end
   end
 
   -- The trace ends when it waits for nothing more: at once if no probe is
@@ -392,6 +434,16 @@ local function run_one(o)
     if status == "failed" and r.error and r.error.name == "ECANCELED" then
       -- Ours: past the destination, or interrupted. Not a network outcome.
       rec.cancelled = true
+    elseif pmtu and rec.ttl <= limit and M.shrunk(r, psize, pmtu.least) then
+      -- Too big for the path: the same TTL goes out again at the size
+      -- learnt, and shows it (traceroute's F=). The outcome stays visible
+      -- on the probe that replaces it. Sizes only shrink: this ends.
+      psize = M.shrunk(r, psize, pmtu.least)
+      r.id = nil
+      local earlier = rec.earlier or json.array{}
+      earlier[#earlier + 1] = r
+      reissue_queue[#reissue_queue + 1] = { ttl = rec.ttl, q = rec.q,
+        reissues = rec.reissues, earlier = earlier, pmtu = psize }
     elseif rec.ttl <= limit then
       local action
       if default_rule and status ~= "skipped" then
@@ -450,12 +502,19 @@ local function run_one(o)
     if rec then on_result(rec, r) end
   end
 
-  local function send(ttl, q, reissues, earlier)
+  local function send(ttl, q, reissues, earlier, found)
     local spec = spec_of(ttl, seq)
     seq = seq + 1
     spec.wait = wmax
+    if pmtu then
+      -- DF, limited by the device's MTU only: a path MTU that the kernel
+      -- learnt from an earlier frag needed / packet too big (of this run or
+      -- another) would fail the send locally with EMSGSIZE and hide the
+      -- router that is the bottleneck
+      spec.size, spec.df = psize - pmtu.headers, "probe"
+    end
     local rec = { ttl = ttl, q = q, reissues = reissues or 0, sent = eng:now(),
-      earlier = earlier, below = ttl < horizon or nil }
+      earlier = earlier, below = ttl < horizon or nil, pmtu = found }
     local id, err, name = eng:probe_async(spec, on_probe)
     if not id then
       record(rec, { status = "failed", ttl = ttl, seq = spec.seq,
@@ -478,7 +537,7 @@ local function run_one(o)
     while n_inflight < sim and not interrupted() do
       local re = reissue_queue[1] and table.remove(reissue_queue, 1)
       if re then
-        if re.ttl <= limit then send(re.ttl, re.q, re.reissues, re.earlier) end
+        if re.ttl <= limit then send(re.ttl, re.q, re.reissues, re.earlier, re.pmtu) end
       elseif next_ttl <= limit and next_ttl <= horizon and not gap_wait then
         send(next_ttl, next_q)
         next_q = next_q + 1
@@ -518,7 +577,7 @@ local function run_one(o)
   for ttl = o.first_ttl, math.min(limit, max_ttl) do
     local hop = hops[ttl]
     if hop and #hop.probes > 0 then
-      out[#out + 1] = { ttl = ttl, probes = hop.probes }
+      out[#out + 1] = { ttl = ttl, probes = hop.probes, mtu = hop.mtu }
     end
   end
   if interrupted() then
@@ -536,6 +595,7 @@ local function run_one(o)
     stop_reason = stop_reason,
     error = stop_reason == "error" and failed_error or nil,
     hops = out,
+    path_mtu = psize,
     started = started,
     duration = eng:now() - t0,
   }
@@ -628,7 +688,13 @@ end
 -- in TTL order once it is complete; with flows, once all flows are done),
 -- interrupted() (true to stop), on_interrupt(fn) (hands over a function
 -- that stops the trace at once), campaign (a M.campaign() shared by the
--- traces of a campaign: where to stop sending at first; nil: no horizon).
+-- traces of a campaign: where to stop sending at first; nil: no horizon),
+-- pmtu (path MTU discovery, one flow only: { size = the first probe's
+-- packet size in bytes, IP header included, headers = the IP and probe
+-- headers' bytes, least = the smallest packet a probe can be }: probes go
+-- out one at a time with DF set; a probe that comes back too big (M.shrunk)
+-- goes out again at the size learnt, its result carries pmtu and its hop
+-- mtu, that size; the trace's path_mtu is the size the last probe had).
 -- Returns the trace table (stop_reason, reached, hops = { { ttl, probes } },
 -- ...; without target naming fields).
 function M.run(o)

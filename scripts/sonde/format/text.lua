@@ -67,6 +67,9 @@ function M.hop(hop, t)
     else
       out[#out + 1] = " !" .. (r.error and r.error.name or "failed")
     end
+    -- path MTU discovery: this probe went out again at a smaller size
+    -- (traceroute --mtu's F=)
+    if r.pmtu then out[#out + 1] = " F=" .. r.pmtu end
   end
   out[#out + 1] = "\n"
   if labels then out[#out + 1] = "     " .. labels .. "\n" end
