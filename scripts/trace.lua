@@ -69,6 +69,8 @@ traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the lar
 
 Path MTU discovery (--mtu) works as traceroute --mtu's: one probe at a time, DF set, the first PACKETLEN bytes long (default 65000); a probe that is too big goes out again at the MTU that was named (the outgoing device's, when the host itself cannot send it; the next hop's, from a router's frag needed or packet too big; RFC 1191's next lower plateau when an old router names none), and the hop prints F=MTU after that probe. The path MTU the kernel has learnt does not limit the probes (IP_PMTUDISC_PROBE), so the router that is the bottleneck answers on every run. JSON: mtu on that hop and pmtu on that probe, path_mtu on the trace.
 
+A host name with both IPv4 and IPv6 addresses is traced over IPv4, as traceroute does; -6 traces it over IPv6.
+
 Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM; what was traced is written first).]],
   options = campaign.options(header.options{
     { "-p", "--protocol", arg = "PROTO", choices = { "udp", "icmp", "tcp" }, default = "udp",
@@ -506,6 +508,9 @@ local function run(opts, ctx)
   local one_doc = opts.format == "text" or opts.format == "json" or opts.format == "dot"
   local kr = kit.start(opts, ctx, {
     cmd = "trace", what = "targets reached", words = opts.target, as_list = not one_doc,
+    -- a name with IPv4 and IPv6 addresses is traced over IPv4, as
+    -- traceroute does (getaddrinfo's first IPv4 answer)
+    prefer = 4,
     own = OWN, modules = { dot = OWN.dot }, flush = false,
     engine = { rate = opts.rate, window = opts.window,
       privileged = opts.privileged and "raw" or opts.unprivileged and "unprivileged" or "auto" },

@@ -332,6 +332,44 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
     end)
   end)
 
+  describe("a host name with both an IPv4 and an IPv6 address", function()
+    it("is traced over IPv4 as traceroute does, pinged and mtr'd over IPv6 as ping and mtr do; -4/-6 force", function()
+      -- the name from the lab's /etc/hosts; a resolver nobody runs, so that
+      -- nothing else is ever asked
+      l:etc("src", "hosts", "127.0.0.1 localhost\n" .. DST .. " dual.lab\n" .. l.dst.v6 .. " dual.lab\n")
+      l:etc("src", "resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+      local v4, v6 = DST:gsub("%.", "%%."), l.dst.v6:gsub("%-", "%%-")
+      -- "to NAME (ADDR)" of trace's and traceroute's header, "(ADDR)" of ping's
+      local function header_addr(out) return out:match("%((%x[%x:.]*)%)") end
+      local out, err, code = sonde("trace", { "-n", "-q", "1", "dual.lab" })
+      assert.are.equal(0, code, err)
+      assert.are.equal(DST, header_addr(out), out)
+      out, err, code = sonde("trace", { "-n", "-q", "1", "-6", "dual.lab" })
+      assert.are.equal(0, code, err)
+      assert.are.equal(l.dst.v6, header_addr(out), out)
+      out, err, code = sonde("ping", { "-c", "1", "dual.lab" })
+      assert.are.equal(0, code, err)
+      assert.matches("%(" .. v6 .. "%)", out)
+      out, err, code = sonde("ping", { "-c", "1", "-4", "dual.lab" })
+      assert.are.equal(0, code, err)
+      assert.matches("%(" .. v4 .. "%)", out)
+      out, err, code = sonde("mtr", { "-n", "-r", "-c", "1", "dual.lab" })
+      assert.are.equal(0, code, err)
+      assert.matches("\n%s+1%.|%-%- " .. l.hops[1].v6:gsub("%-", "%%-") .. " ", out)
+      -- the real tools, on the same name
+      if has("traceroute") then
+        assert.are.equal(DST, header_addr((tool({ "traceroute", "-n", "-q", "1", "dual.lab" }))))
+      end
+      if has("ping") then
+        assert.matches("%(" .. v6 .. "%)", (tool({ "ping", "-c", "1", "dual.lab" })))
+      end
+      if has("mtr") then
+        assert.matches("\n%s+1%.|%-%- " .. l.hops[1].v6:gsub("%-", "%%-") .. " ",
+          (tool({ "mtr", "-n", "-r", "-c", "1", "dual.lab" })))
+      end
+    end)
+  end)
+
   describe("the other commands", function()
     it("sweep takes -4/-6; mda's confidence is --confidence only and -q is not quiet", function()
       local _, err, code = sonde("sweep", { "-6", "198.18.2.0/30" })

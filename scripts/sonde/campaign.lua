@@ -64,9 +64,10 @@ end
 
 -- Resolve every name of the list at once (at most 64 lookups in flight),
 -- inside eng:run(), and add the first address of each (of `family`, 4 or
--- 6, if given). A name that does not resolve is reported and skipped.
+-- 6, if given; else of `prefer` if it has one: sonde.target.pick). A name
+-- that does not resolve is reported and skipped.
 -- -> { [address] = the name it came from }.
-function M.resolve_names(eng, list, ctx, cmd, family)
+function M.resolve_names(eng, list, ctx, cmd, family, prefer)
   local names, named = list:names(), {}
   if #names == 0 then return named end
   local addrs, nexti = {}, 0
@@ -79,7 +80,7 @@ function M.resolve_names(eng, list, ctx, cmd, family)
         local i = nexti
         local got, err = eng:resolve(names[i], family)
         if got and got[1] then
-          addrs[i] = got[1]
+          addrs[i] = require("sonde.target").pick(got, family, prefer) or got[1]
         else
           ctx.stderr:write(fmt("sonde %s: skipped '%s': cannot resolve: %s\n", cmd, names[i],
             tostring(err or "no address")))
@@ -176,8 +177,8 @@ end
 -- how many they are.
 -- -> iter (the next address, or nil), total (of the shard), n (of the
 -- list), named ({ [address] = the name it came from }).
-function M.order(eng, list, ctx, cmd, family, seed, shard, max_targets)
-  local named = M.resolve_names(eng, list, ctx, cmd, family)
+function M.order(eng, list, ctx, cmd, family, seed, shard, max_targets, prefer)
+  local named = M.resolve_names(eng, list, ctx, cmd, family, prefer)
   local n, lerr = list:finish()
   if not n then cli.usage_error("%s", lerr) end
   if n == 0 then cli.usage_error("no targets left to probe") end
@@ -197,12 +198,13 @@ end
 -- address came from; nil for addresses and prefixes). No job starts once
 -- o.stopped() is true. With o.progress (M.progress), a progress line
 -- counts the jobs done.
---   o: cmd ("trace"), family (4, 6 or nil), seed, shard ({ K, N } or nil),
+--   o: cmd ("trace"), family (4, 6 or nil), prefer (sonde.target.pick), seed,
+--      shard ({ K, N } or nil),
 --      parallel, job, stopped, progress, on_total(total) (before any job)
 -- -> the number of targets (of the shard).
 function M.each(eng, list, ctx, o)
   local iter, total, _, named = M.order(eng, list, ctx, o.cmd, o.family, o.seed, o.shard,
-    o.max_targets)
+    o.max_targets, o.prefer)
   if o.on_total then o.on_total(total) end
   local started, running, done, all = eng:now(), 0, 0, eng:event()
   local tick -- the progress timer's token, cancelled at the end
@@ -274,11 +276,12 @@ end
 -- o.sink erase it first. No target starts once o.stopped() is true (the
 -- sink's write failures stop it too). o.on_total(total), if given, once
 -- the list's names are resolved, before the first target (M.each).
---   o: cmd, opts, family, sink, one, start, on_total, stopped, progress
+--   o: cmd, opts, family, prefer (sonde.target.pick), sink, one, start,
+--      on_total, stopped, progress
 -- -> the progress line (to clear() when the run is over), or nil.
 function M.for_targets(eng, tg, ctx, o)
   if tg.single then
-    local addr, af = require("sonde.target").resolve(eng, tg.single, o.family)
+    local addr, af = require("sonde.target").resolve(eng, tg.single, o.family, o.prefer)
     o.one(tg.single, addr, af)
     return nil
   end
@@ -289,7 +292,7 @@ function M.for_targets(eng, tg, ctx, o)
     o.sink.before = progress.before_output
   end
   M.each(eng, tg.list, ctx, {
-    cmd = o.cmd, family = o.family, seed = opts.seed, shard = opts.shard,
+    cmd = o.cmd, family = o.family, prefer = o.prefer, seed = opts.seed, shard = opts.shard,
     parallel = opts.parallel, max_targets = opts.max_targets, progress = progress,
     on_total = o.on_total,
     stopped = function() return o.stopped() or not o.sink:ok() end,

@@ -61,7 +61,9 @@ Run.__index = Run
 --      options), say(run) (write the end's line on stderr? default: with a
 --      list of targets, unless --quiet), closed (a closed standard output:
 --      nil goes on as usual, "quiet" says nothing more on stderr, a number
---      is the exit status)
+--      is the exit status), prefer (4 or 6: the family a host name with
+--      both resolves to without -4/-6, sonde.target.pick; nil: the
+--      resolver's first)
 -- -> the run.
 function M.start(opts, ctx, o)
   local run = setmetatable({ opts = opts, ctx = ctx, cmd = o.cmd, o = o,
@@ -122,7 +124,8 @@ function Run:each(o)
       o.all(progress)
     else
       progress = campaign.for_targets(self.eng, self.tg, self.ctx, {
-        cmd = self.cmd, opts = self.opts, family = self.family, sink = sink, one = o.one,
+        cmd = self.cmd, opts = self.opts, family = self.family, prefer = self.o.prefer,
+        sink = sink, one = o.one,
         progress = o.progress, on_total = o.on_total,
         stopped = function() return self.signal ~= nil end,
         start = o.start and function() sink:start(o.start) end,

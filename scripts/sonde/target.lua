@@ -15,10 +15,30 @@ function M.family(s)
   if s:match("^%d+%.%d+%.%d+%.%d+$") then return 4 end
 end
 
--- The address to probe: a numeric address as given, else the first of the
--- wanted family (4, 6 or nil for either) that the resolver returns.
--- Raises the CLI's usage/runtime errors; must run inside eng:run().
-function M.resolve(eng, target, family)
+-- Which of a name's addresses (the resolver's list, in its order: RFC 6724's,
+-- as getaddrinfo sorts them) to probe: the first of family (4, 6, or nil
+-- for either); with prefer (4 or 6) and no family, the first of prefer if
+-- there is one. iputils ping and mtr take getaddrinfo's first answer;
+-- Linux traceroute the first IPv4 one when a name has both (its getaddr:
+-- "when af not specified, choose DEF_AF if present"): sonde trace passes
+-- prefer = 4. -> the address and its family, or nil.
+function M.pick(addrs, family, prefer)
+  if prefer and not family then
+    for _, a in ipairs(addrs) do
+      if M.family(a) == prefer then return a, prefer end
+    end
+  end
+  for _, a in ipairs(addrs) do
+    local f = M.family(a)
+    if not family or f == family then return a, f end
+  end
+end
+
+-- The address to probe: a numeric address as given, else the one M.pick
+-- picks among the resolver's (family: 4, 6 or nil for either; prefer: see
+-- M.pick). Raises the CLI's usage/runtime errors; must run inside
+-- eng:run().
+function M.resolve(eng, target, family, prefer)
   local fam = M.family(target)
   if fam then
     if family and fam ~= family then
@@ -30,10 +50,8 @@ function M.resolve(eng, target, family)
   if not addrs then
     cli.runtime_error("cannot resolve '%s': %s", target, err)
   end
-  for _, a in ipairs(addrs) do
-    local f = M.family(a)
-    if not family or f == family then return a, f end
-  end
+  local a, f = M.pick(addrs, family, prefer)
+  if a then return a, f end
   cli.runtime_error("'%s' has no IPv%d address", target, family or 4)
 end
 
