@@ -251,7 +251,10 @@ end
 
 -- The columns of csv and markdown: one row per probe.
 local COLUMNS = { "target", "addr", "ttl", "q", "status", "kind", "code", "hop", "hop_name", "rtt_ms",
-  "reply_ttl", "error", "seq", "sport", "dport", "changes", "nat", "ext", "mtu" }
+  "reply_ttl", "error", "seq", "sport", "dport", "changes", "nat", "ext" }
+-- with --mtu, one more: the size a probe went out again at (F=)
+local MTU_COLUMNS = { unpack(COLUMNS) }
+MTU_COLUMNS[#MTU_COLUMNS + 1] = "mtu"
 
 -- A trace's probes as rows for csv and markdown.
 local function rows_of(t)
@@ -560,7 +563,7 @@ local function run(opts, ctx)
     one = campaign_job(kr, st, stops),
     on_total = function(total)
       kr.tally.total = total
-      kr.sink:start{ command = "trace", version = 1, columns = kr.sink.rows and COLUMNS or nil,
+      kr.sink:start{ command = "trace", version = 1, columns = kr.sink.rows and (opts.mtu and MTU_COLUMNS or COLUMNS) or nil,
         total = total, protocol = opts.protocol, strategy = opts.strategy }
     end,
     before = function()

@@ -138,6 +138,17 @@ helpers.lab_describe("sonde trace --mtu beside traceroute --mtu", function()
     end)
   end
 
+  it("adds an mtu column to CSV, where the size shrank, and only with --mtu", function()
+    local out, err, code = sonde{ "-n", "--mtu", "-q", "1", "--format", "csv", l.dst.v4 }
+    assert.are.equal(0, code, err)
+    local lines = helpers.lines((out:gsub("\r", "")))
+    assert.matches(",ext,mtu$", lines[1])
+    assert.matches(",1400$", lines[3])     -- hop 2
+    assert.matches(",$", lines[4])         -- hop 3: no change
+    out = sonde{ "-n", "-q", "1", "--format", "csv", l.dst.v4 }
+    assert.matches(",ext\r?\n", out)
+  end)
+
   it("starts at PACKETLEN, as traceroute --mtu HOST PACKETLEN; unprivileged too", function()
     flush()
     local out, err, code = sonde{ "-n", "--mtu", "--unprivileged", l.dst.v4, "1450" }
