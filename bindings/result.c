@@ -71,7 +71,7 @@ static int result_fields(const sonde_result_t *r) {
        (r->n_mpls > 0);
   n += (r->ip_id != 0) + (r->df >= 0) + (r->flow_label >= 0);
   n += (r->mpls_truncated != 0) + (r->n_ext > 0) + (r->ext_truncated != 0) +
-       (r->n_changes > 0) + (r->nat != 0);
+       (r->n_changes > 0) + (r->nat != 0) + addr_known(&r->quoted_src);
   return n;
 }
 
@@ -152,6 +152,7 @@ void sonde__lua_push_result(lua_State *L, uint64_t id, const sonde_result_t *r) 
   if (r->nat) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "nat");
+    set_addr(L, "quoted_src", &r->quoted_src);
   }
   if (r->n_ext > 0) {
     sonde__lua_push_ext(L, r->ext, r->n_ext);

@@ -51,3 +51,26 @@ void sonde__checksum_hold(uint8_t *msg, size_t len, size_t at,
   msg[at] = (uint8_t)(x >> 8);
   msg[at + 1] = (uint8_t)x;
 }
+
+/*
+ * A transport checksum after a rewrite of some of the 16-bit words it
+ * covers (old -> new, len bytes, len even): a NAT rewriting the source
+ * address (a pseudo-header word) and the source port. full: csum is a
+ * complete checksum field, adjusted as RFC 1624 eqn. 3 does (HC' = ~(~HC +
+ * ~m + m')); else csum is the folded pseudo-header sum that a datagram sent
+ * with checksum offload (CHECKSUM_PARTIAL) carries until a NIC completes
+ * it, which Linux adjusts as a sum (S' = S + ~m + m') and only for the
+ * pseudo-header (the header's own words are summed later).
+ */
+uint16_t sonde__cksum_rewrite(uint16_t csum, int full, const uint8_t *old,
+                              const uint8_t *new, size_t len) {
+  uint32_t acc = full ? (uint16_t)~csum : csum;
+  size_t i;
+  for (i = 0; i + 1 < len; i += 2) {
+    acc += (uint16_t)~(old[i] << 8 | old[i + 1]);
+    acc += (uint32_t)(new[i] << 8 | new[i + 1]);
+  }
+  while (acc >> 16)
+    acc = (acc & 0xffff) + (acc >> 16);
+  return full ? (uint16_t)~acc : (uint16_t)acc;
+}

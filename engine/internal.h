@@ -254,6 +254,13 @@ sonde__probe_t *sonde__table_find(sonde_engine_t *eng, const sonde__key_t *k);
 void sonde__key_make(sonde__key_t *k, int proto, int af, const void *addr,
                      uint16_t a, uint16_t b);
 void sonde__table_free(sonde_engine_t *eng);
+/* The one probe in flight for which match(p, ctx) is 1; NULL when none
+ * is or more than one is (*n: 0, 1, or 2 for more). Looks at every probe:
+ * for the rare reply that no key names. */
+sonde__probe_t *sonde__table_only(sonde_engine_t *eng,
+                                  int (*match)(const sonde__probe_t *,
+                                               const void *),
+                                  const void *ctx, size_t *n);
 
 /* net.c: socket helpers */
 int sonde__socket(int af, int type, int proto);

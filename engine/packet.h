@@ -135,6 +135,11 @@ void sonde__icmp_classify(int af, int type, int code, sonde_kind_t *kind,
 /* Internet checksum (RFC 1071) of buf, starting from partial sum `sum`. */
 uint16_t sonde__cksum(const void *buf, size_t len, uint32_t sum);
 
+/* A checksum (full) or offloaded partial sum (!full) after the words old
+ * became new (len bytes, even): see checksum.c. */
+uint16_t sonde__cksum_rewrite(uint16_t csum, int full, const uint8_t *old,
+                              const uint8_t *new, size_t len);
+
 /*
  * Build an ICMP (af AF_INET) or ICMPv6 (AF_INET6) echo request into buf:
  * header + payload_len bytes of payload (a fixed pattern). For ICMPv6 the

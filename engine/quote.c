@@ -50,6 +50,31 @@ static void add(sonde_result_t *res, sonde_field_t f, uint32_t sent,
   } while (0)
 
 /*
+ * Is seen the transport checksum sent (full or, kernel-written, the
+ * offloaded partial sum) after a NAT rewrote the source address (when the
+ * checksum sums it: pseudo) and the source port or echo id (port_was ->
+ * port_now) as the quote shows them, and adjusted the checksum for that?
+ * The partial sum covers only the pseudo-header (the address): Linux
+ * leaves it alone for a port rewrite, which the NIC's completion covers.
+ */
+static int csum_after_nat(const sonde__sent_t *s, const void *qsrc,
+                          int pseudo, uint16_t port_was, uint16_t port_now,
+                          uint16_t sent, uint16_t seen) {
+  size_t alen = pseudo ? (s->af == AF_INET6 ? 16 : 4) : 0;
+  uint8_t was[18], now[18];
+  memcpy(was, s->src, alen);
+  memcpy(now, qsrc, alen);
+  was[alen] = (uint8_t)(port_was >> 8);
+  was[alen + 1] = (uint8_t)port_was;
+  now[alen] = (uint8_t)(port_now >> 8);
+  now[alen + 1] = (uint8_t)port_now;
+  if (sonde__cksum_rewrite(sent, 1, was, now, alen + 2) == seen)
+    return 1;
+  return s->udp_csum_kernel && pseudo &&
+         sonde__cksum_rewrite(s->udp_csum_partial, 0, was, now, alen) == seen;
+}
+
+/*
  * Compare a quote with what was sent; append the differences to res's
  * changes, and set res->nat (with quoted_src) when the quote names another
  * source address than the probe's (a source NAT that did not translate the
@@ -59,14 +84,16 @@ static void add(sonde_result_t *res, sonde_field_t f, uint32_t sent,
  * A checksum that differs while the ports, addresses and quoted payload are
  * what was sent is the mark of a NAT that rewrote the packet and restored
  * all but the checksum on the way back (Dublin traceroute's NAT evidence):
- * reported as a change of the checksum, and as nat.
+ * reported as a change of the checksum, and as nat. A checksum that a
+ * rewritten source address and port explain (the NAT adjusted it for
+ * them: RFC 1624, RFC 3022 4.2) is no further change.
  */
 void sonde__quote_changes(const sonde__sent_t *s, const sonde__quote_t *q,
                           sonde_result_t *res) {
   size_t alen = s->af == AF_INET6 ? 16 : 4;
   const void *qsrc = s->af == AF_INET6 ? (const void *)&q->src6
                                        : (const void *)&q->src4;
-  int csum_changed = 0;
+  int csum_changed = 0, nat_src = 0, nat_port = 0;
 
   if (q->af != s->af)
     return;
@@ -90,6 +117,7 @@ void sonde__quote_changes(const sonde__sent_t *s, const sonde__quote_t *q,
       memcpy(&((struct sockaddr_in *)ss)->sin_addr, qsrc, 4);
     add(res, SONDE_FIELD_SRC, 0, 0);
     res->nat = 1;
+    nat_src = 1;
   }
   if (q->proto != s->proto)
     return;
@@ -97,12 +125,15 @@ void sonde__quote_changes(const sonde__sent_t *s, const sonde__quote_t *q,
     CMP(SONDE_FIELD_SPORT, s->sport, q->sport);
     CMP(SONDE_FIELD_DPORT, s->dport, q->dport);
     if (KNOWN(s, SONDE_FIELD_SPORT) && s->sport != q->sport)
-      res->nat = 1;
+      res->nat = nat_port = 1;
   }
   if (q->has_udp_csum) {
     CMP(SONDE_FIELD_UDP_LEN, s->udp_len, q->udp_len);
     if (KNOWN(s, SONDE_FIELD_UDP_CHECKSUM) && s->udp_csum != q->udp_csum &&
-        !(s->udp_csum_kernel && q->udp_csum == s->udp_csum_partial)) {
+        !(s->udp_csum_kernel && q->udp_csum == s->udp_csum_partial) &&
+        !((nat_src || nat_port) &&
+          csum_after_nat(s, nat_src ? qsrc : s->src, 1, s->sport, q->sport,
+                         s->udp_csum, q->udp_csum))) {
       add(res, SONDE_FIELD_UDP_CHECKSUM, s->udp_csum, q->udp_csum);
       csum_changed = 1;
     }
@@ -117,8 +148,19 @@ void sonde__quote_changes(const sonde__sent_t *s, const sonde__quote_t *q,
     if (q->has_tcp_mss)
       CMP(SONDE_FIELD_TCP_MSS, s->tcp_mss, q->tcp_mss);
   }
+  /* The echo id is the port a NAPT rewrites in ICMP (RFC 3022 2.2). */
+  if (q->has_icmp_echo && KNOWN(s, SONDE_FIELD_ICMP_ID) &&
+      s->icmp_id != q->icmp_id) {
+    add(res, SONDE_FIELD_ICMP_ID, s->icmp_id, q->icmp_id);
+    res->nat = nat_port = 1;
+  }
+  /* ICMPv6 sums the pseudo-header (the address), ICMPv4 does not. */
   if (q->has_icmp_echo && KNOWN(s, SONDE_FIELD_ICMP_CHECKSUM) &&
-      s->icmp_csum != q->icmp_csum) {
+      s->icmp_csum != q->icmp_csum &&
+      !((nat_src || nat_port) &&
+        csum_after_nat(s, nat_src ? qsrc : s->src, s->af == AF_INET6,
+                       s->icmp_id, q->icmp_id, s->icmp_csum,
+                       q->icmp_csum))) {
     add(res, SONDE_FIELD_ICMP_CHECKSUM, s->icmp_csum, q->icmp_csum);
     csum_changed = 1;
   }

@@ -18,7 +18,7 @@ typedef struct {
   uint16_t ip_len; /* IPv4 total length, IPv6 payload length */
   uint32_t flow_label;
   uint8_t src[16];
-  uint16_t sport, dport, udp_len, udp_csum, icmp_csum;
+  uint16_t sport, dport, udp_len, udp_csum, icmp_id, icmp_csum;
   uint32_t tcp_seq;
   uint8_t tcp_flags;
   uint16_t tcp_window, tcp_mss;

@@ -301,14 +301,22 @@ uint8_t sonde__payload_byte(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
 }
 
 /* The quoted payload (len bytes of data, as far as kept) carries the
- * engine's nonce, or is too short to tell (routers may quote 8 bytes of
- * the transport header and nothing more: RFC 792). 1 if it may be ours. */
-int sonde__nonce_ok(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+ * engine's nonce where spec's probe has it: 1 yes, 0 no, -1 too short to
+ * tell or a payload without one. */
+static int nonce_in(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
                     const uint8_t *data, size_t len) {
   int at = nonce_at(spec);
   if (at < 0 || len < (size_t)at + SONDE__NONCE_LEN)
-    return 1;
+    return -1;
   return memcmp(data + at, nonce(eng), SONDE__NONCE_LEN) == 0;
+}
+
+/* The quoted payload carries the engine's nonce, or is too short to tell
+ * (routers may quote 8 bytes of the transport header and nothing more:
+ * RFC 792). 1 if it may be ours. */
+int sonde__nonce_ok(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+                    const uint8_t *data, size_t len) {
+  return nonce_in(eng, spec, data, len) != 0;
 }
 
 /*
@@ -360,6 +368,144 @@ int sonde__source_ok(const sonde__probe_t *p, const sonde__icmp_t *m) {
   return p->spec.proto == SONDE_PROTO_TCP ||
          sonde__nonce_ok(p->eng, &p->spec, m->quote.data,
                          m->quote.data_len);
+}
+
+/*
+ * An ICMP error whose quote names another source than p's is p's probe,
+ * rewritten on its way by a NAT that did not translate the error back
+ * (stateless NAT, NAT64-like and carrier-grade boxes that rewrite only the
+ * outer header, against RFC 5508 4.2; Linux conntrack's masquerade
+ * translates the quote back and leaves nothing to see), only with proof
+ * that no other host or process can give:
+ * - the whole of what names the probe: a half-open SYN's 32-bit sequence
+ *   number (its high half is the engine's nonce, syn.c), a UDP or ICMP
+ *   echo probe's nonce present in full in the quoted payload (a quote too
+ *   short to show it proves nothing: another host's packet to the same
+ *   destination and ports may be behind it);
+ * - a quoted TTL below the one the probe left with: the NAT that rewrote
+ *   the source is itself a router and the one that quoted it is beyond it,
+ *   so the packet was forwarded at least once. A quote of the probe as it
+ *   left (TTL untouched, another source) is what any host on our link,
+ *   seeing the probe pass, can make.
+ * TCP connect probes never: the kernel's TCP error handler matches the
+ * quote's 4-tuple to the socket and ignores one that names another
+ * source, so the connect would never confirm it.
+ */
+static int nat_ok(const sonde__probe_t *p, const sonde__icmp_t *m) {
+  const sonde__quote_t *q = &m->quote;
+
+  if (m->kind == SONDE_KIND_ECHO_REPLY || !m->has_quote || q->af != m->af ||
+      p->local.ss_family != m->af || q->ttl >= p->spec.ttl)
+    return 0;
+  if (p->syn)
+    return q->has_tcp_seq && q->tcp_seq == p->isn;
+  if (p->spec.proto == SONDE_PROTO_TCP)
+    return 0;
+  return nonce_in(p->eng, &p->spec, q->data, q->data_len) == 1;
+}
+
+/* Could the quote of m be of one of this engine's probes at all (its
+ * nonce, or a SYN probe's high half of the sequence number)? A cheap test
+ * before nat_find looks through every probe in flight. */
+static int nat_maybe(sonde_engine_t *eng, const sonde__icmp_t *m) {
+  const sonde__quote_t *q = &m->quote;
+  size_t at;
+
+  if (m->kind == SONDE_KIND_ECHO_REPLY || !m->has_quote || q->af != m->af)
+    return 0;
+  if (q->proto == IPPROTO_TCP)
+    return q->has_tcp_seq && eng->syn_nonce != 0 &&
+           (q->tcp_seq >> 16) == eng->syn_nonce;
+  /* the nonce is first in the payload, or after a held checksum's two
+   * compensating bytes (nonce_at) */
+  for (at = 0; at <= 2; at += 2)
+    if (q->data_len >= at + SONDE__NONCE_LEN &&
+        memcmp(q->data + at, nonce(eng), SONDE__NONCE_LEN) == 0)
+      return 1;
+  return 0;
+}
+
+typedef struct {
+  const sonde__icmp_t *m;
+  int same_port; /* 1: the source port (echo id) is the probe's */
+} nat_ctx_t;
+
+/* nat_find's test of one probe in flight: the quote holds what a NAT that
+ * rewrites the source address and port (NAPT, RFC 3022; the ICMP echo id
+ * is its port) leaves of p's identity, and nat_ok's proof. */
+static int nat_match(const sonde__probe_t *p, const void *arg) {
+  const nat_ctx_t *ctx = arg;
+  const sonde__icmp_t *m = ctx->m;
+  const sonde__quote_t *q = &m->quote;
+  uint16_t qport = q->proto == IPPROTO_UDP || q->proto == IPPROTO_TCP
+                       ? q->sport
+                       : q->icmp_id;
+  const void *dst = q->af == AF_INET6 ? (const void *)&q->dst6
+                                      : (const void *)&q->dst4;
+
+  if (p->key.af != (q->af == AF_INET6 ? 6 : 4) ||
+      memcmp(p->key.addr, dst, q->af == AF_INET6 ? 16 : 4) != 0 ||
+      (p->key.a == qport) != ctx->same_port)
+    return 0;
+  switch (p->key.proto) {
+  case SONDE_PROTO_UDP:
+    if (q->proto != IPPROTO_UDP || !q->has_ports || q->dport != p->key.b)
+      return 0;
+    /* A held checksum names the probe among its flow's (Paris): the NAT
+     * adjusted it for the address and port it wrote (RFC 1624). */
+    if (p->key.c) {
+      size_t alen = q->af == AF_INET6 ? 16 : 4;
+      uint8_t was[18], now[18];
+      memcpy(was, sonde__addr_bytes(&p->local), alen);
+      memcpy(now, q->af == AF_INET6 ? (const void *)&q->src6
+                                    : (const void *)&q->src4, alen);
+      was[alen] = (uint8_t)(p->key.a >> 8);
+      was[alen + 1] = (uint8_t)p->key.a;
+      now[alen] = (uint8_t)(q->sport >> 8);
+      now[alen + 1] = (uint8_t)q->sport;
+      if (!q->has_udp_csum ||
+          sonde__cksum_rewrite(p->key.c, 1, was, now, alen + 2) != q->udp_csum)
+        return 0;
+    }
+    break;
+  case SONDE_PROTO_TCP:
+    if (q->proto != IPPROTO_TCP || !q->has_ports || q->dport != p->key.b)
+      return 0;
+    break;
+  case SONDE_PROTO_ICMP:
+    if ((q->proto != IPPROTO_ICMP && q->proto != IPPROTO_ICMPV6) ||
+        !q->has_icmp_echo || q->icmp_seq != p->key.b)
+      return 0;
+    break;
+  default:
+    return 0;
+  }
+  return sonde__addr_bytes(&p->local) != NULL && nat_ok(p, m);
+}
+
+/*
+ * The probe of an ICMP error whose quote matches no key: one whose source
+ * address, and maybe its source port (ICMP echo id), a NAT rewrote, found
+ * by the rest of its identity and nat_ok's proof. The probes whose source
+ * port the quote shows come first (a NAT that rewrote the address alone):
+ * a held checksum adjusted for another port can be another flow's.
+ * Only when exactly one probe in flight fits: two that fit (probes of one
+ * flow whose checksum the quote does not hold, or a NAT that gave two of
+ * our flows one port) cannot be told apart, and a reply given to the wrong
+ * one would be a wrong hop.
+ */
+static sonde__probe_t *nat_find(sonde_engine_t *eng, const sonde__icmp_t *m) {
+  nat_ctx_t ctx = {m, 1};
+  sonde__probe_t *p;
+  size_t n;
+
+  if (!nat_maybe(eng, m))
+    return NULL;
+  p = sonde__table_only(eng, nat_match, &ctx, &n);
+  if (n > 0)
+    return p;
+  ctx.same_port = 0;
+  return sonde__table_only(eng, nat_match, &ctx, &n);
 }
 
 /* When the reply for p came: its kernel timestamp, unless that is before
@@ -535,7 +681,11 @@ void sonde__recv_drain(sonde_engine_t *eng, int af) {
       key.c = 0;
       p = sonde__table_find(eng, &key);
     }
-    if (p == NULL || !sonde__source_ok(p, &m)) {
+    /* A quote of another source: a NAT's, with proof (nat_ok), else
+     * not ours. */
+    if (p != NULL && !sonde__source_ok(p, &m) && !nat_ok(p, &m))
+      p = NULL;
+    if (p == NULL && (p = nat_find(eng, &m)) == NULL) {
       eng->stats.ignored++;
       continue;
     }

@@ -134,6 +134,8 @@ void sonde__sent_from_probe(const sonde__probe_t *p, sonde__sent_t *s) {
       s->icmp_csum = probe_cksum(p, s->proto, hdr, payload);
       KNOW(s, SONDE_FIELD_ICMP_CHECKSUM);
     }
+    s->icmp_id = p->key.a;
+    KNOW(s, SONDE_FIELD_ICMP_ID);
     break;
   case SONDE_PROTO_TCP:
     s->proto = IPPROTO_TCP;

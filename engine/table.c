@@ -94,6 +94,24 @@ sonde__probe_t *sonde__table_find(sonde_engine_t *eng, const sonde__key_t *k) {
   return NULL;
 }
 
+/* See internal.h. */
+sonde__probe_t *sonde__table_only(sonde_engine_t *eng,
+                                  int (*match)(const sonde__probe_t *,
+                                               const void *),
+                                  const void *ctx, size_t *n) {
+  sonde__probe_t *found = NULL, *p;
+  size_t i;
+  *n = 0;
+  for (i = 0; i < eng->n_buckets; i++)
+    for (p = eng->buckets[i]; p; p = p->hnext)
+      if (match(p, ctx)) {
+        if (++*n > 1)
+          return NULL;
+        found = p;
+      }
+  return found;
+}
+
 void sonde__table_free(sonde_engine_t *eng) {
   free(eng->buckets);
   eng->buckets = NULL;

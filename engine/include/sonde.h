@@ -269,7 +269,8 @@ typedef struct {
   XX(TCP_FLAGS, "tcp_flags")                                                  \
   XX(TCP_WINDOW, "tcp_window")                                                \
   XX(TCP_MSS, "tcp_mss")                                                      \
-  XX(PAYLOAD, "payload")
+  XX(PAYLOAD, "payload")                                                      \
+  XX(ICMP_ID, "icmp_id")
 
 typedef enum {
   SONDE_FIELD_NONE = 0,
@@ -440,9 +441,13 @@ typedef struct {
    * fields that differ; a field the router did not quote is not listed. */
   int n_changes;
   sonde_change_t changes[SONDE_CHANGES_MAX];
-  int nat;                       /* 1: the quote names another source
-                                    address than the probe's (SNAT) */
-  struct sockaddr_storage quoted_src; /* with nat: the quoted source */
+  int nat;                       /* 1: NAT evidence: the quote names
+                                    another source address or port (ICMP
+                                    echo id) than the probe's, or shows a
+                                    checksum rewritten alone (Dublin) */
+  struct sockaddr_storage quoted_src; /* with nat, when the source address
+                                         changed: the quoted one (else
+                                         AF_UNSPEC) */
 } sonde_result_t;
 
 typedef struct sonde_engine sonde_engine_t;

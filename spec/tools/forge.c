@@ -34,6 +34,12 @@
  *            header: a longer chain than a receiver walks
  *   te1      the exact quote, in a fragment reassembly time exceeded
  *            (code 1), which is no hop
+ *   nonce    the exact quote but for what only the prober knows: the
+ *            first 6 payload bytes (UDP, ICMP echo: where sonde's nonce
+ *            is) or the high half of the TCP sequence number altered, the
+ *            transport checksum made to fit; run beyond a NAT (-d the
+ *            address it gives the prober), it is another process's packet
+ *            as that NAT rewrote it
  * Each of these reaches a socket that Linux finds by the quote's addresses
  * and ports (the kernel checks neither version nor fragment offset), and
  * a raw ICMP socket. Runs SECONDS (at most PPS answers per second), then
@@ -187,7 +193,7 @@ static size_t forge(int v6, int v, uint8_t *b, const void *victim,
   return n;
 }
 
-enum { M_FOREIGN = 1, M_FRAG, M_VERSION, M_EXTHDR, M_TE1 };
+enum { M_FOREIGN = 1, M_FRAG, M_VERSION, M_EXTHDR, M_TE1, M_NONCE };
 
 /*
  * Rewrite the transport checksum of the datagram q (IP header hl bytes,
@@ -226,7 +232,22 @@ static int mode_of(const char *m) {
   if (strcmp(m, "version") == 0) return M_VERSION;
   if (strcmp(m, "exthdr") == 0) return M_EXTHDR;
   if (strcmp(m, "te1") == 0) return M_TE1;
+  if (strcmp(m, "nonce") == 0) return M_NONCE;
   return 0;
+}
+
+/* M_NONCE: alter what names the prober's own packet in datagram q (IP
+ * header hl bytes, n bytes kept): UDP and ICMP payload bytes 0-5, the high
+ * half of a TCP sequence number. */
+static void unnonce(int v6, uint8_t *q, size_t hl, size_t n) {
+  uint8_t proto = v6 ? q[6] : q[9];
+  size_t i, from = hl + 8, to = hl + 14;
+  if (proto == IPPROTO_TCP) {
+    from = hl + 4;
+    to = hl + 6;
+  }
+  for (i = from; i < to && i < n; i++)
+    q[i] ^= 0x5a;
 }
 
 /*
@@ -268,6 +289,11 @@ static size_t mirror(int v6, int mode, const uint8_t *pkt, size_t n,
       break;
     case M_VERSION:
       q[0] = (uint8_t)(0x60 | (q[0] & 0x0f));
+      break;
+    case M_NONCE:
+      unnonce(0, q, hl, n);
+      if ((size_t)(q[2] << 8 | q[3]) == n)
+        resum(0, q, hl, n);
       break;
     default:
       break;
@@ -321,6 +347,11 @@ static size_t mirror(int v6, int mode, const uint8_t *pkt, size_t n,
     }
     else if (mode == M_VERSION)
       q[0] = (uint8_t)(0x40 | (q[0] & 0x0f));
+    else if (mode == M_NONCE) {
+      unnonce(1, q, 40, n);
+      if ((size_t)(q[4] << 8 | q[5]) + 40 == n)
+        resum(1, q, 40, n);
+    }
     break;
   }
   return 8 + qn;
@@ -442,7 +473,7 @@ int main(int argc, char **argv) {
     case 'M':
       mode = mode_of(optarg);
       if (mode == 0) {
-        fprintf(stderr, "forge: -M foreign|frag|version|exthdr|te1\n");
+        fprintf(stderr, "forge: -M foreign|frag|version|exthdr|te1|nonce\n");
         return 2;
       }
       break;
