@@ -43,6 +43,7 @@ static void sent_of(const uint8_t *d, sonde__sent_t *s) {
   s->udp_len = get16(d + 33);
   s->udp_csum = get16(d + 35);
   s->icmp_csum = get16(d + 37);
+  s->icmp_id = get16(d + 39);
   s->udp_csum_kernel = d[41] & 1;
   s->udp_csum_partial = get16(d + 42);
   s->tcp_seq = (uint32_t)get16(d + 44) << 16 | get16(d + 46);
@@ -62,6 +63,8 @@ static void check_result(const sonde_result_t *r) {
     CHECK(sonde_field_name(r->changes[i].field)[0] != '\0');
   }
   CHECK(r->nat == 0 || r->nat == 1);
+  /* a quoted source is given with nat alone */
+  CHECK(r->quoted_src.ss_family == 0 || r->nat);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
