@@ -192,6 +192,35 @@ helpers.lab_describe("a stateless NAT that rewrites the probes' source", functio
         assert.same({ "3" }, nat, out)
         assert.same({ "3" }, changed, out)
       end)
+
+      -- The kernel finds a UDP socket by the quoted addresses and ports:
+      -- an error quoting the NAT's address reaches none (a documented
+      -- limit of the error-queue path, not faked).
+      if not ports then
+        it("leaves the hops beyond it unanswered without raw sockets (UDP)", function()
+          for _, fam in ipairs{ 4, 6 } do
+            local argv = {}
+            for _, a in ipairs(helpers.AS_NOBODY) do argv[#argv + 1] = a end
+            for _, a in ipairs{ helpers.sonde(), "trace", "-n", "-q", "2", "-w", "0.5", "-m", tostring(N),
+                                "--format", "json", l.dst[fa(fam)] } do
+              argv[#argv + 1] = a
+            end
+            local out, err, code = l:exec("src", argv)
+            assert.are.equal(1, code, err)
+            local t = cjson.decode(out)
+            assert.is_false(t.privileged)
+            for _, hop in ipairs(t.hops) do
+              for _, p in ipairs(hop.probes) do
+                if hop.ttl <= 2 then
+                  assert.are.equal(l.hops[hop.ttl][fa(fam)], p.addr, "hop " .. hop.ttl)
+                else
+                  assert.are.equal("timeout", p.status, "hop " .. hop.ttl)
+                end
+              end
+            end
+          end
+        end)
+      end
     end)
   end
 
