@@ -437,9 +437,24 @@ local function run(opts, ctx)
 
   -- Writes one target's report in the chosen format.
   local function emit(doc)
-    tally:add(doc.reached, summary_text(doc), doc.stop_reason == "error" and doc.error or nil)
+    local err = doc.stop_reason == "error" and doc.error or nil
+    -- the EACCES of an ICMP datagram socket is no firewall's: say which
+    -- sysctl refuses it (the hint follows on stderr, sonde.campaign)
+    if err and target.icmp_hint(err) then err.message = target.ICMP_REFUSED end
+    -- Every probe failed locally (no socket, no route): no hop was probed,
+    -- and a row of ??? would say one was silent. mtr cannot start then;
+    -- here the error is said on stderr, the text and CSV have no rows, the
+    -- JSON document no hops.
+    local sent = false
+    for _, hop in ipairs(doc.hops) do
+      if hop.sent > 0 then sent = true break end
+    end
+    if err and not sent then doc.hops = json.array{} end
+    tally:add(doc.reached, summary_text(doc), err)
     last = doc
-    if opts.format == "json" then
+    if err and not sent and opts.format == "text" then
+      -- nothing to show
+    elseif opts.format == "json" then
       sink:write(json.encode(doc) .. "\n")
     elseif opts.format == "text" and opts.csv then
       sink:write((tally.targets == 1 and fmt.csv_header(show) or "")

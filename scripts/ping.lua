@@ -328,6 +328,7 @@ local function run(opts, ctx)
           r.error.message = target.ICMP_REFUSED
           if not hinted then
             hinted = true
+            run.tally.hinted = true   -- said once: not again at the end
             ctx.stderr:write("sonde ping: ", hint, "\n")
           end
         end

@@ -210,7 +210,10 @@ local function run(opts, ctx)
   end }
   -- ICMP datagram sockets refused (EACCES): say why, not "a firewall"
   local hint = require("sonde.target").icmp_hint(first_error)
-  if hint and not opts.quiet then ctx.stderr:write("sonde sweep: ", hint, "\n") end
+  if hint and not opts.quiet then
+    ctx.stderr:write("sonde sweep: ", hint, "\n")
+    kr.tally.hinted = true   -- said once: not again at the end
+  end
   return kr:finish(summary)
 end
 

@@ -333,6 +333,9 @@ local function trace_one(eng, run, name, addr, af)
   end
   for k, v in pairs(meta) do t[k] = v end
   t.port = nil
+  -- the EACCES of an ICMP datagram socket is no firewall's (explain_error
+  -- gives the sysctl that allows it)
+  if t.error and target.icmp_hint(t.error) then t.error.message = target.ICMP_REFUSED end
   t.privileged = eng:privileged(af)
   t.src = eng:source(addr)
   -- The trace's source is the route's; per probe it would only repeat it

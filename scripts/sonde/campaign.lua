@@ -320,7 +320,8 @@ end
 --              ("every probe failed")
 -- tally.total (the targets there were, set by the command) counts the
 -- ones not run as not answered; tally.line, the line said at the end
--- instead of "K of N WHAT".
+-- instead of "K of N WHAT"; tally.hinted, set by a command that already
+-- said how to allow refused ICMP datagram sockets (sonde.target.icmp_hint).
 local Tally = {}
 Tally.__index = Tally
 
@@ -382,8 +383,13 @@ function Tally:status(ctx, signal, say, quiet)
   if self.any and self.ok > 0 then return cli.EXIT.OK end
   if self.failed > 0 and self.failed == self.targets and self.error then
     if not self.explained and not quiet then
+      -- refused ICMP datagram sockets: the sysctl, not a firewall
+      local target = require("sonde.target")
+      local hint = target.icmp_hint(self.error)
       ctx.stderr:write(fmt("sonde %s: %s%s: %s\n", self.cmd,
-        self.failed_words and self.failed_words .. ": " or "", self.error.name, self.error.message))
+        self.failed_words and self.failed_words .. ": " or "", self.error.name,
+        hint and target.ICMP_REFUSED or self.error.message))
+      if hint and not self.hinted then ctx.stderr:write(fmt("sonde %s: %s\n", self.cmd, hint)) end
     end
     return cli.EXIT.RUNTIME
   end
