@@ -37,8 +37,8 @@ static void put(void *out, const lfield_t *f, double v) {
 
 /* The errors, off the hot path: the value is fetched again, so that the
  * message shows it as Lua does (a number in a string field included). */
-enum { E_TYPE, E_RANGE, E_INTEGER, E_CHOICE, E_ADDR, E_LONG, E_REQUIRED,
-       E_RULE };
+enum { E_TYPE, E_RANGE, E_INTEGER, E_CHOICE, E_ADDR, E_LONG, E_NUL,
+       E_REQUIRED, E_RULE };
 
 static const char *type_word(lf_type_t t) {
   switch (t) {
@@ -85,6 +85,9 @@ static void field_error(lua_State *L, int idx, const lschema_t *s,
   case E_LONG:
     luaL_error(L, "%s: field '%s' is longer than %d bytes", w, k,
                (int)f->max);
+    break;
+  case E_NUL:
+    luaL_error(L, "%s: field '%s' holds a NUL byte", w, k);
     break;
   case E_REQUIRED:
     if (f->type != LF_CHOICE)
@@ -195,6 +198,16 @@ static void check_store(lua_State *L, int idx, const lschema_t *s,
     *(const char **)((char *)out + f->off) = v->str;
     *(size_t *)((char *)out + f->len_off) = v->len;
     return;
+  case LF_TEXT:
+    if (v->type != LUA_TSTRING)
+      field_error(L, idx, s, f, E_TYPE);
+    if ((double)v->len > f->max)
+      field_error(L, idx, s, f, E_LONG);
+    if (memchr(v->str, '\0', v->len))
+      field_error(L, idx, s, f, E_NUL);
+    memcpy((char *)out + f->off, v->str, v->len);
+    ((char *)out + f->off)[v->len] = '\0';
+    return;
   }
 }
 
@@ -249,7 +262,8 @@ void sonde__lua_read_fields(lua_State *L, int idx, lschema_t *s, void *out) {
 }
 
 static const char *const type_names[] = {"address", "choice", "integer",
-                                         "number", "boolean", "string"};
+                                         "number", "boolean", "string",
+                                         "string"};
 
 /* A string field, left out when v is NULL. */
 static void set_str(lua_State *L, const char *k, const char *v) {
@@ -268,7 +282,7 @@ void sonde__lua_push_fields(lua_State *L, const lschema_t *s) {
     if (f->type == LF_INT || f->type == LF_NUMBER) {
       lcore_set_num(L, "min", f->min);
       lcore_set_num(L, "max", f->max);
-    } else if (f->type == LF_BYTES) {
+    } else if (f->type == LF_BYTES || f->type == LF_TEXT) {
       lcore_set_num(L, "max", f->max); /* bytes */
     }
     if (f->has_def && f->type == LF_CHOICE) {

@@ -19,7 +19,9 @@ typedef enum {
   LF_INT,    /* an integer number in [min, max] */
   LF_NUMBER, /* a number in [min, max], NaN refused */
   LF_BOOL,   /* a boolean -> vtrue or vfalse, stored as an int */
-  LF_BYTES   /* a string of at most max bytes -> pointer and length */
+  LF_BYTES,  /* a string of at most max bytes -> pointer and length */
+  LF_TEXT    /* a string of at most max bytes without NUL -> copied into a
+                char array of max + 1 bytes, NUL-terminated */
 } lf_type_t;
 
 /* How a number is stored in the output structure. */
@@ -47,7 +49,8 @@ struct lfield {
   size_t off;            /* the member in the output structure */
   lf_store_t store;
   size_t len_off;        /* LF_BYTES: the size_t member of the length */
-  double min, max;       /* LF_INT, LF_NUMBER: the range; LF_BYTES: max */
+  double min, max;       /* LF_INT, LF_NUMBER: the range; LF_BYTES,
+                            LF_TEXT: max bytes */
   int has_def;           /* absent: def is stored (else nothing is) */
   double def;
   /* A second default, chosen when alt_when(out) is true, for a field

@@ -39,6 +39,12 @@ static int is_v6(const void *out) {
   return ((const sonde_probe_spec_t *)out)->dst.ss_family == AF_INET6;
 }
 
+/* src: of dst's family (checked once both are read). */
+static int src_family_ok(const void *out) {
+  const sonde_probe_spec_t *spec = out;
+  return spec->src.ss_family == spec->dst.ss_family;
+}
+
 static const char *const protos[] = {
 #define XX(NAME, name, value) #name,
     SONDE_PROTO_MAP(XX)
@@ -126,6 +132,16 @@ static const lfield_t probe_fields[] = {
      .max = SONDE_TCP_EXPECT_MAX, .allowed = is_tcp, .only = "tcp",
      .rule = "fields 'payload' and 'expect' are for proto 'tcp'",
      .help = "bytes to read before the probe ends (else the first bytes)"},
+    {LF_NAME("src"), .type = LF_ADDR, SPEC(src), .allowed = src_family_ok,
+     .rule_last = 1,
+     .rule = "field 'src' must be of dst's family (IPv4 with IPv4, IPv6 "
+             "with IPv6)",
+     .help = "source address, one of this host's (else the probe fails "
+             "with EADDRNOTAVAIL); absent: the route's"},
+    {LF_NAME("iface"), .type = LF_TEXT, SPEC(iface),
+     .max = SONDE_IFNAMSIZ - 1,
+     .help = "interface to leave by (SO_BINDTODEVICE; a VRF's device routes "
+             "by its table); unknown: the probe fails with ENODEV"},
 };
 
 static sonde_probe_spec_t probe_defaults;

@@ -30,11 +30,9 @@ static int shape(sonde_engine_t *eng, sonde__probe_t *p, uint8_t *msg,
     if (len < 10 || spec->checksum == 0 || spec->checksum == 0xffff)
       return SONDE_EINVAL;
     if (af == AF_INET6) {
-      struct sockaddr_storage src;
-      int r = sonde__route_src(eng, &spec->dst, &src);
-      if (r < 0)
-        return r;
-      pseudo = sonde__pseudo_sum(af, sonde__addr_bytes(&src),
+      /* p->local: the probe's source (icmp_send) */
+      const struct sockaddr_storage *src = &p->local;
+      pseudo = sonde__pseudo_sum(af, sonde__addr_bytes(src),
                                  sonde__addr_bytes(&spec->dst), IPPROTO_ICMPV6,
                                  (uint32_t)len);
     }
@@ -188,6 +186,73 @@ static int echo_hold(sonde_engine_t *eng) {
   return r;
 }
 
+static void on_own_ping(uv_poll_t *h, int status, int events) {
+  sonde__probe_t *p = h->data;
+  int af = p->spec.dst.ss_family;
+  if (status < 0) {
+    /* an ICMP error on its error queue: libuv stopped the poll */
+    uint64_t id = p->id;
+    sonde__errqueue_drain(p->eng, p->fd, SONDE_PROTO_ICMP,
+                          sonde__addr_port(&p->local));
+    if (p->id == id && p->state == SONDE__INFLIGHT && !p->poll_closing)
+      (void)uv_poll_start(&p->poll, UV_READABLE, on_own_ping);
+    return;
+  }
+  sonde__ping_read(p->eng, &p->fd, &p->drops, af);
+}
+
+/*
+ * Unprivileged, with a source or interface of its own: an ICMP datagram
+ * socket of the probe's own, bound to the device and to the source (the
+ * kernel makes its port, chosen at bind(), the echo id). Linux's IPv6 ping
+ * sockets take their source from the socket's bound address only
+ * (ping_v6_sendmsg ignores IPV6_PKTINFO's), so the engine's shared socket
+ * cannot carry one. *id gets the echo id.
+ */
+static int own_ping(sonde_engine_t *eng, sonde__probe_t *p, uint16_t *id) {
+  int af = p->spec.dst.ss_family, on = 1, r;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+
+  r = sonde__probe_src(eng, p, &ss);
+  if (r < 0)
+    return r;
+  r = sonde__socket(af, SOCK_DGRAM,
+                    af == AF_INET6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+  if (r < 0) {
+    p->call = af == AF_INET6 ? "socket(SOCK_DGRAM, IPPROTO_ICMPV6)"
+                             : "socket(SOCK_DGRAM, IPPROTO_ICMP)";
+    return r;
+  }
+  p->fd = r;
+  if ((r = sonde__bind_device(p, p->fd)) < 0)
+    return r;
+  if (bind(p->fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0 ||
+      getsockname(p->fd, (struct sockaddr *)&p->local, &len) < 0) {
+    p->call = "bind";
+    return -errno;
+  }
+  if ((r = sonde__recverr_enable(p->fd, af)) < 0) {
+    p->call = "setsockopt(IP_RECVERR)";
+    return r;
+  }
+  /* the TTL of echo replies; best effort, as on the shared socket */
+  if (af == AF_INET6)
+    (void)setsockopt(p->fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &on, sizeof(on));
+  else
+    (void)setsockopt(p->fd, IPPROTO_IP, IP_RECVTTL, &on, sizeof(on));
+  *id = sonde__addr_port(&p->local);
+  r = uv_poll_init(eng->loop, &p->poll, p->fd);
+  if (r == 0) {
+    p->poll_init = 1;
+    p->poll.data = p;
+    r = uv_poll_start(&p->poll, UV_READABLE, on_own_ping);
+  }
+  if (r < 0)
+    p->call = "uv_poll_start";
+  return r;
+}
+
 static int icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
   const sonde_probe_spec_t *spec = &p->spec;
   int af = spec->dst.ss_family, i = sonde__afi(af), r, len, fd;
@@ -198,7 +263,14 @@ static int icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
     p->call = "socket(SOCK_RAW)";
     return r;
   }
-  if (eng->unpriv[i]) {
+  if (eng->unpriv[i] && (spec->src.ss_family || spec->iface[0])) {
+    r = own_ping(eng, p, &id);
+    if (r < 0)
+      return r;
+    fd = p->fd;
+    if (spec->echo_id == 0)
+      seq = ++eng->echo_seq ? eng->echo_seq : ++eng->echo_seq;
+  } else if (eng->unpriv[i]) {
     r = sonde__ping_open(eng, af);
     if (r < 0) {
       p->call = af == AF_INET6 ? "socket(SOCK_DGRAM, IPPROTO_ICMPV6)"
@@ -226,11 +298,8 @@ static int icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {
     return r;
   /* The source the quote of an error about this probe must name, and the
    * destination of its echo reply (recv.c, errqueue.c). */
-  r = sonde__route_src(eng, &spec->dst, &p->local);
-  if (r < 0) {
-    p->call = "connect";
+  if (p->fd == -1 && (r = sonde__probe_src(eng, p, &p->local)) < 0)
     return r;
-  }
   sonde__key_make(&p->key, SONDE_PROTO_ICMP, af,
                   sonde__addr_bytes(&spec->dst), id, seq);
   r = sonde__table_insert(eng, p);

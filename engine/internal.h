@@ -106,6 +106,11 @@ struct sonde__probe {
   int syn;                  /* TCP sent as a SYN on the raw socket (syn.c) */
   int syn_held;             /* it counts in the hold of its source port */
   uint32_t isn;             /* its sequence number: names it in answers */
+  /* The spec's src / iface, checked once (sonde__probe_src): */
+  int src_checked;
+  unsigned ifindex;         /* spec.iface's index; 0 without iface */
+  struct sockaddr_storage src; /* the checked source, port 0 */
+  uint32_t drops;           /* its own ping socket's SO_RXQ_OVFL count */
 };
 
 enum {
@@ -142,6 +147,7 @@ typedef struct {
   sonde__sock_t sock;
   int af;
   struct sockaddr_storage local; /* the address and port it is bound to */
+  unsigned ifindex;              /* and its device (SO_BINDTODEVICE), or 0 */
 } sonde__flowsock_t;
 
 struct sonde_engine {
@@ -267,7 +273,10 @@ int sonde__socket(int af, int type, int proto);
 int sonde__set_ttl(int fd, int af, int ttl);
 /* Room for a probe's ancillary data: TTL, TOS, IPv6 DONTFRAG. */
 typedef union {
-  char buf[3 * CMSG_SPACE(sizeof(int))];
+  char buf[3 * CMSG_SPACE(sizeof(int)) +
+           CMSG_SPACE(sizeof(struct in6_addr) + sizeof(unsigned))];
+  /* the last: an IP_PKTINFO or IPV6_PKTINFO (struct in6_pktinfo, the
+   * larger; net.c checks its size) */
   struct cmsghdr align;
 } sonde__cmsgbuf_t;
 /* The message of one probe datagram: buf to dst, with ttl, tos (if
@@ -280,6 +289,15 @@ int sonde__sendto_probe(sonde__probe_t *p, int fd, const void *buf,
                         size_t len, const struct sockaddr_storage *dst);
 int sonde__route_src(sonde_engine_t *eng, const struct sockaddr_storage *dst,
                      struct sockaddr_storage *src);
+/* The source p leaves from: its spec's src (checked local) or the route's
+ * (over spec.iface if set). 0 or a negative errno with p->call set. */
+int sonde__probe_src(sonde_engine_t *eng, sonde__probe_t *p,
+                     struct sockaddr_storage *src);
+/* SO_BINDTODEVICE of p's spec.iface on fd (nothing without iface). */
+int sonde__bind_device(sonde__probe_t *p, int fd);
+/* Add p's source and interface (IP_PKTINFO / IPV6_PKTINFO) to msg, whose
+ * control is a sonde__cmsgbuf_t, when the spec names either. */
+void sonde__msg_pktinfo(const sonde__probe_t *p, struct msghdr *msg);
 /* The path MTU the kernel knows for dst (IP_MTU of a connected UDP socket),
  * or 0. */
 int sonde__path_mtu(const struct sockaddr_storage *dst, int device);
@@ -305,6 +323,7 @@ int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto);
 /* recv.c: receive sockets and reply matching */
 int sonde__recv_open(sonde_engine_t *eng, int af);
 int sonde__ping_open(sonde_engine_t *eng, int af);
+void sonde__ping_read(sonde_engine_t *eng, int *fd, uint32_t *drops, int af);
 int sonde__flow_watch(sonde_engine_t *eng, sonde__flowsock_t *f);
 int sonde__udp_open(sonde_engine_t *eng, int af);
 void sonde__recv_drain(sonde_engine_t *eng, int af);

@@ -210,13 +210,16 @@ int sonde__send_hdrincl(sonde_engine_t *eng, sonde__probe_t *p, int proto,
   const sonde_probe_spec_t *spec = &p->spec;
   struct sockaddr_storage src;
   uint8_t *b = eng->sbuf;
+  sonde__cmsgbuf_t control;
   struct iovec iov;
   struct msghdr msg;
   int r;
 
   if (len + 20 > sizeof(eng->sbuf))
     return SONDE_EMSGSIZE;
-  r = sonde__route_src(eng, &spec->dst, &src);
+  /* a source of the spec's was checked local (sonde__probe_src): the
+   * kernel sends whatever source an IP_HDRINCL header carries */
+  r = sonde__probe_src(eng, p, &src);
   if (r < 0)
     return r;
   memmove(b + 20, b, len);
@@ -236,6 +239,11 @@ int sonde__send_hdrincl(sonde_engine_t *eng, sonde__probe_t *p, int proto,
   msg.msg_namelen = sizeof(struct sockaddr_in);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = 0;
+  sonde__msg_pktinfo(p, &msg); /* the interface, with iface */
+  if (msg.msg_controllen == 0)
+    msg.msg_control = NULL;
   r = sonde__sendmsg(eng->rawip, &msg);
   if (r < 0)
     p->call = "sendto(SOCK_RAW, IPPROTO_RAW)";

@@ -1,7 +1,7 @@
 /* net.c - small socket and address helpers. */
 #include <errno.h>
-#include <string.h>
 #include <net/if.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -86,6 +86,7 @@ int sonde__sendto_probe(sonde__probe_t *p, int fd, const void *buf,
 
   sonde__probe_msg(&msg, &iov, &control, buf, len, dst, spec->ttl, spec->tos,
                    spec->df);
+  sonde__msg_pktinfo(p, &msg);
   if ((spec->df && !v6) || spec->df == SONDE_DF_PROBE || spec->has_flow_label)
     return sonde__send_fields(p, fd, &msg);
   return sonde__sendmsg(fd, &msg);
@@ -216,6 +217,147 @@ static int device_mtu(int udp_fd, const struct sockaddr_storage *dst) {
       ioctl(udp_fd, SIOCGIFMTU, &ifr) < 0)
     return 0;
   return ifr.ifr_mtu > 0 ? ifr.ifr_mtu : 0;
+}
+
+/*
+ * SO_BINDTODEVICE of p's interface on fd: its packets leave by that device
+ * and, where the device is enslaved to a VRF, are routed by the VRF's
+ * table. ENODEV: no such interface. EPERM: a kernel before Linux 5.7 keeps
+ * the option to CAP_NET_RAW. 0 without an interface.
+ */
+int sonde__bind_device(sonde__probe_t *p, int fd) {
+  const char *dev = p->spec.iface;
+  if (dev[0] == '\0')
+    return 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev,
+                 (socklen_t)strlen(dev) + 1) < 0) {
+    p->call = "setsockopt(SO_BINDTODEVICE)";
+    return -errno;
+  }
+  return 0;
+}
+
+/*
+ * Check the source and interface that p's spec names, once per probe:
+ * a datagram socket of the family, bound to the device (SO_BINDTODEVICE:
+ * ENODEV, EPERM), then either bound to the given source (bind(): Linux
+ * says EADDRNOTAVAIL for an address that is not one of this network
+ * namespace's) or connected towards dst (the route's source over that
+ * device). The check is a real bind(), never a lookup of our own: the
+ * kernel's answer is what every later socket of the probe gets, and the
+ * raw paths (IP_HDRINCL writes whatever source we give it, and a raw
+ * socket's route lookup accepts any source) rely on it to send no forged
+ * source. (A namespace with net.ipv4.ip_nonlocal_bind or
+ * net.ipv6.ip_nonlocal_bind set lets bind() take any address; root chose
+ * that there.)
+ */
+static int check_src(sonde__probe_t *p) {
+  const sonde_probe_spec_t *spec = &p->spec;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  struct ifreq ifr;
+  int fd, r = 0;
+
+  fd = sonde__socket(spec->dst.ss_family, SOCK_DGRAM, IPPROTO_UDP);
+  if (fd < 0) {
+    p->call = "socket";
+    return fd;
+  }
+  if (spec->iface[0]) {
+    r = sonde__bind_device(p, fd);
+    if (r == 0) {
+      memset(&ifr, 0, sizeof(ifr));
+      memcpy(ifr.ifr_name, spec->iface, sizeof(spec->iface));
+      ifr.ifr_name[IFNAMSIZ - 1] = '\0';
+      if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
+        r = -errno;
+        p->call = "ioctl(SIOCGIFINDEX)";
+      } else {
+        p->ifindex = (unsigned)ifr.ifr_ifindex;
+      }
+    }
+  }
+  if (r == 0 && spec->src.ss_family) {
+    ss = spec->src;
+    sonde__addr_set_port(&ss, 0);
+    if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0) {
+      r = -errno;
+      p->call = "bind(src)";
+    }
+  } else if (r == 0) {
+    ss = spec->dst;
+    sonde__addr_set_port(&ss, 9);
+    if (connect(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+      r = -errno;
+      p->call = "connect"; /* the routing decision, as connect() takes it */
+    }
+  }
+  sonde__close_fd(&fd);
+  if (r < 0)
+    return r;
+  sonde__addr_set_port(&ss, 0);
+  p->src = ss;
+  p->src_checked = 1;
+  return 0;
+}
+
+int sonde__probe_src(sonde_engine_t *eng, sonde__probe_t *p,
+                     struct sockaddr_storage *src) {
+  int r;
+  if (p->spec.src.ss_family == 0 && p->spec.iface[0] == '\0') {
+    r = sonde__route_src(eng, &p->spec.dst, src);
+    if (r < 0)
+      p->call = "connect"; /* the routing decision, as connect() takes it */
+    return r;
+  }
+  if (!p->src_checked && (r = check_src(p)) < 0)
+    return r;
+  *src = p->src;
+  return 0;
+}
+
+/*
+ * A probe that names its source or interface sends with them on the
+ * engine's shared sockets (raw ICMP, raw TCP, the shared UDP and ICMP
+ * datagram sockets, IPPROTO_RAW), which serve every probe: IP_PKTINFO's
+ * ipi_spec_dst and ipi_ifindex, IPV6_PKTINFO's address and index, per
+ * packet (ip(7), ipv6(7)). On a socket of the probe's own they repeat its
+ * bind. The source was checked local (check_src).
+ */
+_Static_assert(sizeof(struct in6_pktinfo) ==
+                   sizeof(struct in6_addr) + sizeof(unsigned),
+               "sonde__cmsgbuf_t has room for an in6_pktinfo");
+void sonde__msg_pktinfo(const sonde__probe_t *p, struct msghdr *msg) {
+  struct cmsghdr *cm;
+  size_t used = msg->msg_controllen;
+
+  if (!p->src_checked)
+    return;
+  msg->msg_controllen = used + (p->spec.dst.ss_family == AF_INET6
+                                    ? CMSG_SPACE(sizeof(struct in6_pktinfo))
+                                    : CMSG_SPACE(sizeof(struct in_pktinfo)));
+  cm = (struct cmsghdr *)((char *)msg->msg_control + used);
+  memset(cm, 0, msg->msg_controllen - used);
+  if (p->spec.dst.ss_family == AF_INET6) {
+    struct in6_pktinfo pi;
+    memset(&pi, 0, sizeof(pi));
+    memcpy(&pi.ipi6_addr, sonde__addr_bytes(&p->src), 16);
+    pi.ipi6_ifindex = p->ifindex;
+    cm->cmsg_level = IPPROTO_IPV6;
+    cm->cmsg_type = IPV6_PKTINFO;
+    cm->cmsg_len = CMSG_LEN(sizeof(pi));
+    memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+  } else {
+    struct in_pktinfo pi;
+    memset(&pi, 0, sizeof(pi));
+    memcpy(&pi.ipi_spec_dst, sonde__addr_bytes(&p->src), 4);
+    pi.ipi_ifindex = (int)p->ifindex;
+    cm->cmsg_level = IPPROTO_IP;
+    cm->cmsg_type = IP_PKTINFO;
+    cm->cmsg_len = CMSG_LEN(sizeof(pi));
+    memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+  }
 }
 
 /* The path MTU the kernel knows for dst: a connected UDP socket's IP_MTU

@@ -43,7 +43,7 @@ static int policy_port(const sonde_probe_spec_t *spec) {
 int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
-  int af = p->spec.dst.ss_family, on = 1, port, fd;
+  int af = p->spec.dst.ss_family, on = 1, port, fd, r;
 
   port = policy_port(&p->spec);
   if (port < 0) {
@@ -52,12 +52,12 @@ int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
   }
   memset(&ss, 0, sizeof(ss));
   ss.ss_family = (sa_family_t)af;
-  if (type == SOCK_DGRAM) {
-    int r = sonde__route_src(p->eng, &p->spec.dst, &ss);
-    if (r < 0) {
-      p->call = "connect"; /* the routing decision, as connect() takes it */
+  /* UDP, and TCP whose spec names a source or interface: bound to the
+   * source address (sonde__probe_src checked a given one is local). */
+  if (type == SOCK_DGRAM || p->spec.src.ss_family || p->spec.iface[0]) {
+    r = sonde__probe_src(p->eng, p, &ss);
+    if (r < 0)
       return r;
-    }
   }
   fd = sonde__socket(af, type, proto);
   if (fd < 0) {
@@ -65,6 +65,8 @@ int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
     return fd;
   }
   p->fd = fd;
+  if ((r = sonde__bind_device(p, fd)) < 0)
+    return r;
   /*
    * TCP: SO_REUSEPORT on Linux stream sockets avoids a spurious
    * EADDRNOTAVAIL when many probe sockets share a port range. Its price: a
@@ -81,7 +83,17 @@ int sonde__bind_probe_socket(sonde__probe_t *p, int type, int proto) {
     p->call = "setsockopt(SO_REUSEPORT)";
     return -errno;
   }
-  if (port != 0 || type == SOCK_DGRAM) {
+  /*
+   * TCP with a given source or interface and a kernel-chosen port: bound
+   * to the address, and IP_BIND_ADDRESS_NO_PORT leaves the port to
+   * connect(), which picks one free for the 4-tuple instead of taking one
+   * of the ephemeral range for every destination at once (ip(7)). It is
+   * an IPPROTO_IP option that Linux honours on IPv6 sockets too.
+   */
+  if (port != 0 || type == SOCK_DGRAM || p->src_checked) {
+    if (type == SOCK_STREAM && port == 0)
+      (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on,
+                       sizeof(on));
     sonde__addr_set_port(&ss, port);
     if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0) {
       p->call = "bind";

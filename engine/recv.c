@@ -703,22 +703,29 @@ static void on_icmp(uv_poll_t *h, int status, int events) {
  * errors arrive on its error queue. */
 static void on_ping(uv_poll_t *h, int status, int events) {
   sonde_engine_t *eng = h->data;
-  int af = h == &eng->ping[1].poll ? AF_INET6 : AF_INET, i;
+  int af = h == &eng->ping[1].poll ? AF_INET6 : AF_INET;
   sonde__sock_t *s = &eng->ping[sonde__afi(af)];
-  rx_clock_t clk = {0};
 
   if (status < 0) {
     after_error(eng, s, SONDE_PROTO_ICMP, on_ping);
     return;
   }
-  for (i = 0; i < SONDE__RECV_BURST && s->fd != -1 && !eng->closing; i++) {
+  sonde__ping_read(eng, &s->fd, &s->drops, af);
+}
+
+/* Read the echo replies waiting on the ping socket *fd (the engine's, or a
+ * probe's own: then it is closed, *fd -1, once its probe has ended). */
+void sonde__ping_read(sonde_engine_t *eng, int *fd, uint32_t *drops, int af) {
+  rx_clock_t clk = {0};
+  int i;
+  for (i = 0; i < SONDE__RECV_BURST && *fd != -1 && !eng->closing; i++) {
     struct sockaddr_storage from;
     sonde__icmp_t m;
     sonde__key_t key;
     sonde__probe_t *p;
     int ttl = -1;
     uint64_t stamp, now;
-    ssize_t n = read_packet(eng, s->fd, &s->drops, &clk, &from, &ttl, &stamp,
+    ssize_t n = read_packet(eng, *fd, drops, &clk, &from, &ttl, &stamp,
                             &now);
 
     if (n == SONDE_EAGAIN)

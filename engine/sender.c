@@ -196,7 +196,8 @@ int sonde__sender_queue(sonde_engine_t *eng, sonde__probe_t *p, int fd,
   job_t *j;
 
   if (!eng->opts.send_thread || eng->sender_failed || len > JOB_MAX ||
-      spec->ip_id || spec->df != SONDE_DF_DEFAULT || spec->has_flow_label)
+      spec->ip_id || spec->df != SONDE_DF_DEFAULT || spec->has_flow_label ||
+      p->src_checked)
     return SONDE_ENOTSUP;
   if (eng->sender == NULL && start(eng) < 0)
     return SONDE_ENOTSUP;

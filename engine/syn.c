@@ -363,11 +363,11 @@ int sonde__syn_send(sonde_engine_t *eng, sonde__probe_t *p) {
   int af = spec->dst.ss_family, r, i;
   struct sockaddr_storage src, dst = spec->dst;
 
-  r = sonde__route_src(eng, &spec->dst, &src);
-  if (r < 0) {
-    p->call = "connect"; /* the routing decision, as connect() takes it */
+  /* the route's source, or the spec's (checked local: the port-holding
+   * socket is bound to it and the SYN written with it) */
+  r = sonde__probe_src(eng, p, &src);
+  if (r < 0)
     return r;
-  }
   if (spec->ip_id && (r = sonde__rawip_open(eng, p)) < 0)
     return r;
   r = source_port(eng, p, &src);

@@ -27,9 +27,10 @@ static void on_readable(uv_poll_t *h, int status, int events) {
  * checksum over the pseudo-header, the header it writes and the payload, so
  * the compensator is computed over exactly those. Returns 0 or -errno.
  */
-static int payload(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
-                   uint16_t sport, size_t len, int header,
-                   uint16_t *pseudo_out, struct sockaddr_storage *src) {
+static int payload(sonde_engine_t *eng, sonde__probe_t *p, uint16_t sport,
+                   size_t len, int header, uint16_t *pseudo_out,
+                   struct sockaddr_storage *src) {
+  const sonde_probe_spec_t *spec = &p->spec;
   uint8_t *msg = eng->sbuf; /* header (ours to send, or for the sum only),
                                then payload */
   size_t i;
@@ -42,7 +43,7 @@ static int payload(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
     if (spec->hold_checksum &&
         (len < 2 || spec->checksum == 0 || spec->checksum == 0xffff))
       return SONDE_EINVAL;
-    r = sonde__route_src(eng, &spec->dst, src);
+    r = sonde__probe_src(eng, p, src);
     if (r < 0)
       return r;
     pseudo = sonde__pseudo_sum(spec->dst.ss_family, sonde__addr_bytes(src),
@@ -76,15 +77,13 @@ static int flow_socket(sonde_engine_t *eng, sonde__probe_t *p, int *fd) {
 
   /* Flows are bound to their source address (portbind.c): one per
    * address, port and family. */
-  r = sonde__route_src(eng, &p->spec.dst, &src);
-  if (r < 0) {
-    p->call = "connect";
+  r = sonde__probe_src(eng, p, &src);
+  if (r < 0)
     return r;
-  }
   for (i = 0; i < eng->n_flows; i++) {
     f = eng->flows[i];
     if (f->af == af && f->sock.port == p->spec.sport && f->sock.fd != -1 &&
-        sonde__addr_equal(&f->local, &src, 0)) {
+        f->ifindex == p->ifindex && sonde__addr_equal(&f->local, &src, 0)) {
       *fd = f->sock.fd;
       p->local = f->local;
       return 0;
@@ -108,6 +107,7 @@ static int flow_socket(sonde_engine_t *eng, sonde__probe_t *p, int *fd) {
     return SONDE_ENOMEM;
   f->af = af;
   f->local = p->local;
+  f->ifindex = p->ifindex;
   f->sock.fd = p->fd;
   p->fd = -1;
   eng->flows[eng->n_flows++] = f;
@@ -177,11 +177,9 @@ static int source(sonde_engine_t *eng, sonde__probe_t *p, int *fd,
     }
     /* Bound to every address: the probe leaves from the route's, which
      * its quote must name (recv.c). */
-    r = sonde__route_src(eng, &spec->dst, &p->local);
-    if (r < 0) {
-      p->call = "connect";
+    r = sonde__probe_src(eng, p, &p->local);
+    if (r < 0)
       return r;
-    }
     *fd = eng->udp[i].fd;
     *sport = eng->udp[i].port;
     sonde__addr_set_port(&p->local, *sport);
@@ -247,7 +245,7 @@ static int udp_send(sonde_engine_t *eng, sonde__probe_t *p) {
     p->call = "match";
     return r;
   }
-  r = payload(eng, spec, sport, len, raw, &pseudo, &src);
+  r = payload(eng, p, sport, len, raw, &pseudo, &src);
   if (r == 0 && raw) {
     /* Sent from a raw socket: its source is the route's. */
     p->local = src;

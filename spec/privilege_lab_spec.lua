@@ -180,10 +180,23 @@ try("shell sendto", function()
 end)
 local sonde = require "sonde"
 local eng = assert(sonde.engine{})
-try("probe with a foreign src", function()
+-- A source that is not one of this host's: the probe fails with
+-- EADDRNOTAVAIL before anything is sent, on the ordinary sockets and on
+-- the raw IPPROTO_RAW one (ip_id: the engine writes the IPv4 header, and
+-- the kernel would send whatever source it carries), and in SYN mode.
+local function foreign(spec)
   local r
-  eng:run(function() r = eng:probe{ dst = dst, proto = "icmp", ttl = 1, src = "198.18.77.77" } end)
-  return r and r.status ~= "failed" and "probe sent"
+  spec.dst, spec.ttl, spec.src, spec.wait = dst, 1, "198.18.77.77", 1
+  eng:run(function() r = eng:probe(spec) end)
+  if r and r.status == "failed" and r.error and r.error.name == "EADDRNOTAVAIL" then return nil end
+  return "probe " .. tostring(r and r.status) .. " " .. tostring(r and r.error and r.error.name)
+end
+try("probe with a foreign src", function() return foreign{ proto = "icmp" } end)
+try("IP_HDRINCL probe (ip_id) with a foreign src", function()
+  return foreign{ proto = "udp", ip_id = 4242 }
+end)
+try("SYN probe with a foreign src", function()
+  return foreign{ proto = "tcp", tcp_mode = "syn", dport = 80 }
 end)
 local r
 eng:run(function() r = eng:probe{ dst = dst, proto = "icmp", ttl = 1, wait = 2 } end)
@@ -307,7 +320,7 @@ table inet hostile {
         assert.are.equal("blocked", outcome, name)
       end
     end
-    assert.are.equal(14, attempts, out)
+    assert.are.equal(16, attempts, out)
     assert.matches("legitimate probe\treply\ttime_exceeded", out)
     assert.matches("privileged\ttrue", out)
     assert.is_nil(lab.read_file(dir .. "/EVIL-RAN"), "the C module ran")

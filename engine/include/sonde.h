@@ -394,7 +394,32 @@ typedef struct {
   size_t expect_len;
   /* TCP only: how the probe goes out (see sonde_tcp_mode_t). */
   sonde_tcp_mode_t tcp_mode;
+  /*
+   * Where the probe leaves from (README "Source address and interface").
+   *
+   * src (ss_family 0: the route's choice): the source address, of dst's
+   * family (else EINVAL at start); its port is ignored. It must be one of
+   * this host's addresses in the engine's network namespace: the engine
+   * checks with a bind() of a datagram socket before anything is sent, and
+   * a foreign address fails the probe with EADDRNOTAVAIL (call
+   * "bind(src)"), on every path, raw IP_HDRINCL (ip_id) and SYN included:
+   * a probe never leaves with a forged source. Every socket of the probe
+   * is bound to it or sends with it (IP_PKTINFO / IPV6_PKTINFO on the
+   * engine's shared sockets), and a reply's quote must name it.
+   *
+   * iface (empty: none): the interface the probe leaves by, NUL-terminated
+   * (at most SONDE_IFNAMSIZ - 1 bytes, else EINVAL at start). Per-probe
+   * sockets get SO_BINDTODEVICE, shared ones the interface's index per
+   * packet; a device enslaved to a Linux VRF routes through the VRF's
+   * table. The source is then the route's over that interface unless src
+   * says. An unknown interface fails the probe with ENODEV, a kernel that
+   * keeps SO_BINDTODEVICE to CAP_NET_RAW with EPERM (call
+   * "setsockopt(SO_BINDTODEVICE)").
+   */
+  struct sockaddr_storage src;
+  char iface[16];
 } sonde_probe_spec_t;
+#define SONDE_IFNAMSIZ 16 /* sonde_probe_spec_t.iface: Linux's IFNAMSIZ */
 
 /* How a probe ended. Valid only during the callback: copy what you keep.
  * Fields that do not apply hold their "none" value (noted per field). */

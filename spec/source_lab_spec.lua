@@ -1,0 +1,308 @@
+-- A probe's source address and interface (probe fields src and iface; trace
+-- -s/-i, ping -I, mtr -a/-I, tcping and sweep --source/--interface), on a
+-- real kernel.
+--
+-- The host "src" has two uplinks: to-ra (198.18.0.1, 2001:db8::1) towards
+-- router ra and to-rb (198.18.1.1, 2001:db8:1::1) towards router rb; both
+-- routers reach dst (198.18.2.2 / 2001:db8:2::2, on ra's link; rb reaches
+-- it through dst's second link). The main table sends dst's link through
+-- ra; a policy rule sends what leaves from rb's-side address through rb
+-- (table 100), as a multihomed host is set up, and the main table has a
+-- worse route through rb that only a probe bound to to-rb takes. So the
+-- first hop of a probe says which way it went, and an nftables counter on
+-- each router says which sources it saw.
+--
+-- A third uplink, to-vr (198.18.4.1 / 2001:db8:4::1), leads to "vt", whose
+-- address 198.18.5.5 / 2001:db8:5::5 is routed only in table 10. Where the
+-- kernel has VRFs, to-vr is enslaved to vrf-x (table 10): only a probe
+-- bound to to-vr (or vrf-x) is routed by that table. A kernel without
+-- CONFIG_NET_VRF gets the same effect from the rule a VRF installs for
+-- itself, made by hand: "oif to-vr lookup 10".
+
+local helpers = require "helpers"
+local lab = require "lab"
+
+local DST4, DST6 = "198.18.2.2", "2001:db8:2::2"
+local A4, A6 = "198.18.0.1", "2001:db8::1"       -- src's address towards ra
+local B4, B6 = "198.18.1.1", "2001:db8:1::1"     -- src's address towards rb
+local RA4, RA6 = "198.18.0.2", "2001:db8::2"
+local RB4, RB6 = "198.18.1.2", "2001:db8:1::2"
+local VT4, VT6 = "198.18.5.5", "2001:db8:5::5"  -- vt's, routed only in table 10
+local FOREIGN4, FOREIGN6 = "198.18.250.250", "2001:db8:fa::fa"
+
+-- Each router counts what arrives from src by source address.
+local COUNTERS = [[
+table inet srcsel {
+  counter a4 { }
+  counter b4 { }
+  counter a6 { }
+  counter b6 { }
+  counter foreign { }
+  chain pre {
+    type filter hook prerouting priority -500; policy accept;
+    ip saddr 198.18.0.1 counter name a4
+    ip saddr 198.18.1.1 counter name b4
+    ip6 saddr 2001:db8::1 counter name a6
+    ip6 saddr 2001:db8:1::1 counter name b6
+    ip saddr 198.18.250.250 counter name foreign
+    ip6 saddr 2001:db8:fa::fa counter name foreign
+  }
+}
+]]
+
+local function build()
+  local l = lab.build{
+    name = "srcsel",
+    nodes = { "src", "ra", "rb", "dst", "vt" },
+    routers = { ra = true, rb = true },
+    sysctls = { src = { ["net.ipv4.ping_group_range"] = "0 2147483647" } },
+    links = {
+      { "src", "ra", v4 = { A4 .. "/24", RA4 .. "/24" }, v6 = { A6 .. "/64", RA6 .. "/64" } },
+      { "src", "rb", v4 = { B4 .. "/24", RB4 .. "/24" }, v6 = { B6 .. "/64", RB6 .. "/64" } },
+      { "ra", "dst", v4 = { "198.18.2.1/24", DST4 .. "/24" }, v6 = { "2001:db8:2::1/64", DST6 .. "/64" } },
+      { "rb", "dst", v4 = { "198.18.3.1/24", "198.18.3.2/24" }, v6 = { "2001:db8:3::1/64", "2001:db8:3::2/64" } },
+      { "src", "vt", v4 = { "198.18.4.1/24", "198.18.4.2/24" }, v6 = { "2001:db8:4::1/64", "2001:db8:4::2/64" },
+        names = { "to-vr", "to-src" } },
+    },
+    routes = {
+      src = { "198.18.2.0/24 via " .. RA4 .. " metric 100", "2001:db8:2::/64 via " .. RA6 .. " metric 100",
+              "198.18.2.0/24 via " .. RB4 .. " metric 200", "2001:db8:2::/64 via " .. RB6 .. " metric 200",
+              "198.18.2.0/24 via " .. RB4 .. " table 100", "2001:db8:2::/64 via " .. RB6 .. " table 100" },
+      rb = { "198.18.2.0/24 via 198.18.3.2", "2001:db8:2::/64 via 2001:db8:3::2" },
+      dst = { "198.18.0.0/24 via 198.18.2.1", "2001:db8::/64 via 2001:db8:2::1",
+              "198.18.1.0/24 via 198.18.3.1", "2001:db8:1::/64 via 2001:db8:3::1" },
+      vt = { "198.18.0.0/16 via 198.18.4.1", "2001:db8::/32 via 2001:db8:4::1" },
+    },
+    nft = { ra = COUNTERS, rb = COUNTERS },
+  }
+  for _, cmd in ipairs{
+    "ip rule add from " .. B4 .. " lookup 100",
+    "ip -6 rule add from " .. B6 .. " lookup 100",
+  } do
+    l:check("src", cmd)
+  end
+  l:check("vt", "ip addr add " .. VT4 .. "/32 dev lo")
+  l:check("vt", "ip addr add " .. VT6 .. "/128 dev lo nodad")
+  local _, _, code = l:exec("src", "ip link add vrf-x type vrf table 10")
+  l.vrf = code == 0
+  if l.vrf then
+    l:check("src", "ip link set vrf-x up")
+    l:check("src", "ip link set to-vr master vrf-x")
+  else
+    l:check("src", "ip rule add oif to-vr lookup 10")
+    l:check("src", "ip -6 rule add oif to-vr lookup 10")
+  end
+  l:check("src", "ip route add " .. VT4 .. "/32 via 198.18.4.2 table 10")
+  l:check("src", "ip -6 route add " .. VT6 .. "/128 via 2001:db8:4::2 table 10")
+  return l
+end
+
+-- Probes of every protocol and mode, from a script: one line per probe,
+-- "name ttl status kind addr src error call".
+local PROBES = [[
+local sonde = require "sonde"
+local dst, src, iface, only = arg[1], arg[2], arg[3], arg[4]
+if src == "-" then src = nil end
+if iface == "-" then iface = nil end
+local eng = assert(sonde.engine{})
+local v4 = not dst:find(":")
+local kinds = {
+  { "icmp", { proto = "icmp" } },
+  { "udp", { proto = "udp" } },
+  { "udp-seq", { proto = "udp", sport = 40000, bind = "sequence" } },
+  { "udp-fixed", { proto = "udp", sport = 41000, bind = "fixed" } },
+  { "syn", { proto = "tcp", tcp_mode = "syn", dport = 7 } },
+  { "connect", { proto = "tcp", tcp_mode = "connect", dport = 7 } },
+}
+if v4 then
+  kinds[#kinds + 1] = { "icmp-ipid", { proto = "icmp", ip_id = 4242 } }
+  kinds[#kinds + 1] = { "udp-ipid", { proto = "udp", ip_id = 4243 } }
+  kinds[#kinds + 1] = { "syn-ipid", { proto = "tcp", tcp_mode = "syn", dport = 7, ip_id = 4244 } }
+end
+eng:run(function()
+  for _, k in ipairs(kinds) do
+    if only == nil or only == k[1] then
+      for ttl = 1, 2 do
+        local spec = { dst = dst, ttl = ttl, wait = 2, src = src, iface = iface }
+        for f, v in pairs(k[2]) do spec[f] = v end
+        local r = eng:probe(spec)
+        print(table.concat({ k[1], ttl, r.status, tostring(r.kind), tostring(r.addr), tostring(r.src),
+                             r.error and r.error.name or "-", r.error and tostring(r.error.call) or "-" }, " "))
+      end
+    end
+  end
+end)
+eng:close()
+]]
+
+local function parse(out)
+  local t = {}
+  for line in out:gmatch("[^\n]+") do
+    local name, ttl, status, kind, addr, src, err, call =
+      line:match("^(%S+) (%d) (%S+) (%S+) (%S+) (%S+) (%S+) (.*)$")
+    if name then
+      t[#t + 1] = { name = name, ttl = tonumber(ttl), status = status, kind = kind, addr = addr,
+                    src = src, error = err, call = call, line = line }
+    end
+  end
+  return t
+end
+
+helpers.lab_describe("a probe's source address and interface", function()
+  local l, script
+
+  setup(function()
+    l = build()
+    script = helpers.readable_file(PROBES)
+  end)
+
+  teardown(function()
+    if script then os.remove(script) end
+    if l then l:destroy() end
+  end)
+
+  local function counters(node)
+    local out = l:check(node, { "nft", "list", "counters", "table", "inet", "srcsel" })
+    local c = {}
+    for name, n in out:gmatch("counter ([%w_]+) {%s*packets (%d+)") do c[name] = tonumber(n) end
+    return c
+  end
+
+  local function reset()
+    for _, r in ipairs{ "ra", "rb" } do
+      l:check(r, { "nft", "reset", "counters", "table", "inet", "srcsel" })
+    end
+  end
+
+  local function probes(dst, src, iface, who, only)
+    local out, err, code = helpers.sonde_in(l, { "run", script, dst, src or "-", iface or "-", only }, who)
+    assert.are.equal(0, code, err .. out)
+    local t = parse(out)
+    assert.is_true(#t >= 2, out .. err)
+    return t, out
+  end
+
+  -- every probe: hop 1 is `hop`, hop 2 is the destination, and the
+  -- result names `src` as its source
+  local function reached(t, hop, dst, src, out)
+    for _, r in ipairs(t) do
+      assert.are.equal("reply", r.status, r.line .. "\n" .. out)
+      assert.are.equal(src, r.src, r.line)
+      if r.ttl == 1 then
+        assert.are.equal("time_exceeded", r.kind, r.line)
+        assert.are.equal(hop, r.addr, r.line)
+      else
+        assert.are.equal(dst, r.addr, r.line)
+        assert.are_not.equal("time_exceeded", r.kind, r.line)
+      end
+    end
+  end
+
+  for _, fam in ipairs{
+    { "IPv4", DST4, A4, B4, RA4, RB4, "a4", "b4" },
+    { "IPv6", DST6, A6, B6, RA6, RB6, "a6", "b6" },
+  } do
+    local name, dst, a, b, ra, rb, ca, cb = (table.unpack or unpack)(fam)
+
+    describe(name, function()
+      it("without src: the route's source and path (through ra)", function()
+        reset()
+        local t, out = probes(dst)
+        reached(t, ra, dst, a, out)
+        assert.are.equal(0, counters("rb")[cb] or 0)
+      end)
+
+      it("src = the address towards rb: every protocol and mode leaves from it, through rb", function()
+        reset()
+        local t, out = probes(dst, b)
+        reached(t, rb, dst, b, out)
+        local c = counters("rb")
+        assert.is_true(c[cb] >= #t, out)       -- rb saw every probe from b
+        assert.are.equal(0, counters("ra")[cb] or 0)
+        assert.are.equal(0, counters("ra")[ca] or 0)
+      end)
+
+      it("iface = to-rb: leaves by to-rb, from its address", function()
+        reset()
+        local t, out = probes(dst, nil, "to-rb")
+        reached(t, rb, dst, b, out)
+        assert.are.equal(0, counters("ra")[ca] or 0)
+      end)
+
+      it("a source that is not this host's fails every probe with EADDRNOTAVAIL, and nothing leaves", function()
+        reset()
+        local foreign = name == "IPv4" and FOREIGN4 or FOREIGN6
+        local t, out = probes(dst, foreign)
+        for _, r in ipairs(t) do
+          assert.are.equal("failed", r.status, r.line)
+          assert.are.equal("EADDRNOTAVAIL", r.error, r.line)
+          assert.are.equal("bind(src)", r.call, r.line)
+        end
+        assert.are.equal(0, counters("ra").foreign or 0, out)
+        assert.are.equal(0, counters("rb").foreign or 0, out)
+      end)
+
+      it("unprivileged (nobody): ICMP, UDP and TCP connect leave from src, or by to-rb, through rb", function()
+        reset()
+        for _, only in ipairs{ "icmp", "udp", "udp-seq", "connect" } do
+          local t, out = probes(dst, b, nil, helpers.AS_NOBODY, only)
+          reached(t, rb, dst, b, out)
+          -- and by interface: SO_BINDTODEVICE, which Linux 5.7 and later
+          -- let an unprivileged user set
+          t, out = probes(dst, nil, "to-rb", helpers.AS_NOBODY, only)
+          reached(t, rb, dst, b, out)
+        end
+        assert.are.equal(0, counters("ra")[cb] or 0)
+      end)
+
+      it("unprivileged (nobody): a foreign source is EADDRNOTAVAIL too", function()
+        local foreign = name == "IPv4" and FOREIGN4 or FOREIGN6
+        for _, only in ipairs{ "icmp", "udp", "connect" } do
+          local t = probes(dst, foreign, nil, helpers.AS_NOBODY, only)
+          for _, r in ipairs(t) do
+            assert.are.equal("EADDRNOTAVAIL", r.error, r.line)
+          end
+        end
+      end)
+    end)
+  end
+
+  describe("an interface whose routes are in a table of their own (a VRF's)", function()
+    it("is a VRF here, where the kernel has them", function()
+      if not l.vrf then
+        pending("this kernel has no VRF device (CONFIG_NET_VRF): the specs below use the oif rule a VRF installs")
+      end
+    end)
+
+    it("reaches an address routable only in that table", function()
+      for _, dst in ipairs{ VT4, VT6 } do
+        local t, out = probes(dst, nil, "to-vr", nil, "icmp")
+        assert.are.equal("reply", t[1].status, out)
+        assert.are.equal(dst, t[1].addr, out)
+        assert.are.equal("echo_reply", t[1].kind, out)
+        -- without the interface there is no route
+        t, out = probes(dst, nil, nil, nil, "icmp")
+        assert.are_not.equal("reply", t[1].status, out)
+      end
+    end)
+
+    it("every protocol and mode reaches it (hop 1 is vt, by to-vr)", function()
+      for _, f in ipairs{ { VT4, "198.18.4.1" }, { VT6, "2001:db8:4::1" } } do
+        local t, out = probes(f[1], nil, "to-vr")
+        for _, r in ipairs(t) do
+          assert.are.equal("reply", r.status, r.line .. "\n" .. out)
+          assert.are.equal(f[1], r.addr, r.line)
+          assert.are.equal(f[2], r.src, r.line)
+        end
+      end
+    end)
+  end)
+
+  it("an unknown interface is ENODEV on every path", function()
+    local t, out = probes(DST4, nil, "nosuchdev")
+    for _, r in ipairs(t) do
+      assert.are.equal("ENODEV", r.error, r.line .. "\n" .. out)
+      assert.are.equal("setsockopt(SO_BINDTODEVICE)", r.call, r.line)
+    end
+  end)
+end)
