@@ -56,6 +56,23 @@ static void set_addr(lua_State *L, const char *k,
   lua_setfield(L, -2, k);
 }
 
+/* The error's message, naming what the probe asked for when that is what
+ * failed: the source address (bind(src): EADDRNOTAVAIL, not one of this
+ * host's) or the interface (ENODEV, EPERM at SO_BINDTODEVICE). */
+static void push_message(lua_State *L, const sonde_result_t *r) {
+  char buf[INET6_ADDRSTRLEN];
+  const char *msg = sonde_strerror(r->error);
+  if (r->call && strcmp(r->call, "bind(src)") == 0 && addr_known(&r->src))
+    lua_pushfstring(L, "%s (source %s)", msg,
+                    sonde_addr_format(&r->src, buf, sizeof(buf)));
+  else if (r->call && r->iface[0] &&
+           (strstr(r->call, "SO_BINDTODEVICE") ||
+            strstr(r->call, "SIOCGIFINDEX")))
+    lua_pushfstring(L, "%s (interface %s)", msg, r->iface);
+  else
+    lua_pushstring(L, msg);
+}
+
 /* How many fields sonde__lua_push_result sets: the table is made that size, not
  * larger (traces keep every result until they are written). */
 static int result_fields(const sonde_result_t *r) {
@@ -71,7 +88,8 @@ static int result_fields(const sonde_result_t *r) {
        (r->n_mpls > 0);
   n += (r->ip_id != 0) + (r->df >= 0) + (r->flow_label >= 0);
   n += (r->mpls_truncated != 0) + (r->n_ext > 0) + (r->ext_truncated != 0) +
-       (r->n_changes > 0) + (r->nat != 0) + addr_known(&r->quoted_src);
+       (r->n_changes > 0) + (r->nat != 0) + addr_known(&r->quoted_src) +
+       (r->iface[0] != 0);
   return n;
 }
 
@@ -89,6 +107,8 @@ void sonde__lua_push_result(lua_State *L, uint64_t id, const sonde_result_t *r) 
   }
   set_addr(L, "addr", &r->addr);
   set_addr(L, "src", &r->src);
+  if (r->iface[0])
+    lcore_set_str(L, "iface", r->iface);
   if (r->rtt >= 0) {
     lua_pushnumber(L, r->rtt);
     lua_setfield(L, -2, "rtt");
@@ -140,7 +160,8 @@ void sonde__lua_push_result(lua_State *L, uint64_t id, const sonde_result_t *r) 
   if (r->error) {
     lua_createtable(L, 0, 3);
     lcore_set_str(L, "name", sonde_err_name(r->error));
-    lcore_set_str(L, "message", sonde_strerror(r->error));
+    push_message(L, r);
+    lua_setfield(L, -2, "message");
     if (r->call)
       lcore_set_str(L, "call", r->call);
     lua_setfield(L, -2, "error");

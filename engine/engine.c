@@ -407,6 +407,7 @@ void sonde__result_init(const sonde__probe_t *p, sonde_result_t *res) {
   res->response = -1;
   res->received = p->received;
   res->src = p->local;
+  memcpy(res->iface, p->spec.iface, sizeof(res->iface));
   res->ip_id = p->spec.ip_id;
   res->df = p->spec.df ? p->spec.df != SONDE_DF_CLEAR : -1;
   res->flow_label = p->spec.has_flow_label ? (int32_t)p->spec.flow_label : -1;

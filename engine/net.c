@@ -283,6 +283,7 @@ static int check_src(sonde__probe_t *p) {
     if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0) {
       r = -errno;
       p->call = "bind(src)";
+      p->local = ss; /* the result names the source refused */
     }
   } else if (r == 0) {
     ss = spec->dst;

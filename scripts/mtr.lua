@@ -57,7 +57,7 @@ Exit status:
          a probe that could not be sent (no route), -o not writable
     130  interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM); the report of what was
          collected (stop_reason "interrupted") comes first]],
-  options = campaign.options(header.options{
+  options = campaign.options(header.options({
     { "-r", "--report", flag = true,
       help = "no live table: run -c rounds, then print the report" },
     { "-w", "--report-wide", flag = true,
@@ -106,15 +106,11 @@ Exit status:
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "report format: text, json, jsonl (a line per round, then the document), csv or markdown (a row per hop), or the path of a Lua format module (see Formats above); all but text imply --report" },
     { nil, "--output", arg = "FILE", type = "string", help = output.OPTION.help .. " (mtr's -o is --order)" },
-  }, { parallel = 16, what = "targets", q = true }),
+  }, { source = "-a", interface = "-I", also = { "--address" } }), { parallel = 16, what = "targets", q = true }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" }, { "tcp", "udp" }, { "json", "csv" } },
   -- mtr's options that sonde mtr does not take (yet)
   hints = {
-    ["-a"] = "mtr's source address is not supported yet",
-    ["--address"] = "mtr's source address is not supported yet",
-    ["-I"] = "mtr's interface is not supported yet",
-    ["--interface"] = "mtr's interface is not supported yet",
     ["-x"] = "mtr's XML report is not supported: write -j (JSON) or -C (CSV)",
     ["--xml"] = "mtr's XML report is not supported: write -j (JSON) or -C (CSV)",
     ["-t"] = "mtr's curses interface is the live table: run without -r on a terminal",

@@ -50,7 +50,7 @@ Exit status:
          is reported and skipped), no permission, every probe failed
          locally (no route), -o not writable
     130  interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM); the summary comes first]],
-  options = campaign.options(header.options{
+  options = campaign.options(header.options({
     { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
       help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 100000000,
@@ -81,12 +81,13 @@ Exit status:
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "output format: text as it goes, json (one document at the end), jsonl (a line per probe, then the document), csv or markdown (a row per probe), or the path of a Lua format module (see Formats above)" },
     output.OPTION,
-  }, { parallel = 256, what = "targets pinged", q = true }),
+    { "-I", key = "bind_to", arg = "ADDR|IFACE", check = header.check_bind_to,
+      help = "as iputils ping -I: a numeric address is --source, anything else --interface" },
+  }, {}), { parallel = 256, what = "targets pinged", q = true }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" }, { "pmtudisc", "df" } },
   -- iputils ping's options that sonde ping does not take
   hints = {
-    ["-I"] = "a source address or interface is not supported yet",
     ["-Q"] = "write --tos N",
     ["-O"] = "sonde ping always reports a probe left unanswered",
     ["-R"] = "the record-route option is not supported",

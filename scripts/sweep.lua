@@ -10,6 +10,7 @@ local output = require "sonde.output"
 local sweep = require "sonde.strategy.sweep"
 local formats = require "sonde.format"
 local kit = require "sonde.kit"
+local header = require "sonde.header"
 
 local fmt = string.format
 
@@ -82,6 +83,8 @@ Exit status:
     { "-q", "--quiet", flag = true, help = "no progress line, no summary on standard error" },
     { nil, "--privileged", flag = true, help = "use raw sockets or fail (EPERM)" },
     { nil, "--unprivileged", flag = true, help = "use ICMP datagram sockets and socket error queues" },
+    header.source_options{ source = "-S", interface = "-i", also = { "--source-ip" } }[1],
+    header.source_options{ source = "-S", interface = "-i" }[2],
   },
   positionals = { { name = "TARGET", many = true, help = "address, CIDR prefix or host name" } },
   exclusive = { { "privileged", "unprivileged" }, { "ipv4", "ipv6" } },
@@ -129,6 +132,7 @@ end
 -- (sonde.strategy.sweep: one probe per address, sent by the engine's
 -- sender thread while this one reads the replies), not a job per target.
 local function run(opts, ctx)
+  header.source_family(opts) -- --source fixes the family
   local protocol = opts.protocol
   if opts.port and protocol == "icmp" then
     cli.usage_error("--port applies to -p tcp and -p udp, not icmp")
@@ -180,6 +184,7 @@ local function run(opts, ctx)
     local alive_only = opts.alive_only
     summary = sweep.run{
       eng = eng, next = iter, protocol = protocol, port = port, ttl = opts.ttl,
+      src = opts.source, iface = opts.interface,
       wait = opts.wait, limit = window + 1024,
       on_record = function(rec)
         if rec.error and require("sonde.target").icmp_hint(rec.error) then

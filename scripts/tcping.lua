@@ -32,7 +32,7 @@ Several hosts (names, addresses, CIDR prefixes such as 198.18.0.0/28, and the li
 Formats (--format): text (a line per attempt as it ends, then the statistics); json (one document at the end: "type":"tcping", the attempts and the summary); jsonl (a "tcping_attempt" line per attempt as it ends, with the attempt's outcome under "attempt", then the tcping document as the last line; both are definitions of scripts/sonde/schema/sonde.schema.json); csv (a header row, then a row per attempt as it ends: target, addr, port, seq, status, kind, code, from (who answered), rtt_ms, sport, matched, error); markdown (the same rows as a table, then the statistics line); or the path of a Lua format module (examples/format_example.lua: its record() gets the jsonl lines, its footer() the summary). -o FILE writes to FILE atomically (a temporary file renamed over FILE at the end; when interrupted, FILE gets the attempts made). Files named on the command line are opened before sonde gives up its privileges: anywhere the user who ran it may read or write, and FILE belongs to that user.
 
 Exit status: 0 at least one attempt succeeded (several hosts: for every host), 1 none did (several: for some host), 2 usage error, 3 runtime error (a name that does not resolve: with several hosts it is reported and skipped; every attempt failed locally, e.g. ENETUNREACH or EADDRNOTAVAIL; -o not writable), 130 interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM; the statistics come first).]],
-  options = campaign.options(header.options{
+  options = campaign.options(header.options({
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 1000000, default = 4,
       help = "number of attempts" },
     { "-i", "--interval", arg = "SECONDS", type = "number", min = 0, max = 3600, default = "1",
@@ -55,7 +55,7 @@ Exit status: 0 at least one attempt succeeded (several hosts: for every host), 1
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "output format: text, json, jsonl (a line per attempt, then the document), csv or markdown (a row per attempt), or the path of a Lua format module (see Formats above)" },
     output.OPTION,
-  }, { parallel = 64, what = "targets connected to", q = true }),
+  }, {}), { parallel = 64, what = "targets connected to", q = true }),
   positionals = { { name = "HOST", many = true, help = "host name, numeric address or CIDR prefix" },
     { name = "PORT", required = true, type = "int", min = 1, max = 65535 } },
   exclusive = { { "ipv4", "ipv6" } },

@@ -72,7 +72,7 @@ Path MTU discovery (--mtu) works as traceroute --mtu's: one probe at a time, DF 
 A host name with both IPv4 and IPv6 addresses is traced over IPv4, as traceroute does; -6 traces it over IPv6.
 
 Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM; what was traced is written first).]],
-  options = campaign.options(header.options{
+  options = campaign.options(header.options({
     { "-p", "--protocol", arg = "PROTO", choices = { "udp", "icmp", "tcp" }, default = "udp",
       help = "probe protocol: UDP to closed ports, ICMP echo, or TCP SYN (connect)" },
     target.IPV4_OPTION,
@@ -119,7 +119,7 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
       help = "probes per second for the whole run (0: no limit)" },
     { nil, "--window", arg = "N", type = "int", min = 1, max = 1000000, default = 1024,
       help = "probes in flight at most, for the whole run" },
-  }, { parallel = 32, what = "traces" }),
+  }, { source = "-s", interface = "-i" }), { parallel = 32, what = "traces" }),
   positionals = { { name = "TARGET", many = true } },
   exclusive = { { "ipv4", "ipv6" }, { "privileged", "unprivileged" } },
   -- traceroute's options that sonde trace does not take, and what to write
@@ -130,8 +130,6 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
     ["-P"] = "use -p PROTO (udp, icmp or tcp)",
     ["-F"] = "use --df yes",
     ["-t"] = "use --tos N",
-    ["-s"] = "a source address is not supported yet",
-    ["-i"] = "binding to an interface is not supported yet",
   },
   examples = {
     "sonde trace -n 198.18.8.2",
@@ -337,9 +335,15 @@ local function trace_one(eng, run, name, addr, af)
   -- gives the sysctl that allows it)
   if t.error and target.icmp_hint(t.error) then t.error.message = target.ICMP_REFUSED end
   t.privileged = eng:privileged(af)
-  t.src = eng:source(addr)
-  -- The trace's source is the route's; per probe it would only repeat it
-  -- (or, for Paris UDP sent from a raw socket, be unspecified).
+  -- The trace's source: --source, or the route's (over --interface: what
+  -- the probes were bound to); per probe it would only repeat it.
+  t.src = opts.source
+  if not t.src and opts.interface then
+    for _, hop in ipairs(t.hops) do
+      for _, r in ipairs(hop.probes) do t.src = t.src or r.src end
+    end
+  end
+  t.src = t.src or eng:source(addr)
   for _, hop in ipairs(t.hops) do
     for _, r in ipairs(hop.probes) do
       r.src = nil
@@ -474,6 +478,7 @@ local function take_packetlen(opts)
 end
 
 local function run(opts, ctx)
+  header.source_family(opts) -- --source fixes the family, as traceroute -s
   local strategy_given = opts.strategy ~= nil
   opts.strategy = opts.strategy or default_strategy(opts.protocol)
   take_packetlen(opts)

@@ -2,22 +2,11 @@
 -- -s/-i, ping -I, mtr -a/-I, tcping and sweep --source/--interface), on a
 -- real kernel.
 --
--- The host "src" has two uplinks: to-ra (198.18.0.1, 2001:db8::1) towards
--- router ra and to-rb (198.18.1.1, 2001:db8:1::1) towards router rb; both
--- routers reach dst (198.18.2.2 / 2001:db8:2::2, on ra's link; rb reaches
--- it through dst's second link). The main table sends dst's link through
--- ra; a policy rule sends what leaves from rb's-side address through rb
--- (table 100), as a multihomed host is set up, and the main table has a
--- worse route through rb that only a probe bound to to-rb takes. So the
--- first hop of a probe says which way it went, and an nftables counter on
--- each router says which sources it saw.
---
--- A third uplink, to-vr (198.18.4.1 / 2001:db8:4::1), leads to "vt", whose
--- address 198.18.5.5 / 2001:db8:5::5 is routed only in table 10. Where the
--- kernel has VRFs, to-vr is enslaved to vrf-x (table 10): only a probe
--- bound to to-vr (or vrf-x) is routed by that table. A kernel without
--- CONFIG_NET_VRF gets the same effect from the rule a VRF installs for
--- itself, made by hand: "oif to-vr lookup 10".
+-- The lab is lab.multihomed: a host with uplinks to two routers ra and rb
+-- that both reach dst, where hop 1 says which way a probe went and an
+-- nftables counter on each router says which sources it saw; and a third
+-- uplink whose neighbour's address is routable only in a table of its own
+-- (a VRF's where the kernel has them).
 
 local helpers = require "helpers"
 local lab = require "lab"
@@ -51,50 +40,7 @@ table inet srcsel {
 ]]
 
 local function build()
-  local l = lab.build{
-    name = "srcsel",
-    nodes = { "src", "ra", "rb", "dst", "vt" },
-    routers = { ra = true, rb = true },
-    sysctls = { src = { ["net.ipv4.ping_group_range"] = "0 2147483647" } },
-    links = {
-      { "src", "ra", v4 = { A4 .. "/24", RA4 .. "/24" }, v6 = { A6 .. "/64", RA6 .. "/64" } },
-      { "src", "rb", v4 = { B4 .. "/24", RB4 .. "/24" }, v6 = { B6 .. "/64", RB6 .. "/64" } },
-      { "ra", "dst", v4 = { "198.18.2.1/24", DST4 .. "/24" }, v6 = { "2001:db8:2::1/64", DST6 .. "/64" } },
-      { "rb", "dst", v4 = { "198.18.3.1/24", "198.18.3.2/24" }, v6 = { "2001:db8:3::1/64", "2001:db8:3::2/64" } },
-      { "src", "vt", v4 = { "198.18.4.1/24", "198.18.4.2/24" }, v6 = { "2001:db8:4::1/64", "2001:db8:4::2/64" },
-        names = { "to-vr", "to-src" } },
-    },
-    routes = {
-      src = { "198.18.2.0/24 via " .. RA4 .. " metric 100", "2001:db8:2::/64 via " .. RA6 .. " metric 100",
-              "198.18.2.0/24 via " .. RB4 .. " metric 200", "2001:db8:2::/64 via " .. RB6 .. " metric 200",
-              "198.18.2.0/24 via " .. RB4 .. " table 100", "2001:db8:2::/64 via " .. RB6 .. " table 100" },
-      rb = { "198.18.2.0/24 via 198.18.3.2", "2001:db8:2::/64 via 2001:db8:3::2" },
-      dst = { "198.18.0.0/24 via 198.18.2.1", "2001:db8::/64 via 2001:db8:2::1",
-              "198.18.1.0/24 via 198.18.3.1", "2001:db8:1::/64 via 2001:db8:3::1" },
-      vt = { "198.18.0.0/16 via 198.18.4.1", "2001:db8::/32 via 2001:db8:4::1" },
-    },
-    nft = { ra = COUNTERS, rb = COUNTERS },
-  }
-  for _, cmd in ipairs{
-    "ip rule add from " .. B4 .. " lookup 100",
-    "ip -6 rule add from " .. B6 .. " lookup 100",
-  } do
-    l:check("src", cmd)
-  end
-  l:check("vt", "ip addr add " .. VT4 .. "/32 dev lo")
-  l:check("vt", "ip addr add " .. VT6 .. "/128 dev lo nodad")
-  local _, _, code = l:exec("src", "ip link add vrf-x type vrf table 10")
-  l.vrf = code == 0
-  if l.vrf then
-    l:check("src", "ip link set vrf-x up")
-    l:check("src", "ip link set to-vr master vrf-x")
-  else
-    l:check("src", "ip rule add oif to-vr lookup 10")
-    l:check("src", "ip -6 rule add oif to-vr lookup 10")
-  end
-  l:check("src", "ip route add " .. VT4 .. "/32 via 198.18.4.2 table 10")
-  l:check("src", "ip -6 route add " .. VT6 .. "/128 via 2001:db8:4::2 table 10")
-  return l
+  return lab.multihomed{ name = "srcsel", nft = { ra = COUNTERS, rb = COUNTERS } }
 end
 
 -- Probes of every protocol and mode, from a script: one line per probe,

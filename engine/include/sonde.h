@@ -320,6 +320,8 @@ typedef enum {
 #define SONDE_TCP_EXPECT_MAX 2048      /* bytes a TCP probe waits to read */
 #define SONDE_FLOW_LABEL_MAX 0xfffff   /* 20 bits (RFC 8200) */
 
+#define SONDE_IFNAMSIZ 16 /* an interface name and its NUL: Linux's IFNAMSIZ */
+
 /* What to send. Zero-initialise, then set dst, proto and ttl at least.
  * sonde_probe_start() copies it (payload and expect included): it may be
  * reused or freed as soon as that returns. */
@@ -417,9 +419,8 @@ typedef struct {
    * "setsockopt(SO_BINDTODEVICE)").
    */
   struct sockaddr_storage src;
-  char iface[16];
+  char iface[SONDE_IFNAMSIZ];
 } sonde_probe_spec_t;
-#define SONDE_IFNAMSIZ 16 /* sonde_probe_spec_t.iface: Linux's IFNAMSIZ */
 
 /* How a probe ended. Valid only during the callback: copy what you keep.
  * Fields that do not apply hold their "none" value (noted per field). */
@@ -473,6 +474,9 @@ typedef struct {
   struct sockaddr_storage quoted_src; /* with nat, when the source address
                                          changed: the quoted one (else
                                          AF_UNSPEC) */
+  char iface[SONDE_IFNAMSIZ];    /* the spec's iface ("" without); src above
+                                    is the spec's src when it was refused
+                                    (EADDRNOTAVAIL, call "bind(src)") */
 } sonde_result_t;
 
 typedef struct sonde_engine sonde_engine_t;

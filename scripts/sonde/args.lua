@@ -31,6 +31,8 @@
 --                 through the same conversion and check as a typed value
 --   key           the field of the result (else the long name with '-' ->
 --                 '_', else the short letter)
+--   also          other long names of the same option ({ "--address" }:
+--                 the replaced tool's spelling beside sonde's)
 --   help          one line (wrapped)
 -- Every option must say which of flag, count or arg it is. A spec is checked
 -- on first use and remembered: do not change it afterwards.
@@ -104,7 +106,14 @@ local function check_option(spec, o, c)
   if o.type ~= nil and not VALID_TYPES[o.type] then
     spec_error(spec, "option %s: unknown type '%s'", label, tostring(o.type))
   end
-  for _, name in ipairs({ o[1] or false, o[2] or false }) do
+  local names = { o[1] or false, o[2] or false }
+  for _, name in ipairs(o.also or {}) do
+    if type(name) ~= "string" or not name:match("^%-%-[%w][%w-]*$") then
+      spec_error(spec, "option %s: bad long option name '%s' in also", label, tostring(name))
+    end
+    names[#names + 1] = name
+  end
+  for _, name in ipairs(names) do
     if name then
       if name == "-h" or name == "--help" then
         spec_error(spec, "option %s: -h and --help are reserved", label)

@@ -893,6 +893,81 @@ function lab.diamond(opts)
   return self
 end
 
+-- lab.multihomed{ name = "...", base = "...", nft = { node = "ruleset" } }
+-- A host with several uplinks, for a probe's source address and interface:
+--
+--   src to-ra (198.18.0.1, 2001:db8::1)   — ra (198.18.0.2) — dst (198.18.2.2)
+--   src to-rb (198.18.1.1, 2001:db8:1::1) — rb (198.18.1.2) — dst (198.18.3.2)
+--   src to-vr (198.18.4.1, 2001:db8:4::1) — vt (198.18.4.2; vt's own
+--       address 198.18.5.5 / 2001:db8:5::5 on its loopback)
+--
+-- (IPv6: 2001:db8:i::1/::2 on link i as lab.chain has it.) src's main table
+-- reaches dst's link 198.18.2.0/24 through ra (metric 100) and, worse,
+-- through rb (metric 200): only what is bound to to-rb takes rb. A policy
+-- rule sends what leaves from 198.18.1.1 (2001:db8:1::1) through rb (table
+-- 100), as a multihomed host is set up. So hop 1 says which way a probe
+-- went. vt's 198.18.5.5 is routed in table 10 only: where the kernel has
+-- VRFs, to-vr is enslaved to vrf-x (table 10), and only what is bound to
+-- to-vr (or vrf-x) is routed by that table; a kernel without CONFIG_NET_VRF
+-- gets the same from the rule a VRF installs for itself, made by hand
+-- ("oif to-vr lookup 10"). Fields: ns.*; src, a, b, vr (src's addresses
+-- towards ra, rb and vt: { v4, v6 }), ra, rb, dst, vt (each { v4, v6 });
+-- vrf (true when vrf-x is a real VRF).
+function lab.multihomed(opts)
+  opts = opts or {}
+  local function pair(link, side) return { v4 = v4(link, side), v6 = v6(link, side) } end
+  local function link(a, b, i, names)
+    return { a, b, names = names,
+             v4 = { v4(i, 1) .. "/24", v4(i, 2) .. "/24" },
+             v6 = { v6(i, 1) .. "/64", v6(i, 2) .. "/64" } }
+  end
+  local self = lab.build{
+    name = opts.name or "multihomed", base = opts.base,
+    nodes = { "src", "ra", "rb", "dst", "vt" },
+    routers = { ra = true, rb = true },
+    sysctls = { src = { ["net.ipv4.ping_group_range"] = "0 2147483647" } },
+    links = { link("src", "ra", 0), link("src", "rb", 1), link("ra", "dst", 2), link("rb", "dst", 3),
+              link("src", "vt", 4, { "to-vr", "to-src" }) },
+    routes = {
+      src = { "198.18.2.0/24 via 198.18.0.2 metric 100", "2001:db8:2::/64 via 2001:db8::2 metric 100",
+              "198.18.2.0/24 via 198.18.1.2 metric 200", "2001:db8:2::/64 via 2001:db8:1::2 metric 200",
+              "198.18.2.0/24 via 198.18.1.2 table 100", "2001:db8:2::/64 via 2001:db8:1::2 table 100" },
+      rb = { "198.18.2.0/24 via 198.18.3.2", "2001:db8:2::/64 via 2001:db8:3::2" },
+      dst = { "198.18.0.0/24 via 198.18.2.1", "2001:db8::/64 via 2001:db8:2::1",
+              "198.18.1.0/24 via 198.18.3.1", "2001:db8:1::/64 via 2001:db8:3::1" },
+      vt = { "198.18.0.0/16 via 198.18.4.1", "2001:db8::/32 via 2001:db8:4::1" },
+    },
+    nft = opts.nft,
+  }
+  local ok, err = pcall(function()
+    self:check("src", "ip rule add from 198.18.1.1 lookup 100")
+    self:check("src", "ip -6 rule add from 2001:db8:1::1 lookup 100")
+    self:check("vt", "ip addr add 198.18.5.5/32 dev lo")
+    self:check("vt", "ip addr add 2001:db8:5::5/128 dev lo nodad")
+    local _, _, code = self:exec("src", "ip link add vrf-x type vrf table 10")
+    self.vrf = code == 0
+    if self.vrf then
+      self:check("src", "ip link set vrf-x up")
+      self:check("src", "ip link set to-vr master vrf-x")
+    else
+      self:check("src", "ip rule add oif to-vr lookup 10")
+      self:check("src", "ip -6 rule add oif to-vr lookup 10")
+    end
+    self:check("src", "ip route add 198.18.5.5/32 via 198.18.4.2 table 10")
+    self:check("src", "ip -6 route add 2001:db8:5::5/128 via 2001:db8:4::2 table 10")
+  end)
+  if not ok then
+    pcall(self.destroy, self)
+    error(err, 0)
+  end
+  self.a, self.b, self.vr = pair(0, 1), pair(1, 1), pair(4, 1)
+  self.src = self.a
+  self.ra, self.rb = pair(0, 2), pair(1, 2)
+  self.dst = pair(2, 2)
+  self.vt = { v4 = "198.18.5.5", v6 = "2001:db8:5::5" }
+  return self
+end
+
 -- Shell variables describing a chain or a diamond (for `up`).
 function lab:shell_vars()
   local lines = {}

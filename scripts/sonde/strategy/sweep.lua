@@ -61,9 +61,10 @@ end
 
 -- The probe spec builder: -> function(addr, seq) -> spec. The table is
 -- reused (the engine copies what it needs when the probe starts).
--- o: protocol, port, ttl, wait.
+-- o: protocol, port, ttl, wait, src and iface (the probe fields; nil: none).
 function M.new(o)
-  local spec = { proto = o.protocol, ttl = o.ttl or defaults.TTL, wait = o.wait }
+  local spec = { proto = o.protocol, ttl = o.ttl or defaults.TTL, wait = o.wait,
+    src = o.src, iface = o.iface }
   if o.protocol == "tcp" then
     spec.dport = o.port or M.DEFAULT_PORT.tcp
     spec.bind = "kernel"
