@@ -314,15 +314,23 @@ int sonde__lua_privileged(lua_State *L) {
   return 1;
 }
 
-/* e:source(addr) -> the source address towards addr, or nil, msg, name. */
+/* e:source(addr [, iface]) -> the source address towards addr (over the
+ * interface iface), or nil, msg, name. */
 int sonde__lua_source(lua_State *L) {
   lengine_t *le = check_engine(L, 1);
-  struct sockaddr_storage dst, src;
+  sonde_probe_spec_t spec;
+  struct sockaddr_storage src;
   char buf[INET6_ADDRSTRLEN];
+  size_t ilen = 0;
+  const char *iface = luaL_optlstring(L, 3, "", &ilen);
   int r;
-  if (sonde_addr_parse(luaL_checkstring(L, 2), 0, &dst) < 0)
+  memset(&spec, 0, sizeof(spec));
+  if (sonde_addr_parse(luaL_checkstring(L, 2), 0, &spec.dst) < 0)
     return luaL_argerror(L, 2, "not a numeric IP address");
-  r = sonde_route_source(le->eng, &dst, &src);
+  if (ilen >= sizeof(spec.iface) || memchr(iface, '\0', ilen))
+    return luaL_argerror(L, 3, "not an interface name (1 to 15 bytes)");
+  memcpy(spec.iface, iface, ilen);
+  r = sonde_probe_source(le->eng, &spec, &src);
   if (r < 0)
     return sonde__lua_fail(L, r);
   lua_pushstring(L, sonde_addr_format(&src, buf, sizeof(buf)));

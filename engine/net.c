@@ -238,7 +238,7 @@ int sonde__bind_device(sonde__probe_t *p, int fd) {
 }
 
 /*
- * Check the source and interface that p's spec names, once per probe:
+ * Check the source and interface that a spec names (once per probe):
  * a datagram socket of the family, bound to the device (SO_BINDTODEVICE:
  * ENODEV, EPERM), then either bound to the given source (bind(): Linux
  * says EADDRNOTAVAIL for an address that is not one of this network
@@ -251,8 +251,8 @@ int sonde__bind_device(sonde__probe_t *p, int fd) {
  * net.ipv6.ip_nonlocal_bind set lets bind() take any address; root chose
  * that there.)
  */
-static int check_src(sonde__probe_t *p) {
-  const sonde_probe_spec_t *spec = &p->spec;
+static int src_check(const sonde_probe_spec_t *spec, const char **call,
+                     unsigned *ifindex, struct sockaddr_storage *out) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
   struct ifreq ifr;
@@ -260,20 +260,25 @@ static int check_src(sonde__probe_t *p) {
 
   fd = sonde__socket(spec->dst.ss_family, SOCK_DGRAM, IPPROTO_UDP);
   if (fd < 0) {
-    p->call = "socket";
+    *call = "socket";
     return fd;
   }
   if (spec->iface[0]) {
-    r = sonde__bind_device(p, fd);
-    if (r == 0) {
+    /* SO_BINDTODEVICE: ENODEV, EPERM (see sonde__bind_device) */
+    if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, spec->iface,
+                   (socklen_t)strnlen(spec->iface, sizeof(spec->iface)) +
+                       1) < 0) {
+      r = -errno;
+      *call = "setsockopt(SO_BINDTODEVICE)";
+    } else {
       memset(&ifr, 0, sizeof(ifr));
       memcpy(ifr.ifr_name, spec->iface, sizeof(spec->iface));
       ifr.ifr_name[IFNAMSIZ - 1] = '\0';
       if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
         r = -errno;
-        p->call = "ioctl(SIOCGIFINDEX)";
+        *call = "ioctl(SIOCGIFINDEX)";
       } else {
-        p->ifindex = (unsigned)ifr.ifr_ifindex;
+        *ifindex = (unsigned)ifr.ifr_ifindex;
       }
     }
   }
@@ -282,8 +287,7 @@ static int check_src(sonde__probe_t *p) {
     sonde__addr_set_port(&ss, 0);
     if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0) {
       r = -errno;
-      p->call = "bind(src)";
-      p->local = ss; /* the result names the source refused */
+      *call = "bind(src)";
     }
   } else if (r == 0) {
     ss = spec->dst;
@@ -291,16 +295,42 @@ static int check_src(sonde__probe_t *p) {
     if (connect(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
       r = -errno;
-      p->call = "connect"; /* the routing decision, as connect() takes it */
+      *call = "connect"; /* the routing decision, as connect() takes it */
     }
   }
   sonde__close_fd(&fd);
   if (r < 0)
     return r;
   sonde__addr_set_port(&ss, 0);
-  p->src = ss;
-  p->src_checked = 1;
+  *out = ss;
   return 0;
+}
+
+/* src_check for a probe, once: its result is kept in the probe. */
+static int check_src(sonde__probe_t *p) {
+  int r = src_check(&p->spec, &p->call, &p->ifindex, &p->src);
+  if (r == SONDE_EADDRNOTAVAIL && p->spec.src.ss_family) {
+    p->local = p->spec.src; /* the result names the source refused */
+    sonde__addr_set_port(&p->local, 0);
+  }
+  if (r == 0)
+    p->src_checked = 1;
+  return r;
+}
+
+int sonde_probe_source(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
+                       struct sockaddr_storage *src) {
+  const char *call = NULL;
+  unsigned ifindex = 0;
+  int af = spec->dst.ss_family;
+  if (af != AF_INET && af != AF_INET6)
+    return SONDE_EAFNOSUPPORT;
+  if ((spec->src.ss_family && spec->src.ss_family != af) ||
+      memchr(spec->iface, '\0', sizeof(spec->iface)) == NULL)
+    return SONDE_EINVAL;
+  if (spec->src.ss_family == 0 && spec->iface[0] == '\0')
+    return sonde__route_src(eng, &spec->dst, src);
+  return src_check(spec, &call, &ifindex, src);
 }
 
 int sonde__probe_src(sonde_engine_t *eng, sonde__probe_t *p,

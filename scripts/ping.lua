@@ -28,7 +28,7 @@ Sends one probe to TARGET every -i seconds (-c times, or until interrupted) and 
 
 With -p icmp (the default) the probe is an ICMP echo request and the answer an echo reply. With -p udp it is a UDP datagram to a port that should be closed (33434, one more per probe, as traceroute); the destination answers with ICMP port unreachable. With -p tcp it is a TCP SYN to --port (80): a SYN-ACK (open) or a RST (closed) both say the host is up. A probe gets -W seconds to be answered; the next one does not wait for it.
 
-The options mean what they mean to iputils ping: -c count, -i interval, -w deadline (the whole run ends after that many seconds; with -c, it ends once -c replies came or at the deadline, whichever is first), -W the wait for one answer, -s payload bytes, -t TTL, -q quiet (the start and the statistics only), -n numeric (sonde ping never looks names up: accepted, changes nothing), -D a [unix time] before each line, -M do|want|dont (path MTU discovery: don't fragment, the kernel's choice, may fragment), -f flood (root only: a '.' per probe sent, a backspace per answer, 100 probes a second unless -i says otherwise). An interval under 2 ms (-i 0.001, -i 0) is root's alone, as iputils has it. Differences that remain: -I (source address or interface), -Q (use --tos), -R, -T, -p PATTERN (sonde's -p is the protocol) and -O are not taken; a probe left unanswered prints a 'no answer' line (iputils' -O habit).
+The options mean what they mean to iputils ping: -c count, -i interval, -w deadline (the whole run ends after that many seconds; with -c, it ends once -c replies came or at the deadline, whichever is first), -W the wait for one answer, -s payload bytes, -t TTL, -q quiet (the start and the statistics only), -n numeric (sonde ping never looks names up: accepted, changes nothing), -D a [unix time] before each line, -M do|want|dont (path MTU discovery: don't fragment, the kernel's choice, may fragment), -f flood (root only: a '.' per probe sent, a backspace per answer, 100 probes a second unless -i says otherwise). An interval under 2 ms (-i 0.001, -i 0) is root's alone, as iputils has it. -I ADDR|IFACE sends from that address (--source) or by that interface (--interface). Differences that remain: -Q (use --tos), -R, -T, -p PATTERN (sonde's -p is the protocol) and -O are not taken; a probe left unanswered prints a 'no answer' line (iputils' -O habit).
 
 An answer from somewhere else (a router's time exceeded when -t is too small, a host or network unreachable, a filter's administratively prohibited) is printed as an error from that address and does not count as received. A probe that could not be sent (no route, no permission) is printed with its error (ENETUNREACH, EPERM, ...).
 
@@ -297,8 +297,14 @@ local function run(opts, ctx)
       ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count }
     if text then
       local head
+      -- -I: iputils names the source and the interface ("from SRC IFACE:")
+      local from = ""
+      if opts.source or opts.interface then
+        from = string.format(" from %s %s:", opts.source or eng:source(addr, opts.interface) or "?",
+          opts.interface or "")
+      end
       if opts.protocol == "icmp" then
-        head = string.format("PING %s (%s) %d(%d) bytes of data.", name, addr,
+        head = string.format("PING %s (%s)%s %d(%d) bytes of data.", name, addr, from,
           opts.size, opts.size + 8 + (af == 4 and 20 or 40))
       elseif opts.protocol == "udp" then
         head = string.format("PING %s (%s) udp port %d+, %d bytes of data.", name,

@@ -65,7 +65,7 @@ Raw sockets are used to read ICMP errors: run as root or give the executable CAP
 
 The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row (once the hop after them is silent too, the probes already sent beyond it have had their chance, and nothing beyond answered; the text output ends with a line that says so); stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
 
-traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the largest, -w the wait, -n no names, -N the probes in flight, -p the protocol (traceroute's -I is -p icmp, -T -p tcp, -U -p udp), and a number after the target is the packet length in bytes, IP and transport headers included (traceroute's default, 60 for IPv4 UDP, is sonde's too: 32 payload bytes). With -A (or --as) every hop's origin AS is looked up as mtr -z does (a DNS TXT query in Team Cymru's convention, or --as-file, a pfx2as table) and shown before its name, [AS64500] (nothing when no answer came). Differences that remain: -s (source address), -i (interface), -F (use --df yes), -t (use --tos) are not taken yet; -p is the protocol, not traceroute's port (use --port); --quiet is only a long option.
+traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the largest, -w the wait, -n no names, -N the probes in flight, -s the source address and -i the interface the probes leave by (--source, --interface), -p the protocol (traceroute's -I is -p icmp, -T -p tcp, -U -p udp), and a number after the target is the packet length in bytes, IP and transport headers included (traceroute's default, 60 for IPv4 UDP, is sonde's too: 32 payload bytes). With -A (or --as) every hop's origin AS is looked up as mtr -z does (a DNS TXT query in Team Cymru's convention, or --as-file, a pfx2as table) and shown before its name, [AS64500] (nothing when no answer came). Differences that remain: -F (use --df yes), -t (use --tos) are not taken yet; -p is the protocol, not traceroute's port (use --port); --quiet is only a long option.
 
 Path MTU discovery (--mtu) works as traceroute --mtu's: one probe at a time, DF set, the first PACKETLEN bytes long (default 65000); a probe that is too big goes out again at the MTU that was named (the outgoing device's, when the host itself cannot send it; the next hop's, from a router's frag needed or packet too big; RFC 1191's next lower plateau when an old router names none), and the hop prints F=MTU after that probe. The path MTU the kernel has learnt does not limit the probes (IP_PMTUDISC_PROBE), so the router that is the bottleneck answers on every run. JSON: mtu on that hop and pmtu on that probe, path_mtu on the trace.
 
@@ -337,13 +337,7 @@ local function trace_one(eng, run, name, addr, af)
   t.privileged = eng:privileged(af)
   -- The trace's source: --source, or the route's (over --interface: what
   -- the probes were bound to); per probe it would only repeat it.
-  t.src = opts.source
-  if not t.src and opts.interface then
-    for _, hop in ipairs(t.hops) do
-      for _, r in ipairs(hop.probes) do t.src = t.src or r.src end
-    end
-  end
-  t.src = t.src or eng:source(addr)
+  t.src = opts.source or eng:source(addr, opts.interface)
   for _, hop in ipairs(t.hops) do
     for _, r in ipairs(hop.probes) do
       r.src = nil

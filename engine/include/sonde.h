@@ -639,6 +639,18 @@ SONDE_EXTERN int sonde_raw_preopen(void);
 SONDE_EXTERN void sonde_raw_release(void);
 
 /*
+ * The source address a probe of this spec would leave from (nothing is
+ * sent), into *src: its src, checked one of this host's (SONDE_
+ * EADDRNOTAVAIL), or the route's towards dst over its iface (SONDE_ENODEV,
+ * SONDE_EPERM), or without either what sonde_route_source says. Only dst,
+ * src and iface are read. SONDE_EINVAL: src of another family than dst, or
+ * an iface without its NUL.
+ */
+SONDE_EXTERN int sonde_probe_source(sonde_engine_t *eng,
+                                    const sonde_probe_spec_t *spec,
+                                    struct sockaddr_storage *src);
+
+/*
  * The source address the kernel uses towards dst (a routing decision: no
  * packet is sent), into *src. Returns 0, or a negative errno (SONDE_
  * ENETUNREACH: no route; SONDE_EAFNOSUPPORT: dst is not IPv4/IPv6).

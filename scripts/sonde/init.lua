@@ -266,8 +266,9 @@ function Engine:set_wait(id, seconds) return self.core:set_wait(id, seconds) end
 function Engine:cancel(id) return self.core:cancel(id) end
 function Engine:now() return self.core:now() end
 -- The source address towards addr (a routing decision; nothing is sent),
--- or nil, "ENAME: message", "ENAME".
-function Engine:source(addr) return self.core:source(addr) end
+-- over interface iface when given (a probe's iface field), or nil,
+-- "ENAME: message", "ENAME" (ENODEV: no such interface).
+function Engine:source(addr, iface) return self.core:source(addr, iface) end
 -- true: raw sockets; false: unprivileged; nil: no probe of that family yet.
 function Engine:privileged(family) return self.core:privileged(family) end
 
