@@ -328,7 +328,13 @@ int sonde__nonce_ok(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
  * an error about a packet another host sent (routers quote only what they
  * forwarded), or about one that left from another of our addresses, can
  * carry the same destination, ports and ids as a probe of ours and is not
- * about it. 1 if it is p's, 0 if not.
+ * about it. p->local is the source the probe was sent from: the spec's
+ * src when it named one. A probe bound to an interface (iface) is still
+ * matched whatever interface its answer arrives by, and that is right:
+ * the raw socket is bound to no device, routing back to us is the
+ * network's choice (asymmetric paths are common), and the quote's source,
+ * destination and identity already say whose probe it was. 1 if it is
+ * p's, 0 if not.
  */
 int sonde__source_ok(const sonde__probe_t *p, const sonde__icmp_t *m) {
   const void *want = sonde__addr_bytes(&p->local), *got;

@@ -132,7 +132,7 @@ end
 -- (sonde.strategy.sweep: one probe per address, sent by the engine's
 -- sender thread while this one reads the replies), not a job per target.
 local function run(opts, ctx)
-  header.source_family(opts) -- --source fixes the family
+  header.source_family(opts, opts.target) -- --source fixes the family
   local protocol = opts.protocol
   if opts.port and protocol == "icmp" then
     cli.usage_error("--port applies to -p tcp and -p udp, not icmp")

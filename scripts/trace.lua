@@ -472,7 +472,7 @@ local function take_packetlen(opts)
 end
 
 local function run(opts, ctx)
-  header.source_family(opts) -- --source fixes the family, as traceroute -s
+  header.source_family(opts, opts.target) -- --source fixes the family, as traceroute -s
   local strategy_given = opts.strategy ~= nil
   opts.strategy = opts.strategy or default_strategy(opts.protocol)
   take_packetlen(opts)

@@ -422,3 +422,85 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
     end)
   end)
 end)
+
+-- A source address and an interface, as traceroute (-s, -i) and iputils
+-- ping (-I ADDR, -I IFACE) take them, on lab.multihomed: hop 1 is ra
+-- (198.18.0.2) from the route's source, rb (198.18.1.2) from 198.18.1.1
+-- or by interface to-rb.
+helpers.lab_describe("a source address and an interface, as traceroute and ping take them", function()
+  local m, DST, RB, B
+
+  setup(function()
+    m = lab.multihomed{ name = "dialsrc" }
+    DST, RB, B = m.dst.v4, m.rb.v4, m.b.v4
+  end)
+
+  teardown(function()
+    if m then m:destroy() end
+  end)
+
+  local function run(argv)
+    return m:exec("src", argv)
+  end
+
+  local function both(tool_argv)
+    local sonde_argv = { helpers.sonde(), tool_argv[1] == "traceroute" and "trace" or "ping" }
+    for i = 2, #tool_argv do sonde_argv[#sonde_argv + 1] = tool_argv[i] end
+    local sout, serr, scode = run(sonde_argv)
+    local tout, terr, tcode
+    if has(tool_argv[1]) then tout, terr, tcode = run(tool_argv) end
+    return sout, serr, scode, tout, terr, tcode
+  end
+
+  for _, how in ipairs{ { "-s", "198.18.1.1" }, { "-i", "to-rb" } } do
+    it(("traceroute -n -q 1 %s %s HOST: hop 1 is rb, as traceroute's"):format(how[1], how[2]), function()
+      local out, err, code, tout = both{ "traceroute", "-n", "-q", "1", how[1], how[2], DST }
+      assert.are.equal(0, code, err .. out)
+      local h = hops(out)
+      assert.are.same({ RB }, h[1], out)
+      assert.are.same({ DST }, h[2], out)
+      if tout then assert.are.same(hops(tout), h, tout .. "\n" .. out) end
+    end)
+  end
+
+  for _, how in ipairs{ "198.18.1.1", "to-rb" } do
+    it(("ping -I %s -c 2 HOST: two sent, two received, 'from %s' named as iputils does"):format(how, B), function()
+      local out, err, code, tout = both{ "ping", "-I", how, "-c", "2", DST }
+      assert.are.equal(0, code, err .. out)
+      assert.are.same({ 2, 2 }, { counts(out) })
+      local iface = how == "to-rb" and "to-rb" or ""
+      assert.matches("from " .. B:gsub("%.", "%%.") .. " " .. iface .. ":", out, 1, false)
+      if tout then
+        assert.are.same({ counts(tout) }, { counts(out) })
+        assert.are.equal(tout:match("^[^\n]*"), out:match("^[^\n]*"))
+      end
+    end)
+  end
+
+  it("a source that is not this host's: both refuse, sonde naming EADDRNOTAVAIL and the address", function()
+    local out, err, code, _, terr, tcode = both{ "traceroute", "-n", "-s", "198.18.250.250", DST }
+    assert.are.equal(3, code, err .. out)          -- a system error (traceroute: exit 1)
+    assert.matches("EADDRNOTAVAIL", err)
+    assert.matches("198%.18%.250%.250", err)
+    if tcode then assert.are_not.equal(0, tcode, terr) end
+    out, err, code, _, terr, tcode = both{ "ping", "-I", "198.18.250.250", "-c", "1", DST }
+    assert.are.equal(3, code, err .. out)          -- iputils: exit 2
+    assert.matches("EADDRNOTAVAIL.*198%.18%.250%.250", err)
+    if tcode then assert.are_not.equal(0, tcode, terr) end
+  end)
+
+  it("an unknown interface: both refuse, sonde naming ENODEV and the interface", function()
+    for _, argv in ipairs{ { "traceroute", "-n", "-i", "nosuchdev", DST }, { "ping", "-I", "nosuchdev", "-c", "1", DST } } do
+      local out, err, code, _, terr, tcode = both(argv)
+      assert.are.equal(3, code, err .. out)
+      assert.matches("ENODEV.*nosuchdev", err)
+      if tcode then assert.are_not.equal(0, tcode, terr) end
+    end
+  end)
+
+  it("-s with an address of the other family than the target is a usage error", function()
+    local _, err, code = run{ helpers.sonde(), "trace", "-n", "-s", B, m.dst.v6 }
+    assert.are.equal(2, code, err)
+    assert.matches("IPv4", err)
+  end)
+end)

@@ -61,6 +61,30 @@ describe("sonde.core without privileges", function()
     assert.is_true(eng:close())
   end)
 
+  it("rejects a malformed source, one of the other family, or an interface name with a NUL, naming the field", function()
+    local eng = assert(sonde.engine())
+    local function raised(spec)
+      local ok, err = pcall(eng.core.probe, eng.core, spec, print)
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches("probe: field 'src' is not a numeric IPv4/IPv6 address: '198%.18%.1'",
+      raised{ dst = "127.0.0.1", proto = "udp", src = "198.18.1" })
+    assert.matches("probe: field 'src' must be of dst's family",
+      raised{ dst = "127.0.0.1", proto = "icmp", src = "::1" })
+    assert.matches("probe: field 'src' must be of dst's family",
+      raised{ dst = "::1", proto = "tcp", src = "127.0.0.1" })
+    assert.matches("probe: field 'iface' holds a NUL byte", raised{ dst = "::1", proto = "udp", iface = "lo\0x" })
+    assert.matches("probe: field 'iface' is longer than 15 bytes",
+      raised{ dst = "::1", proto = "udp", iface = string.rep("x", 16) })
+    -- e:source asks what a probe would: the route's, or over an interface
+    assert.are.equal("127.0.0.1", eng:source("127.0.0.1", "lo"))
+    local ok, err, name = eng:source("127.0.0.1", "nosuchdev0")
+    assert.is_nil(ok)
+    assert.are.equal("ENODEV", name, err)
+    assert.is_true(eng:close())
+  end)
+
   it("treats a second close as a soft error, not a second close", function()
     local eng = assert(sonde.engine())
     assert.is_true(eng:close())

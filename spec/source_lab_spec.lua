@@ -244,6 +244,110 @@ helpers.lab_describe("a probe's source address and interface", function()
     end)
   end)
 
+  describe("the commands' options", function()
+    local function sonde(args, who)
+      return helpers.sonde_in(l, args, who)
+    end
+
+    -- the address on the text line of hop `ttl` (trace's " 1  addr",
+    -- mtr's "  1.|-- addr")
+    local function hop(out, ttl)
+      for line in out:gmatch("[^\n]+") do
+        local n, addr = line:match("^%s*(%d+)[.|%s-]+([%x:.]+[%x])")
+        if tonumber(n) == ttl then return addr end
+      end
+    end
+
+    it("trace -s and -i, every protocol, root and nobody, IPv4 and IPv6", function()
+      for _, f in ipairs{ { DST4, B4, RB4 }, { DST6, B6, RB6 } } do
+        for _, p in ipairs{ "udp", "icmp", "tcp" } do
+          for _, who in ipairs{ false, helpers.AS_NOBODY } do
+            for _, how in ipairs{ { "-s", f[2] }, { "-i", "to-rb" } } do
+              local out, err, code = sonde({ "trace", "-n", "-q", "1", "-w", "2", "-p", p, how[1], how[2], f[1] },
+                who or nil)
+              local what = table.concat({ p, how[1], who and "nobody" or "root", out, err }, " ")
+              assert.are.equal(0, code, what)
+              assert.are.equal(f[3], hop(out, 1), what)
+              assert.are.equal(f[1], hop(out, 2), what)
+            end
+          end
+        end
+      end
+    end)
+
+    it("trace --format json names the source used", function()
+      local out, err, code = sonde{ "trace", "-n", "-q", "1", "-i", "to-rb", "--format", "json", DST4 }
+      assert.are.equal(0, code, err)
+      local doc = require("cjson").decode(out)
+      assert.are.equal(B4, doc.src)
+      assert.are.equal("to-rb", doc.hops[1].probes[1].iface)
+    end)
+
+    it("mtr -r -c 2 -a ADDR, --address ADDR and -I IFACE report the path through rb", function()
+      for _, how in ipairs{ { "-a", B4 }, { "--address", B4 }, { "-I", "to-rb" } } do
+        local out, err, code = sonde{ "mtr", "-n", "-r", "-c", "2", how[1], how[2], DST4 }
+        assert.are.equal(0, code, err .. out)
+        assert.are.equal(RB4, hop(out, 1), out)
+        assert.are.equal(DST4, hop(out, 2), out)
+      end
+    end)
+
+    it("tcping --source and sweep -S / --source-ip leave from that source (rb counts them)", function()
+      reset()
+      local out, err, code = sonde{ "tcping", "-c", "1", "--source", B4, DST4, "7" }
+      assert.are.equal(1, code, err .. out)          -- refused: the port is closed
+      assert.matches("refused", out)
+      assert.are.equal(1, counters("rb").b4, out)
+      for _, opt in ipairs{ "-S", "--source-ip" } do
+        out, err, code = sonde{ "sweep", "-q", opt, B4, DST4 }
+        assert.are.equal(0, code, err .. out)
+        assert.matches('"alive":true', out)
+      end
+      assert.are.equal(3, counters("rb").b4)
+      assert.are.equal(0, counters("ra").b4 or 0)
+    end)
+
+    it("sweep -i and ping -I reach the address routable only by that interface", function()
+      local out, err, code = sonde{ "sweep", "-q", "-i", "to-vr", VT4, VT6 }
+      assert.are.equal(0, code, err .. out)
+      local alive = select(2, out:gsub('"alive":true', ""))
+      assert.are.equal(2, alive, out)
+      out, err, code = sonde{ "ping", "-c", "1", "-I", "to-vr", VT4 }
+      assert.are.equal(0, code, err .. out)
+      out, err, code = sonde{ "ping", "-c", "1", "-W", "1", VT4 }
+      assert.are_not.equal(0, code, out)
+    end)
+
+    it("errors: EADDRNOTAVAIL naming the address, ENODEV naming the interface (exit 3); usage errors (exit 2)", function()
+      for _, args in ipairs{
+        { "trace", "-n", "-s", FOREIGN4, DST4 },
+        { "trace", "-n", "-p", "tcp", "-s", FOREIGN4, DST4 },
+        { "mtr", "-r", "-c", "1", "-a", FOREIGN4, DST4 },
+        { "ping", "-c", "1", "-I", FOREIGN4, DST4 },
+        { "tcping", "-c", "1", "--source", FOREIGN4, DST4, "7" },
+        { "trace", "-n", "-s", FOREIGN6, DST6 },
+      } do
+        local out, err, code = sonde(args)
+        assert.are.equal(3, code, table.concat(args, " ") .. "\n" .. out .. err)
+        assert.matches("EADDRNOTAVAIL", err)
+        assert.matches((args[#args] == "7" and FOREIGN4 or args[#args - 1]):gsub("[.:]", "%%%0"), err)
+      end
+      for _, args in ipairs{ { "trace", "-n", "-i", "nosuchdev", DST4 }, { "mtr", "-r", "-c", "1", "-I", "nosuchdev", DST4 },
+                             { "ping", "-c", "1", "-I", "nosuchdev", DST4 } } do
+        local out, err, code = sonde(args)
+        assert.are.equal(3, code, table.concat(args, " ") .. "\n" .. out .. err)
+        assert.matches("ENODEV.*nosuchdev", err)
+      end
+      for _, args in ipairs{ { "trace", "-s", "bogus", DST4 }, { "trace", "-i", "a/b", DST4 },
+                             { "trace", "-i", "sixteen-chars-xx", DST4 }, { "trace", "-6", "-s", B4, DST6 },
+                             { "trace", "-s", B4, DST6 }, { "sweep", "-S", B6, DST4 } } do
+        local out, err, code = sonde(args)
+        assert.are.equal(2, code, table.concat(args, " ") .. "\n" .. out .. err)
+        assert.is_nil(err:find("traceback"), err)
+      end
+    end)
+  end)
+
   it("an unknown interface is ENODEV on every path", function()
     local t, out = probes(DST4, nil, "nosuchdev")
     for _, r in ipairs(t) do

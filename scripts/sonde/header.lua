@@ -70,10 +70,11 @@ function M.source_options(short)
   }
 end
 
--- The family that --source fixes (4 or 6), checked against -4/-6; sets
--- opts.ipv4 or opts.ipv6 so that names resolve to that family, as
--- traceroute -s does. Call before the family is read. -> opts.
-function M.source_family(opts)
+-- The family that --source fixes (4 or 6), checked against -4/-6 and the
+-- numeric targets among words (the command line's); sets opts.ipv4 or
+-- opts.ipv6 so that names resolve to that family, as traceroute -s does.
+-- Call before the family is read. -> opts.
+function M.source_family(opts, words)
   if opts.bind_to then
     if require("sonde.targets").canonical(opts.bind_to) then
       opts.source = opts.bind_to
@@ -87,6 +88,13 @@ function M.source_family(opts)
   if (af == 4 and opts.ipv6) or (af == 6 and opts.ipv4) then
     require("sonde.cli").usage_error("--source %s is an IPv%d address, but -%d was given",
       opts.source, af, af == 4 and 6 or 4)
+  end
+  for _, w in ipairs(words or {}) do
+    local _, wf = require("sonde.targets").canonical(w)
+    if wf and wf ~= af then
+      require("sonde.cli").usage_error("%s is an IPv%d target, but the source %s is an IPv%d address",
+        w, wf, opts.source, af)
+    end
   end
   if af == 4 then opts.ipv4 = true else opts.ipv6 = true end
   return opts

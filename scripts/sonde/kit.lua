@@ -66,7 +66,7 @@ Run.__index = Run
 --      resolver's first)
 -- -> the run.
 function M.start(opts, ctx, o)
-  require("sonde.header").source_family(opts) -- --source fixes the family
+  require("sonde.header").source_family(opts, o.words) -- --source fixes the family
   local run = setmetatable({ opts = opts, ctx = ctx, cmd = o.cmd, o = o,
     family = opts.ipv4 and 4 or opts.ipv6 and 6 or nil }, Run)
   run.tg = campaign.collect(o.words, opts, ctx, o.cmd, o.as_list, o.name, o.missing)
