@@ -464,12 +464,12 @@ helpers.lab_describe("a source address and an interface, as traceroute and ping 
   end
 
   for _, how in ipairs{ "198.18.1.1", "to-rb" } do
-    it(("ping -I %s -c 2 HOST: two sent, two received, 'from %s' named as iputils does"):format(how, B), function()
+    it(("ping -I %s -c 2 HOST: two sent, two received, the source named as iputils does"):format(how), function()
       local out, err, code, tout = both{ "ping", "-I", how, "-c", "2", DST }
       assert.are.equal(0, code, err .. out)
       assert.are.same({ 2, 2 }, { counts(out) })
       local iface = how == "to-rb" and "to-rb" or ""
-      assert.matches("from " .. B:gsub("%.", "%%.") .. " " .. iface .. ":", out, 1, false)
+      assert.is_truthy(out:find("from " .. B .. " " .. iface .. ":", 1, true), out)
       if tout then
         assert.are.same({ counts(tout) }, { counts(out) })
         assert.are.equal(tout:match("^[^\n]*"), out:match("^[^\n]*"))
