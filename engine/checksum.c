@@ -74,3 +74,20 @@ uint16_t sonde__cksum_rewrite(uint16_t csum, int full, const uint8_t *old,
     acc = (acc & 0xffff) + (acc >> 16);
   return full ? (uint16_t)~acc : (uint16_t)acc;
 }
+
+/* See packet.h. */
+uint16_t sonde__cksum_nat(uint16_t csum, int full, const void *src_was,
+                          const void *src_now, size_t alen, int with_port,
+                          uint16_t port_was, uint16_t port_now) {
+  uint8_t was[18], now[18];
+  if (alen > 16)
+    alen = 16;
+  memcpy(was, src_was, alen);
+  memcpy(now, src_now, alen);
+  was[alen] = (uint8_t)(port_was >> 8);
+  was[alen + 1] = (uint8_t)port_was;
+  now[alen] = (uint8_t)(port_now >> 8);
+  now[alen + 1] = (uint8_t)port_now;
+  return sonde__cksum_rewrite(csum, full, was, now,
+                              alen + (with_port ? 2 : 0));
+}

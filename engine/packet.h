@@ -139,6 +139,12 @@ uint16_t sonde__cksum(const void *buf, size_t len, uint32_t sum);
  * became new (len bytes, even): see checksum.c. */
 uint16_t sonde__cksum_rewrite(uint16_t csum, int full, const uint8_t *old,
                               const uint8_t *new, size_t len);
+/* The same for what a NAT rewrites: the source address (alen bytes, 4
+ * or 16; 0 when the checksum does not sum it) and, with_port, the source
+ * port or ICMP echo id. */
+uint16_t sonde__cksum_nat(uint16_t csum, int full, const void *src_was,
+                          const void *src_now, size_t alen, int with_port,
+                          uint16_t port_was, uint16_t port_now);
 
 /*
  * Build an ICMP (af AF_INET) or ICMPv6 (AF_INET6) echo request into buf:

@@ -61,17 +61,12 @@ static int csum_after_nat(const sonde__sent_t *s, const void *qsrc,
                           int pseudo, uint16_t port_was, uint16_t port_now,
                           uint16_t sent, uint16_t seen) {
   size_t alen = pseudo ? (s->af == AF_INET6 ? 16 : 4) : 0;
-  uint8_t was[18], now[18];
-  memcpy(was, s->src, alen);
-  memcpy(now, qsrc, alen);
-  was[alen] = (uint8_t)(port_was >> 8);
-  was[alen + 1] = (uint8_t)port_was;
-  now[alen] = (uint8_t)(port_now >> 8);
-  now[alen + 1] = (uint8_t)port_now;
-  if (sonde__cksum_rewrite(sent, 1, was, now, alen + 2) == seen)
+  if (sonde__cksum_nat(sent, 1, s->src, qsrc, alen, 1, port_was, port_now) ==
+      seen)
     return 1;
   return s->udp_csum_kernel && pseudo &&
-         sonde__cksum_rewrite(s->udp_csum_partial, 0, was, now, alen) == seen;
+         sonde__cksum_nat(s->udp_csum_partial, 0, s->src, qsrc, alen, 0, 0,
+                          0) == seen;
 }
 
 /*

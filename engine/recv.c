@@ -459,20 +459,14 @@ static int nat_match(const sonde__probe_t *p, const void *arg) {
       return 0;
     /* A held checksum names the probe among its flow's (Paris): the NAT
      * adjusted it for the address and port it wrote (RFC 1624). */
-    if (p->key.c) {
-      size_t alen = q->af == AF_INET6 ? 16 : 4;
-      uint8_t was[18], now[18];
-      memcpy(was, sonde__addr_bytes(&p->local), alen);
-      memcpy(now, q->af == AF_INET6 ? (const void *)&q->src6
-                                    : (const void *)&q->src4, alen);
-      was[alen] = (uint8_t)(p->key.a >> 8);
-      was[alen + 1] = (uint8_t)p->key.a;
-      now[alen] = (uint8_t)(q->sport >> 8);
-      now[alen + 1] = (uint8_t)q->sport;
-      if (!q->has_udp_csum ||
-          sonde__cksum_rewrite(p->key.c, 1, was, now, alen + 2) != q->udp_csum)
-        return 0;
-    }
+    if (p->key.c &&
+        (!q->has_udp_csum || sonde__addr_bytes(&p->local) == NULL ||
+         sonde__cksum_nat(p->key.c, 1, sonde__addr_bytes(&p->local),
+                          q->af == AF_INET6 ? (const void *)&q->src6
+                                            : (const void *)&q->src4,
+                          q->af == AF_INET6 ? 16 : 4, 1, p->key.a,
+                          q->sport) != q->udp_csum))
+      return 0;
     break;
   case SONDE_PROTO_TCP:
     if (q->proto != IPPROTO_TCP || !q->has_ports || q->dport != p->key.b)
