@@ -71,9 +71,13 @@ local function trace(l, fam, proto, q, extra, format)
 end
 
 -- UDP is traced as Paris (sonde's default: the probe named by its held
--- checksum, which the NAT adjusts) and as classic (the kernel's checksum).
+-- checksum, which the NAT adjusts), as classic (the kernel's checksum) and
+-- as Dublin.
+-- Dublin: flows side by side, each from its own source port, its probes
+-- named by their checksums (which a NAT adjusts for the port it writes).
 local VARIANTS = {
-  { "udp" }, { "udp", { "--strategy", "classic" }, "udp classic" }, { "icmp" }, { "tcp" },
+  { "udp" }, { "udp", { "--strategy", "classic" }, "udp classic" },
+  { "udp", { "--strategy", "dublin", "--flows", "4" }, "udp dublin" }, { "icmp" }, { "tcp" },
 }
 
 helpers.lab_describe("a stateless NAT that rewrites the probes' source", function()
