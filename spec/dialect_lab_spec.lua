@@ -408,6 +408,28 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
     end)
   end)
 
+  describe("zoned link-local targets in a list", function()
+    it("are probed on their link from a targets file and by sweep; a zone that is no interface is skipped", function()
+      lab.must({ "ip", "-n", l:nsname("src"), "addr", "replace", "fe80::1:a/64", "dev", "to-r1", "nodad" })
+      lab.must({ "ip", "-n", l:nsname("r1"), "addr", "replace", "fe80::1:b/64", "dev", "to-src", "nodad" })
+      local path = helpers.readable_file("fe80::1:b%to-r1\nfe80::1:c%to-r1\nfe80::1:b%nosuchif\n")
+      finally(function() os.remove(path) end)
+      local out, err, code = sonde("sweep", { "-w", "1", "--format", "csv", "--targets", path })
+      assert.are.equal(0, code, err)    -- one alive
+      assert.matches("fe80::1:b%%to%-r1,true,reply,echo_reply,,fe80::1:b,", out)
+      assert.matches("fe80::1:c%%to%-r1,false,timeout,", out)
+      assert.matches(":3: skipped 'fe80::1:b%%nosuchif': no interface 'nosuchif'", err)
+      out, err, code = sonde("ping", { "-c", "1", "-W", "1", "--targets", path })
+      assert.are.equal(1, code, err)    -- one of two answered
+      assert.matches("1 of 2 targets answered", err)
+      assert.matches("fe80::1:b%%to%-r1 ping statistics ---\n1 packets transmitted, 1 received", out)
+      -- on the command line, among several: a bad zone is a usage error
+      out, err, code = sonde("sweep", { "fe80::1:b%to-r1", "fe80::1:b%nosuchif" })
+      assert.are.equal(2, code)
+      assert.matches("no interface 'nosuchif'", err)
+    end)
+  end)
+
   describe("the other commands", function()
     it("sweep takes -4/-6; mda's confidence is --confidence only and -q is not quiet", function()
       local _, err, code = sonde("sweep", { "-6", "198.18.2.0/30" })

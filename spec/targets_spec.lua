@@ -94,6 +94,18 @@ describe("a target list", function()
       "2001:db8::", "2001:db8::1" }, all(l))
   end)
 
+  it("keeps a link-local address's zone: one address on two links is two targets", function()
+    -- "lo" is an interface of every host; an index needs none
+    local l = list_of("fe80::1%lo", "fe80::%lo/127", "fe80::1%1", "fe80::1")
+    assert.are.same({ "fe80::1", "fe80::1%1", "fe80::%lo", "fe80::1%lo" }, all(l))
+    local ok, why = targets.list():add("fe80::1%nosuchif0")
+    assert.is_nil(ok)
+    assert.matches("no interface 'nosuchif0'", why)
+    ok, why = targets.list():add("198.18.0.1%lo")
+    assert.is_nil(ok)
+    assert.matches("zone", why)
+  end)
+
   it("merges adjacent prefixes and finds any position of a large one", function()
     local l = list_of("198.18.0.0/24", "198.18.1.0/24", "198.19.0.0/16")
     assert.are.equal(512 + 65536, l:count())

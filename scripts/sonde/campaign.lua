@@ -149,10 +149,9 @@ function M.collect(words, opts, ctx, cmd, as_list, name, missing)
     local _, zone = targets.split_zone(w)
     if zone then
       -- the zone must name an interface of this host (or its index)
-      local f = not zone:match("^%d+$") and io.open("/sys/class/net/" .. zone .. "/ifindex")
-      if f then f:close() elseif not zone:match("^%d+$") then
-        cli.usage_error("%s: invalid value '%s' (no interface '%s' here: the zone of a link-local address names the interface of its link)",
-          name, targets.escape(w), targets.escape(zone))
+      local why = targets.zone_problem(zone)
+      if why then
+        cli.usage_error("%s: invalid value '%s' (%s)", name, targets.escape(w), why)
       end
     else
       local ok, why = targets.parse(w)

@@ -190,12 +190,26 @@ local function is_name(s)
 end
 
 -- One entry: { af = 4, lo = n, hi = n } (IPv4, inclusive range),
--- { af = 6, net = "g1:..:g6", lo = n, hi = n } (IPv6: the first 96 bits as
--- text, the last 32 as a range), or { name = s }. Or nil and the reason.
+-- { af = 6, net = "g1:..:g6", lo = n, hi = n, zone = z } (IPv6: the first
+-- 96 bits as text, the last 32 as a range; zone: the interface of a
+-- link-local address or prefix given with one, RFC 4007 11.7's
+-- "fe80::1%eth0" or "fe80::%eth0/120", else nil), or { name = s }. Or nil
+-- and the reason.
 function M.parse(text)
   if type(text) ~= "string" then return nil, "not a string" end
   local s = text:match("^%s*(.-)%s*$")
   if s == "" then return nil, "empty: a target is a host name, an address or a prefix" end
+  local zoned, zone, zlen = s:match("^([%x:.]+)%%([^/]*)/?(%d*)$")
+  if zoned then
+    local a, z = M.split_zone(zoned .. "%" .. zone)
+    if not a then return nil, "not an IPv6 address with a zone (ADDRESS%INTERFACE)" end
+    local why = M.zone_problem(z)
+    if why then return nil, why end
+    local e, err = M.parse(a .. (zlen ~= "" and "/" .. zlen or ""))
+    if not e then return nil, err end
+    e.zone = z
+    return e
+  end
   local addr, len = s:match("^([^/]+)/(%d+)$")
   if s:find("/", 1, true) and not addr then
     return nil, "not a prefix (ADDRESS/LENGTH)"
@@ -290,6 +304,21 @@ function M.split_zone(s)
   return a, z
 end
 
+-- What is wrong with the zone z of a link-local address: nil when it
+-- names an interface of this host (or is an interface index), else why
+-- not.
+function M.zone_problem(z)
+  if z:match("^%d+$") then return nil end
+  local f = not z:find("/", 1, true) and z ~= "." and z ~= ".."
+    and io.open("/sys/class/net/" .. z .. "/ifindex")
+  if f then
+    f:close()
+    return nil
+  end
+  return fmt("no interface '%s' here: the zone of a link-local address names the interface of its link",
+    M.escape(z))
+end
+
 ---------------------------------------------------------------------------
 -- The list
 ---------------------------------------------------------------------------
@@ -356,6 +385,7 @@ end
 local function range_before(a, b)
   if a.af ~= b.af then return a.af < b.af end
   if a.net ~= b.net then return (a.net or "") < (b.net or "") end
+  if a.zone ~= b.zone then return (a.zone or "") < (b.zone or "") end
   return a.lo < b.lo
 end
 
@@ -368,10 +398,12 @@ function List:finish()
   local merged = {}
   for _, e in ipairs(r) do
     local last = merged[#merged]
-    if last and last.af == e.af and last.net == e.net and e.lo <= last.hi + 1 then
+    -- (an address on two links is two targets: the zone is part of it)
+    if last and last.af == e.af and last.net == e.net and last.zone == e.zone and
+       e.lo <= last.hi + 1 then
       if e.hi > last.hi then last.hi = e.hi end
     else
-      merged[#merged + 1] = { af = e.af, net = e.net, lo = e.lo, hi = e.hi }
+      merged[#merged + 1] = { af = e.af, net = e.net, lo = e.lo, hi = e.hi, zone = e.zone }
     end
   end
   local start, n = {}, 0
@@ -407,7 +439,7 @@ function List:at(i)
   for w in e.net:gmatch("%x+") do g[#g + 1] = tonumber(w, 16) end
   g[7] = floor(v / 65536)
   g[8] = v % 65536
-  return format_v6(g)
+  return e.zone and format_v6(g) .. "%" .. e.zone or format_v6(g)
 end
 
 ---------------------------------------------------------------------------

@@ -35,9 +35,11 @@ M.COLUMNS = { "addr", "alive", "status", "kind", "code", "from", "rtt", "reply_t
 M.FIELDS = { "type", "version" }
 for _, k in ipairs(M.COLUMNS) do M.FIELDS[#M.FIELDS + 1] = k end
 
--- Did the target `dst` answer a probe of `protocol` with result r?
+-- Did the target `dst` answer a probe of `protocol` with result r? (A
+-- link-local target's zone, fe80::1%eth0, is not in the address that
+-- answered.)
 function M.alive(r, dst, protocol)
-  if r.status ~= "reply" or r.addr ~= dst then return false end
+  if r.status ~= "reply" or r.addr ~= dst:gsub("%%.*$", "") then return false end
   local kind = r.kind
   if protocol == "icmp" then return kind == "echo_reply" end
   if protocol == "tcp" then return kind == "tcp_synack" or kind == "tcp_rst" end
