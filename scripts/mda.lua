@@ -12,6 +12,7 @@ local tracer = require "sonde.trace"
 local mda = require "sonde.strategy.mda"
 local formats = require "sonde.format"
 local kit = require "sonde.kit"
+local header = require "sonde.header"
 
 local FORMATS = formats.names{ "text", "json", "*", "dot" }
 
@@ -61,6 +62,8 @@ Exit status: 0 the destination was reached (several targets: every one), 1 it wa
     { nil, "--format", arg = "FORMAT", type = "string", default = "text", check = formats.check(FORMATS),
       help = "output format: text, json (one document), jsonl (the document as one line), csv or markdown (a row per interface), dot (a Graphviz digraph), or the path of a Lua format module (see Formats above)" },
     output.OPTION,
+    header.source_options()[1],
+    header.source_options()[2],
   }, { parallel = 8, what = "targets explored" }),
   positionals = { { name = "TARGET", many = true, help = "host name, numeric address or CIDR prefix" } },
   exclusive = { { "ipv4", "ipv6" } },
@@ -143,7 +146,8 @@ local function run(opts, ctx)
 
   -- Explores one target: -> its mda document.
   local function explore(name, addr, af)
-    local strat = mda.new{ dst = addr, port = opts.port, sport = opts.sport, wait = opts.wait }
+    local strat = header.apply(mda.new{ dst = addr, port = opts.port, sport = opts.sport, wait = opts.wait },
+      opts)
     local started, t0 = os.time(), eng:now()
     local seq = 0
     local inflight = {}
@@ -214,7 +218,7 @@ local function run(opts, ctx)
       max_ttl = opts.max_ttl, sport = strat.sport, dport = strat.dport, wait = opts.wait,
       probes_sent = res.probes_sent, flows = res.flows, reached = res.reached,
       stop_reason = run.signal and "interrupted" or res.stop_reason,
-      src = eng:source(addr) or nil,
+      src = opts.source or eng:source(addr, opts.interface) or nil,
       hops = json.array{}, links = json.array{}, started = started, duration = eng:now() - t0 }
     if d.stop_reason == "error" then d.error = res.error end
     for _, h in ipairs(res.hops) do

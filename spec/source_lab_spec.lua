@@ -292,6 +292,15 @@ helpers.lab_describe("a probe's source address and interface", function()
       end
     end)
 
+    it("mda --source and --interface explore the path through rb", function()
+      for _, how in ipairs{ { "--source", B4 }, { "--interface", "to-rb" } } do
+        local out, err, code = sonde{ "mda", "-n", how[1], how[2], DST4 }
+        assert.are.equal(0, code, err .. out)
+        assert.are.equal(RB4, hop(out, 1), out)
+        assert.are.equal(DST4, hop(out, 2), out)
+      end
+    end)
+
     it("tcping --source and sweep -S / --source-ip leave from that source (rb counts them)", function()
       reset()
       local out, err, code = sonde{ "tcping", "-c", "1", "--source", B4, DST4, "7" }
