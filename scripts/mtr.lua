@@ -72,8 +72,10 @@ Exit status:
       help = "TTL of the first hop probed" },
     { "-m", "--max-ttl", arg = "N", type = "int", min = 1, max = 255, default = 30,
       help = "largest TTL probed" },
-    { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
-      help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN (mtr's -p, split mode, is not implemented: -p is the protocol here; -T and -u are mtr's)" },
+    { nil, "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
+      help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN (as mtr's -u and -T; mtr's -p is --split)" },
+    { "-p", "--split", flag = true,
+      help = "mtr's split mode, for front-ends that read mtr: as outcomes come in, a line per hop whose figures changed, \"TTL NAME LOSS RECEIVED SENT BEST AVG WORST\" (LOSS in thousandths of a percent, times in whole ms, ??? for a hop whose probes are done and nobody answered, with -b \"NAME ADDR\"), and \"-TTL\" for a hop that went away; no report. One target" },
     { "-T", "--tcp", flag = true, help = "TCP SYN probes (as -p tcp)" },
     { "-u", "--udp", flag = true, help = "UDP probes (as -p udp)" },
     { "-P", "--port", arg = "PORT", type = "int", min = 1, max = 65535,
@@ -121,8 +123,9 @@ Exit status:
     "sonde mtr --report -c 20 -n 198.18.8.2",
     "sonde mtr -rwbzc 10 198.18.8.2",
     "sonde mtr -r -c 5 -o LSDR -n 198.18.8.2",
-    "sonde mtr -p udp -i 0.2 -c 50 --format json 2001:db8:8::2",
-    "sonde mtr -p tcp --port 443 --format csv -c 10 -n 198.18.8.2",
+    "sonde mtr -u -i 0.2 -c 50 --format json 2001:db8:8::2",
+    "sonde mtr --protocol tcp --port 443 --format csv -c 10 -n 198.18.8.2",
+    "sonde mtr -p -n -c 5 198.18.8.2",
     "sonde mtr -c 60 -n --format jsonl --output rounds.jsonl 198.18.8.2",
     "sonde mtr --report -c 5 -n 198.18.8.2 198.18.9.2 2001:db8:8::2",
   },
@@ -135,6 +138,7 @@ Exit status:
 ---------------------------------------------------------------------------
 
 local core = require "sonde.core"
+local floor = math.floor
 
 -- The live table's width: the terminal's, unless it is too narrow or
 -- unknown (0 columns: a terminal nobody sized).
@@ -313,6 +317,46 @@ local function round_recorder(o)
 end
 
 -- The line under a markdown report: rounds, and what became of the run.
+-- mtr's split mode (its split.c): a writer of the lines for one target.
+-- Called with the hops' rows after every update, it writes "TTL LINE" for
+-- each hop whose line changed since it last wrote one, and "-TTL" for each
+-- hop beyond the last one now (a trace that got shorter). LINE is
+-- "NAME LOSS RECEIVED SENT BEST AVG WORST" as mtr 0.95 writes it: LOSS in
+-- thousandths of a percent and the times in whole milliseconds, both cut
+-- down to an integer as mtr's C does; NAME (name_of(addr)) ??? where
+-- nobody answered the probes done.
+local function split_writer(sink, name_of)
+  local lines, top = {}, 0   -- [ttl] = the line written last; the highest TTL written
+  local function ms(s) return s and floor(floor(s * 1e6 + 0.5) / 1000) or 0 end
+  return function(rows)
+    local out = {}
+    local last = #rows > 0 and rows[#rows].ttl or 0
+    for ttl = top, last + 1, -1 do
+      out[#out + 1] = string.format("-%d\n", ttl)
+      lines[ttl] = nil
+    end
+    top = math.min(top, last)
+    for _, row in ipairs(rows) do
+      -- (a TTL none of whose probes is done yet has nothing to say)
+      local line = row.sent > 0 and "???" or lines[row.ttl]
+      if row.addr then
+        line = string.format("%s %d %d %d %d %d %d", name_of(row.addr),
+          floor((row.loss or 0) * 1000), row.received, row.sent,
+          ms(row.best), ms(row.avg), ms(row.worst))
+      end
+      if line and line ~= lines[row.ttl] then
+        out[#out + 1] = string.format("%d %s\n", row.ttl, line)
+        lines[row.ttl] = line
+        if row.ttl > top then top = row.ttl end
+      end
+    end
+    if #out > 0 then
+      sink:write(table.concat(out))
+      sink:flush()
+    end
+  end
+end
+
 local function summary_text(doc)
   local t = string.format("%d round%s to %s (%s), %s", doc.rounds, doc.rounds == 1 and "" or "s",
     doc.target, doc.addr, doc.reached and "destination reached" or "destination not reached")
@@ -344,6 +388,10 @@ local function run(opts, ctx)
   end
   if opts.csv then opts.report = true end
   if opts.report_wide then opts.report = true end
+  if opts.split and (opts.report or opts.format ~= "text") then
+    cli.usage_error("-p (--split) writes mtr's split lines, not a report: not with %s",
+      opts.csv and "-C" or opts.report_wide and "-w" or opts.report and "-r" or "--format " .. opts.format)
+  end
   local show = { fields = assert(fmt.fields(opts.order)), wide = opts.report_wide,
     show_ips = opts.show_ips, numeric = opts.numeric, asn = opts.aslookup or opts.as,
     mpls = opts.mpls }
@@ -383,9 +431,15 @@ local function run(opts, ctx)
   local run = kit.start(opts, ctx, { cmd = "mtr", what = "destinations reached",
     words = opts.target, own = { text = true, json = true },
     engine = { window = 4096 },
+    check = function(tg)
+      if opts.split and not tg.single then
+        cli.usage_error("-p is mtr's split mode (--split), for one target; the probe protocol is --protocol PROTO (or -u, -T)")
+      end
+    end,
     on_signal = function() stop_all("interrupted") end })
   local tg, sink, eng, tally = run.tg, run.sink, run.eng, run.tally
-  local live = not opts.report and opts.format == "text" and ctx.stdout == io.stdout and core.isatty(1)
+  local live = not opts.report and not opts.split and opts.format == "text" and
+    ctx.stdout == io.stdout and core.isatty(1)
   local count = opts.count or (not live and 10 or nil)
 
   local version = 0         -- bumped on every update (the live table redraws)
@@ -448,8 +502,8 @@ local function run(opts, ctx)
     if err and not sent then doc.hops = json.array{} end
     tally:add(doc.reached, summary_text(doc), err)
     last = doc
-    if err and not sent and opts.format == "text" then
-      -- nothing to show
+    if opts.split or (err and not sent and opts.format == "text") then
+      -- nothing to show: split mode said everything as it came
     elseif opts.format == "json" then
       sink:write(json.encode(doc) .. "\n")
     elseif opts.format == "text" and opts.csv then
@@ -519,6 +573,11 @@ local function run(opts, ctx)
     end
     local view = { meta = meta }
     views[#views + 1] = view
+    local split = opts.split and split_writer(sink, function(a)
+      if show.numeric or not names then return a end
+      local n = names[a] or a
+      return show.show_ips and n .. " " .. a or n
+    end)
     local probing, rounds = eng, nil
     if sink:events() then
       rounds = round_recorder{ eng = eng, first_ttl = opts.first_ttl,
@@ -538,6 +597,7 @@ local function run(opts, ctx)
       on_update = function(state)
         view.state = state
         version = version + 1
+        if split then split(mtr.rows(state)) end
         for _, hop in pairs(state.hops) do
           for _, a in ipairs(hop.addrs) do
             if lookup then lookup(a) end
@@ -554,6 +614,7 @@ local function run(opts, ctx)
     stops[addr] = nil
     controls[addr] = nil
     view.state = st
+    if split then split(mtr.rows(st)) end   -- the last outcomes' lines
     if rounds then rounds.close() end
     -- names and AS numbers still on their way: waited for, within --dns-wait
     if not run.signal then

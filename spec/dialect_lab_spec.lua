@@ -332,6 +332,52 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
     end)
   end)
 
+  describe("mtr -p (split mode)", function()
+    -- The last line of each TTL: { [ttl] = "NAME LOSS RECEIVED SENT" }, and
+    -- whether every line had mtr's shape (integers after the name).
+    local function split_lines(out)
+      local last, shaped = {}, true
+      for line in out:gsub("\r", ""):gmatch("[^\n]+") do
+        local ttl, rest = line:match("^(%d+) (.*)$")
+        if ttl then
+          local head = rest == "???" and rest or rest:match("^(%S+ %d+ %d+ %d+) %d+ %d+ %d+$")
+          if not head then shaped = false end
+          last[tonumber(ttl)] = head or rest
+        elseif not line:match("^%-%d+$") then
+          shaped = false
+        end
+      end
+      return last, shaped
+    end
+
+    it("writes mtr's split lines, the last of each hop as mtr -p's; -p is no protocol any more", function()
+      local out, err, code = sonde("mtr", { "-p", "-n", "-c", "3", "-i", "0.2", DST })
+      assert.are.equal(0, code, err)
+      local got, shaped = split_lines(out)
+      assert.is_true(shaped, out)
+      assert.are.same({ R1 .. " 0 3 3", R2 .. " 0 3 3", DST .. " 0 3 3" }, got)
+      if has("mtr") then
+        -- mtr's split mode writes only to a terminal
+        local pty = helpers.root() .. "/spec/support/in_pty.py"
+        local tout = tool({ "/usr/bin/python3", pty, "9", "q", "/usr/bin/mtr", "-p", "-n", "-c", "3",
+          "-i", "0.2", DST })
+        local tdoc = require("cjson").decode(tout)
+        local tgot, tshaped = split_lines(tdoc.out)
+        assert.is_true(tshaped, tdoc.out)
+        assert.are.same(tgot, got)
+      end
+      -- the protocol is --protocol (or -u, -T); -p udp is now a second target
+      out, err, code = sonde("mtr", { "-p", "udp", DST })
+      assert.are.equal(2, code, out)
+      assert.matches("%-%-protocol", err)
+      out, err, code = sonde("mtr", { "--protocol", "udp", "-r", "-n", "-c", "1", DST })
+      assert.are.equal(0, code, err)
+      out, err, code = sonde("mtr", { "-p", "-r", DST })
+      assert.are.equal(2, code)
+      assert.matches("not with %-r", err)
+    end)
+  end)
+
   describe("ICMP datagram sockets refused to nobody (net.ipv4.ping_group_range)", function()
     it("trace, mtr and watch name the sysctl, not a firewall; mtr shows no ??? row, exit 3", function()
       l:sysctl("src", "net.ipv4.ping_group_range", "1 0")

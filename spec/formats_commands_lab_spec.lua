@@ -328,7 +328,7 @@ helpers.lab_describe("--format and -o on tcping, ping, mtr and mda", function()
       assert.are.equal("target,ttl,addr,name,loss_pct,sent,received,last_ms,avg_ms,best_ms,worst_ms,stddev_ms,jitter_ms",
         rows[1])
       assert.are.equal(4, #rows)
-      out, err, code = sonde{ "mtr", "-n", "-c", "2", "-i", "0.05", "-p", "udp", "--format", "markdown", l.dst.v6 }
+      out, err, code = sonde{ "mtr", "-n", "-c", "2", "-i", "0.05", "--protocol", "udp", "--format", "markdown", l.dst.v6 }
       assert.are.equal(0, code, err)
       local ls = lines(out)
       assert.are.same({ "target", "ttl", "addr" }, { unpack(cells(ls[1]), 1, 3) })

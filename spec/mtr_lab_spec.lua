@@ -79,7 +79,7 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
       it(("over %s/IPv%d reports loss at hop 2 and none before or after it"):format(proto, fam), function()
         local dst = addr(fam, l.dst)
         local out, err, code = sonde{ "--report", "-c", "20", "-i", "0.03", "--wait", "0.4", "-n",
-          "-p", proto, "--format", "json", dst }
+          "--protocol", proto, "--format", "json", dst }
         assert.are.equal(0, code, err)
         local ok, why = schema.validate(out)
         assert.is_true(ok, why)
@@ -163,7 +163,7 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
 
   it("shows one silent line after the last hop that answers, exit 1", function()
     local out, err, code = sonde{ "--report", "-c", "3", "-i", "0.03", "--wait", "0.3", "-n",
-      "-m", "6", "-p", "udp", "--port", "7000", "--format", "json", l.dst.v4 }
+      "-m", "6", "--protocol", "udp", "--port", "7000", "--format", "json", l.dst.v4 }
     assert.are.equal(1, code, err)
     local ok, why = schema.validate(out)
     assert.is_true(ok, why)
@@ -175,7 +175,7 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
     assert.is_nil(silent.addr)
     assert.is_nil(silent.avg)
     local text = sonde{ "--report", "-c", "1", "-i", "0.03", "--wait", "0.3", "-n",
-      "-m", "6", "-p", "udp", "--port", "7000", l.dst.v4 }
+      "-m", "6", "--protocol", "udp", "--port", "7000", l.dst.v4 }
     assert.matches("\n  4%.|%-%- %?%?%?%s+100%.0%%%s+1 ", text)
   end)
 
@@ -267,7 +267,7 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
   end)
 
   it("on a terminal stops on Ctrl-C: the report, interrupted, and the terminal back", function()
-    local r = live("\\x03", { "-i", "0.1", "--wait", "0.5", "-n", "-p", "udp", l.dst.v6 })
+    local r = live("\\x03", { "-i", "0.1", "--wait", "0.5", "-n", "--protocol", "udp", l.dst.v6 })
     assert.is_false(r.timeout, r.out)
     assert.are.equal(130, r.code)
     local leave = r.out:find("\27[?1049l", 1, true)

@@ -32,7 +32,7 @@ helpers.lab_describe("sonde mtr across sonde-netsim", function()
   for _, proto in ipairs{ "icmp", "udp" } do
     it(("over %s reports the scenario's loss, average, deviation and jitter"):format(proto), function()
       local out, err, code = l:exec("sim", { helpers.sonde(), "mtr", "--report", "-c", "100",
-        "-i", "0.02", "-n", "-p", proto, "--format", "json", "198.18.204.50" })
+        "-i", "0.02", "-n", "--protocol", proto, "--format", "json", "198.18.204.50" })
       assert.are.equal(0, code, err)
       local m = cjson.decode(out)
       assert.are.equal(4, #m.hops)
