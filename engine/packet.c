@@ -489,3 +489,33 @@ int sonde__build_ip(int af, uint8_t *buf, size_t cap, const void *src,
   }
   return -EAFNOSUPPORT;
 }
+
+int sonde__parse_seg(int af, const uint8_t *b, size_t n, sonde__seg_t *s) {
+  size_t off = 0, doff;
+  if (af == AF_INET) {
+    size_t ihl, total;
+    if (n < 20 || (b[0] >> 4) != 4 || b[9] != IPPROTO_TCP)
+      return -EBADMSG;
+    ihl = (size_t)(b[0] & 0x0f) * 4;
+    total = get16(b + 2);
+    if (ihl < 20 || total < ihl || total > n)
+      return -EBADMSG;
+    if ((get16(b + 6) & 0x1fff) != 0)
+      return -EBADMSG; /* a later fragment has no TCP header */
+    memcpy(s->dst, b + 16, 4);
+    s->ttl = b[8];
+    off = ihl;
+    n = total;
+  }
+  if (n - off < 20)
+    return -EBADMSG;
+  b += off;
+  doff = (size_t)(b[12] >> 4) * 4;
+  if (doff < 20 || doff > n - off)
+    return -EBADMSG;
+  s->sport = get16(b);
+  s->dport = get16(b + 2);
+  s->ack = get32(b + 8);
+  s->flags = b[13];
+  return 0;
+}

@@ -185,6 +185,31 @@ void sonde__checksum_hold(uint8_t *msg, size_t len, size_t at,
                           uint16_t pseudo, uint16_t target);
 
 /*
+ * A TCP segment as read from a raw IPPROTO_TCP socket (syn.c: the answer
+ * to a SYN probe): IPv4 sockets read the IP header first, IPv6 ones start
+ * at the TCP header (raw(7), ipv6(7)).
+ */
+typedef struct {
+  uint8_t dst[16];  /* IPv4: the header's destination; IPv6: left as it was
+                       (the caller takes it from IPV6_PKTINFO) */
+  uint16_t sport, dport;
+  uint32_t ack;
+  uint8_t flags;
+  int ttl;          /* IPv4: the header's TTL; IPv6: left as it was
+                       (IPV6_HOPLIMIT) */
+} sonde__seg_t;
+
+/*
+ * Parse a segment of af read from a raw TCP socket into out: the ports,
+ * flags and acknowledgment number of a TCP header whose data offset fits
+ * the bytes read (IPv4: within the header's total length; a later
+ * fragment, a non-TCP datagram or an IHL under 5 is malformed). Returns 0
+ * or -EBADMSG. Fuzzed by spec/fuzz/fuzz_syn.c.
+ */
+int sonde__parse_seg(int af, const uint8_t *buf, size_t len,
+                     sonde__seg_t *out);
+
+/*
  * errmsg.c: the ancillary data of a message read with MSG_ERRQUEUE. Fills
  * res's kind, unreach, icmp_type, icmp_code, mtu and addr (the offender).
  * Returns 1 for an ICMP/ICMPv6 error sonde knows, 0 for anything else

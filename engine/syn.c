@@ -432,48 +432,6 @@ typedef union {
   struct cmsghdr align;
 } rx_control_t;
 
-/*
- * One segment read from the raw TCP socket of af: the addresses, ports,
- * flags and acknowledgment number of a TCP header, every length checked
- * (the packet is untrusted). 0 if it parses, SONDE_EBADMSG if not.
- */
-typedef struct {
-  uint8_t dst[16];   /* where it was sent: must be a probe's source */
-  uint16_t sport, dport;
-  uint32_t ack;
-  uint8_t flags;
-  int ttl;
-} seg_t;
-
-static int parse_seg(int af, const uint8_t *b, size_t n, seg_t *s) {
-  size_t off = 0;
-  if (af == AF_INET) {
-    size_t ihl, total;
-    if (n < 20 || (b[0] >> 4) != 4 || b[9] != IPPROTO_TCP)
-      return SONDE_EBADMSG;
-    ihl = (size_t)(b[0] & 0x0f) * 4;
-    total = (size_t)b[2] << 8 | b[3];
-    if (ihl < 20 || total < ihl || total > n)
-      return SONDE_EBADMSG;
-    if (((b[6] & 0x1f) | b[7]) != 0)
-      return SONDE_EBADMSG; /* a later fragment has no TCP header */
-    memcpy(s->dst, b + 16, 4);
-    s->ttl = b[8];
-    off = ihl;
-    n = total;
-  }
-  if (n - off < 20 || (size_t)(b[off + 12] >> 4) * 4 < 20 ||
-      (size_t)(b[off + 12] >> 4) * 4 > n - off)
-    return SONDE_EBADMSG;
-  b += off;
-  s->sport = (uint16_t)(b[0] << 8 | b[1]);
-  s->dport = (uint16_t)(b[2] << 8 | b[3]);
-  s->ack = (uint32_t)b[8] << 24 | (uint32_t)b[9] << 16 |
-           (uint32_t)b[10] << 8 | b[11];
-  s->flags = b[13];
-  return 0;
-}
-
 /* The kernel's receive stamp on the engine's clock (see recv.c). */
 static uint64_t stamp_of(const struct timespec *ts, uint64_t now) {
   struct timespec rt;
@@ -487,7 +445,7 @@ static uint64_t stamp_of(const struct timespec *ts, uint64_t now) {
 }
 
 /* Match one segment to the probe whose SYN it answers, and end it. */
-static void seg_matched(sonde_engine_t *eng, int af, const seg_t *s,
+static void seg_matched(sonde_engine_t *eng, int af, const sonde__seg_t *s,
                         const struct sockaddr_storage *from, uint64_t stamp) {
   sonde__key_t key;
   sonde__probe_t *p;
@@ -544,7 +502,7 @@ static void on_tcp(uv_poll_t *h, int status, int events) {
     struct timespec ts = {0, 0};
     uint64_t now;
     ssize_t n;
-    seg_t seg;
+    sonde__seg_t seg;
 
     memset(&msg, 0, sizeof(msg));
     memset(&seg, 0, sizeof(seg));
@@ -563,7 +521,8 @@ static void on_tcp(uv_poll_t *h, int status, int events) {
       break; /* EAGAIN: nothing more; raw sockets report no other error */
     now = sonde__now();
     eng->stats.received++;
-    if (from.ss_family != af || parse_seg(af, eng->buf, (size_t)n, &seg) < 0) {
+    if (from.ss_family != af ||
+        sonde__parse_seg(af, eng->buf, (size_t)n, &seg) < 0) {
       eng->stats.malformed++;
       continue;
     }

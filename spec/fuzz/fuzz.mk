@@ -1,4 +1,4 @@
-# spec/fuzz/fuzz.mk - libFuzzer targets for the packet parser; included by
+# spec/fuzz/fuzz.mk - libFuzzer targets for the packet parsers; included by
 # the top Makefile. Needs clang and libclang-rt-14-dev (make test-deps).
 #   make fuzz                 each target for FUZZ_SECONDS (default 60)
 #   make fuzz-smoke           each target for 20 s (CI)
@@ -9,7 +9,8 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -Iengine/include -Iengine
-FUZZ_TARGETS := $(BUILD)/fuzz/fuzz_packet $(BUILD)/fuzz/fuzz_quote
+FUZZ_TARGETS := $(BUILD)/fuzz/fuzz_packet $(BUILD)/fuzz/fuzz_quote \
+                $(BUILD)/fuzz/fuzz_syn
 TEST_TOOLS   += $(FUZZ_TARGETS)
 
 FUZZ_SRC     := engine/packet.c engine/ext.c engine/checksum.c engine/errmsg.c
@@ -23,6 +24,11 @@ $(BUILD)/fuzz/fuzz_quote: spec/fuzz/fuzz_quote.c $(FUZZ_SRC) engine/quote.c \
                           engine/quote.h engine/packet.h engine/include/sonde.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC) engine/quote.c spec/fuzz/fuzz_quote.c -o $@
+
+$(BUILD)/fuzz/fuzz_syn: spec/fuzz/fuzz_syn.c $(FUZZ_SRC) engine/packet.h \
+                        engine/include/sonde.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC) spec/fuzz/fuzz_syn.c -o $@
 
 .PHONY: fuzz fuzz-smoke
 fuzz: test-deps $(FUZZ_TARGETS)
