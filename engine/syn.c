@@ -407,9 +407,11 @@ int sonde__syn_send(sonde_engine_t *eng, sonde__probe_t *p) {
    * SYN left as far as the local firewall, as a connect()'s does (Linux's
    * tcp_connect ignores that transmit error and retransmits). The probe
    * stays in flight: a reject's ICMP error (quoting the SYN) answers it,
-   * a drop makes it time out.
+   * a drop makes it time out. An EPERM with p->call set came before any
+   * sendmsg(): the flow label's lease refused (another socket holds the
+   * label exclusively), and the probe fails as a connect probe's does.
    */
-  if (r == SONDE_EPERM && !spec->ip_id) {
+  if (r == SONDE_EPERM && !spec->ip_id && p->call == NULL) {
     p->call = NULL;
     r = 0;
   }

@@ -454,23 +454,36 @@ helpers.lab_describe("per-probe IP header fields on the wire", function()
     holder:wait_for("^ready$", 5)
     for _, as in ipairs{ "root", "nobody" } do
       reset()
-      local rs = probe(as, {
+      local specs = {
         { dst = d, proto = "icmp", flow_label = 0x12345, wait = 2 },
         { dst = d, proto = "udp", flow_label = 0x12345, wait = 2 },
         { dst = d, proto = "tcp", tcp_mode = "connect", flow_label = 0x12345, dport = 81, wait = 2 },
         { dst = d, proto = "udp", flow_label = 0x54321, wait = 2 },
         { dst = d, proto = "tcp", tcp_mode = "connect", flow_label = 0x54321, wait = 2 },
-      })
+      }
+      -- SYN mode (raw sockets): the same lease on the raw TCP socket
+      if as == "root" then
+        specs[#specs + 1] = { dst = d, proto = "tcp", tcp_mode = "syn", flow_label = 0x12345,
+                              dport = 82, wait = 2 }
+        specs[#specs + 1] = { dst = d, proto = "tcp", tcp_mode = "syn", flow_label = 0x54321,
+                              dport = 83, wait = 2 }
+      end
+      local rs = probe(as, specs)
       reply(rs[1], "echo_reply", d, as .. " icmp")
       reply(rs[2], "dest_unreachable", d, as .. " udp")
       reply(rs[3], "tcp_rst", d, as .. " tcp")
       failed(rs[4], "EPERM", "setsockopt(IPV6_FLOWLABEL_MGR)", as .. " udp exclusive")
       failed(rs[5], "EPERM", "setsockopt(IPV6_FLOWLABEL_MGR)", as .. " tcp exclusive")
+      local syn = as == "root" and 1 or 0
+      if as == "root" then
+        reply(rs[6], "tcp_rst", d, "syn")
+        failed(rs[7], "EPERM", "setsockopt(IPV6_FLOWLABEL_MGR)", "syn exclusive")
+      end
       local c = counters()
-      assert.are.equal(3, c.v6_all)
+      assert.are.equal(3 + syn, c.v6_all)
       assert.are.equal(1, c.v6_label_icmp)
       assert.are.equal(1, c.v6_label_udp)
-      assert.are.equal(1, c.v6_label_tcp)
+      assert.are.equal(1 + syn, c.v6_label_tcp)
     end
     holder:stop()
   end)
