@@ -395,6 +395,13 @@ int sonde__udp_errq_quote_ok(const sonde__probe_t *p, const uint8_t *data,
 int sonde__tcp_errq_quote_ok(const sonde__probe_t *p, const uint8_t *data,
                              size_t len, const struct sockaddr_storage *to);
 
+/* The SYN of a half-open probe, as syn.c builds it and sent.c records what
+ * it carried: a 24-byte header whose one option is the MSS (middleboxes
+ * drop SYNs without it), with Linux's initial window. */
+#define SONDE__SYN_LEN 24
+#define SONDE__SYN_WINDOW 64240
+#define SONDE__SYN_MSS(af) ((af) == AF_INET6 ? 1440 : 1460)
+
 /* syn.c: half-open TCP probes. sonde__syn_mode: 1 SYN, 0 connect, or a
  * negative errno (p->call set); sonde__syn_send as the *_send above. */
 int sonde__syn_mode(sonde_engine_t *eng, sonde__probe_t *p);

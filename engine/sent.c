@@ -144,14 +144,13 @@ void sonde__sent_from_probe(const sonde__probe_t *p, sonde__sent_t *s) {
     KNOW(s, SONDE_FIELD_SPORT);
     KNOW(s, SONDE_FIELD_DPORT);
     /* A half-open SYN is the engine's own (syn.c's build_syn): sequence
-     * number, SYN alone, window 64240, a 24-byte header whose one option
-     * is the MSS (1460 over IPv4, 1440 over IPv6). */
+     * number, SYN alone, and the window and MSS of internal.h. */
     if (p->syn) {
       s->tcp_seq = p->isn;
       s->tcp_flags = 0x02;
-      s->tcp_window = 64240;
-      s->tcp_mss = af == AF_INET6 ? 1440 : 1460;
-      s->ip_len = (uint16_t)((af == AF_INET ? 20 : 0) + 24);
+      s->tcp_window = SONDE__SYN_WINDOW;
+      s->tcp_mss = SONDE__SYN_MSS(af);
+      s->ip_len = (uint16_t)((af == AF_INET ? 20 : 0) + SONDE__SYN_LEN);
       KNOW(s, SONDE_FIELD_TCP_SEQ);
       KNOW(s, SONDE_FIELD_TCP_FLAGS);
       KNOW(s, SONDE_FIELD_TCP_WINDOW);

@@ -15,7 +15,6 @@
 
 #include "internal.h"
 
-#define SYN_LEN 24 /* 20-byte header and the MSS option */
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
@@ -325,9 +324,9 @@ static void build_syn(sonde_engine_t *eng, const sonde__probe_t *p,
   uint8_t *b = eng->sbuf;
   uint16_t sport = sonde__addr_port(&p->local), c;
   int af = p->spec.dst.ss_family;
-  uint16_t mss = af == AF_INET6 ? 1440 : 1460;
+  uint16_t mss = SONDE__SYN_MSS(af);
 
-  memset(b, 0, SYN_LEN);
+  memset(b, 0, SONDE__SYN_LEN);
   b[0] = (uint8_t)(sport >> 8);
   b[1] = (uint8_t)sport;
   b[2] = (uint8_t)(p->spec.dport >> 8);
@@ -336,18 +335,18 @@ static void build_syn(sonde_engine_t *eng, const sonde__probe_t *p,
   b[5] = (uint8_t)(p->isn >> 16);
   b[6] = (uint8_t)(p->isn >> 8);
   b[7] = (uint8_t)p->isn;
-  b[12] = (SYN_LEN / 4) << 4;
+  b[12] = (SONDE__SYN_LEN / 4) << 4;
   b[13] = TCP_SYN;
-  b[14] = 0xfa; /* window 64240, Linux's initial one */
-  b[15] = 0xf0;
+  b[14] = (uint8_t)(SONDE__SYN_WINDOW >> 8);
+  b[15] = (uint8_t)SONDE__SYN_WINDOW;
   b[20] = 2; /* MSS (RFC 9293 3.7.1): middleboxes drop SYNs without it */
   b[21] = 4;
   b[22] = (uint8_t)(mss >> 8);
   b[23] = (uint8_t)mss;
-  c = sonde__cksum(b, SYN_LEN,
+  c = sonde__cksum(b, SONDE__SYN_LEN,
                    sonde__pseudo_sum(af, sonde__addr_bytes(src),
                                      sonde__addr_bytes(&p->spec.dst),
-                                     IPPROTO_TCP, SYN_LEN));
+                                     IPPROTO_TCP, SONDE__SYN_LEN));
   b[16] = (uint8_t)(c >> 8);
   b[17] = (uint8_t)c;
 }
@@ -397,10 +396,10 @@ int sonde__syn_send(sonde_engine_t *eng, sonde__probe_t *p) {
     ((struct sockaddr_in *)&dst)->sin_port = 0;
   p->sent_ns = sonde__now();
   if (spec->ip_id)
-    r = sonde__send_hdrincl(eng, p, IPPROTO_TCP, SYN_LEN);
+    r = sonde__send_hdrincl(eng, p, IPPROTO_TCP, SONDE__SYN_LEN);
   else
     r = sonde__sendto_probe(p, eng->rawtcp[sonde__afi(af)].fd, eng->sbuf,
-                            SYN_LEN, &dst);
+                            SONDE__SYN_LEN, &dst);
   /*
    * EPERM from sendmsg() on a raw socket we hold is netfilter's verdict on
    * the SYN (an OUTPUT rule that drops or rejects it), not a privilege: the
