@@ -16,6 +16,10 @@
 typedef struct lengine lengine_t;
 typedef struct lreq lreq_t;
 
+/* The longest wait for one probe's answer, in seconds: a probe's `wait`
+ * (probe.c) and an engine's default one (engine.c). */
+#define SONDE__LUA_WAIT_MAX 3600
+
 /* Fields of the table on top of the stack, for the files that build
  * result tables. */
 static inline void lcore_set_int(lua_State *L, const char *k, lua_Integer v) {

@@ -16,9 +16,6 @@
 
 #define SPEC(member) LF_AT(sonde_probe_spec_t, member)
 
-/* The longest wait for one probe's answer, in seconds. */
-#define PROBE_WAIT_MAX 3600
-
 /* A probe's UDP and TCP destination ports by default: the first of
  * traceroute's UDP ports (33434, above the registered services), and HTTP
  * for TCP (a port that firewalls let through). */
@@ -66,8 +63,8 @@ static const lfield_t probe_fields[] = {
     {LF_NAME("ttl"), .type = LF_INT, SPEC(ttl), .min = SONDE_TTL_MIN,
      .max = SONDE_TTL_MAX, .has_def = 1, .def = 64,
      .help = "IPv4 TTL / IPv6 hop limit of the probe"},
-    {LF_NAME("wait"), .type = LF_NUMBER, SPEC(wait), .max = PROBE_WAIT_MAX,
-     .has_def = 1,
+    {LF_NAME("wait"), .type = LF_NUMBER, SPEC(wait),
+     .max = SONDE__LUA_WAIT_MAX, .has_def = 1,
      .help = "seconds to wait for the answer (0: the engine's wait)"},
     {LF_NAME("sport"), .type = LF_INT, SPEC(sport), .max = 65535,
      .has_def = 1, .help = "UDP/TCP source port (0: the kernel's choice)"},

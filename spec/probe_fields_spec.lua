@@ -113,4 +113,9 @@ describe("core.engine_fields", function()
       end
     end
   end)
+
+  it("bounds the engine's default wait as a probe's own wait: an hour", function()
+    assert.are.equal(3600, by_name(core.engine_fields).wait.max)
+    assert.are.equal(3600, by_name(core.probe_fields).wait.max)
+  end)
 end)
