@@ -83,7 +83,7 @@ enum { Q_PTR, Q_TXT };
 
 /* One lookup: the Lua callback, then (once answered) what to give it. */
 struct query {
-  query_t *next, *prev;
+  llink_t link; /* first: on its resolver's list */
   resolver_t *r;
   int kind, ref;
   int answered, status;
@@ -102,13 +102,13 @@ struct resolver {
   int handles;        /* handles still to close (timer, deliver, polls) */
   int closing;
   watch_t *watches;
-  query_t queries;    /* list head: asked, answer not yet given to Lua */
+  llink_t queries;    /* list head (query_t): asked, answer not yet given
+                         to Lua */
 };
 
 static void query_free(query_t *q) {
   int i;
-  q->prev->next = q->next;
-  q->next->prev = q->prev;
+  sonde__lua_list_remove(&q->link);
   free(q->text);
   for (i = 0; i < q->n; i++)
     free(q->strings[i]);
@@ -208,10 +208,11 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 static void on_deliver(uv_timer_t *t) {
   resolver_t *r = t->data;
   lengine_t *le = r->le;
-  query_t *q, *next;
-  for (q = r->queries.next; q != &r->queries; q = next) {
+  llink_t *l, *next;
+  for (l = r->queries.next; l != &r->queries; l = next) {
+    query_t *q = (query_t *)l;
     lua_State *L;
-    next = q->next;
+    next = l->next;
     if (!q->answered)
       continue;
     if (q->ref != LUA_NOREF && (L = sonde__lua_engine_callback(le, q->ref))) {
@@ -233,7 +234,7 @@ static void on_deliver(uv_timer_t *t) {
       }
       /* the answer leaves the list before the call: the callback may ask
        * again, or fail (which stops the loop) */
-      next = q->next;
+      next = l->next;
       query_free(q);
       sonde__lua_engine_call(le, nargs);
       continue;
@@ -322,15 +323,15 @@ static void channel_close(resolver_t *r) {
  * dropped with their callbacks (as the engine's other requests are). */
 static void resolver_close(lowned_t *o, lua_State *L) {
   resolver_t *r = (resolver_t *)o;
-  query_t *q;
+  llink_t *l;
   if (r->closing)
     return;
   r->closing = 1;
-  for (q = r->queries.next; q != &r->queries; q = q->next)
-    sonde__lua_unref(L, &q->ref);
+  for (l = r->queries.next; l != &r->queries; l = l->next)
+    sonde__lua_unref(L, &((query_t *)l)->ref);
   channel_close(r); /* closes its sockets: sock_state closes their polls */
   while (r->queries.next != &r->queries)
-    query_free(r->queries.next);
+    query_free((query_t *)r->queries.next);
   uv_close((uv_handle_t *)&r->timer, handle_closed);
   uv_close((uv_handle_t *)&r->deliver, handle_closed);
 }
@@ -355,7 +356,7 @@ static resolver_t *get_resolver(lua_State *L, lengine_t *le, int *nret) {
   if (r == NULL)
     return luaL_error(L, "out of memory"), NULL;
   r->le = le;
-  r->queries.next = r->queries.prev = &r->queries;
+  sonde__lua_list_init(&r->queries);
   r->owned.close = resolver_close;
   memset(&opts, 0, sizeof(opts));
   opts.sock_state_cb = sock_state;
@@ -389,10 +390,7 @@ static query_t *query_new(lua_State *L, resolver_t *r, int kind, int fn_idx) {
   q->kind = kind;
   lua_pushvalue(L, fn_idx);
   q->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  q->next = &r->queries;
-  q->prev = r->queries.prev;
-  r->queries.prev->next = q;
-  r->queries.prev = q;
+  sonde__lua_list_append(&r->queries, &q->link);
   return q;
 }
 

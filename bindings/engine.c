@@ -184,7 +184,7 @@ int sonde__lua_engine_new(lua_State *L) {
   le = lua_newuserdata(L, sizeof(*le));
   memset(le, 0, sizeof(*le));
   le->err_ref = LUA_NOREF;
-  le->reqs.next = le->reqs.prev = &le->reqs;
+  sonde__lua_list_init(&le->reqs);
   le->owned.next = le->owned.prev = &le->owned;
   luaL_getmetatable(L, ENGINE_MT);
   lua_setmetatable(L, -2);
@@ -391,6 +391,23 @@ int sonde__lua_stop(lua_State *L) {
   return 0;
 }
 
+/* --- lists ------------------------------------------------------------------ */
+
+void sonde__lua_list_init(llink_t *head) { head->next = head->prev = head; }
+
+void sonde__lua_list_append(llink_t *head, llink_t *l) {
+  l->next = head;
+  l->prev = head->prev;
+  head->prev->next = l;
+  head->prev = l;
+}
+
+void sonde__lua_list_remove(llink_t *l) {
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->next = l->prev = l;
+}
+
 /* --- requests: timers, signal watches, resolver lookups --------------------- */
 
 lreq_t *sonde__lua_req_new(lua_State *L, lengine_t *le, int kind, int fn_idx) {
@@ -402,16 +419,12 @@ lreq_t *sonde__lua_req_new(lua_State *L, lengine_t *le, int kind, int fn_idx) {
   q->token = ++le->next_token;
   lua_pushvalue(L, fn_idx);
   q->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  q->next = &le->reqs;
-  q->prev = le->reqs.prev;
-  le->reqs.prev->next = q;
-  le->reqs.prev = q;
+  sonde__lua_list_append(&le->reqs, &q->link);
   return q;
 }
 
 void sonde__lua_req_free(lreq_t *q) {
-  q->prev->next = q->next;
-  q->next->prev = q->prev;
+  sonde__lua_list_remove(&q->link);
   free(q);
 }
 
@@ -454,7 +467,7 @@ static void walk_count(uv_handle_t *h, void *arg) { (*(int *)arg)++; }
  * Returns the number of handles left (0 when all is well).
  */
 static int engine_close(lengine_t *le, lua_State *L, int callbacks) {
-  lreq_t *q, *next;
+  llink_t *l, *next;
   lowned_t *o, *onext;
   int left = 0;
   if (le->eng == NULL)
@@ -462,9 +475,9 @@ static int engine_close(lengine_t *le, lua_State *L, int callbacks) {
   le->L = callbacks ? L : NULL;
   sonde_engine_close(le->eng, engine_closed, le);
   le->L = NULL;
-  for (q = le->reqs.next; q != &le->reqs; q = next) {
-    next = q->next;
-    sonde__lua_req_close(q, L);
+  for (l = le->reqs.next; l != &le->reqs; l = next) {
+    next = l->next;
+    sonde__lua_req_close((lreq_t *)l, L);
   }
   for (o = le->owned.next; o != &le->owned; o = onext) {
     onext = o->next;

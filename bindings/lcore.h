@@ -51,6 +51,22 @@ struct lowned {
 };
 
 /*
+ * The binding's lists of things in flight (an engine's requests, a
+ * resolver's queries): doubly linked through an llink_t that is the first
+ * member of each entry, the list's head an llink_t whose next and prev
+ * point at itself when it is empty. list_init: an empty head. list_append:
+ * l at the end of head's list. list_remove: l off its list (pointing at
+ * itself: removing it again does nothing).
+ */
+typedef struct llink llink_t;
+struct llink {
+  llink_t *next, *prev;
+};
+void sonde__lua_list_init(llink_t *head);
+void sonde__lua_list_append(llink_t *head, llink_t *l);
+void sonde__lua_list_remove(llink_t *l);
+
+/*
  * Something of the binding's own that holds a uv handle or request and a
  * Lua callback: a timer (timer.c), a signal watch (signal.c), a resolver
  * request (dns.c). The engine lists them and stops them when it closes.
@@ -58,7 +74,7 @@ struct lowned {
 enum { REQ_TIMER, REQ_SIGNAL, REQ_GAI };
 
 struct lreq {
-  lreq_t *next, *prev;
+  llink_t link; /* first: on its engine's list (lengine_t reqs) */
   lengine_t *le;
   int ref;     /* the Lua callback */
   int kind;    /* REQ_* */
@@ -82,7 +98,7 @@ struct lengine {
   lua_State *L;        /* the running thread, inside run()/close() only */
   int err_ref;         /* first callback error, LUA_NOREF if none */
   int engine_closed;   /* sonde_engine_close's callback ran */
-  lreq_t reqs;         /* list head */
+  llink_t reqs;        /* list head: its lreq_t */
   lowned_t owned;      /* other files' resources on the loop */
   uint64_t next_token;
 };

@@ -46,13 +46,15 @@ int sonde__lua_after(lua_State *L) {
 int sonde__lua_unwatch(lua_State *L) {
   lengine_t *le = sonde__lua_engine_arg(L, 1);
   uint64_t token = (uint64_t)luaL_checknumber(L, 2);
-  lreq_t *q;
-  for (q = le->reqs.next; q != &le->reqs; q = q->next)
+  llink_t *l;
+  for (l = le->reqs.next; l != &le->reqs; l = l->next) {
+    lreq_t *q = (lreq_t *)l;
     if (q->token == token && !q->done) {
       sonde__lua_req_close(q, L);
       lua_pushboolean(L, 1);
       return 1;
     }
+  }
   lua_pushboolean(L, 0);
   return 1;
 }
