@@ -36,33 +36,31 @@ local function outcome(r, dst, ttl)
   return p
 end
 
--- One round. o: eng, strat (M.strategy's), strategy (its name), dst,
--- limit, queries, seq (a table { n }: the target's sequence, carried from
--- round to round), stopped() (true: nothing more is sent), track(id) /
--- untrack(id) (the probes in flight, for a stop). -> { limit, probes }.
-function M.run(o)
-  if o.strategy == "mda" then return M.run_mda(o) end
-  local eng, probes, left = o.eng, {}, 0
-  local ev = eng:event()
-  local waiting = false
-  local flows = o.strat.flows and #o.strat.flows or 1
-  for ttl = 1, o.limit do
-    for q = 1, o.queries do
-      if o.stopped() then break end
-      o.seq.n = o.seq.n + 1
-      local spec = o.strat.spec(ttl, o.seq.n, (q - 1) % flows + 1)
-      left = left + 1
+-- Send n probes at once and wait until each has had outcome(i, r): its
+-- result, a "failed" one when it could not start, or nil when o.stopped()
+-- said to send no more before it. spec_of(i) makes the i-th spec as it is
+-- sent (it may take the next sequence number). The probes in flight are
+-- o.track()ed for a stop to cancel. sonde.init's probe_all waits for a
+-- batch too, but neither hands out the ids nor stops part way.
+local function probe_each(o, n, spec_of, outcome_of)
+  local ev, left, waiting = o.eng:event(), n, false
+  local function done(i, r)
+    outcome_of(i, r)
+    left = left - 1
+    if left == 0 and waiting then ev.fire() end
+  end
+  for i = 1, n do
+    if o.stopped() then
+      done(i, nil)
+    else
       local rec = {}
-      local id, err, name = eng:probe_async(spec, function(r)
+      local id, err, name = o.eng:probe_async(spec_of(i), function(r)
         rec.done = true
         if rec.id then o.untrack(rec.id) end
-        probes[#probes + 1] = outcome(r, o.dst, ttl)
-        left = left - 1
-        if left == 0 and waiting then ev.fire() end
+        done(i, r)
       end)
       if not id then
-        left = left - 1
-        probes[#probes + 1] = { ttl = ttl, status = "failed", error = { name = name, message = err } }
+        done(i, { status = "failed", error = { name = name, message = err } })
       elseif not rec.done then
         rec.id = id
         o.track(id)
@@ -73,52 +71,47 @@ function M.run(o)
     waiting = true
     ev.wait()
   end
+end
+
+-- One round. o: eng, strat (M.strategy's), strategy (its name), dst,
+-- limit, queries, seq (a table { n }: the target's sequence, carried from
+-- round to round), stopped() (true: nothing more is sent), track(id) /
+-- untrack(id) (the probes in flight, for a stop). -> { limit, probes }.
+function M.run(o)
+  if o.strategy == "mda" then return M.run_mda(o) end
+  local probes, queries = {}, o.queries
+  local flows = o.strat.flows and #o.strat.flows or 1
+  local function ttl_of(i) return math.floor((i - 1) / queries) + 1 end
+  probe_each(o, o.limit * queries, function(i)
+    o.seq.n = o.seq.n + 1
+    return o.strat.spec(ttl_of(i), o.seq.n, (i - 1) % queries % flows + 1)
+  end, function(i, r)
+    if r then probes[#probes + 1] = outcome(r, o.dst, ttl_of(i)) end
+  end)
   return { limit = o.limit, probes = probes }
 end
 
 -- An MDA exploration as a round: each hop's nodes become its answers
 -- (one "probe" per node per flow that reached it, RTT unknown: 0).
 function M.run_mda(o)
-  local eng = o.eng
   local function probe(list)
-    local out, left = {}, #list
-    local ev = eng:event()
-    local waiting = false
-    for i, item in ipairs(list) do
-      if o.stopped() then
+    local out = {}
+    probe_each(o, #list, function(i)
+      o.seq.n = o.seq.n + 1
+      return o.strat.spec(list[i].ttl, o.seq.n, list[i].flow)
+    end, function(i, r)
+      if r == nil then
         out[i] = {}
-        left = left - 1
+      elseif r.status == "reply" then
+        out[i] = { addr = r.addr, final = tracer.final(r, o.dst) or nil, rtt = r.rtt }
+      elseif r.status == "skipped" then
+        out[i] = { dead = true }
+      elseif r.status == "failed" and not (r.error and r.error.name == "ECANCELED") then
+        out[i] = { error = r.error }
       else
-        o.seq.n = o.seq.n + 1
-        local rec = {}
-        local id, err, name = eng:probe_async(o.strat.spec(item.ttl, o.seq.n, item.flow), function(r)
-          rec.done = true
-          if rec.id then o.untrack(rec.id) end
-          if r.status == "reply" then
-            out[i] = { addr = r.addr, final = tracer.final(r, o.dst) or nil, rtt = r.rtt }
-          elseif r.status == "skipped" then
-            out[i] = { dead = true }
-          elseif r.status == "failed" and not (r.error and r.error.name == "ECANCELED") then
-            out[i] = { error = r.error }
-          else
-            out[i] = {}
-          end
-          left = left - 1
-          if left == 0 and waiting then ev.fire() end
-        end)
-        if not id then
-          out[i] = { error = { name = name, message = err } }
-          left = left - 1
-        elseif not rec.done then
-          rec.id = id
-          o.track(id)
-        end
+        out[i] = {}
       end
-    end
-    if left > 0 then
-      waiting = true
-      ev.wait()
-    end
+    end)
     return out
   end
   local res = mda.run{ probe = probe, first_ttl = 1, max_ttl = o.limit,
