@@ -59,26 +59,40 @@ uint16_t sonde__cksum(const void *buf, size_t len, uint32_t sum) {
  * -EMSGSIZE if the message cannot fit an IP datagram, -EAFNOSUPPORT for an
  * af other than AF_INET/AF_INET6. buf stays the caller's.
  */
-int sonde__build_echo(int af, uint8_t *buf, size_t cap, uint16_t id,
-                      uint16_t seq, size_t payload_len) {
+int sonde__build_echo_msg(int af, int reply, uint8_t *buf, size_t cap,
+                          uint16_t id, uint16_t seq, const uint8_t *data,
+                          size_t data_len) {
   size_t i;
 
   if (af != AF_INET && af != AF_INET6)
     return -EAFNOSUPPORT;
-  if (payload_len > 0xffff - 8)
+  if (data_len > 0xffff - 8)
     return -EMSGSIZE;
-  if (cap < 8 + payload_len)
+  if (cap < 8 + data_len)
     return -ENOBUFS;
-  buf[0] = af == AF_INET ? 8 : 128;
+  if (af == AF_INET)
+    buf[0] = reply ? 0 : 8;
+  else
+    buf[0] = reply ? 129 : 128;
   buf[1] = 0;
   put16(buf + 2, 0);
   put16(buf + 4, id);
   put16(buf + 6, seq);
-  for (i = 0; i < payload_len; i++)
-    buf[8 + i] = (uint8_t)i;
+  if (data != NULL) {
+    if (data_len)
+      memcpy(buf + 8, data, data_len);
+  } else {
+    for (i = 0; i < data_len; i++)
+      buf[8 + i] = (uint8_t)i;
+  }
   if (af == AF_INET)
-    put16(buf + 2, sonde__cksum(buf, 8 + payload_len, 0));
-  return (int)(8 + payload_len);
+    put16(buf + 2, sonde__cksum(buf, 8 + data_len, 0));
+  return (int)(8 + data_len);
+}
+
+int sonde__build_echo(int af, uint8_t *buf, size_t cap, uint16_t id,
+                      uint16_t seq, size_t payload_len) {
+  return sonde__build_echo_msg(af, 0, buf, cap, id, seq, NULL, payload_len);
 }
 
 /* TCP: flags, window, header length and the MSS option, as far as the

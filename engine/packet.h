@@ -157,6 +157,16 @@ int sonde__build_echo(int af, uint8_t *buf, size_t cap, uint16_t id,
                       uint16_t seq, size_t payload_len);
 
 /*
+ * The same for either echo message (reply 0: request, ICMP type 8 / ICMPv6
+ * 128; reply 1: reply, type 0 / 129) with data_len bytes of data: copied
+ * from data, or the fixed pattern when data is NULL. Same checksum rule
+ * and returns.
+ */
+int sonde__build_echo_msg(int af, int reply, uint8_t *buf, size_t cap,
+                          uint16_t id, uint16_t seq, const uint8_t *data,
+                          size_t data_len);
+
+/*
  * Checksum field value of a transport message: ICMPv4 over the message
  * alone; UDP/TCP (IPv4) and everything over IPv6 with the pseudo-header of
  * RFC 768/793 and RFC 8200 8.1. The message's own checksum field must be 0

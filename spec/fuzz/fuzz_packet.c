@@ -61,6 +61,12 @@ static void check_build(const uint8_t *data, size_t size) {
     CHECK(sonde__build_echo(AF_INET6, buf, sizeof(buf), id, seq, plen) == n);
     CHECK(buf[0] == 128 && buf[2] == 0 && buf[3] == 0);
   }
+  /* an echo reply carries the input's bytes as its data */
+  n = sonde__build_echo_msg(AF_INET, 1, buf, sizeof(buf), id, seq, data,
+                            size < 2048 ? size : 2048);
+  CHECK(n == (int)(8 + (size < 2048 ? size : 2048)) && buf[0] == 0 &&
+        sonde__cksum(buf, (size_t)n, 0) == 0 &&
+        memcmp(buf + 8, data, (size_t)n - 8) == 0);
   half = (size / 2) & ~(size_t)1;
   CHECK(sonde__cksum(data, size, 0) ==
         sonde__cksum(data + half, size - half,

@@ -190,23 +190,19 @@ int netsim_build_echo_reply(int af, uint8_t *buf, size_t cap, uint16_t id,
                             uint16_t seq, const uint8_t *data,
                             size_t data_len, const void *src,
                             const void *dst) {
-  if (af != AF_INET && af != AF_INET6)
-    return -EAFNOSUPPORT;
-  if (data_len > 0xffff - 8 - (af == AF_INET ? 20 : 0))
-    return -EMSGSIZE;
-  if (cap < 8 + data_len)
-    return -ENOBUFS;
-  buf[0] = af == AF_INET ? 0 : 129;
-  buf[1] = 0;
-  put16(buf + 2, 0);
-  put16(buf + 4, id);
-  put16(buf + 6, seq);
-  if (data_len)
-    memcpy(buf + 8, data, data_len);
-  put16(buf + 2, sonde__l4_cksum(af, src, dst,
-                                 af == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6,
-                                 buf, 8 + data_len));
-  return (int)(8 + data_len);
+  int n;
+
+  if (af == AF_INET && data_len > 0xffff - 8 - 20)
+    return -EMSGSIZE; /* the IPv4 header counts in its total length */
+  n = sonde__build_echo_msg(af, 1, buf, cap, id, seq, data, data_len);
+  if (n < 0)
+    return n;
+  /* ICMPv6's checksum covers the pseudo-header (RFC 4443 2.3): no kernel
+   * fills it on the simulator's TUN device */
+  if (af == AF_INET6)
+    put16(buf + 2, sonde__l4_cksum(af, src, dst, IPPROTO_ICMPV6, buf,
+                                   (size_t)n));
+  return n;
 }
 
 /*
