@@ -11,13 +11,7 @@ local helpers = require "helpers"
 local lab = require "lab"
 local cjson = require "cjson"
 
-local function esc(s) return (s:gsub("[%.%-%+%[%]%(%)%%]", "%%%0")) end
-
-local function lines_of(text)
-  local t = {}
-  for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
-  return t
-end
+local esc, lines_of = helpers.esc, helpers.text_lines
 
 -- 198.18.0.2 -> 2.0.18.198
 local function reversed(a)
@@ -62,8 +56,7 @@ helpers.lab_describe("sonde mtr with a DNS server in the lab and a slow zone", f
       "--txt-record=" .. reversed(dst) .. ".origin.asn.cymru.com,64504 | 198.18.3.0/24 | ZZ | lab | 2026-01-01",
       "--server=/" .. reversed(h3) .. ".in-addr.arpa/127.0.0.1#5353",
       "--server=/" .. reversed(h3) .. ".origin.asn.cymru.com/127.0.0.1#5353" })
-    l:hosts("src", { ["r2.hosts.lab"] = h2 })
-    l:etc("src", "resolv.conf", "nameserver " .. dst .. "\noptions timeout:3 attempts:1\n")
+    helpers.lab_names(l, { ["r2.hosts.lab"] = h2 }, dst, 3)
     -- dnsmasq is up when it answers
     local up = false
     for _ = 1, 50 do
@@ -79,11 +72,7 @@ helpers.lab_describe("sonde mtr with a DNS server in the lab and a slow zone", f
     if l then l:destroy() end
   end)
 
-  local function sonde(args)
-    local argv = { helpers.sonde(), "mtr" }
-    for _, a in ipairs(args) do argv[#argv + 1] = a end
-    return l:exec("src", argv)
-  end
+  local function sonde(args) return helpers.command_in(l, "mtr", args) end
 
   it("names every hop in the report, the slow zone's too, within --dns-wait", function()
     local out, err, code = sonde{ "-rwbzc", "3", "-i", "0.1", "--wait", "0.5", l.dst.v4 }

@@ -7,13 +7,7 @@ local lab = require "lab"
 local cjson = require "cjson"
 local schema = require "schema"
 
-local function esc(s) return (s:gsub("[%.%-%+%[%]%(%)%%]", "%%%0")) end
-
-local function lines_of(text)
-  local t = {}
-  for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
-  return t
-end
+local esc, lines_of = helpers.esc, helpers.text_lines
 
 local LOSSY = [[
 table inet sonde_lossy {
@@ -56,23 +50,17 @@ helpers.lab_describe("sonde mtr over a chain of 3 routers with a lossy hop 2", f
     l = lab.chain{ routers = 3, v6 = true, name = "mtr" }
     l:nft("r2", LOSSY)
     l:nft("dst", DEAF)
-    -- Names from the hosts file; the resolver is the namespace's own
-    -- loopback, so no lookup leaves the lab.
-    l:hosts("src", { ["r1.lab"] = l.hops[1].v4, ["dst.lab"] = l.dst.v4 })
-    l:etc("src", "resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    -- Names from the hosts file; no lookup leaves the lab.
+    helpers.lab_names(l, { ["r1.lab"] = l.hops[1].v4, ["dst.lab"] = l.dst.v4 })
   end)
 
   teardown(function()
     if l then l:destroy() end
   end)
 
-  local function sonde(args)
-    local argv = { helpers.sonde(), "mtr" }
-    for _, a in ipairs(args) do argv[#argv + 1] = a end
-    return l:exec("src", argv)
-  end
+  local function sonde(args) return helpers.command_in(l, "mtr", args) end
 
-  local function addr(fam, node) return fam == 4 and node.v4 or node.v6 end
+  local addr = helpers.addr
 
   for _, proto in ipairs{ "icmp", "udp", "tcp" } do
     for _, fam in ipairs{ 4, 6 } do

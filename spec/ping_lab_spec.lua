@@ -5,13 +5,7 @@ local lab = require "lab"
 local cjson = require "cjson"
 local schema = require "schema"
 
-local function esc(s) return (s:gsub("[%.%-%+%[%]%(%)%%]", "%%%0")) end
-
-local function lines_of(text)
-  local t = {}
-  for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
-  return t
-end
+local esc, lines_of = helpers.esc, helpers.text_lines
 
 -- What the destination answers to each protocol's probe (no listener).
 local ANSWER = { icmp = "echo_reply", udp = "dest_unreachable", tcp = "tcp_rst" }
@@ -66,13 +60,9 @@ table inet sonde_ping {
     if l then l:destroy() end
   end)
 
-  local function sonde(args)
-    local argv = { helpers.sonde(), "ping" }
-    for _, a in ipairs(args) do argv[#argv + 1] = a end
-    return l:exec("src", argv)
-  end
+  local function sonde(args) return helpers.command_in(l, "ping", args) end
 
-  local function addr(fam, node) return fam == 4 and node.v4 or node.v6 end
+  local addr = helpers.addr
 
   for _, proto in ipairs{ "icmp", "udp", "tcp" } do
     for _, fam in ipairs{ 4, 6 } do

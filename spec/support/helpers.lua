@@ -174,6 +174,38 @@ function helpers.sonde_in(l, args, who)
   return l:exec("src", argv)
 end
 
+-- What the lab specs of the bundled commands share.
+
+-- s as a Lua pattern that matches it literally.
+function helpers.esc(s) return (s:gsub("[%.%-%+%[%]%(%)%%]", "%%%0")) end
+
+-- The non-empty lines of text (a report's, a screen's).
+function helpers.text_lines(text)
+  local t = {}
+  for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
+  return t
+end
+
+-- A lab node's address of family fam (4 or 6).
+function helpers.addr(fam, node) return fam == 4 and node.v4 or node.v6 end
+
+-- `sonde COMMAND args...` in l's src node. -> stdout, stderr, exit code.
+function helpers.command_in(l, command, args)
+  local argv = { helpers.sonde(), command }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return l:exec("src", argv)
+end
+
+-- Names for src without a lookup leaving the lab: hosts ({ name =
+-- address }) in its /etc/hosts, its resolver at nameserver (default
+-- 127.0.0.1: the namespace's own loopback) with one attempt of timeout
+-- seconds (default 1).
+function helpers.lab_names(l, hosts, nameserver, timeout)
+  l:hosts("src", hosts)
+  l:etc("src", "resolv.conf", ("nameserver %s\noptions timeout:%d attempts:1\n"):format(
+    nameserver or "127.0.0.1", timeout or 1))
+end
+
 -- The lines of text, each ended by sep ("\n"; "\r\n" for CSV): a last
 -- line without its end is not one (output is written whole lines).
 function helpers.lines(text, sep)
