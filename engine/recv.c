@@ -320,6 +320,23 @@ int sonde__nonce_ok(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
 }
 
 /*
+ * What the quote q holds of what only this engine knows of p's probe: 1
+ * it proves the probe ours, 0 it proves it another's, -1 it cannot tell.
+ * A SYN probe is named by its whole sequence number (its high half is the
+ * engine's nonce, syn.c), which an 8-byte quote holds; a TCP connect
+ * probe's sequence number is the kernel's (its error handler checks it,
+ * tcp.c); UDP and ICMP echo probes carry the engine's nonce in their
+ * payload, which a quote may be too short to hold.
+ */
+static int quote_proof(const sonde__probe_t *p, const sonde__quote_t *q) {
+  if (p->syn)
+    return q->has_tcp_seq && q->tcp_seq == p->isn;
+  if (p->spec.proto == SONDE_PROTO_TCP)
+    return -1;
+  return nonce_in(p->eng, &p->spec, q->data, q->data_len);
+}
+
+/*
  * The addresses of an ICMP message are those of p's probe: a quote names
  * p's source address as well as its destination (the key holds that, the
  * protocol and the ports or ids), and an IPv4 echo reply is addressed to
@@ -368,12 +385,7 @@ int sonde__source_ok(const sonde__probe_t *p, const sonde__icmp_t *m) {
    */
   if (m->quote.ttl > p->spec.ttl)
     return 0;
-  /* A SYN probe's quote names it by the whole sequence number. */
-  if (p->syn)
-    return m->quote.has_tcp_seq && m->quote.tcp_seq == p->isn;
-  return p->spec.proto == SONDE_PROTO_TCP ||
-         sonde__nonce_ok(p->eng, &p->spec, m->quote.data,
-                         m->quote.data_len);
+  return quote_proof(p, &m->quote) != 0;
 }
 
 /*
@@ -403,11 +415,7 @@ static int nat_ok(const sonde__probe_t *p, const sonde__icmp_t *m) {
   if (m->kind == SONDE_KIND_ECHO_REPLY || !m->has_quote || q->af != m->af ||
       p->local.ss_family != m->af || q->ttl >= p->spec.ttl)
     return 0;
-  if (p->syn)
-    return q->has_tcp_seq && q->tcp_seq == p->isn;
-  if (p->spec.proto == SONDE_PROTO_TCP)
-    return 0;
-  return nonce_in(p->eng, &p->spec, q->data, q->data_len) == 1;
+  return quote_proof(p, q) == 1;
 }
 
 /* Could the quote of m be of one of this engine's probes at all (its
