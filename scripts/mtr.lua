@@ -76,8 +76,8 @@ Exit status:
       help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN (as mtr's -u and -T; mtr's -p is --split)" },
     { "-p", "--split", flag = true,
       help = "mtr's split mode, for front-ends that read mtr: as outcomes come in, a line per hop whose figures changed, \"TTL NAME LOSS RECEIVED SENT BEST AVG WORST\" (LOSS in thousandths of a percent, times in whole ms, ??? for a hop whose probes are done and nobody answered, with -b \"NAME ADDR\"), and \"-TTL\" for a hop that went away; no report. One target" },
-    { "-T", "--tcp", flag = true, help = "TCP SYN probes (as -p tcp)" },
-    { "-u", "--udp", flag = true, help = "UDP probes (as -p udp)" },
+    { "-T", "--tcp", flag = true, help = "TCP SYN probes (as --protocol tcp)" },
+    { "-u", "--udp", flag = true, help = "UDP probes (as --protocol udp)" },
     { "-P", "--port", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "UDP: the first destination port, one more per probe (default 33434); TCP: the destination port (default 80)" },
     defaults.tcp_mode_option(),
@@ -421,7 +421,7 @@ local function run(opts, ctx)
     cli.usage_error("-s applies to ICMP and UDP probes: a TCP probe is a bare SYN")
   end
   if opts.port and opts.protocol == "icmp" then
-    cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
+    cli.usage_error("--port applies to UDP and TCP probes (-u, -T, --protocol), not icmp")
   end
   local stops = {}          -- [target address] = stops its rounds (with a reason)
   local controls = {}       -- [target address] = its rounds' pause(on) and reset()
