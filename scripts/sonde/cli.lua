@@ -122,9 +122,20 @@ local function trim_traceback(tb)
   return concat(out, "\n")
 end
 
+-- LuaJIT raises "not enough memory" when an allocation fails (require
+-- wraps it in "error loading module ..."): the environment's limit (ulimit
+-- -v, a cgroup), not a bug in a script, so no traceback.
+local function out_of_memory(msg)
+  return msg:match("not enough memory%s*$") ~= nil
+end
+
 local function on_error(err)
   if type(err) == "table" and (err.usage or err.runtime) then return err end
   local msg = type(err) == "table" and err.message and tostring(err.message) or tostring(err)
+  if out_of_memory(msg) then
+    return { runtime = true,
+             message = "ENOMEM: not enough memory (is the address-space limit, ulimit -v, too low?)" }
+  end
   return { bug = true, message = msg, traceback = trim_traceback(debug.traceback(msg, 2)) }
 end
 
