@@ -7,6 +7,15 @@ local function fds()
   return helpers.fd_count()
 end
 
+-- function(spec) -> the error e:probe(spec) raises (it must raise).
+local function raiser(eng)
+  return function(spec)
+    local ok, err = pcall(eng.core.probe, eng.core, spec, print)
+    assert.is_false(ok)
+    return err
+  end
+end
+
 describe("sonde.core without privileges", function()
   it("names every errno of the map with its message and status", function()
     local e = sonde.errors.EADDRINUSE
@@ -37,11 +46,7 @@ describe("sonde.core without privileges", function()
 
   it("rejects an IP header field for the wrong family, of the wrong type or out of range, naming it", function()
     local eng = assert(sonde.engine())
-    local function raised(spec)
-      local ok, err = pcall(eng.core.probe, eng.core, spec, print)
-      assert.is_false(ok)
-      return err
-    end
+    local raised = raiser(eng)
     assert.matches("probe: field 'ip_id' is for IPv4 destinations",
       raised{ dst = "::1", proto = "icmp", ip_id = 1 })
     assert.matches("probe: field 'ip_id' must be from 1 to 65535 %(got 0%)",
@@ -63,11 +68,7 @@ describe("sonde.core without privileges", function()
 
   it("rejects a malformed source, one of the other family, or an interface name with a NUL, naming the field", function()
     local eng = assert(sonde.engine())
-    local function raised(spec)
-      local ok, err = pcall(eng.core.probe, eng.core, spec, print)
-      assert.is_false(ok)
-      return err
-    end
+    local raised = raiser(eng)
     assert.matches("probe: field 'src' is not a numeric IPv4/IPv6 address: '198%.18%.1'",
       raised{ dst = "127.0.0.1", proto = "udp", src = "198.18.1" })
     assert.matches("probe: field 'src' must be of dst's family",
