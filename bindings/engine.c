@@ -314,8 +314,9 @@ int sonde__lua_privileged(lua_State *L) {
   return 1;
 }
 
-/* e:source(addr [, iface]) -> the source address towards addr (over the
- * interface iface), or nil, msg, name. */
+/* e:source(addr [, iface [, src]]) -> the source address a probe to addr
+ * would leave from (over the interface iface; src checked one of this
+ * host's), or nil, msg, name. */
 int sonde__lua_source(lua_State *L) {
   lengine_t *le = check_engine(L, 1);
   sonde_probe_spec_t spec;
@@ -330,6 +331,10 @@ int sonde__lua_source(lua_State *L) {
   if (ilen >= sizeof(spec.iface) || memchr(iface, '\0', ilen))
     return luaL_argerror(L, 3, "not an interface name (1 to 15 bytes)");
   memcpy(spec.iface, iface, ilen);
+  if (!lua_isnoneornil(L, 4) &&
+      (sonde_addr_parse(luaL_checkstring(L, 4), 0, &spec.src) < 0 ||
+       spec.src.ss_family != spec.dst.ss_family))
+    return luaL_argerror(L, 4, "not a numeric IP address of addr's family");
   r = sonde_probe_source(le->eng, &spec, &src);
   if (r < 0)
     return sonde__lua_fail(L, r);

@@ -338,6 +338,9 @@ helpers.lab_describe("a probe's source address and interface", function()
       } do
         local out, err, code = sonde(args)
         assert.are.equal(3, code, table.concat(args, " ") .. "\n" .. out .. err)
+        -- refused before the first probe: one line, as traceroute -s does
+        assert.are.equal("", out)
+        assert.are.equal(1, select(2, err:gsub("\n", "")), err)
         assert.matches("EADDRNOTAVAIL", err)
         assert.matches((args[#args] == "7" and FOREIGN4 or args[#args - 1]):gsub("[.:]", "%%%0"), err)
       end
@@ -345,7 +348,8 @@ helpers.lab_describe("a probe's source address and interface", function()
                              { "ping", "-c", "1", "-I", "nosuchdev", DST4 } } do
         local out, err, code = sonde(args)
         assert.are.equal(3, code, table.concat(args, " ") .. "\n" .. out .. err)
-        assert.matches("ENODEV.*nosuchdev", err)
+        assert.are.equal("", out)
+        assert.matches("^sonde %a+: ENODEV: [^\n]*nosuchdev%)\n$", err)
       end
       for _, args in ipairs{ { "trace", "-s", "bogus", DST4 }, { "trace", "-i", "a/b", DST4 },
                              { "trace", "-i", "sixteen-chars-xx", DST4 }, { "trace", "-6", "-s", B4, DST6 },

@@ -100,6 +100,25 @@ function M.source_family(opts, words)
   return opts
 end
 
+-- Before the first probe to addr: the source and interface that opts
+-- name are checked as a probe's are (eng:source), so that a source that
+-- is not this host's (EADDRNOTAVAIL) or an unknown interface (ENODEV; EPERM
+-- where the kernel keeps SO_BINDTODEVICE to CAP_NET_RAW) ends the run at
+-- once with one line and exit 3, as traceroute -s and ping -I do, instead
+-- of failing every probe. Other errors (no route over the interface) are
+-- left to the probes, which name them.
+function M.preflight(eng, addr, opts)
+  if not opts.source and not opts.interface then return end
+  local ok, err, name = eng:source(addr, opts.interface, opts.source)
+  if ok then return end
+  local cli = require "sonde.cli"
+  if name == "EADDRNOTAVAIL" and opts.source then
+    cli.runtime_error("%s (source %s)", err, opts.source)
+  elseif (name == "ENODEV" or name == "EPERM") and opts.interface then
+    cli.runtime_error("%s (interface %s)", err, opts.interface)
+  end
+end
+
 -- spec with the header fields of opts (parsed options) added; -> spec.
 function M.fields(opts, spec)
   if opts.tos then spec.tos = opts.tos end

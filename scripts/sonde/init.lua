@@ -265,10 +265,12 @@ end
 function Engine:set_wait(id, seconds) return self.core:set_wait(id, seconds) end
 function Engine:cancel(id) return self.core:cancel(id) end
 function Engine:now() return self.core:now() end
--- The source address towards addr (a routing decision; nothing is sent),
--- over interface iface when given (a probe's iface field), or nil,
--- "ENAME: message", "ENAME" (ENODEV: no such interface).
-function Engine:source(addr, iface) return self.core:source(addr, iface) end
+-- The source address a probe to addr would leave from (a routing
+-- decision; nothing is sent): over interface iface when given (a probe's
+-- iface field), src when given (a probe's src field: checked one of this
+-- host's addresses). -> the address, or nil, "ENAME: message", "ENAME"
+-- (ENODEV: no such interface; EADDRNOTAVAIL: src is not local).
+function Engine:source(addr, iface, src) return self.core:source(addr, iface, src) end
 -- true: raw sockets; false: unprivileged; nil: no probe of that family yet.
 function Engine:privileged(family) return self.core:privileged(family) end
 

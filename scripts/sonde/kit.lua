@@ -119,14 +119,21 @@ function Run:each(o)
   local sink, progress = self.sink, nil
   local ok, perr = pcall(self.eng.run, self.eng, function()
     if o.before then o.before() end
+    -- a source or interface refused ends the run before any probe
+    local header = require "sonde.header"
     if o.all then
+      if self.opts.source then header.preflight(self.eng, self.opts.source, self.opts) end
       progress = campaign.progress(self.ctx, self.opts.quiet, self.opts.output)
       sink.before = progress.before_output
       o.all(progress)
     else
+      local one = o.one
       progress = campaign.for_targets(self.eng, self.tg, self.ctx, {
         cmd = self.cmd, opts = self.opts, family = self.family, prefer = self.o.prefer,
-        sink = sink, one = o.one,
+        sink = sink, one = function(name, addr, af)
+          header.preflight(self.eng, addr, self.opts)
+          return one(name, addr, af)
+        end,
         progress = o.progress, on_total = o.on_total,
         stopped = function() return self.signal ~= nil end,
         start = o.start and function() sink:start(o.start) end,
