@@ -101,6 +101,19 @@ describe("core.probe_fields", function()
     assert.is_false(ok)
     assert.matches("field 'bind' has an invalid value 'nope'", err)
   end)
+
+  it("takes true, false and \"probe\" (DF under the device MTU only), and says so", function()
+    local f = by_name(core.probe_fields).df
+    assert.are.equal("boolean", f.type)
+    assert.are.same({ "probe" }, f.values)
+    assert.matches("probe", f.help)
+    for _, v in ipairs{ true, false, "probe" } do
+      assert.is_true(accepts(spec_with("df", v)), tostring(v))
+    end
+    local ok, err = accepts(spec_with("df", "maybe"))
+    assert.is_false(ok)
+    assert.matches("field 'df'", err)
+  end)
 end)
 
 describe("core.engine_fields", function()
