@@ -160,6 +160,30 @@ helpers.lab_describe("sonde trace --mtu beside traceroute --mtu", function()
     assert.are.same((f_marks(tout)), marks)
   end)
 
+  it("takes RFC 1191's plateaus below a frag needed that names no MTU (an old router), where traceroute stops at !F-0", function()
+    -- r2 of its own chain refuses what is over 1400 bytes as a router of
+    -- before RFC 1191 did: frag needed with a next-hop MTU of 0
+    local p = lab.chain{ routers = 3, v6 = false, name = "mtu0" }
+    finally(function() p:destroy() end)
+    p:nft("r2", "table inet t {\n  chain f {\n    type filter hook forward priority 0;\n"
+      .. "    ip length > 1400 reject with icmp type frag-needed\n  }\n}\n")
+    local out, err, code = p:exec("src", { helpers.sonde(), "trace", "-n", "--mtu", "-q", "1",
+      "--format", "json", p.dst.v4 })
+    assert.are.equal(0, code, err)
+    local t = cjson.decode(out)
+    assert.are.equal(1006, t.path_mtu)
+    assert.are.equal(1006, t.hops[3].mtu)
+    -- 1500, then 1492 (still too big), then 1006: both refusals kept
+    local tried = t.hops[3].probes[1].retries
+    assert.are.equal(2, #tried)
+    for _, r in ipairs(tried) do
+      assert.are.same({ "dest_unreachable", "frag_needed", p.hops[2].v4 }, { r.kind, r.code, r.addr })
+      assert.is_nil(r.mtu)
+    end
+    local tout = p:check("src", { "traceroute", "-n", "--mtu", "-q", "1", p.dst.v4 })
+    assert.matches("!F%-0", tout)
+  end)
+
   it("refuses TCP (a SYN's size cannot vary) and dublin, exit 2", function()
     local _, err, code = sonde{ "--mtu", "-p", "tcp", l.dst.v4 }
     assert.are.equal(2, code)
