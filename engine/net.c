@@ -172,7 +172,7 @@ static int device_mtu(int udp_fd, const struct sockaddr_storage *dst) {
   struct {
     struct nlmsghdr nh;
     struct rtmsg rt;
-    char attrs[RTA_SPACE(16)];
+    char attrs[RTA_SPACE(16) + RTA_SPACE(sizeof(int))];
   } req;
   union {
     struct nlmsghdr nh;
@@ -194,6 +194,15 @@ static int device_mtu(int udp_fd, const struct sockaddr_storage *dst) {
   rta->rta_type = RTA_DST;
   rta->rta_len = (unsigned short)RTA_LENGTH(alen);
   memcpy(RTA_DATA(rta), sonde__addr_bytes(dst), (size_t)alen);
+  if (v6 && ((const struct sockaddr_in6 *)dst)->sin6_scope_id != 0) {
+    /* a link-local destination's zone: the route on that link */
+    int zone = (int)((const struct sockaddr_in6 *)dst)->sin6_scope_id;
+    rta = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.nh.nlmsg_len));
+    rta->rta_type = RTA_OIF;
+    rta->rta_len = (unsigned short)RTA_LENGTH(sizeof(int));
+    memcpy(RTA_DATA(rta), &zone, sizeof(int));
+    req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_LENGTH(sizeof(int));
+  }
 
   fd = sonde__socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
   if (fd < 0)

@@ -184,6 +184,32 @@ helpers.lab_describe("sonde trace --mtu beside traceroute --mtu", function()
     assert.matches("!F%-0", tout)
   end)
 
+  it("starts a link-local target's discovery at the MTU of its zone's link", function()
+    -- src has two links with fe80::/64 routes: to r1 (MTU 1400) and a
+    -- veth pair of MTU 9000 whose route the kernel finds first without
+    -- the zone
+    local p = lab.chain{ routers = 1, v6 = true, name = "mtuzone" }
+    finally(function() p:destroy() end)
+    local src = p:nsname("src")
+    lab.must({ "ip", "-n", src, "addr", "add", "fe80::a/64", "dev", "to-r1", "nodad" })
+    lab.must({ "ip", "-n", p:nsname("r1"), "addr", "add", "fe80::b/64", "dev", "to-src", "nodad" })
+    lab.must({ "ip", "-n", src, "link", "set", "to-r1", "mtu", "1400" })
+    lab.must({ "ip", "-n", p:nsname("r1"), "link", "set", "to-src", "mtu", "1400" })
+    lab.must({ "ip", "-n", src, "link", "add", "big0", "mtu", "9000", "type", "veth",
+      "peer", "name", "big1", "mtu", "9000" })
+    lab.must({ "ip", "-n", src, "link", "set", "big0", "up" })
+    lab.must({ "ip", "-n", src, "link", "set", "big1", "up" })
+    helpers.wait_until(function()
+      return p:check("src", { "ip", "-6", "route", "show", "dev", "big0" }):find("fe80::/64", 1, true)
+    end, 5, "big0's link-local route")
+    lab.must({ "ip", "-n", src, "-6", "route", "del", "fe80::/64", "dev", "to-r1" })
+    lab.must({ "ip", "-n", src, "-6", "route", "add", "fe80::/64", "dev", "to-r1" })
+    assert.is_nil(p:check("src", { "ip", "-6", "route", "get", "fe80::b" }):find("to%-r1"))
+    local out, err, code = p:exec("src", { helpers.sonde(), "trace", "-n", "--mtu", "-q", "1", "fe80::b%to-r1" })
+    assert.are.equal(0, code, err)
+    assert.are.same({ [1] = 1400 }, (f_marks(out)))
+  end)
+
   it("refuses TCP (a SYN's size cannot vary) and dublin, exit 2", function()
     local _, err, code = sonde{ "--mtu", "-p", "tcp", l.dst.v4 }
     assert.are.equal(2, code)
