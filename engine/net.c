@@ -1,5 +1,6 @@
 /* net.c - small socket and address helpers. */
 #include <errno.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -256,10 +257,54 @@ int sonde__bind_device(sonde__probe_t *p, int fd) {
  * kernel's answer is what every later socket of the probe gets, and the
  * raw paths (IP_HDRINCL writes whatever source we give it, and a raw
  * socket's route lookup accepts any source) rely on it to send no forged
- * source. (A namespace with net.ipv4.ip_nonlocal_bind or
- * net.ipv6.ip_nonlocal_bind set lets bind() take any address; root chose
- * that there.)
+ * source. bind() alone is not enough: Linux binds an IPv4 socket to a
+ * multicast or broadcast address (a subnet's, or 255.255.255.255) to
+ * receive on it, and to any address at all in a namespace that sets
+ * net.ipv4.ip_nonlocal_bind or net.ipv6.ip_nonlocal_bind; IP_HDRINCL would
+ * then send from it. So the address must also be one an interface holds
+ * (own_address).
  */
+/* The last address own_address found on an interface, and when (this
+ * thread's: an engine and its checks run on one thread). Addresses come
+ * and go, so a finding is kept one second; a run that gives every probe
+ * the same source reads the interfaces once a second, not per probe. */
+#define OWN_ADDRESS_KEEP_NS 1000000000ull
+static _Thread_local struct {
+  struct sockaddr_storage addr;
+  uint64_t at;
+} own_seen;
+
+/* 1 if an interface of this network namespace holds ss's address (as its
+ * own address, not as a broadcast or peer address), 0 if not, negative
+ * errno if the interfaces cannot be read. */
+static int own_address(const struct sockaddr_storage *ss) {
+  struct ifaddrs *list, *i;
+  struct sockaddr_storage a;
+  uint64_t now = sonde__now();
+  int found = 0;
+
+  if (own_seen.at != 0 && now - own_seen.at < OWN_ADDRESS_KEEP_NS &&
+      sonde__addr_equal(&own_seen.addr, ss, 0))
+    return 1;
+  if (getifaddrs(&list) < 0)
+    return -errno;
+  for (i = list; i != NULL && !found; i = i->ifa_next) {
+    if (i->ifa_addr == NULL || i->ifa_addr->sa_family != ss->ss_family)
+      continue;
+    memset(&a, 0, sizeof(a));
+    memcpy(&a, i->ifa_addr, ss->ss_family == AF_INET6
+                                ? sizeof(struct sockaddr_in6)
+                                : sizeof(struct sockaddr_in));
+    found = sonde__addr_equal(&a, ss, 0);
+  }
+  freeifaddrs(list);
+  if (found) {
+    own_seen.addr = *ss;
+    own_seen.at = now;
+  }
+  return found;
+}
+
 static int src_check(const sonde_probe_spec_t *spec, const char **call,
                      unsigned *ifindex, struct sockaddr_storage *out) {
   struct sockaddr_storage ss;
@@ -297,6 +342,11 @@ static int src_check(const sonde_probe_spec_t *spec, const char **call,
     if (bind(fd, (struct sockaddr *)&ss, sonde__addr_len(&ss)) < 0) {
       r = -errno;
       *call = "bind(src)";
+    } else if ((r = own_address(&ss)) <= 0) {
+      r = r < 0 ? r : SONDE_EADDRNOTAVAIL;
+      *call = r == SONDE_EADDRNOTAVAIL ? "bind(src)" : "getifaddrs";
+    } else {
+      r = 0;
     }
   } else if (r == 0) {
     ss = spec->dst;

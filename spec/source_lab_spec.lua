@@ -33,7 +33,7 @@ table inet srcsel {
     ip saddr 198.18.1.1 counter name b4
     ip6 saddr 2001:db8::1 counter name a6
     ip6 saddr 2001:db8:1::1 counter name b6
-    ip saddr 198.18.250.250 counter name foreign
+    ip saddr { 198.18.250.250, 224.0.0.1, 255.255.255.255 } counter name foreign
     ip6 saddr 2001:db8:fa::fa counter name foreign
   }
 }
@@ -186,6 +186,36 @@ helpers.lab_describe("a probe's source address and interface", function()
         end
         assert.are.equal(0, counters("ra").foreign or 0, out)
         assert.are.equal(0, counters("rb").foreign or 0, out)
+      end)
+
+      -- bind() alone takes more than this host's addresses: an IPv4
+      -- multicast or broadcast address, and any address at all where
+      -- ip_nonlocal_bind is set; a raw IP_HDRINCL probe would leave from it.
+      it("a source bind() takes but no interface holds (multicast, broadcast, ip_nonlocal_bind) is EADDRNOTAVAIL", function()
+        reset()
+        local v4 = name == "IPv4"
+        local sources = v4 and { "224.0.0.1", "255.255.255.255" } or {}
+        for _, s in ipairs(sources) do
+          local t, out = probes(dst, s)
+          for _, r in ipairs(t) do
+            assert.are.equal("EADDRNOTAVAIL", r.error, r.line)
+          end
+          assert.are.equal(0, counters("ra").foreign or 0, out)
+          assert.are.equal(0, counters("rb").foreign or 0, out)
+        end
+        local key = v4 and "net.ipv4.ip_nonlocal_bind" or "net.ipv6.ip_nonlocal_bind"
+        l:check("src", { "sysctl", "-qw", key .. "=1" })
+        local ok, err = pcall(function()
+          local t, out = probes(dst, v4 and FOREIGN4 or FOREIGN6)
+          for _, r in ipairs(t) do
+            assert.are.equal("failed", r.status, r.line)
+            assert.are.equal("EADDRNOTAVAIL", r.error, r.line)
+          end
+          assert.are.equal(0, counters("ra").foreign or 0, out)
+          assert.are.equal(0, counters("rb").foreign or 0, out)
+        end)
+        l:check("src", { "sysctl", "-qw", key .. "=0" })
+        assert(ok, err)
       end)
 
       it("unprivileged (nobody): ICMP, UDP and TCP connect leave from src, or by to-rb, through rb", function()
