@@ -457,6 +457,20 @@ static void probe_poll_closed(uv_handle_t *h) {
   maybe_finish(eng);
 }
 
+int sonde__probe_poll(sonde_engine_t *eng, sonde__probe_t *p, int events,
+                      uv_poll_cb cb) {
+  int r = uv_poll_init(eng->loop, &p->poll, p->fd);
+  if (r == 0) {
+    p->poll_init = 1;
+    p->poll_closing = 0;
+    p->poll.data = p;
+    r = uv_poll_start(&p->poll, events, cb);
+  }
+  if (r < 0)
+    p->call = "uv_poll_start";
+  return r;
+}
+
 /*
  * Release a probe's own socket. Its poll handle is stopped before the fd is
  * closed (libuv must not poll a closed fd), and the handle's memory, inside

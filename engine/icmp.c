@@ -242,15 +242,7 @@ static int own_ping(sonde_engine_t *eng, sonde__probe_t *p, uint16_t *id) {
   else
     (void)setsockopt(p->fd, IPPROTO_IP, IP_RECVTTL, &on, sizeof(on));
   *id = sonde__addr_port(&p->local);
-  r = uv_poll_init(eng->loop, &p->poll, p->fd);
-  if (r == 0) {
-    p->poll_init = 1;
-    p->poll.data = p;
-    r = uv_poll_start(&p->poll, UV_READABLE, on_own_ping);
-  }
-  if (r < 0)
-    p->call = "uv_poll_start";
-  return r;
+  return sonde__probe_poll(eng, p, UV_READABLE, on_own_ping);
 }
 
 static int icmp_send(sonde_engine_t *eng, sonde__probe_t *p) {

@@ -244,6 +244,10 @@ void sonde__close_fd(int *fd);
 void sonde__handle_close(sonde_engine_t *eng, uv_handle_t *h);
 /* Close a probe's socket and poll handle; restart (may be NULL) runs once the
  * handle has closed if the probe is still in flight. */
+/* Watch p's own socket (p->fd) for events with cb; on failure p->call is
+ * "uv_poll_start". Undone by sonde__probe_close_socket. */
+int sonde__probe_poll(sonde_engine_t *eng, sonde__probe_t *p, int events,
+                      uv_poll_cb cb);
 void sonde__probe_close_socket(sonde_engine_t *eng, sonde__probe_t *p,
                                sonde__restart_fn restart);
 

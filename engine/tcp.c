@@ -93,16 +93,7 @@ static int tcp_connect(sonde_engine_t *eng, sonde__probe_t *p) {
   }
   if (r == SONDE_ECONNREFUSED)
     return r; /* refused at once (loopback): the caller reports it */
-  r = uv_poll_init(eng->loop, &p->poll, p->fd);
-  if (r == 0) {
-    p->poll_init = 1;
-    p->poll_closing = 0;
-    p->poll.data = p;
-    r = uv_poll_start(&p->poll, UV_WRITABLE, on_connect);
-  }
-  if (r < 0)
-    p->call = "uv_poll_start";
-  return r;
+  return sonde__probe_poll(eng, p, UV_WRITABLE, on_connect);
 }
 
 /* net.ipv4.tcp_syn_linear_timeouts of this network namespace (Linux 6.5:

@@ -202,17 +202,7 @@ static int source(sonde_engine_t *eng, sonde__probe_t *p, int *fd,
       return r;
     *fd = p->fd;
     *sport = sonde__addr_port(&p->local);
-    r = uv_poll_init(eng->loop, &p->poll, p->fd);
-    if (r == 0) {
-      p->poll_init = 1;
-      p->poll.data = p;
-      r = uv_poll_start(&p->poll, UV_READABLE, on_readable);
-    }
-    if (r < 0) {
-      p->call = "uv_poll_start";
-      return r;
-    }
-    return 0;
+    return sonde__probe_poll(eng, p, UV_READABLE, on_readable);
   }
   if (eng->unpriv[i])
     sonde__clear_pending_error(*fd);
