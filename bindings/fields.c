@@ -38,13 +38,14 @@ static void put(void *out, const lfield_t *f, double v) {
 /* The errors, off the hot path: the value is fetched again, so that the
  * message shows it as Lua does (a number in a string field included). */
 enum { E_TYPE, E_RANGE, E_INTEGER, E_CHOICE, E_ADDR, E_LONG, E_NUL,
-       E_REQUIRED, E_RULE };
+       E_HEX, E_REQUIRED, E_RULE };
 
 static const char *type_word(lf_type_t t) {
   switch (t) {
   case LF_ADDR: return "a numeric IP address string";
   case LF_INT: case LF_NUMBER: return "a number";
   case LF_BOOL: return "a boolean";
+  case LF_HEX: return "a string of hex digits";
   default: return "a string";
   }
 }
@@ -88,6 +89,12 @@ static void field_error(lua_State *L, int idx, const lschema_t *s,
     break;
   case E_NUL:
     luaL_error(L, "%s: field '%s' holds a NUL byte", w, k);
+    break;
+  case E_HEX:
+    luaL_error(L,
+               "%s: field '%s' must be pairs of hex digits, 1 to %d bytes "
+               "(got '%s')",
+               w, k, (int)f->max, lua_tostring(L, -1));
     break;
   case E_REQUIRED:
     if (f->type != LF_CHOICE)
@@ -144,10 +151,22 @@ static void prepare(lschema_t *s) {
   s->ready = 1;
 }
 
+/* The value of hex digit c, or -1. */
+static int hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
 /* Check a present value and store it; raises on the first problem. */
 static void check_store(lua_State *L, int idx, const lschema_t *s,
                         const lfield_t *f, const lval_t *v, void *out) {
   int i;
+  size_t n;
   switch (f->type) {
   case LF_ADDR:
     if (v->type != LUA_TSTRING) /* a number is shown as not an address */
@@ -208,6 +227,19 @@ static void check_store(lua_State *L, int idx, const lschema_t *s,
     memcpy((char *)out + f->off, v->str, v->len);
     ((char *)out + f->off)[v->len] = '\0';
     return;
+  case LF_HEX:
+    if (v->type != LUA_TSTRING)
+      field_error(L, idx, s, f, E_TYPE);
+    if (v->len == 0 || v->len % 2 != 0 || (double)(v->len / 2) > f->max)
+      field_error(L, idx, s, f, E_HEX);
+    for (n = 0; n < v->len; n++)
+      if (hexval(v->str[n]) < 0)
+        field_error(L, idx, s, f, E_HEX);
+    for (n = 0; n < v->len / 2; n++)
+      ((uint8_t *)out + f->off)[n] =
+          (uint8_t)(hexval(v->str[2 * n]) << 4 | hexval(v->str[2 * n + 1]));
+    *((uint8_t *)out + f->len_off) = (uint8_t)(v->len / 2);
+    return;
   }
 }
 
@@ -263,7 +295,7 @@ void sonde__lua_read_fields(lua_State *L, int idx, lschema_t *s, void *out) {
 
 static const char *const type_names[] = {"address", "choice", "integer",
                                          "number", "boolean", "string",
-                                         "string"};
+                                         "string", "hex"};
 
 /* A string field, left out when v is NULL. */
 static void set_str(lua_State *L, const char *k, const char *v) {
@@ -282,7 +314,8 @@ void sonde__lua_push_fields(lua_State *L, const lschema_t *s) {
     if (f->type == LF_INT || f->type == LF_NUMBER) {
       lcore_set_num(L, "min", f->min);
       lcore_set_num(L, "max", f->max);
-    } else if (f->type == LF_BYTES || f->type == LF_TEXT) {
+    } else if (f->type == LF_BYTES || f->type == LF_TEXT ||
+               f->type == LF_HEX) {
       lcore_set_num(L, "max", f->max); /* bytes */
     }
     if (f->has_def && f->type == LF_CHOICE) {

@@ -20,8 +20,11 @@ typedef enum {
   LF_NUMBER, /* a number in [min, max], NaN refused */
   LF_BOOL,   /* a boolean -> vtrue or vfalse, stored as an int */
   LF_BYTES,  /* a string of at most max bytes -> pointer and length */
-  LF_TEXT    /* a string of at most max bytes without NUL -> copied into a
+  LF_TEXT,   /* a string of at most max bytes without NUL -> copied into a
                 char array of max + 1 bytes, NUL-terminated */
+  LF_HEX     /* an even number of hex digits, 1 to max bytes -> the bytes
+                copied into a uint8_t array, their count in the uint8_t at
+                len_off */
 } lf_type_t;
 
 /* How a number is stored in the output structure. */
@@ -48,9 +51,10 @@ struct lfield {
   lf_type_t type;
   size_t off;            /* the member in the output structure */
   lf_store_t store;
-  size_t len_off;        /* LF_BYTES: the size_t member of the length */
+  size_t len_off;        /* LF_BYTES: the size_t member of the length;
+                            LF_HEX: the uint8_t member of the count */
   double min, max;       /* LF_INT, LF_NUMBER: the range; LF_BYTES,
-                            LF_TEXT: max bytes */
+                            LF_TEXT, LF_HEX: max bytes */
   int has_def;           /* absent: def is stored (else nothing is) */
   double def;
   /* A second default, chosen when alt_when(out) is true, for a field

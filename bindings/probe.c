@@ -28,6 +28,11 @@ static int is_tcp(const void *out) {
 
 static int not_tcp(const void *out) { return !is_tcp(out); }
 
+/* A pattern fills an ICMP/UDP payload; a fill byte leaves it no room. */
+static int pattern_ok(const void *out) {
+  return !is_tcp(out) && ((const sonde_probe_spec_t *)out)->fill == 0;
+}
+
 static int is_v4(const void *out) {
   return ((const sonde_probe_spec_t *)out)->dst.ss_family == AF_INET;
 }
@@ -88,6 +93,13 @@ static const lfield_t probe_fields[] = {
      .help = "IPv4 TOS / IPv6 traffic class"},
     {LF_NAME("fill"), .type = LF_INT, SPEC(fill), .max = 255, .has_def = 1,
      .help = "payload byte (0: a ramp)"},
+    {LF_NAME("pattern"), .type = LF_HEX, SPEC(pattern),
+     .len_off = offsetof(sonde_probe_spec_t, pattern_len),
+     .max = SONDE_PATTERN_MAX, .allowed = pattern_ok, .only = "udp,icmp",
+     .rule = "field 'pattern' is for proto 'udp' and 'icmp', without "
+             "'fill'",
+     .help = "hex digits of up to 16 bytes repeated over the payload, "
+             "around the engine's nonce (iputils ping -p)"},
     {LF_NAME("checksum"), .type = LF_INT, SPEC(checksum), .min = 1,
      .max = 65534, .has_off = 1,
      .present_off = offsetof(sonde_probe_spec_t, hold_checksum),

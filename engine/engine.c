@@ -209,6 +209,10 @@ int64_t sonde_probe_start(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
   if ((spec->src.ss_family && spec->src.ss_family != af) ||
       memchr(spec->iface, '\0', sizeof(spec->iface)) == NULL)
     return SONDE_EINVAL;
+  if (spec->pattern_len &&
+      (spec->pattern_len > SONDE_PATTERN_MAX || spec->fill ||
+       spec->proto == SONDE_PROTO_TCP))
+    return SONDE_EINVAL;
   if ((spec->payload_len || spec->expect_len) &&
       (spec->proto != SONDE_PROTO_TCP || spec->payload_len > 65536 ||
        spec->expect_len > SONDE__SESSION_RBUF / 2))

@@ -281,8 +281,9 @@ static int nonce_at(const sonde_probe_spec_t *spec) {
 
 /*
  * Byte i of the payload of a UDP probe (after its header) or an ICMP echo
- * request (after the echo header): the fill byte, or a ramp (UDP 0x40 +
- * i mod 64, ICMP i mod 256) with the engine's nonce in it. A process's
+ * request (after the echo header): the fill byte, or the spec's pattern
+ * (byte i mod its length) or else a ramp (UDP 0x40 + i mod 64, ICMP i mod
+ * 256), with the engine's nonce in it. A process's
  * identity does not end with its socket: replies to its last probes can
  * arrive after it let a fixed port go and another process took it, with
  * the same ports, destination and checksum. Routers quote the payload
@@ -297,6 +298,8 @@ uint8_t sonde__payload_byte(sonde_engine_t *eng, const sonde_probe_spec_t *spec,
     return spec->fill;
   if (at >= 0 && i >= (size_t)at && i < (size_t)at + SONDE__NONCE_LEN)
     return nonce(eng)[i - (size_t)at];
+  if (spec->pattern_len)
+    return spec->pattern[i % spec->pattern_len];
   return proto == SONDE_PROTO_UDP ? (uint8_t)(0x40 + (i & 0x3f)) : (uint8_t)i;
 }
 

@@ -102,6 +102,31 @@ describe("core.probe_fields", function()
     assert.matches("field 'bind' has an invalid value 'nope'", err)
   end)
 
+  it("takes a pattern of 1 to 16 bytes in hex digits, and names the field otherwise", function()
+    local f = by_name(core.probe_fields).pattern
+    assert.are.equal("hex", f.type)
+    assert.are.equal(16, f.max)
+    assert.are.equal("udp,icmp", f.only)
+    for _, v in ipairs { "ff", "00", "0123456789abcdefFEDCBA9876543210" } do
+      assert.is_true(accepts { dst = "127.0.0.1", proto = "icmp", pattern = v }, v)
+      assert.is_true(accepts { dst = "::1", proto = "udp", pattern = v }, v)
+    end
+    local bad = { "", "f", "fff", "zz", "0x", "ff ", string.rep("ab", 17), 255 }
+    for _, v in ipairs(bad) do
+      local ok, err = accepts { dst = "127.0.0.1", proto = "icmp", pattern = v }
+      assert.is_false(ok, tostring(v))
+      assert.matches("field 'pattern'", err, 1, true)
+    end
+    local ok, err = accepts { dst = "127.0.0.1", proto = "icmp", pattern = "zz" }
+    assert.matches("probe: field 'pattern' must be pairs of hex digits, 1 to 16 bytes (got 'zz')", err, 1, true)
+    ok, err = accepts { dst = "127.0.0.1", proto = "tcp", pattern = "ff" }
+    assert.is_false(ok)
+    assert.matches("field 'pattern' is for proto 'udp' and 'icmp'", err, 1, true)
+    ok, err = accepts { dst = "127.0.0.1", proto = "udp", fill = 1, pattern = "ff" }
+    assert.is_false(ok)
+    assert.matches("without 'fill'", err, 1, true)
+  end)
+
   it("takes true, false and \"probe\" (DF under the device MTU only), and says so", function()
     local f = by_name(core.probe_fields).df
     assert.are.equal("boolean", f.type)

@@ -319,6 +319,7 @@ typedef enum {
 #define SONDE_TCP_PAYLOAD_MAX 65536    /* bytes written after a TCP connect */
 #define SONDE_TCP_EXPECT_MAX 2048      /* bytes a TCP probe waits to read */
 #define SONDE_FLOW_LABEL_MAX 0xfffff   /* 20 bits (RFC 8200) */
+#define SONDE_PATTERN_MAX 16           /* payload pattern bytes (iputils -p) */
 
 #define SONDE_IFNAMSIZ 16 /* an interface name and its NUL: Linux's IFNAMSIZ */
 
@@ -340,6 +341,15 @@ typedef struct {
   uint32_t seq;                 /* caller's sequence number, reported back */
   uint16_t size;                /* ICMP/UDP payload bytes; 0 = default (32) */
   uint8_t fill;                 /* payload byte; 0 = the default ramp */
+  /* ICMP/UDP: pattern_len (1..SONDE_PATTERN_MAX; 0: none) bytes of
+   * pattern repeated over the payload, byte i being
+   * pattern[i % pattern_len], as iputils ping -p fills its packets. The
+   * engine's 4-byte nonce and the two compensating bytes of a held
+   * checksum keep their places in it, so that replies and quotes are
+   * still matched. EINVAL at start with fill, for TCP, or longer than
+   * SONDE_PATTERN_MAX. */
+  uint8_t pattern[SONDE_PATTERN_MAX];
+  uint8_t pattern_len;
   /* Flow control (see README "Flows"): what load balancers hash, and what
    * names a probe inside one flow. */
   uint8_t tos;                  /* IPv4 TOS / IPv6 traffic class */
