@@ -16,6 +16,23 @@ local kit = require "sonde.kit"
 local FORMATS = formats.names{ "text", "json" }
 
 -- csv and markdown: one row per probe.
+-- -p PATTERN as iputils reads it: 1 to 32 hex digits taken two at a
+-- time from the left (a last lone digit is a byte of its own: "abc" is
+-- 0xab 0x0c), at most 16 bytes. The bytes as pairs of hex digits (the
+-- probe's pattern field), or nil and why. A protocol name is sonde's -p
+-- of other commands: say where it went.
+local function check_pattern(v)
+  if v == "icmp" or v == "udp" or v == "tcp" then
+    return nil, "-p is the pattern (iputils); use --protocol " .. v
+  end
+  if not v:match("^%x+$") or #v > 32 then
+    return nil, "patterns must be specified as 1 to 32 hex digits"
+  end
+  local bytes = {}
+  for pair in v:gmatch("%x%x?") do bytes[#bytes + 1] = string.format("%02x", tonumber(pair, 16)) end
+  return table.concat(bytes)
+end
+
 local COLUMNS = { "target", "addr", "protocol", "seq", "status", "kind", "code", "from", "rtt_ms",
   "ttl", "reply_ttl", "icmp_seq", "sport", "dport", "error" }
 
@@ -28,7 +45,7 @@ Sends one probe to TARGET every -i seconds (-c times, or until interrupted) and 
 
 With -p icmp (the default) the probe is an ICMP echo request and the answer an echo reply. With -p udp it is a UDP datagram to a port that should be closed (33434, one more per probe, as traceroute); the destination answers with ICMP port unreachable. With -p tcp it is a TCP SYN to --port (80): a SYN-ACK (open) or a RST (closed) both say the host is up. A probe gets -W seconds to be answered; the next one does not wait for it.
 
-The options mean what they mean to iputils ping: -c count, -i interval, -w deadline (the whole run ends after that many seconds; with -c, it ends once -c replies came or at the deadline, whichever is first), -W the wait for one answer, -s payload bytes, -t TTL, -q quiet (the start and the statistics only), -n numeric (sonde ping never looks names up: accepted, changes nothing), -D a [unix time] before each line, -M do|want|dont (path MTU discovery: don't fragment, the kernel's choice, may fragment), -f flood (root only: a '.' per probe sent, a backspace per answer, 100 probes a second unless -i says otherwise). An interval under 2 ms (-i 0.001, -i 0) is root's alone, as iputils has it. -I ADDR|IFACE sends from that address (--source) or by that interface (--interface). Differences that remain: -Q (use --tos), -R, -T, -p PATTERN (sonde's -p is the protocol) and -O are not taken; a probe left unanswered prints a 'no answer' line (iputils' -O habit).
+The options mean what they mean to iputils ping: -c count, -i interval, -w deadline (the whole run ends after that many seconds; with -c, it ends once -c replies came or at the deadline, whichever is first), -W the wait for one answer, -s payload bytes, -t TTL, -q quiet (the start and the statistics only), -n numeric (sonde ping never looks names up: accepted, changes nothing), -D a [unix time] before each line, -M do|want|dont (path MTU discovery: don't fragment, the kernel's choice, may fragment), -f flood (root only: a '.' per probe sent, a backspace per answer, 100 probes a second unless -i says otherwise). -p PATTERN fills the ICMP or UDP payload with up to 16 bytes given as 1 to 32 hex digits (-p ff, -p 0123456789abcdef), repeated from the payload's first byte, and text output starts with PATTERN: 0x.. as iputils does; sonde keeps its 4-byte nonce in the payload's first bytes (after the two bytes a held checksum adjusts) where iputils keeps its timestamp, so the pattern shows from the fifth byte on (iputils: from the seventeenth). -p is not for TCP probes. The probe protocol is --protocol icmp|udp|tcp (sonde's -p elsewhere: here -p is iputils' pattern). An interval under 2 ms (-i 0.001, -i 0) is root's alone, as iputils has it. -I ADDR|IFACE sends from that address (--source) or by that interface (--interface). Differences that remain: -Q (use --tos), -R, -T and -O are not taken; a probe left unanswered prints a 'no answer' line (iputils' -O habit).
 
 An answer from somewhere else (a router's time exceeded when -t is too small, a host or network unreachable, a filter's administratively prohibited) is printed as an error from that address and does not count as received. A probe that could not be sent (no route, no permission) is printed with its error (ENETUNREACH, EPERM, ...).
 
@@ -51,8 +68,10 @@ Exit status:
          locally (no route), -o not writable
     130  interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM); the summary comes first]],
   options = campaign.options(header.options({
-    { "-p", "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
+    { nil, "--protocol", arg = "PROTO", choices = { "icmp", "udp", "tcp" }, default = "icmp",
       help = "probe protocol: ICMP echo, UDP to a closed port, or TCP SYN" },
+    { "-p", key = "pattern", arg = "PATTERN", check = check_pattern,
+      help = "ICMP/UDP: fill the payload with up to 16 bytes given as 1 to 32 hex digits (iputils' -p; the protocol is --protocol)" },
     { "-c", "--count", arg = "N", type = "int", min = 1, max = 100000000,
       help = "stop after N probes (default: until interrupted); with -w, after N replies" },
     { "-i", "--interval", arg = "SECONDS", type = "number", min = 0, max = 3600,
@@ -95,8 +114,9 @@ Exit status:
   },
   examples = {
     "sonde ping -c 5 198.18.8.2",
-    "sonde ping -p tcp --port 443 -c 3 -i 0.2 2001:db8:8::2",
-    "sonde ping -p udp -t 3 -c 1 198.18.8.2",
+    "sonde ping --protocol tcp --port 443 -c 3 -i 0.2 2001:db8:8::2",
+    "sonde ping --protocol udp -t 3 -c 1 198.18.8.2",
+    "sonde ping -p ff -c 2 198.18.8.2",
     "sonde ping -c 10 --format json 198.18.8.2",
     "sonde ping -c 100 -i 0.2 --format csv -o rtt.csv 198.18.8.2",
     "sonde ping -c 3 -i 0.2 198.18.8.2 198.18.9.0/29 2001:db8:8::2",
@@ -249,7 +269,10 @@ end
 
 local function run(opts, ctx)
   if opts.port and opts.protocol == "icmp" then
-    cli.usage_error("--port applies to -p udp and -p tcp, not icmp")
+    cli.usage_error("--port applies to --protocol udp and --protocol tcp, not icmp")
+  end
+  if opts.pattern and opts.protocol == "tcp" then
+    cli.usage_error("-p %s: the pattern fills ICMP and UDP payloads, not --protocol tcp", opts.pattern)
   end
   if opts.flood and not opts.root then
     cli.usage_error("-f: cannot flood; only root may (minimal interval allowed for a user is 2 ms)")
@@ -282,6 +305,10 @@ local function run(opts, ctx)
     words = opts.target, own = { text = true, json = true }, engine = { window = 1024 },
     on_signal = stop_all })
   local tg, sink, eng, tally = run.tg, run.sink, run.eng, run.tally
+  -- iputils names the pattern once, before its first line (not with -q)
+  if text and opts.pattern and not opts.quiet then
+    sink:write("PATTERN: 0x" .. opts.pattern .. "\n")
+  end
   local icmp_id = own_pid() % 65535 + 1
   local last                -- the last target's figures
 
@@ -290,7 +317,8 @@ local function run(opts, ctx)
   local function ping_one(name, addr, af)
     local prefix = tg.single and "" or (name .. ": ")
     local strat = header.apply(strategy.new{ dst = addr, proto = opts.protocol, port = opts.port,
-      size = opts.protocol ~= "tcp" and opts.size or nil, wait = opts.wait, icmp_id = icmp_id }, opts)
+      size = opts.protocol ~= "tcp" and opts.size or nil, wait = opts.wait, icmp_id = icmp_id,
+      pattern = opts.pattern }, opts)
     local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
       port = opts.protocol ~= "icmp" and strat.port or nil,
       size = opts.protocol ~= "tcp" and opts.size or nil,

@@ -30,14 +30,15 @@ end
 
 -- o: dst (numeric), proto ("icmp", "udp", "tcp"), port (UDP: the base
 -- destination port, default 33434; TCP: the port, default 80), size
--- (payload bytes, ICMP/UDP), icmp_id (1..65535, optional), wait (seconds).
+-- (payload bytes, ICMP/UDP), pattern (ICMP/UDP: the probe field, hex
+-- digits), icmp_id (1..65535, optional), wait (seconds).
 function M.new(o)
   local port = o.port or (o.proto == "tcp" and defaults.TCP_PORT or defaults.UDP_PORT)
   local s = { port = port }
   -- The spec of probe number seq (counted from 1), at ttl.
   function s.spec(ttl, seq)
     local spec = { dst = o.dst, proto = o.proto, ttl = ttl, wait = o.wait,
-      seq = seq, size = o.size }
+      seq = seq, size = o.size, pattern = o.pattern }
     if o.proto == "icmp" then
       if o.icmp_id then
         spec.icmp_id = o.icmp_id
@@ -48,6 +49,7 @@ function M.new(o)
       spec.dport = port + (seq - 1) % (65536 - port)
     else
       spec.size = nil
+      spec.pattern = nil
       spec.dport = port
       spec.bind = "kernel"
     end
