@@ -255,3 +255,67 @@ helpers.lab_describe("the engine over loopback (raw sockets)", function()
     assert.are.equal(before, fds())
   end)
 end)
+
+-- The C API refuses a pattern the bindings would never pass (they raise
+-- first): a program built against the engine's static library asks.
+describe("sonde_probe_start's pattern, in C", function()
+  local lab = require "lab"
+  local PROG = [[
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+#include "sonde.h"
+static void cb(sonde_engine_t *e, uint64_t id, const sonde_result_t *r, void *d) {}
+static int64_t try(sonde_engine_t *eng, sonde_proto_t proto, int len, int fill) {
+  sonde_probe_spec_t s;
+  int64_t id;
+  memset(&s, 0, sizeof(s));
+  sonde_addr_parse("127.0.0.1", 0, &s.dst);
+  s.proto = proto;
+  s.ttl = 64;
+  s.pattern_len = (uint8_t)len;
+  s.fill = (uint8_t)fill;
+  memset(s.pattern, 0xff, sizeof(s.pattern));
+  id = sonde_probe_start(eng, &s, cb, NULL);
+  if (id > 0)
+    sonde_probe_cancel(eng, (uint64_t)id);
+  return id > 0 ? 1 : id;
+}
+int main(void) {
+  uv_loop_t loop;
+  sonde_engine_t *eng;
+  uv_loop_init(&loop);
+  if (sonde_engine_new(&loop, NULL, &eng) != 0)
+    return 3;
+  printf("%s %s %s %s %s\n",
+         try(eng, SONDE_PROTO_UDP, 16, 0) == 1 ? "ok" : "refused",
+         try(eng, SONDE_PROTO_ICMP, 17, 0) == SONDE_EINVAL ? "EINVAL" : "taken",
+         try(eng, SONDE_PROTO_TCP, 1, 0) == SONDE_EINVAL ? "EINVAL" : "taken",
+         try(eng, SONDE_PROTO_UDP, 2, 7) == SONDE_EINVAL ? "EINVAL" : "taken",
+         try(eng, SONDE_PROTO_UDP, 0, 7) == 1 ? "ok" : "refused");
+  sonde_engine_close(eng, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  return uv_loop_close(&loop) == 0 ? 0 : 4;
+}
+]]
+
+  it("is EINVAL over 16 bytes, on TCP and with fill", function()
+    local dir = helpers.temp_dir("pattern")
+    finally(function() lab.run({ "rm", "-rf", dir }) end)
+    local src, exe = dir .. "/pattern.c", dir .. "/pattern"
+    local f = assert(io.open(src, "w"))
+    f:write(PROG)
+    f:close()
+    local archive = helpers.build() .. "/libsonde.a"
+    -- a sanitizer build's archive needs its runtime at link time
+    local _, _, asan = lab.run("nm " .. lab.shquote(archive) .. " | grep -q __asan_init")
+    local out, err, code = lab.run("cc -std=gnu11 -o " .. lab.shquote(exe) .. " "
+      .. (asan == 0 and "-fsanitize=address,undefined " or "")
+      .. "-I" .. lab.shquote(helpers.root() .. "/engine/include") .. " " .. lab.shquote(src) .. " "
+      .. lab.shquote(archive) .. " $(pkg-config --libs libuv 2>/dev/null || echo -luv) -lpthread -ldl -lrt")
+    assert.are.equal(0, code, out .. err)
+    out, err, code = lab.run({ exe })
+    assert.are.equal(0, code, err)
+    assert.are.equal("ok EINVAL EINVAL EINVAL ok\n", out)
+  end)
+end)

@@ -586,7 +586,8 @@ SONDE_EXTERN uv_loop_t *sonde_engine_loop(sonde_engine_t *eng);
  * among the engine's live probes) or a negative errno for a spec that
  * cannot be sent at all, and then cb is never called: SONDE_EINVAL (ttl
  * outside 1..255, an unknown proto, bind or df, size over SONDE_SIZE_MAX, payload or
- * expect on a non-TCP probe, ip_id on IPv6, a flow label on IPv4 or over
+ * expect on a non-TCP probe, a pattern over SONDE_PATTERN_MAX bytes, with
+ * fill or on a TCP probe, ip_id on IPv6, a flow label on IPv4 or over
  * 0xFFFFF, a NaN wait, cb NULL), SONDE_EAFNOSUPPORT (dst
  * is neither AF_INET nor AF_INET6), SONDE_ENOMEM, SONDE_ECANCELED (the
  * engine is closing). What goes wrong later (no route, no permission, a
