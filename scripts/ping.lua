@@ -321,7 +321,7 @@ local function run(opts, ctx)
       pattern = opts.pattern }, opts)
     local meta = { target = name, addr = addr, af = af, protocol = opts.protocol,
       port = opts.protocol ~= "icmp" and strat.port or nil,
-      size = opts.protocol ~= "tcp" and opts.size or nil,
+      size = opts.protocol ~= "tcp" and opts.size or nil, pattern = opts.pattern,
       ttl = opts.ttl, wait = opts.wait, interval = opts.interval, count = opts.count }
     if text then
       local head

@@ -9,6 +9,7 @@
 local helpers = require "helpers"
 local lab = require "lab"
 local cjson = require "cjson"
+local schema = require "schema"
 
 local esc, lines_of = helpers.esc, helpers.text_lines
 
@@ -113,6 +114,21 @@ helpers.lab_describe("sonde ping -p PATTERN on the wire", function()
       end
     end
   end
+
+  it("names the pattern in the JSON document, as hex bytes (-p abc: 0xab 0x0c)", function()
+    count_on_r1("udp", 6, "ab0c")
+    local out, err, code = sonde{ "ping", "--protocol", "udp", "-p", "ABC", "-c", "2", "-i", "0.05",
+      "--format", "json", l.dst.v6 }
+    assert.are.equal(0, code, err)
+    local ok, why = schema.validate(out)
+    assert.is_true(ok, why)
+    local doc = cjson.decode(out)
+    assert.are.equal("ab0c", doc.pattern)
+    assert.are.same({ 2, 2 }, { doc.summary.sent, doc.summary.received })
+    local all, full = read_r1()
+    assert.are.equal(2, all)
+    for w = 1, WINDOWS - 1 do assert.is_true(full[w], "window " .. w) end
+  end)
 
   it("sends the pattern nowhere without -p (the counters can tell)", function()
     count_on_r1("icmp", 4, "ff")
