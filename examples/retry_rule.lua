@@ -1,6 +1,6 @@
 -- examples/retry_rule.lua - a retry rule for `sonde trace`:
 --
---   sonde trace --retry examples/retry_rule.lua -p tcp 198.18.8.2
+--   sonde trace --retry examples/retry_rule.lua --protocol tcp 198.18.8.2
 --
 -- A retry rule is a file that returns one function. The trace runner calls it
 -- with every probe's outcome before it keeps it (scripts/sonde/retry.lua):

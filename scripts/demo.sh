@@ -35,5 +35,5 @@ run() {
 }
 echo "demo lab: $SRC_NS -> 5 routers (r3 sends no time-exceeded) -> $DST_NS"
 run "$sonde" trace dst.lab
-run "$sonde" trace -n -p icmp -6 dst.lab
-run "$sonde" trace -n -p tcp -q 1 --format json "$DST_V4"
+run "$sonde" trace -n -I -6 dst.lab
+run "$sonde" trace -n -T -q 1 --format json "$DST_V4"

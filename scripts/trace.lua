@@ -65,7 +65,7 @@ Raw sockets are used to read ICMP errors: run as root or give the executable CAP
 
 The trace stops when the destination answers, when a router says it is unreachable, at the maximum TTL (-m), or after --gap-limit silent hops in a row (once the hop after them is silent too, the probes already sent beyond it have had their chance, and nothing beyond answered; the text output ends with a line that says so); stop_reason in the JSON output says which (reached, unreachable, max_ttl, gap_limit, error, interrupted).
 
-traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the largest, -w the wait, -n no names, -N the probes in flight, -s the source address and -i the interface the probes leave by (--source, --interface), -p the protocol (traceroute's -I is -p icmp, -T -p tcp, -U -p udp), and a number after the target is the packet length in bytes, IP and transport headers included (traceroute's default, 60 for IPv4 UDP, is sonde's too: 32 payload bytes). With -A (or --as) every hop's origin AS is looked up as mtr -z does (a DNS TXT query in Team Cymru's convention, or --as-file, a pfx2as table) and shown before its name, [AS64500] (nothing when no answer came). Differences that remain: -F (use --df yes), -t (use --tos) are not taken yet; -p is the protocol, not traceroute's port (use --port); --quiet is only a long option.
+traceroute's habits hold: -q is the probes per hop, -f the first TTL, -m the largest, -w the wait, -n no names, -N the probes in flight, -s the source address and -i the interface the probes leave by (--source, --interface), -I ICMP echo probes, -T TCP SYN probes, -U UDP probes to one port (53 unless -p), -p the destination port, -F don't fragment, -t the TOS byte, and a number after the target is the packet length in bytes, IP and transport headers included (traceroute's default, 60 for IPv4 UDP, is sonde's too: 32 payload bytes). sonde's own name for the protocol is --protocol udp|icmp|tcp. With -A (or --as) every hop's origin AS is looked up as mtr -z does (a DNS TXT query in Team Cymru's convention, or --as-file, a pfx2as table) and shown before its name, [AS64500] (nothing when no answer came). Differences that remain: -P (raw IP protocols) and -M (methods) are not taken; -p with -I (traceroute's first ICMP sequence number) is refused; --quiet is only a long option.
 
 Path MTU discovery (--mtu) works as traceroute --mtu's: one probe at a time, DF set, the first PACKETLEN bytes long (default 65000); a probe that is too big goes out again at the MTU that was named (the outgoing device's, when the host itself cannot send it; the next hop's, from a router's frag needed or packet too big; RFC 1191's next lower plateau when an old router names none), and the hop prints F=MTU after that probe. The path MTU the kernel has learnt does not limit the probes (IP_PMTUDISC_PROBE), so the router that is the bottleneck answers on every run. JSON: mtu on that hop and pmtu on that probe, path_mtu on the trace.
 
@@ -73,8 +73,13 @@ A host name with both IPv4 and IPv6 addresses is traced over IPv4, as traceroute
 
 Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or a router said it is unreachable), 2 usage error, 3 runtime error (no permission, no route, a name that does not resolve), 130 interrupted by SIGINT (129 SIGHUP, 131 SIGQUIT, 143 SIGTERM; what was traced is written first).]],
   options = campaign.options(header.options({
-    { "-p", "--protocol", arg = "PROTO", choices = { "udp", "icmp", "tcp" }, default = "udp",
-      help = "probe protocol: UDP to closed ports, ICMP echo, or TCP SYN (connect)" },
+    { nil, "--protocol", arg = "PROTO", choices = { "udp", "icmp", "tcp" },
+      help = "probe protocol: UDP to closed ports (the default), ICMP echo, or TCP SYN" },
+    { "-I", "--icmp", flag = true, help = "ICMP echo probes (--protocol icmp), as traceroute -I" },
+    { "-T", "--tcp", flag = true, help = "TCP SYN probes (--protocol tcp; port 80 unless -p), as traceroute -T" },
+    { "-U", "--udp", flag = true,
+      help = "UDP probes to one port, 53 unless -p (--protocol udp --port 53), as traceroute -U" },
+    { "-F", key = "dont_fragment", flag = true, help = "don't fragment (--df yes), as traceroute -F" },
     target.IPV4_OPTION,
     target.IPV6_OPTION,
     { "-f", "--first-ttl", arg = "N", type = "int", min = 1, max = 255, default = 1,
@@ -89,8 +94,8 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
       help = "stop after N consecutive silent hops (every probe timed out) once the next hop is silent too and the probes sent beyond it had their chance, unless a hop beyond them answered; 0: never" },
     { "-N", "--sim-queries", arg = "N", type = "int", min = 1, max = 1024, default = 16,
       help = "probes in flight at once" },
-    { nil, "--port", arg = "PORT", type = "int", min = 1, max = 65535,
-      help = "destination port: the base port for UDP (default 33434, one more per probe), the port for TCP (default 80)" },
+    { "-p", "--port", arg = "PORT", type = "int", min = 1, max = 65535,
+      help = "destination port, as traceroute -p: the base port for UDP (default 33434, one more per probe with --strategy classic), the port for TCP (default 80); not with ICMP" },
     defaults.tcp_mode_option(),
     { nil, "--sport", arg = "PORT", type = "int", min = 1, max = 65535,
       help = "source port: classic TCP: the base (source port = base + sequence, default 33434); paris: every probe's (UDP: default chosen by the kernel; TCP: default 33434); dublin: the first flow's (flow N: PORT + N - 1, default 33456)" },
@@ -119,26 +124,23 @@ Exit status: 0 the destination was reached, 1 it was not (max TTL, gap limit, or
       help = "probes per second for the whole run (0: no limit)" },
     { nil, "--window", arg = "N", type = "int", min = 1, max = 1000000, default = 1024,
       help = "probes in flight at most, for the whole run" },
-  }, { source = "-s", interface = "-i" }), { parallel = 32, what = "traces" }),
+  }, { source = "-s", interface = "-i", tos = "-t" }), { parallel = 32, what = "traces" }),
   positionals = { { name = "TARGET", many = true } },
-  exclusive = { { "ipv4", "ipv6" }, { "privileged", "unprivileged" } },
+  exclusive = { { "ipv4", "ipv6" }, { "privileged", "unprivileged" },
+                { "icmp", "tcp", "udp", "protocol" }, { "dont_fragment", "df" } },
   -- traceroute's options that sonde trace does not take, and what to write
   hints = {
-    ["-I"] = "use -p icmp",
-    ["-T"] = "use -p tcp",
-    ["-U"] = "use -p udp (the default)",
-    ["-P"] = "use -p PROTO (udp, icmp or tcp)",
-    ["-F"] = "use --df yes",
-    ["-t"] = "use --tos N",
+    ["-P"] = "raw IP protocols are not probed; use -I (ICMP), -T (TCP), -U or the default (UDP)",
+    ["-M"] = "use -I (icmp), -T (tcp), -U (udp) or --protocol",
   },
   examples = {
     "sonde trace -n 198.18.8.2",
-    "sonde trace -p icmp -6 2001:db8:8::2",
+    "sonde trace -I -6 2001:db8:8::2",
     "sonde trace -n --gap-limit 3 -w 1 198.18.8.2",
-    "sonde trace -p tcp --port 443 --format json example.net",
+    "sonde trace -T -p 443 --format json example.net",
     "sonde trace -n --strategy dublin --flows 8 198.18.8.2",
     "sonde trace -n --strategy classic -q 10 198.18.8.2",
-    "sonde trace -n -p icmp 198.18.8.2 1400",
+    "sonde trace -n -I 198.18.8.2 1400",
   },
 }
 
@@ -276,11 +278,11 @@ local function explain_error(t, ctx)
   if paris_unprivileged(t) then
     ctx.stderr:write(string.format("sonde trace: the %s strategy sends UDP probes named by their "
       .. "checksum from a raw socket, which needs root or CAP_NET_RAW; without them use "
-      .. "--strategy classic (or -p icmp, whose Paris probes need no privilege)\n", t.strategy))
+      .. "--strategy classic (or -I, ICMP, whose Paris probes need no privilege)\n", t.strategy))
   elseif t.error.name == "EACCES" and (t.error.call or ""):find("IPPROTO_ICMP", 1, true) then
     ctx.stderr:write("sonde trace: ICMP datagram sockets are not allowed for this user's group: "
       .. "allow them with 'sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"', "
-      .. "run with CAP_NET_RAW, or use -p udp or -p tcp\n")
+      .. "run with CAP_NET_RAW, or use UDP or TCP (-U, -T)\n")
   end
 end
 
@@ -456,7 +458,7 @@ local function take_packetlen(opts)
     cli.usage_error("PACKETLEN: invalid value '%s' (expected a packet length up to 65535)", len)
   end
   if opts.protocol == "tcp" then
-    cli.usage_error("PACKETLEN %s: a TCP probe is a SYN with no payload; a length goes with -p udp or -p icmp", len)
+    cli.usage_error("PACKETLEN %s: a TCP probe is a SYN with no payload; a length goes with UDP or ICMP (-I)", len)
   end
   local max = size_max()
   for _, af in ipairs{ 4, 6 } do
@@ -471,7 +473,24 @@ local function take_packetlen(opts)
   end
 end
 
+-- traceroute's method letters (-I, -T, -U) and -F, as --protocol,
+-- --port and --df say them.
+local function take_method(opts)
+  if opts.icmp then opts.protocol = "icmp" end
+  if opts.tcp then opts.protocol = "tcp" end
+  if opts.udp then
+    opts.protocol = "udp"
+    opts.port = opts.port or 53 -- traceroute -U: one port, 53 unless -p
+  end
+  opts.protocol = opts.protocol or "udp"
+  if opts.dont_fragment then opts.df = "yes" end
+  if opts.port and opts.protocol == "icmp" then
+    cli.usage_error("-p %d: ICMP echo probes have no port (traceroute -I -p sets the first sequence number, which sonde chooses itself)", opts.port)
+  end
+end
+
 local function run(opts, ctx)
+  take_method(opts)
   header.source_family(opts, opts.target) -- --source fixes the family, as traceroute -s
   local strategy_given = opts.strategy ~= nil
   opts.strategy = opts.strategy or default_strategy(opts.protocol)
@@ -495,7 +514,7 @@ local function run(opts, ctx)
     cli.usage_error("-f %d is above -m %d", opts.first_ttl, opts.max_ttl)
   end
   if opts.mtu and opts.protocol == "tcp" then
-    cli.usage_error("--mtu: a TCP probe is a SYN with no payload, whose size cannot vary; use -p udp or -p icmp")
+    cli.usage_error("--mtu: a TCP probe is a SYN with no payload, whose size cannot vary; use UDP or ICMP (-I)")
   end
   if opts.mtu and opts.strategy == "dublin" then
     cli.usage_error("--mtu sends one probe at a time along one flow: not with --strategy dublin")

@@ -218,7 +218,7 @@ helpers.lab_describe("probers side by side on one host", function()
     return bad, outcomes
   end
 
-  -- Runs `sonde trace -p icmp` with its first echo id candidate (its
+  -- Runs `sonde trace --protocol icmp` with its first echo id candidate (its
   -- process id, mod 65536) already taken: an abstract unix socket named
   -- after it (another sonde's hold), or an ICMP datagram socket bound to
   -- it (ping's). -> the id the trace used, the id that was taken.
@@ -230,7 +230,7 @@ pid = os.fork()
 if pid == 0:
     os.close(w)
     os.read(r, 1)
-    os.execv(sonde, [sonde, "trace", "-p", "icmp", "-n", "-q", "1", "-m", "1", "--format", "json", dst])
+    os.execv(sonde, [sonde, "trace", "--protocol", "icmp", "-n", "-q", "1", "-m", "1", "--format", "json", dst])
 os.close(r)
 taken = pid & 0xffff
 if how == "unix":
@@ -267,14 +267,14 @@ print(taken)
     it(("pairs on one fixed UDP source port share no reply: paris, classic, dublin beside mda (IPv%d)"):format(fam), function()
       local base = 42000 + fam * 100
       local bad, outcomes = crowd{
-        sonde_cmd(fam, { "trace", F, "-p", "udp", "--strategy", "paris", "--sport", base, "-q", "1" }, "trace", "udp"),
-        sonde_cmd(fam, { "trace", F, "-p", "udp", "--strategy", "paris", "--sport", base, "-q", "3" }, "trace", "udp"),
-        sonde_cmd(fam, { "trace", F, "-p", "udp", "--strategy", "classic", "--sport", base + 10, "-q", "1" }, "trace", "udp"),
-        sonde_cmd(fam, { "trace", F, "-p", "udp", "--strategy", "classic", "--sport", base + 10, "-q", "2", "-f", "2" }, "trace", "udp"),
-        sonde_cmd(fam, { "trace", F, "-p", "udp", "--strategy", "dublin", "--flows", "3", "--sport", base + 20 }, "trace", "udp"),
+        sonde_cmd(fam, { "trace", F, "--protocol", "udp", "--strategy", "paris", "--sport", base, "-q", "1" }, "trace", "udp"),
+        sonde_cmd(fam, { "trace", F, "--protocol", "udp", "--strategy", "paris", "--sport", base, "-q", "3" }, "trace", "udp"),
+        sonde_cmd(fam, { "trace", F, "--protocol", "udp", "--strategy", "classic", "--sport", base + 10, "-q", "1" }, "trace", "udp"),
+        sonde_cmd(fam, { "trace", F, "--protocol", "udp", "--strategy", "classic", "--sport", base + 10, "-q", "2", "-f", "2" }, "trace", "udp"),
+        sonde_cmd(fam, { "trace", F, "--protocol", "udp", "--strategy", "dublin", "--flows", "3", "--sport", base + 20 }, "trace", "udp"),
         sonde_cmd(fam, { "mda", F, "--sport", base + 20, "-w", "1" }, "mda"),
-        sonde_cmd(fam, { "trace", F, "-p", "tcp", "--sport", base + 30, "-q", "1" }, "trace", "tcp"),
-        sonde_cmd(fam, { "trace", F, "-p", "tcp", "--sport", base + 30, "-q", "2" }, "trace", "tcp"),
+        sonde_cmd(fam, { "trace", F, "--protocol", "tcp", "--sport", base + 30, "-q", "1" }, "trace", "tcp"),
+        sonde_cmd(fam, { "trace", F, "--protocol", "tcp", "--sport", base + 30, "-q", "2" }, "trace", "tcp"),
       }
       assert.are.same({}, bad)
       -- the pairs met: one of each held the port, the other was skipped
@@ -289,14 +289,14 @@ print(taken)
     it(("a crowd on kernel-chosen ports and ICMP ids, with traceroute, mtr and ping, shares no reply (IPv%d)"):format(fam), function()
       local cmds = {}
       for q = 1, 3 do
-        cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "-p", "udp", "--strategy", "classic", "-q", q }, "trace", "udp")
+        cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "--protocol", "udp", "--strategy", "classic", "-q", q }, "trace", "udp")
       end
       for q = 1, 2 do
-        cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "-p", "icmp", "-q", q }, "trace", "icmp")
-        cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "-p", "icmp", "--strategy", "classic", "-q", q + 1 }, "trace", "icmp")
-        cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "-p", "tcp", "-q", q }, "trace", "tcp")
+        cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "--protocol", "icmp", "-q", q }, "trace", "icmp")
+        cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "--protocol", "icmp", "--strategy", "classic", "-q", q + 1 }, "trace", "icmp")
+        cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "--protocol", "tcp", "-q", q }, "trace", "tcp")
       end
-      cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "-p", "udp", "--strategy", "paris", "-q", "2" }, "trace", "udp")
+      cmds[#cmds + 1] = sonde_cmd(fam, { "trace", F, "--protocol", "udp", "--strategy", "paris", "-q", "2" }, "trace", "udp")
       cmds[#cmds + 1] = tool_cmd(fam, { "traceroute", F, "-n", "-q", "3", "-w", "2", "-m", "8" }, "traceroute")
       cmds[#cmds + 1] = tool_cmd(fam, { "traceroute", F, "-I", "-n", "-q", "3", "-w", "2", "-m", "8" }, "traceroute")
       cmds[#cmds + 1] = tool_cmd(fam, { "mtr", F, "-r", "-n", "-c", "5", "-i", "0.2" }, "mtr")
@@ -315,13 +315,13 @@ print(taken)
         return c
       end
       local bad, outcomes = crowd{
-        nobody(sonde_cmd(fam, { "trace", F, "-p", "udp", "-q", "1" }, "trace", "udp")),
-        nobody(sonde_cmd(fam, { "trace", F, "-p", "udp", "-q", "3" }, "trace", "udp")),
-        nobody(sonde_cmd(fam, { "trace", F, "-p", "icmp", "-q", "1" }, "trace", "icmp")),
-        nobody(sonde_cmd(fam, { "trace", F, "-p", "icmp", "-q", "2" }, "trace", "icmp")),
-        nobody(sonde_cmd(fam, { "trace", F, "-p", "tcp", "-q", "2" }, "trace", "tcp")),
-        sonde_cmd(fam, { "trace", F, "-p", "udp", "--strategy", "classic", "-q", "2" }, "trace", "udp"),
-        sonde_cmd(fam, { "trace", F, "-p", "icmp", "-q", "3" }, "trace", "icmp"),
+        nobody(sonde_cmd(fam, { "trace", F, "--protocol", "udp", "-q", "1" }, "trace", "udp")),
+        nobody(sonde_cmd(fam, { "trace", F, "--protocol", "udp", "-q", "3" }, "trace", "udp")),
+        nobody(sonde_cmd(fam, { "trace", F, "--protocol", "icmp", "-q", "1" }, "trace", "icmp")),
+        nobody(sonde_cmd(fam, { "trace", F, "--protocol", "icmp", "-q", "2" }, "trace", "icmp")),
+        nobody(sonde_cmd(fam, { "trace", F, "--protocol", "tcp", "-q", "2" }, "trace", "tcp")),
+        sonde_cmd(fam, { "trace", F, "--protocol", "udp", "--strategy", "classic", "-q", "2" }, "trace", "udp"),
+        sonde_cmd(fam, { "trace", F, "--protocol", "icmp", "-q", "3" }, "trace", "icmp"),
         tool_cmd(fam, { "ping", F, "-n", "-c", "15", "-i", "0.05" }, "ping"),
       }
       assert.are.same({}, bad)

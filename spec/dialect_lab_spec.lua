@@ -6,6 +6,7 @@
 
 local helpers = require "helpers"
 local lab = require "lab"
+local cjson = require "cjson"
 
 local function has(tool)
   local _, _, code = lab.run({ "sh", "-c", "command -v " .. tool })
@@ -277,13 +278,65 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
       assert.matches("\n 3  %[AS64999%] " .. DST:gsub("%.", "%%.") .. "  ", out)   -- longest prefix
     end)
 
-    it("traceroute's letters sonde spells otherwise get a hint, exit 2", function()
-      local _, err, code = sonde("trace", { "-I", "-n", DST })
+    -- traceroute's method letters and -p, -F, -t, typed as traceroute
+    -- users type them: the same hops, and the packets they describe (the
+    -- JSON says which protocol and port each probe had)
+    for _, words in ipairs{
+      { "-I" }, { "-T" }, { "-T", "-p", "22" }, { "-U" }, { "-U", "-p", "5353" }, { "-p", "40000" },
+      { "-t", "184" },
+    } do
+      it(table.concat(words, " ") .. ": what traceroute " .. table.concat(words, " ") .. " means", function()
+        local argv = { "-n", "-q", "1" }
+        for _, w in ipairs(words) do argv[#argv + 1] = w end
+        argv[#argv + 1] = DST
+        local out, err, code = sonde("trace", argv)
+        assert.are.equal(0, code, err)
+        assert.are.same({ { R1 }, { R2 }, { DST } }, hops(out))
+        if has("traceroute") then
+          assert.are.same(hops((tool({ "traceroute", unpack(argv) }))), hops(out))
+        end
+        local jargv = { "--format", "json" }
+        for _, w in ipairs(argv) do jargv[#jargv + 1] = w end
+        local t = cjson.decode((sonde("trace", jargv)))
+        local proto, port = "udp", nil
+        for i, w in ipairs(words) do
+          if w == "-I" then proto = "icmp" elseif w == "-T" then proto = "tcp"
+          elseif w == "-U" then port = port or 53 elseif w == "-p" then port = tonumber(words[i + 1]) end
+        end
+        if proto == "tcp" then port = port or 80 end
+        assert.are.equal(proto, t.protocol)
+        local last = t.hops[#t.hops].probes[1]
+        if port then
+          -- UDP's base port grows by one per probe under --strategy classic
+          -- (sonde's Paris default keeps it); TCP's and -U's port is fixed
+          assert.is_true(last.dport >= port and last.dport < port + 3, tostring(last.dport))
+        end
+        if words[1] == "-t" then
+          -- the TOS byte went out: nothing on this clean path changed it
+          for _, hop in ipairs(t.hops) do
+            for _, pr in ipairs(hop.probes) do assert.is_nil(pr.changes, cjson.encode(pr)) end
+          end
+        end
+      end)
+    end
+
+    it("-F with a packet length: don't fragment, as traceroute -F", function()
+      lab.must({ "ip", "-n", l:nsname("src"), "route", "flush", "cache" })
+      local out, err, code = sonde("trace", { "-n", "-q", "1", "-F", DST, "1400" })
+      assert.are.equal(1, code, err)
+      assert.matches("!F%-1280", out)
+    end)
+
+    it("traceroute's letters sonde does not take get a hint, exit 2; so does -p with ICMP", function()
+      local _, err, code = sonde("trace", { "-P", "17", "-n", DST })
       assert.are.equal(2, code)
-      assert.matches("use %-p icmp", err)
-      _, err, code = sonde("trace", { "-T", DST })
+      assert.matches("use %-I %(ICMP%), %-T %(TCP%), %-U", err)
+      _, err, code = sonde("trace", { "-I", "-p", "5", DST })
       assert.are.equal(2, code)
-      assert.matches("use %-p tcp", err)
+      assert.matches("ICMP echo probes have no port", err)
+      _, err, code = sonde("trace", { "-I", "-T", DST })
+      assert.are.equal(2, code)
+      assert.matches("%-I", err)
     end)
 
     it("--flows with --sport past port 65535 is a usage error, not a traceback", function()
@@ -389,7 +442,7 @@ helpers.lab_describe("the replaced tools' command lines, through sonde", functio
         local _, hints = err:gsub("sysctl %-w", "")
         assert.are.equal(1, hints, err)                        -- said once
       end
-      local out, err, code = sonde("trace", { "-n", "-q", "1", "-p", "icmp", DST }, true)
+      local out, err, code = sonde("trace", { "-n", "-q", "1", "-I", DST }, true)
       assert.are.equal(3, code, out)
       refused(err)
       out, err, code = sonde("mtr", { "-n", "-r", "-c", "1", DST }, true)

@@ -125,7 +125,7 @@ helpers.lab_describe("trace strategies over an ECMP diamond (L4 hashing)", funct
 
     for _, proto in ipairs{ "udp", "icmp" } do
       it(("paris %s shows exactly one path for all its probes, and is the default (IPv%d)"):format(proto, fam), function()
-        local t = trace(l, { "-p", proto, "-q", "10", dst() })
+        local t = trace(l, { "--protocol", proto, "-q", "10", dst() })
         assert.are.equal("paris", t.strategy)
         assert.is_true(t.reached)
         local b = one_path(l, fam, t.hops)
@@ -203,7 +203,7 @@ helpers.lab_describe("trace strategies over an ECMP diamond (L4 hashing)", funct
   end)
 
   it("dublin ICMP gives each flow its own checksum", function()
-    local t = trace(l, { "-p", "icmp", "--strategy", "dublin", "--flows", "3", "-q", "1", l.dst.v4 })
+    local t = trace(l, { "--protocol", "icmp", "--strategy", "dublin", "--flows", "3", "-q", "1", l.dst.v4 })
     assert.are.same({ 0x5053, 0x5054, 0x5055 }, { t.flows[1].checksum, t.flows[2].checksum, t.flows[3].checksum })
     for _, f in ipairs(t.flows) do
       assert.is_nil(f.sport)
@@ -230,7 +230,7 @@ helpers.lab_describe("trace strategies over an ECMP diamond (L4 hashing)", funct
         assert.matches("ENOTSUP", err)
         assert.matches("needs root or CAP_NET_RAW", err)
         assert.matches("%-%-strategy classic", err)
-        assert.matches("%-p icmp", err)
+        assert.matches("%-I, ICMP", err)
         local t = cjson.decode(out)
         assert.are.equal("error", t.stop_reason)
         assert.are.equal("ENOTSUP", t.error.name)
@@ -296,7 +296,7 @@ e:close()
     local _, err, code = sonde(l, { "trace", "--flows", "3", l.dst.v4 })
     assert.are.equal(2, code)
     assert.matches("%-%-flows applies to %-%-strategy dublin", err)
-    _, err, code = sonde(l, { "trace", "--strategy", "paris", "-p", "tcp", "--bind", "kernel", l.dst.v4 })
+    _, err, code = sonde(l, { "trace", "--strategy", "paris", "--protocol", "tcp", "--bind", "kernel", l.dst.v4 })
     assert.are.equal(2, code)
     assert.matches("%-%-bind applies to %-%-strategy classic", err)
   end)
@@ -319,7 +319,7 @@ helpers.lab_describe("TCP strategies over an ECMP diamond (hashing header fields
     it(("classic TCP (the default) shows both branches at the split hop (IPv%d)"):format(fam), function()
       local set = {}
       for _ = 1, 2 do
-        local t = trace(l, { "-p", "tcp", "-q", "10", "-f", "2", "-m", "2", dst() }, nil, 1)
+        local t = trace(l, { "--protocol", "tcp", "-q", "10", "-f", "2", "-m", "2", dst() }, nil, 1)
         assert.are.equal("classic", t.strategy)
         for a in pairs(answers(t.hops, 2)) do set[a] = true end
       end
@@ -327,7 +327,7 @@ helpers.lab_describe("TCP strategies over an ECMP diamond (hashing header fields
     end)
 
     it(("paris TCP keeps one 4-tuple, one probe at a time, and one path (IPv%d)"):format(fam), function()
-      local t = trace(l, { "-p", "tcp", "--strategy", "paris", "-q", "5", dst() })
+      local t = trace(l, { "--protocol", "tcp", "--strategy", "paris", "-q", "5", dst() })
       assert.are.equal("paris", t.strategy)
       assert.is_true(t.reached)
       local b = one_path(l, fam, t.hops)
@@ -342,7 +342,7 @@ helpers.lab_describe("TCP strategies over an ECMP diamond (hashing header fields
     end)
 
     it(("dublin TCP with 16 flows shows both paths, each flow on one path (IPv%d)"):format(fam), function()
-      local t = trace(l, { "-p", "tcp", "--strategy", "dublin", "--flows", "16", "-q", "2", "--sport", "41000", dst() })
+      local t = trace(l, { "--protocol", "tcp", "--strategy", "dublin", "--flows", "16", "-q", "2", "--sport", "41000", dst() })
       local branches = {}
       for i, f in ipairs(t.flows) do
         assert.are.equal(41000 + i - 1, f.sport)

@@ -52,7 +52,7 @@ helpers.lab_describe("examples/retry_rule.lua over a chain whose hop 1 is silent
       -- without the rule hop 1 is 0, 1, 2; with it each probe is re-issued
       -- once, the re-issue takes the next sequence, and hop 1 keeps
       -- the re-issues' outcomes: 1, 3, 5
-      local args = { "-N", 1, "-w", 0.3, "-p", "udp", dst }
+      local args = { "-N", 1, "-w", 0.3, "--protocol", "udp", dst }
       local plain, code = trace(args)
       assert.are.equal(0, code)
       assert.are.same({ 0, 1, 2 }, seqs(plain.hops[1]))
@@ -86,7 +86,7 @@ helpers.lab_describe("examples/retry_rule.lua over a chain whose hop 1 is silent
       h:wait_for("^ready$", 5)
     end
     -- from hop 2 (hop 1 is silent), one probe at a time, to a closed port
-    local args = { "-p", "tcp", "-f", 2, "-N", 1, "--sport", 40000, "--port", 9200, l.dst.v4 }
+    local args = { "--protocol", "tcp", "-f", 2, "-N", 1, "--sport", 40000, "--port", 9200, l.dst.v4 }
 
     local plain = trace(args)
     local p = plain.hops[1].probes

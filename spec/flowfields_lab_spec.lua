@@ -433,7 +433,7 @@ helpers.lab_describe("per-probe IP header fields on the wire", function()
     reset()
     out, err, code = cmd{ "tcping", "-c", "2", "-i", "0", "--tos", "184", l.dst.v4, "81" }
     assert.are.equal(1, code, err .. out)  -- refused: nothing listens
-    out, err, code = cmd{ "trace", "-n", "-p", "tcp", "--port", "81", "--tos", "184", "-q", "1",
+    out, err, code = cmd{ "trace", "-n", "--protocol", "tcp", "--port", "81", "--tos", "184", "-q", "1",
       "--format", "json", l.dst.v6 }
     assert.are.equal(0, code, err .. out)
     c = counters()

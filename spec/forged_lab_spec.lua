@@ -34,7 +34,7 @@ helpers.lab_describe("a trace under a flood of forged ICMP errors", function()
   local function trace(proto, dst)
     -- MIN 0.3 s: the two runs compared probe by probe must not differ by
     -- a slow reply given up under load (traceroute's NEAR rule)
-    local out, err, code = l:exec("src", { helpers.sonde(), "trace", "-n", "-p", proto,
+    local out, err, code = l:exec("src", { helpers.sonde(), "trace", "-n", "--protocol", proto,
       "-w", "2,3,10,0.3", "--format", "json", dst })
     assert.are.equal(0, code, err)
     return cjson.decode(out)
@@ -116,7 +116,7 @@ helpers.lab_describe("forged quotes of the probes themselves", function()
   end
 
   local function trace(fam, proto, unpriv)
-    local args = { helpers.sonde(), "trace", "-n", "-p", proto, "-q", "2", "-w", "0.5",
+    local args = { helpers.sonde(), "trace", "-n", "--protocol", proto, "-q", "2", "-w", "0.5",
       "-m", tostring(N + 2), "--format", "json", l.dst[fa(fam)] }
     if unpriv then
       local a = {}

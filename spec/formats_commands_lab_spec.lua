@@ -234,7 +234,7 @@ helpers.lab_describe("--format and -o on tcping, ping, mtr and mda", function()
   describe("sonde ping", function()
     for _, proto in ipairs{ "icmp", "udp", "tcp" } do
       it(("jsonl over %s: a ping_probe line per probe, then the document, all valid"):format(proto), function()
-        local out, err, code = sonde{ "ping", "-p", proto, "-c", "3", "-i", "0.02", "--format", "jsonl", l.dst.v6 }
+        local out, err, code = sonde{ "ping", "--protocol", proto, "-c", "3", "-i", "0.02", "--format", "jsonl", l.dst.v6 }
         assert.are.equal(0, code, err)
         valid(out)
         local ls = decode_lines(out)

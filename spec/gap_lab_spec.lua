@@ -73,7 +73,7 @@ helpers.lab_describe("sonde trace towards a destination behind a router that for
   end
 
   it("stops after 5 silent hops by default", function()
-    local out, err, code = sonde(l, { "trace", "-n", "-p", "icmp", "-w", "0.5",
+    local out, err, code = sonde(l, { "trace", "-n", "--protocol", "icmp", "-w", "0.5",
       "--format", "json", l.dst.v4 })
     assert.are.equal(1, code, err)
     check_gap(cjson.decode(out), 4, 7)

@@ -67,7 +67,7 @@ helpers.lab_describe("sonde started in a poor environment", function()
       end
     end
     -- and at 32 it runs, a TCP trace included
-    local _, err, code = sh(("ulimit -n 32; %s trace -n -p tcp -q 1 %s")
+    local _, err, code = sh(("ulimit -n 32; %s trace -n --protocol tcp -q 1 %s")
       :format(shquote(helpers.sonde()), l.dst.v4))
     no_crash(err, code, "ulimit -n 32, tcp")
   end)

@@ -57,7 +57,7 @@ end
 -- The probes of a trace: traces[fam][proto] = the decoded JSON (valid per
 -- the schema). extra: more arguments before the target.
 local function trace(l, fam, proto, q, extra, format)
-  local argv = { helpers.sonde(), "trace", "-n", "-p", proto, "-q", tostring(q), "-w", "1",
+  local argv = { helpers.sonde(), "trace", "-n", "--protocol", proto, "-q", tostring(q), "-w", "1",
     "-m", tostring(N + 1), "--format", format or "json" }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
   argv[#argv + 1] = l.dst[fa(fam)]

@@ -169,7 +169,7 @@ helpers.lab_describe("sonde trace across sonde-netsim running the scenario of is
 
   for _, proto in ipairs{ "icmp", "udp", "tcp" } do
     it(("over %s names each hop, shows hops 3 and 4 as timeouts and the MPLS stack at hop 2, and reaches the target"):format(proto), function()
-      local t, out, err, code = trace(l, "sim", { "-p", proto, "198.18.200.50" })
+      local t, out, err, code = trace(l, "sim", { "--protocol", proto, "198.18.200.50" })
       assert.are.equal(0, code, err .. out)
       assert.is_true(t.reached)
       assert.are.equal("reached", t.stop_reason)
@@ -205,14 +205,14 @@ helpers.lab_describe("sonde trace across sonde-netsim running the scenario of is
 
   for _, proto in ipairs{ "icmp", "udp", "tcp" } do
     it(("over %s names its source address (src), as README's example shows"):format(proto), function()
-      local t, out, err, code = trace(l, "sim", { "-p", proto, "-m", "1", "198.18.200.50" })
+      local t, out, err, code = trace(l, "sim", { "--protocol", proto, "-m", "1", "198.18.200.50" })
       assert.are.equal(1, code, err .. out)
       assert.are.equal("198.18.200.254", t.src)
     end)
   end
 
   it("shows hop 2's label stack under its line in text, as mtr -e does", function()
-    local out, err, code = l:exec("sim", { helpers.sonde(), "trace", "-n", "-p", "icmp", "198.18.200.50" })
+    local out, err, code = l:exec("sim", { helpers.sonde(), "trace", "-n", "--protocol", "icmp", "198.18.200.50" })
     assert.are.equal(0, code, err)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
@@ -230,11 +230,11 @@ helpers.lab_describe("sonde trace across sonde-netsim running the scenario of is
   -- sonde's or the simulator's loop; the median of five, so that one
   -- scheduling hiccup of this (shared, virtual) machine does not decide.
   it("measures hops 1, 2 and the target within 2 ms or 10 % of delay_ms 7, 19, 41", function()
-    local t, out, err, code = trace(l, "sim", { "-p", "icmp", "-N", "1", "-q", "5", "-m", "2", "198.18.200.50" })
+    local t, out, err, code = trace(l, "sim", { "--protocol", "icmp", "-N", "1", "-q", "5", "-m", "2", "198.18.200.50" })
     assert.are.equal(1, code, err .. out)       -- -m 2: not reached
     assert_rtt(hop_at(t, 1), 7, "hop 1")
     assert_rtt(hop_at(t, 2), 19, "hop 2")
-    t, out, err, code = trace(l, "sim", { "-p", "icmp", "-N", "1", "-q", "5", "-f", "5", "198.18.200.50" })
+    t, out, err, code = trace(l, "sim", { "--protocol", "icmp", "-N", "1", "-q", "5", "-f", "5", "198.18.200.50" })
     assert.are.equal(0, code, err .. out)
     assert_rtt(hop_at(t, 5), 41, "target")
   end)
@@ -256,7 +256,7 @@ helpers.lab_describe("sonde trace across sonde-netsim running the scenario of is
   for _, proto in ipairs{ "icmp", "udp" } do
     it(("is traced by an unprivileged sonde over %s too (the kernel accepts the quotes)"):format(proto), function()
       local out, err, code = l:exec("sim", { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-        helpers.sonde(), "trace", "-n", "--unprivileged", "-p", proto, "--format", "json", "198.18.200.50" })
+        helpers.sonde(), "trace", "-n", "--unprivileged", "--protocol", proto, "--format", "json", "198.18.200.50" })
       assert.are.equal(0, code, err .. out)
       local t = cjson.decode(out)
       assert.is_true(t.reached)
@@ -268,7 +268,7 @@ helpers.lab_describe("sonde trace across sonde-netsim running the scenario of is
   end
 
   it("goes as far as a router when the router itself is probed", function()
-    local t, out, err, code = trace(l, "sim", { "-p", "icmp", "198.18.200.2" })
+    local t, out, err, code = trace(l, "sim", { "--protocol", "icmp", "198.18.200.2" })
     assert.are.equal(0, code, err .. out)
     assert.are.equal(2, #t.hops)
     assert.are.equal("time_exceeded", t.hops[1].probes[1].kind)
@@ -303,7 +303,7 @@ helpers.lab_describe("sonde trace over IPv6 across sonde-netsim", function()
 
   for _, proto in ipairs{ "icmp", "udp", "tcp" } do
     it(("over %s names each hop, with the MPLS stack at hop 2 (ICMPv6 checksums the kernel accepts)"):format(proto), function()
-      local t, out, err, code = trace(l, "sim", { "-p", proto, "2001:db8:200::50" })
+      local t, out, err, code = trace(l, "sim", { "--protocol", proto, "2001:db8:200::50" })
       assert.are.equal(0, code, err .. out)
       assert.is_true(t.reached)
       assert.are.equal(6, t.af)
@@ -322,7 +322,7 @@ helpers.lab_describe("sonde trace over IPv6 across sonde-netsim", function()
   end
 
   it("measures each hop within 2 ms or 10 % of delay_ms 3, 13, 29", function()
-    local t, out, err, code = trace(l, "sim", { "-p", "icmp", "-N", "1", "-q", "5", "2001:db8:200::50" })
+    local t, out, err, code = trace(l, "sim", { "--protocol", "icmp", "-N", "1", "-q", "5", "2001:db8:200::50" })
     assert.are.equal(0, code, err .. out)
     assert_rtt(hop_at(t, 1), 3, "hop 1")
     assert_rtt(hop_at(t, 2), 13, "hop 2")
@@ -330,7 +330,7 @@ helpers.lab_describe("sonde trace over IPv6 across sonde-netsim", function()
   end)
 
   it("measures UDP probes as precisely", function()
-    local t, out, err, code = trace(l, "sim", { "-p", "udp", "-N", "1", "-q", "5", "2001:db8:200::50" })
+    local t, out, err, code = trace(l, "sim", { "--protocol", "udp", "-N", "1", "-q", "5", "2001:db8:200::50" })
     assert.are.equal(0, code, err .. out)
     assert_rtt(hop_at(t, 1), 3, "hop 1")
     assert_rtt(hop_at(t, 2), 13, "hop 2")
@@ -366,7 +366,7 @@ helpers.lab_describe("sonde trace across misbehaving routers (sonde-netsim)", fu
   for _, fam in ipairs{ 4, 6 } do
     for _, proto in ipairs{ "icmp", "udp", "tcp" } do
       it(("over %s/IPv%d: a cut quote, a bad checksum and loss 1.0 are timeouts; an 8-byte quote and a padded MPLS extension are read"):format(proto, fam), function()
-        local t, out, err, code = trace(l, "sim", { "-p", proto, "-w", "2,3,10,0.5", TARGET[fam] })
+        local t, out, err, code = trace(l, "sim", { "--protocol", proto, "-w", "2,3,10,0.5", TARGET[fam] })
         assert.are.equal(0, code, err .. out)
         assert.is_true(t.reached)
         assert.are.equal(7, #t.hops)
@@ -428,7 +428,7 @@ helpers.lab_describe("sonde trace across randomised routers (sonde-netsim)", fun
 
   it("gives each probe one result when every reply comes twice, and reaches the target", function()
     local out, err, code
-    t, out, err, code = trace(l, "sim", { "-p", "icmp", "198.18.203.50" })
+    t, out, err, code = trace(l, "sim", { "--protocol", "icmp", "198.18.203.50" })
     assert.are.equal(0, code, err .. out)
     assert.is_true(t.reached)
     assert.are.equal(6, #t.hops)
@@ -530,7 +530,7 @@ helpers.lab_describe("sonde-netsim's own life", function()
   -- generator is hop 5's loss draw, in probe order.
   local function loss_pattern(seed)
     local sim = start_sim(l, "sim", "noisy", { "--seed", seed })
-    local t, out, err, code = trace(l, "sim", { "-p", "icmp", "-N", "1", "-q", "10", "-f", "5", "-m", "5", "-w", "0.3", "198.18.203.50" })
+    local t, out, err, code = trace(l, "sim", { "--protocol", "icmp", "-N", "1", "-q", "10", "-f", "5", "-m", "5", "-w", "0.3", "198.18.203.50" })
     local scode, serr = stop_sim(sim)
     assert.are.equal(0, scode, serr)
     assert.are.equal(1, code, err .. out)
@@ -568,7 +568,7 @@ helpers.lab_describe("sonde trace across routers with RFC 5837 interface informa
   for _, fam in ipairs{ 4, 6 } do
     for _, proto in ipairs{ "icmp", "udp", "tcp" } do
       it(("over %s/IPv%d decodes the interfaces and finds the stacks after a length in bytes"):format(proto, fam), function()
-        local t, out, err, code = trace(l, "sim", { "-p", proto, TARGET[fam] })
+        local t, out, err, code = trace(l, "sim", { "--protocol", proto, TARGET[fam] })
         assert.are.equal(0, code, err .. out)
         assert.are.equal(5, #t.hops)
         for _, p in ipairs(hop_at(t, 1).probes) do

@@ -68,7 +68,7 @@ table inet sonde_ping {
     for _, fam in ipairs{ 4, 6 } do
       it(("gets an answer from the destination to every %s/IPv%d probe, exit 0"):format(proto, fam), function()
         local dst = addr(fam, l.dst)
-        local out, err, code = sonde{ "-p", proto, "-c", "5", "-i", "0.05", "--format", "json", dst }
+        local out, err, code = sonde{ "--protocol", proto, "-c", "5", "-i", "0.05", "--format", "json", dst }
         assert.are.equal(0, code, err)
         local ok, why = schema.validate(out)
         assert.is_true(ok, why)
@@ -126,13 +126,13 @@ table inet sonde_ping {
   end)
 
   it("prints one line per outcome for UDP and TCP", function()
-    local out, err, code = sonde{ "-p", "udp", "-c", "2", "-i", "0.05", l.dst.v6 }
+    local out, err, code = sonde{ "--protocol", "udp", "-c", "2", "-i", "0.05", l.dst.v6 }
     assert.are.equal(0, code, err)
     local lines = lines_of(out)
     assert.are.equal(("PING %s (%s) udp port 33434+, 56 bytes of data."):format(l.dst.v6, l.dst.v6), lines[1])
     assert.matches("^from " .. esc(l.dst.v6) .. ": udp_seq=1 port 33434 closed %(port unreachable%) ttl=62 time=[%d.]+ ms$", lines[2])
     assert.matches("^from " .. esc(l.dst.v6) .. ": udp_seq=2 port 33435 closed", lines[3])
-    out, err, code = sonde{ "-p", "tcp", "--port", "443", "-c", "1", l.dst.v4 }
+    out, err, code = sonde{ "--protocol", "tcp", "--port", "443", "-c", "1", l.dst.v4 }
     assert.are.equal(0, code, err)
     lines = lines_of(out)
     assert.are.equal(("PING %s (%s) tcp port 443."):format(l.dst.v4, l.dst.v4), lines[1])
@@ -143,7 +143,7 @@ table inet sonde_ping {
   it("reports a SYN-ACK from a listening port as open", function()
     local peer = l:spawn("dst", { helpers.labpeer(), "listen", "-p", "8080", "-t", "20" })
     peer:wait_for("^ready$", 5)
-    local out, err, code = sonde{ "-p", "tcp", "--port", "8080", "-c", "2", "-i", "0.05", l.dst.v4 }
+    local out, err, code = sonde{ "--protocol", "tcp", "--port", "8080", "-c", "2", "-i", "0.05", l.dst.v4 }
     peer:stop()
     assert.are.equal(0, code, err)
     assert.matches("tcp_seq=1 port 8080 open %(SYN%-ACK%)", out)
@@ -158,7 +158,7 @@ table inet sonde_ping {
     assert.are.equal(("From %s icmp_seq=2 Time to live exceeded"):format(l.hops[1].v4), lines[3])
     assert.matches("^2 packets transmitted, 0 received, %+2 errors, 100%% packet loss, time %d+ms$", lines[5])
     assert.are.equal(5, #lines)
-    local jout = sonde{ "-t", "2", "-c", "1", "-p", "udp", "--format", "json", l.dst.v6 }
+    local jout = sonde{ "-t", "2", "-c", "1", "--protocol", "udp", "--format", "json", l.dst.v6 }
     local doc = cjson.decode(jout)
     assert.are.equal("time_exceeded", doc.probes[1].kind)
     assert.are.equal(l.hops[2].v6, doc.probes[1].addr)
@@ -168,7 +168,7 @@ table inet sonde_ping {
   end)
 
   it("counts probes nobody answers as lost; exit 0 with one answer, 1 with none", function()
-    local out, err, code = sonde{ "-p", "udp", "--port", "7", "-c", "2", "-i", "0.05",
+    local out, err, code = sonde{ "--protocol", "udp", "--port", "7", "-c", "2", "-i", "0.05",
       "-W", "0.3", "--format", "json", l.dst.v4 }
     assert.are.equal(0, code, err)
     local doc = cjson.decode(out)
@@ -179,7 +179,7 @@ table inet sonde_ping {
     check_summary(doc)
     assert.are.equal(50, doc.summary.loss)
     local text
-    text, err, code = sonde{ "-p", "udp", "--port", "7", "-c", "1", "-W", "0.2", l.dst.v4 }
+    text, err, code = sonde{ "--protocol", "udp", "--port", "7", "-c", "1", "-W", "0.2", l.dst.v4 }
     assert.are.equal(1, code, err)
     assert.matches("\nno answer for udp_seq=1 within 0%.2 s\n", text)
     assert.matches("\n1 packets transmitted, 0 received, 100%% packet loss, time %d+ms\n$", text)

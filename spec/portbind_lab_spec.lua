@@ -214,7 +214,7 @@ helpers.lab_describe("source ports and TCP errors on a real kernel (src - r1 - d
         it(("is re-issued under the next sequence; the trace still completes, every hop whole (IPv%d)"):format(fam), function()
           local hold = peer("src", with6(fam, { "hold-port", "-p", 40001, "-t", 20 }))
           finally(function() hold:stop() end)
-          local t, code = trace({ "-p", "tcp", "--sport", 40000, "--port", 9200, fam_addr(fam, l.dst) }, { 0 })
+          local t, code = trace({ "--protocol", "tcp", "--sport", 40000, "--port", 9200, fam_addr(fam, l.dst) }, { 0 })
           assert.are.equal(0, code)
           assert.is_true(t.reached)
           assert.are.equal("reached", t.stop_reason)
@@ -248,7 +248,7 @@ helpers.lab_describe("source ports and TCP errors on a real kernel (src - r1 - d
         end
         -- one probe at a time: hop 1's 2nd probe meets 40001, then is
         -- re-issued from 40002, 40003, 40004 (the default rule's 3 re-issues)
-        local args = { "-p", "tcp", "-N", 1, "--sport", 40000, "--port", 9200, l.dst.v4 }
+        local args = { "--protocol", "tcp", "-N", 1, "--sport", 40000, "--port", 9200, l.dst.v4 }
         local t, code = trace(args, { 0 })
         assert.are.equal(0, code)
         assert.is_true(t.reached)
@@ -360,7 +360,7 @@ helpers.lab_describe("source ports and TCP errors on a real kernel (src - r1 - d
           assert.are.equal(m == "syn" and "bind" or "connect", r.error.call)
           -- and in a trace: sequence 1 (TTL 2 with -q 1) is base+4 + 1, re-issued
           without_timestamps(function() time_wait(fam, base + 5, true) end)
-          local t, code = trace({ "-p", "tcp", "-q", 1, "-N", 1, "--sport", base + 4, "--port", 9010,
+          local t, code = trace({ "--protocol", "tcp", "-q", 1, "-N", 1, "--sport", base + 4, "--port", 9010,
             fam_addr(fam, l.dst) }, { 0, 1, 3 })
           assert.are.equal(0, code)
           assert.is_true(t.reached)
@@ -407,7 +407,7 @@ helpers.lab_describe("source ports and TCP errors on a real kernel (src - r1 - d
           same(attempts[1], lua_probe{ dst = fam_addr(fam, l.dst), dport = 9100, bind = "kernel" })
 
           -- a trace stops at the first failed probe and names the error
-          local t, tcode, err = trace({ "-p", "tcp", "--bind", "kernel", "--port", 9100, fam_addr(fam, l.dst) }, { 3 })
+          local t, tcode, err = trace({ "--protocol", "tcp", "--bind", "kernel", "--port", 9100, fam_addr(fam, l.dst) }, { 3 })
           assert.are.equal(3, tcode)
           assert.are.equal("error", t.stop_reason)
           assert.are.equal("EADDRNOTAVAIL", t.error.name)
@@ -457,7 +457,7 @@ helpers.lab_describe("source ports and TCP errors on a real kernel (src - r1 - d
           or "does not make a TCP trace report the host reached", function()
         finally(function() set_range(range0) end)
         set_range("40600 40600")
-        local t, code = trace({ "-p", "tcp", "--bind", "kernel", "-N", 1, "-q", 1, "-m", 2,
+        local t, code = trace({ "--protocol", "tcp", "--bind", "kernel", "-N", 1, "-q", 1, "-m", 2,
           "--port", 40600, l.src.v4 }, { 0, 1 })
         if m == "syn" then
           -- this host answered its own SYN with RST: reached, port closed
@@ -574,7 +574,7 @@ helpers.lab_describe("source ports and TCP errors on a real kernel (src - r1 - d
           assert.are.equal(1, code)
           same(attempts[1], lua_probe{ dst = dst, dport = 9700 })
           -- a trace ends there: hop 2 is the router saying !X
-          local t, tcode = trace({ "-p", "tcp", "-q", 1, "--port", 9700, dst }, { 1 })
+          local t, tcode = trace({ "--protocol", "tcp", "-q", 1, "--port", 9700, dst }, { 1 })
           assert.are.equal(1, tcode)
           assert.are.equal("unreachable", t.stop_reason)
           assert.are.equal(2, #t.hops)
@@ -606,7 +606,7 @@ helpers.lab_describe("source ports and TCP errors on a real kernel (src - r1 - d
 
         it_connect("a local firewall that drops a UDP probe: failed with EPERM (sendmsg); the trace stops, exit 3 " .. v, function()
           local dst = fam_addr(fam, l.dst)
-          local t, code, err = trace({ "-p", "udp", "--port", 9900, "-q", 1, dst }, { 3 })
+          local t, code, err = trace({ "--protocol", "udp", "--port", 9900, "-q", 1, dst }, { 3 })
           assert.are.equal(3, code)
           assert.are.equal("error", t.stop_reason)
           assert.are.equal("EPERM", t.error.name)

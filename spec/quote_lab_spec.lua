@@ -26,7 +26,7 @@ helpers.lab_describe("quoted header changes", function()
   -- unreached: the destination may not answer; then the trace is classic
   -- (the kernel writes the UDP checksum: Paris names its probes by it)
   local function trace(fam, proto, q, format, unreached)
-    local argv = { helpers.sonde(), "trace", "-n", "-p", proto, "-q", tostring(q),
+    local argv = { helpers.sonde(), "trace", "-n", "--protocol", proto, "-q", tostring(q),
       "-w", "1", "-m", tostring(N + 1), "--format", format or "json", l.dst[fa(fam)] }
     if unreached then table.insert(argv, 3, "--strategy"); table.insert(argv, 4, "classic") end
     local out, err, code = l:exec("src", argv)

@@ -21,7 +21,7 @@ helpers.lab_describe("a trace through ICMP rate-limited routers", function()
   for _, c in ipairs{ { "udp", 4 }, { "icmp", 4 }, { "udp", 6 } } do
     it(("reports the rate limit as timeouts (%s/IPv%d)"):format(c[1], c[2]), function()
       -- 10 probes per hop at once: more than a router's burst
-      local out, err, code = l:exec("src", { helpers.sonde(), "trace", "-n", "-p", c[1], "-q", "10",
+      local out, err, code = l:exec("src", { helpers.sonde(), "trace", "-n", "--protocol", c[1], "-q", "10",
         "-N", "64", "-w", "1", "--format", "json", c[2] == 4 and l.dst.v4 or l.dst.v6 })
       assert.is_true(code == 0 or code == 1, "exit " .. tostring(code) .. ": " .. err)
       assert.are.equal("", err)

@@ -46,7 +46,7 @@ helpers.lab_describe("sonde's JSON output against the schema", function()
   for _, proto in ipairs{ "udp", "icmp", "tcp" } do
     for _, fam in ipairs{ 4, 6 } do
       it(("validates a %s/IPv%d trace with a silent hop"):format(proto, fam), function()
-        local out, err, code = sonde{ "trace", "-n", "-p", proto, "--format", "json",
+        local out, err, code = sonde{ "trace", "-n", "--protocol", proto, "--format", "json",
           fam == 4 and l.dst.v4 or l.dst.v6 }
         assert.are.equal(0, code, err)
         assert.is_true(schema.validate(out))

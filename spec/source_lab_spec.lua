@@ -293,7 +293,7 @@ helpers.lab_describe("a probe's source address and interface", function()
         for _, p in ipairs{ "udp", "icmp", "tcp" } do
           for _, who in ipairs{ false, helpers.AS_NOBODY } do
             for _, how in ipairs{ { "-s", f[2] }, { "-i", "to-rb" } } do
-              local out, err, code = sonde({ "trace", "-n", "-q", "1", "-w", "2", "-p", p, how[1], how[2], f[1] },
+              local out, err, code = sonde({ "trace", "-n", "-q", "1", "-w", "2", "--protocol", p, how[1], how[2], f[1] },
                 who or nil)
               local what = table.concat({ p, how[1], who and "nobody" or "root", out, err }, " ")
               assert.are.equal(0, code, what)
@@ -360,7 +360,7 @@ helpers.lab_describe("a probe's source address and interface", function()
     it("errors: EADDRNOTAVAIL naming the address, ENODEV naming the interface (exit 3); usage errors (exit 2)", function()
       for _, args in ipairs{
         { "trace", "-n", "-s", FOREIGN4, DST4 },
-        { "trace", "-n", "-p", "tcp", "-s", FOREIGN4, DST4 },
+        { "trace", "-n", "--protocol", "tcp", "-s", FOREIGN4, DST4 },
         { "mtr", "-r", "-c", "1", "-a", FOREIGN4, DST4 },
         { "ping", "-c", "1", "-I", FOREIGN4, DST4 },
         { "tcping", "-c", "1", "--source", FOREIGN4, DST4, "7" },

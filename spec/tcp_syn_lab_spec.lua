@@ -122,7 +122,7 @@ helpers.lab_describe("half-open TCP probes (SYN mode) on a real kernel (src - r1
       local dst = fam_addr(fam, l.dst)
       local before = accepted()
       reset_counters()
-      local t = cjson.decode(sonde({ "trace", "-n", "--format", "json", "-p", "tcp", "--tcp-mode", "syn",
+      local t = cjson.decode(sonde({ "trace", "-n", "--format", "json", "--protocol", "tcp", "--tcp-mode", "syn",
         "--port", 9443, "-N", 1, "-q", 3, dst }, { 0 }))
       assert.is_true(t.reached)
       assert.are.equal(2, #t.hops)
@@ -132,10 +132,10 @@ helpers.lab_describe("half-open TCP probes (SYN mode) on a real kernel (src - r1
       -- and the prober's kernel closed each half-open connection
       assert.are.equal(3, counter("rst9443"))
       sonde({ "mtr", "-n", "-r", "-c", 3, "-i", 0.1, "-T", "-P", 9443, "--tcp-mode", "syn", dst }, { 0 })
-      local p = cjson.decode(sonde({ "ping", "--format", "json", "-p", "tcp", "--port", 9443,
+      local p = cjson.decode(sonde({ "ping", "--format", "json", "--protocol", "tcp", "--port", 9443,
         "--tcp-mode", "syn", "-c", 3, "-i", 0.05, dst }, { 0 }))
       assert.is_truthy(p)
-      sonde({ "sweep", "--format", "jsonl", "-p", "tcp", "--port", 9443, "--tcp-mode", "syn", dst }, { 0 })
+      sonde({ "sweep", "--format", "jsonl", "--protocol", "tcp", "--port", 9443, "--tcp-mode", "syn", dst }, { 0 })
       assert.are.equal(before, accepted())
       -- the counter counts: one connect() is one accepted connection
       sonde({ "tcping", "--format", "json", "--tcp-mode", "connect", "-c", 1, dst, 9443 }, { 0 })
@@ -204,7 +204,7 @@ table inet synq {
     it("a Paris TCP trace sends its probes together, told apart by sequence number " .. v, function()
       local dst = fam_addr(fam, l.dst)
       reset_counters()
-      local t = cjson.decode(sonde({ "trace", "-n", "--format", "json", "-p", "tcp", "--tcp-mode", "syn",
+      local t = cjson.decode(sonde({ "trace", "-n", "--format", "json", "--protocol", "tcp", "--tcp-mode", "syn",
         "--strategy", "paris", "--port", 9443, "-q", 3, dst }, { 0 }))
       assert.is_true(t.reached)
       local sport
@@ -251,7 +251,7 @@ for _, case in ipairs{ { fam = 4, scenario = "synrtt", dst = "198.18.210.50" },
 
     it("agree with the simulated delay within 0.1 ms at every hop, the target's SYN-ACK included", function()
       local out, err, code = l:exec("sim", { helpers.sonde(), "trace", "-n", "--format", "json",
-        "-p", "tcp", "--tcp-mode", "syn", "--port", 443, "-q", 10, "-N", 1, "-w", "5,3,10,0.5", case.dst })
+        "--protocol", "tcp", "--tcp-mode", "syn", "--port", 443, "-q", 10, "-N", 1, "-w", "5,3,10,0.5", case.dst })
       assert.are.equal(0, code, err)
       local t = cjson.decode(out)
       assert.is_true(t.reached)

@@ -17,7 +17,7 @@ describe("sonde trace given bad input", function()
     { { "trace", "-m", "abc", "198.18.0.1" }, "sonde trace: %-m: invalid value 'abc' %(expected an integer from 1 to 255%)" },
     { { "trace", "-m", "0", "198.18.0.1" }, "%-m: invalid value '0'" },
     { { "trace", "-q", "11", "198.18.0.1" }, "%-q: invalid value '11'" },
-    { { "trace", "-p", "sctp", "198.18.0.1" }, "%-p: invalid value 'sctp' %(expected one of: udp, icmp, tcp%)" },
+    { { "trace", "--protocol", "sctp", "198.18.0.1" }, "%-%-protocol: invalid value 'sctp' %(expected one of: udp, icmp, tcp%)" },
     { { "trace", "-w", "x", "198.18.0.1" }, "%-w: invalid value 'x'" },
     { { "trace", "-w", "1,3,10,2", "198.18.0.1" }, "%-w: invalid value '1,3,10,2' %(MIN must not be above MAX%)" },
     { { "trace", "--port", "70000", "198.18.0.1" }, "%-%-port: invalid value '70000'" },

@@ -40,7 +40,7 @@ helpers.lab_describe("sonde trace over a chain of 8 routers with hop 4 silent", 
       it(("over %s/IPv%d names every hop, shows hop 4 as timeouts and reaches the destination"):format(proto, fam), function()
         -- MIN 0.3 s: a router slowed by a busy machine is not given up
         -- for a later hop's fast reply (traceroute's NEAR rule)
-        local out, err, code = sonde{ "trace", "-n", "-p", proto, "-w", "5,3,10,0.3", "--format", "json",
+        local out, err, code = sonde{ "trace", "-n", "--protocol", proto, "-w", "5,3,10,0.3", "--format", "json",
           addr(fam, l.dst) }
         assert.are.equal(0, code, err)
         local t = cjson.decode(out)
@@ -90,7 +90,7 @@ helpers.lab_describe("sonde trace over a chain of 8 routers with hop 4 silent", 
   it("reaches a listening TCP port with tcp_synack", function()
     local peer = l:spawn("dst", { helpers.labpeer(), "listen", "-p", "8080", "-t", "20" })
     peer:wait_for("^ready$", 5)
-    local out, err, code = sonde{ "trace", "-n", "-p", "tcp", "--port", "8080", "--format", "json", l.dst.v4 }
+    local out, err, code = sonde{ "trace", "-n", "--protocol", "tcp", "--port", "8080", "--format", "json", l.dst.v4 }
     peer:stop()
     assert.are.equal(0, code, err)
     local t = cjson.decode(out)
@@ -103,7 +103,7 @@ helpers.lab_describe("sonde trace over a chain of 8 routers with hop 4 silent", 
   end)
 
   it("gives each probe of a TCP trace the source port base + sequence", function()
-    local out, err, code = sonde{ "trace", "-n", "-p", "tcp", "--sport", "40000", "-q", "1", "--format", "json", l.dst.v4 }
+    local out, err, code = sonde{ "trace", "-n", "--protocol", "tcp", "--sport", "40000", "-q", "1", "--format", "json", l.dst.v4 }
     assert.are.equal(0, code, err)
     local t = cjson.decode(out)
     for _, hop in ipairs(t.hops) do

@@ -82,12 +82,12 @@ helpers.lab_describe("sonde trace --mtu beside traceroute --mtu", function()
     for _, proto in ipairs{ "udp", "icmp" } do
       it(("shows F= where traceroute --mtu does, the other hops unchanged (IPv%d %s)"):format(fam, proto), function()
         flush()
-        local out, err, code = sonde{ "-n", "--mtu", "-p", proto, dst(fam) }
+        local out, err, code = sonde{ "-n", "--mtu", "--protocol", proto, dst(fam) }
         assert.are.equal(0, code, err)
         local marks, addrs = f_marks(out)
         assert.are.same(WANT, marks, out)
         -- the same hops as without --mtu
-        local plain = sonde{ "-n", "-p", proto, dst(fam) }
+        local plain = sonde{ "-n", "--protocol", proto, dst(fam) }
         local _, plain_addrs = f_marks(plain)
         assert.are.same(plain_addrs, addrs)
         flush()
@@ -211,7 +211,7 @@ helpers.lab_describe("sonde trace --mtu beside traceroute --mtu", function()
   end)
 
   it("refuses TCP (a SYN's size cannot vary) and dublin, exit 2", function()
-    local _, err, code = sonde{ "--mtu", "-p", "tcp", l.dst.v4 }
+    local _, err, code = sonde{ "--mtu", "--protocol", "tcp", l.dst.v4 }
     assert.are.equal(2, code)
     assert.matches("%-%-mtu: a TCP probe", err)
     _, err, code = sonde{ "--mtu", "--strategy", "dublin", l.dst.v4 }

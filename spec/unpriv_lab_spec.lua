@@ -60,7 +60,7 @@ helpers.lab_describe("sonde without privileges", function()
       it(("traces %s over IPv%d as nobody with the same result as root, privileged:false"):format(proto, fam), function()
         local dst = fam == 4 and l.dst.v4 or l.dst.v6
         -- MIN 0.3 s: the runs are compared probe by probe (see trace_lab_spec)
-        local args = { "trace", "-n", "-p", proto, "-w", "5,3,10,0.3", "--format", "json", dst }
+        local args = { "trace", "-n", "--protocol", proto, "-w", "5,3,10,0.3", "--format", "json", dst }
         local out, err, code = sonde(AS_NOBODY, args)
         assert.are.equal(0, code, err)
         local t = cjson.decode(out)
@@ -79,13 +79,13 @@ helpers.lab_describe("sonde without privileges", function()
 
   it("fails ICMP clearly when ping sockets are not allowed, naming the sysctl; UDP still works", function()
     l:sysctl("src", "net.ipv4.ping_group_range", "1 0")
-    local out, err, code = sonde(AS_NOBODY, { "trace", "-n", "-p", "icmp", "--format", "json", l.dst.v4 })
-    local uout, uerr, ucode = sonde(AS_NOBODY, { "trace", "-n", "-p", "udp", l.dst.v4 })
+    local out, err, code = sonde(AS_NOBODY, { "trace", "-n", "--protocol", "icmp", "--format", "json", l.dst.v4 })
+    local uout, uerr, ucode = sonde(AS_NOBODY, { "trace", "-n", "--protocol", "udp", l.dst.v4 })
     l:sysctl("src", "net.ipv4.ping_group_range", "0 2147483647")
     assert.are.equal(3, code)
     assert.matches("EACCES", err)
     assert.matches("net%.ipv4%.ping_group_range", err)
-    assert.matches("%-p udp or %-p tcp", err)
+    assert.matches("use UDP or TCP %(%-U, %-T%)", err)
     local t = cjson.decode(out)
     assert.are.equal("error", t.stop_reason)
     assert.matches("IPPROTO_ICMP", t.error.call)
@@ -110,7 +110,7 @@ helpers.lab_describe("sonde without privileges", function()
     assert.are.equal("0000000000000000", st.CapAmb)
     assert.are.equal("1", st.NoNewPrivs)
     -- ... and still traces with the raw sockets it opened first.
-    local tout = sonde(nil, { "trace", "-n", "-p", "icmp", "--format", "json", l.dst.v4 })
+    local tout = sonde(nil, { "trace", "-n", "--protocol", "icmp", "--format", "json", l.dst.v4 })
     assert.is_true(cjson.decode(tout).privileged)
     out = sonde(nil, { "--user", "daemon", "run", path })
     assert.matches("^1%s", status_of(out).Uid)
@@ -138,7 +138,7 @@ helpers.lab_describe("sonde without privileges", function()
       return l:exec("src", argv)
     end
     local out, err, code = run_cap{ "run", path }
-    local tout, terr, tcode = run_cap{ "trace", "-n", "-p", "icmp", "--format", "json", l.dst.v4 }
+    local tout, terr, tcode = run_cap{ "trace", "-n", "--protocol", "icmp", "--format", "json", l.dst.v4 }
     os.remove(path)
     os.execute("rm -rf " .. lab.shquote(dir))
     assert.are.equal(0, code, err)

@@ -28,7 +28,7 @@ helpers.lab_describe("sonde trace under valgrind", function()
       end
       local out, err, code = l:exec("src", { "valgrind", "--vgdb=no", "--leak-check=full",
         "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite", "--error-exitcode=99",
-        "--track-fds=yes", helpers.sonde(), "trace", "-n", "-p", c[1],
+        "--track-fds=yes", helpers.sonde(), "trace", "-n", "--protocol", c[1],
         c[2] == 4 and l.dst.v4 or l.dst.v6 })
       assert.are.equal(0, code, err)
       assert.matches("ERROR SUMMARY: 0 errors", err)

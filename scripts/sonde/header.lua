@@ -15,7 +15,7 @@ local M = {}
 function M.options(own, short)
   local all = {}
   for _, o in ipairs(own) do all[#all + 1] = o end
-  all[#all + 1] = { nil, "--tos", arg = "N", type = "int", min = 0, max = 255,
+  all[#all + 1] = { short and short.tos, "--tos", arg = "N", type = "int", min = 0, max = 255,
     help = "the IPv4 TOS / IPv6 traffic class byte of the probes (DSCP times 4, plus ECN: 184 is EF)" }
   all[#all + 1] = { nil, "--df", arg = "WHAT", choices = { "yes", "no" },
     help = "don't fragment: yes (a probe over the path MTU fails with EMSGSIZE, or a router answers frag_needed / packet_too_big), no (it may be fragmented); default: the kernel's (DF on IPv4 datagrams that fit the path)" }

@@ -71,7 +71,7 @@ function M.icmp_hint(err)
   end
   return "ICMP datagram sockets are not allowed for this user's group: allow them with "
     .. "'sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"', run with CAP_NET_RAW, "
-    .. "or use -p udp or -p tcp"
+    .. "or use --protocol udp or --protocol tcp"
 end
 
 -- The signals that end a one-shot command, with their numbers: the run

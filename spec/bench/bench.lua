@@ -138,7 +138,7 @@ local function rtt_section()
     local per_tool = {}
     -- one probe at a time, as traceroute -N 1 and mtr send them; short
     -- waits: the scenario's hops 3 and 4 are silent
-    local out = l:check("sim", { SONDE, "trace", "-n", "-p", "icmp", "-q", "10", "-N", "1",
+    local out = l:check("sim", { SONDE, "trace", "-n", "--protocol", "icmp", "-q", "10", "-N", "1",
       "-w", "0.5", "-m", "5", "--format", "json", target })
     local t, got = cjson.decode(out), {}
     for _, hop in ipairs(t.hops) do
@@ -146,7 +146,7 @@ local function rtt_section()
       for _, p in ipairs(hop.probes) do if p.rtt then xs[#xs + 1] = p.rtt * 1000 end end
       got[hop.ttl] = mean(xs)
     end
-    per_tool[#per_tool + 1] = { "sonde trace -p icmp -q 10 -N 1", got }
+    per_tool[#per_tool + 1] = { "sonde trace --protocol icmp -q 10 -N 1", got }
     sim:stop()
     sim = l:spawn("sim", { helpers.build() .. "/sonde-netsim", "--scenario", RTT_SCENARIO,
       "--max-time", "120" })
@@ -392,7 +392,7 @@ local function main()
     if wanted("tcp") then
     sections[#sections + 1] = section(l, tmp, ("tcp campaign: %d traces, one each, TCP SYN to port 80"):format(
       CAMPAIGN_TARGETS), LONG_REPS, {
-      { name = "sonde trace -p tcp --targets -q 1", argv = { SONDE, "trace", "-n", "-q", "1", "-p", "tcp",
+      { name = "sonde trace --protocol tcp --targets -q 1", argv = { SONDE, "trace", "-n", "-q", "1", "--protocol", "tcp",
         "--tcp-mode", "syn", "--port", "80", "--format", "jsonl", "--targets", tfile }, stdout = tcout },
       { name = "xargs -P 64 traceroute -T -n -q1", argv = { "sh", "-c",
         "xargs -P 64 -n 1 traceroute -T -p 80 -n -q1 < " .. lab.shquote(tfile) } },
@@ -411,7 +411,7 @@ local function main()
     if wanted("sweep") then
     sections[#sections + 1] = section(l, tmp, "sweep: ICMP echo to 65 536 addresses", LONG_REPS, {
       -- the same rate as zmap's
-      { name = "sonde sweep --rate 150000", argv = { SONDE, "sweep", "-q", "-p", "icmp", "--rate", "150000",
+      { name = "sonde sweep --rate 150000", argv = { SONDE, "sweep", "-q", "--protocol", "icmp", "--rate", "150000",
         "198.19.0.0/16" }, stdout = sout },
       { name = "zmap -M icmp_echoscan", argv = { "zmap", "-M", "icmp_echoscan", "-q", "-b", "/dev/null",
         "-r", "150000", "-c", "1", "-i", "to-r1", "-G", (mac:gsub("%s", "")), "-o", zout,
