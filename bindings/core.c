@@ -86,6 +86,7 @@ int luaopen_sonde_core(lua_State *L) {
       {"probe", sonde__lua_probe},
       {"set_wait", sonde__lua_set_wait},
       {"cancel", sonde__lua_cancel},
+      {"read_pending", sonde__lua_read_pending},
       {"stats", sonde__lua_stats},
       {"run", sonde__lua_run},
       {"stop", sonde__lua_stop},

@@ -262,6 +262,20 @@ int sonde__lua_cancel(lua_State *L) {
   return 1;
 }
 
+/* e:read_pending() -> the number of packets read: the replies that have
+ * arrived and wait unread end their probes now (sonde_engine_read_pending). */
+int sonde__lua_read_pending(lua_State *L) {
+  lengine_t *le = check_engine(L, 1);
+  lua_State *outer = le->L;
+  int n;
+  /* The callbacks of the probes these replies end run now, on this thread. */
+  le->L = L;
+  n = sonde_engine_read_pending(le->eng);
+  le->L = outer;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 int sonde__lua_stats(lua_State *L) {
   lengine_t *le = check_engine(L, 1);
   sonde_stats_t s;

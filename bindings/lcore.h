@@ -156,6 +156,7 @@ int sonde__lua_now(lua_State *L);
 int sonde__lua_probe(lua_State *L);
 int sonde__lua_set_wait(lua_State *L);
 int sonde__lua_cancel(lua_State *L);
+int sonde__lua_read_pending(lua_State *L);
 int sonde__lua_stats(lua_State *L);
 int sonde__lua_run(lua_State *L);
 int sonde__lua_stop(lua_State *L);

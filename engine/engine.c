@@ -346,6 +346,10 @@ static void on_timer(uv_timer_t *t) {
   sonde__probe_t *p;
 
   eng->in_timer = 1;
+  /* A deadline is due: first the replies that arrived before it and wait
+   * unread (sonde__recv_pending says why). */
+  if ((p = sonde__heap_top(eng)) && p->deadline_ns <= now)
+    sonde__recv_pending(eng);
   while (!eng->closing && (p = sonde__heap_top(eng)) && p->deadline_ns <= now) {
     sonde_result_t res;
     sonde__result_init(p, &res);
@@ -552,6 +556,17 @@ int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id, double wait) {
     arm(eng);
   }
   return 0;
+}
+
+int sonde_engine_read_pending(sonde_engine_t *eng) {
+  uint64_t before = eng->stats.received;
+  if (eng->closing)
+    return 0;
+  eng->in_timer++; /* no re-arming for each probe that ends: once, below */
+  sonde__recv_pending(eng);
+  eng->in_timer--;
+  arm(eng);
+  return (int)(eng->stats.received - before);
 }
 
 int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id) {

@@ -335,6 +335,7 @@ void sonde__recv_drain(sonde_engine_t *eng, int af);
 int sonde__source_ok(const sonde__probe_t *p, const sonde__icmp_t *m);
 void sonde__sock_close(sonde_engine_t *eng, sonde__sock_t *s);
 void sonde__udp_read(sonde_engine_t *eng, int fd, uint16_t local_port);
+void sonde__recv_pending(sonde_engine_t *eng);
 
 /* errqueue.c: ICMP errors from a socket's error queue (IP_RECVERR) */
 int sonde__recverr_enable(int fd, int af);

@@ -804,6 +804,28 @@ static void on_flow(uv_poll_t *h, int status, int events) {
     sonde__udp_read(eng, s->fd, s->port);
 }
 
+/*
+ * Read what the engine's shared receive sockets hold now (raw ICMP and
+ * ICMPv6, the ICMP datagram sockets, the shared UDP sockets), a burst each,
+ * without waiting. libuv runs the timers that are due before it polls for
+ * I/O: a process that the scheduler kept off the CPU past a probe's
+ * deadline wakes up to its timer first, while the reply that arrived in
+ * time waits unread in a socket's queue. Reading first lets that reply end
+ * its probe (its RTT from the kernel's receive timestamp).
+ */
+void sonde__recv_pending(sonde_engine_t *eng) {
+  int k;
+  for (k = 0; k < 2 && !eng->closing; k++) {
+    int af = k ? AF_INET6 : AF_INET;
+    if (eng->icmp[k].fd != -1)
+      sonde__recv_drain(eng, af);
+    if (eng->ping[k].fd != -1 && !eng->closing)
+      sonde__ping_read(eng, &eng->ping[k].fd, &eng->ping[k].drops, af);
+    if (eng->udp[k].fd != -1 && !eng->closing)
+      sonde__udp_read(eng, eng->udp[k].fd, eng->udp[k].port);
+  }
+}
+
 static void on_udp(uv_poll_t *h, int status, int events) {
   sonde_engine_t *eng = h->data;
   sonde__sock_t *s = h == &eng->udp[1].poll ? &eng->udp[1] : &eng->udp[0];

@@ -616,6 +616,17 @@ SONDE_EXTERN int sonde_probe_set_wait(sonde_engine_t *eng, uint64_t id,
 SONDE_EXTERN int sonde_probe_cancel(sonde_engine_t *eng, uint64_t id);
 
 /*
+ * Read the packets that have already arrived on the engine's shared
+ * receive sockets (raw ICMP, ICMP datagram, shared UDP; not a probe's own
+ * socket), without waiting, and end the probes they answer: their
+ * callbacks run before this returns. For a timer of the caller's that is
+ * about to give up on probes: libuv runs due timers before it polls for
+ * I/O, so after the process was kept off the CPU a reply that arrived in
+ * time may still be unread. Returns how many packets were read.
+ */
+SONDE_EXTERN int sonde_engine_read_pending(sonde_engine_t *eng);
+
+/*
  * How the engine hears ICMP for a family: 1 raw sockets, 0 unprivileged
  * (ping sockets and socket error queues), -1 not decided yet (no probe of
  * that family has been sent).

@@ -264,6 +264,12 @@ end
 
 function Engine:set_wait(id, seconds) return self.core:set_wait(id, seconds) end
 function Engine:cancel(id) return self.core:cancel(id) end
+-- Read the replies that have arrived and wait unread, ending their probes
+-- now (their callbacks run before it returns); -> how many packets. For a
+-- timer about to give up on probes: libuv runs due timers before it reads
+-- sockets, so after the process was kept off the CPU a reply that came in
+-- time may not have been read yet.
+function Engine:read_pending() return self.core:read_pending() end
 function Engine:now() return self.core:now() end
 -- The source address a probe to addr would leave from (a routing
 -- decision; nothing is sent): over interface iface when given (a probe's

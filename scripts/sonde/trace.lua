@@ -389,6 +389,11 @@ local function run_one(o)
     elseif not drain_timer then
       drain_timer = eng:after(M.GRAIN, function()
         drain_timer = false
+        -- what arrived in the grain is read before the rest is given up:
+        -- this timer may run before the loop has read a reply that is
+        -- there (a busy machine kept us off the CPU past the grain)
+        eng:read_pending()
+        if done.fired() then return end
         local ids = {}
         for id, rec in pairs(inflight) do
           if rec.given_up then ids[#ids + 1] = id end
