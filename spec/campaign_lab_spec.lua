@@ -163,7 +163,8 @@ table inet sonde_quiet {
 }]])
     local cmd = helpers.sonde() .. " trace -n -q 1 -m 2 -w 1 --parallel 1 --format jsonl 198.19.1.240/30"
     local out, err, code = l:exec("src", "script -qec " .. lab.shquote(cmd .. " >/dev/null") .. " /dev/null")
-    assert.are.equal(1, code, err)
+    -- script(1) copies the terminal, sonde's standard error, to its stdout
+    assert.are.equal(1, code, out .. err)
     assert.matches("sonde trace: %d/4 %(", out)
     local _, err2, code2 = l:exec("src", cmd)
     assert.are.equal(1, code2)
