@@ -37,6 +37,10 @@ int sonde__lua_after(lua_State *L) {
   if (r < 0)
     return sonde__lua_req_abort(L, q, r);
   q->u.timer.data = q;
+  /* libuv counts the delay from the loop's cached time, taken when the loop
+   * last woke; the script may have run (or been preempted) for a while
+   * since. Without a fresh time the timer fires early by that much. */
+  uv_update_time(&le->loop);
   uv_timer_start(&q->u.timer, on_timer, (uint64_t)ceil(s * 1000), 0);
   lua_pushnumber(L, (lua_Number)q->token);
   return 1;

@@ -117,6 +117,26 @@ describe("sonde.core without privileges", function()
     eng:close()
   end)
 
+  it("sleeps its time counted from when it is asked, however long the script ran before", function()
+    -- libuv counts a timer from the loop's cached time, taken when the loop
+    -- last woke; a script that ran (or was preempted, on a busy machine)
+    -- since then would have its sleep cut short by that much. ping -w
+    -- then woke before its deadline and sent a probe with no time left.
+    local eng = assert(sonde.engine())
+    local dt
+    eng:run(function()
+      eng:sleep(0.001)              -- now inside a turn of the loop
+      local busy = eng:now() + 0.15
+      while eng:now() < busy do end -- the loop's cached time goes stale
+      local t1 = eng:now()
+      eng:sleep(0.1)
+      dt = eng:now() - t1
+    end)
+    -- whole milliseconds of a loop time that truncates: at most 1 ms short
+    assert.is_true(dt >= 0.099, "slept " .. dt)
+    eng:close()
+  end)
+
   it("gives a script error its traceback with file:line and leaks nothing", function()
     local before = fds()
     local eng = assert(sonde.engine())
