@@ -339,3 +339,58 @@ int main(void) {
     assert.are.equal("ok EINVAL EINVAL EINVAL ok\n", out)
   end)
 end)
+
+helpers.lab_describe("the engine kept busy past a probe's wait", function()
+  local lab = require "lab"
+  local l, peer, script
+  local PORT = 40007
+
+  setup(function()
+    l = lab.chain{ routers = 1, v6 = false, name = "late" }
+    -- a UDP service on dst that answers 30 ms after each datagram
+    peer = l:spawn("dst", { helpers.labpeer(), "udp-echo", "-p", PORT, "-d", "0.03", "-t", "60" })
+    peer:wait_for("^ready", 5)
+    script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(("package.cpath = %q .. package.cpath\npackage.path = %q .. package.path\n"):format(
+      helpers.build() .. "/lua/?.so;",
+      helpers.root() .. "/scripts/?.lua;" .. helpers.root() .. "/scripts/?/init.lua;"), [[
+local sonde = require "sonde"
+local eng = assert(sonde.engine())
+local r
+eng:run(function()
+  local ev = eng:event()
+  assert(eng:probe_async({ dst = arg[1], proto = "udp", dport = tonumber(arg[2]), wait = 0.1 },
+    function(res) r = res; ev.fire() end))
+  -- An echo request that dst answers at once: its outcome keeps the loop
+  -- busy for 0.2 s, in the turn that read its reply. The UDP reply comes
+  -- meanwhile (at 30 ms) and waits in the socket; the next turn runs the
+  -- timers (the wait ended at 100 ms) before it polls.
+  assert(eng:probe_async({ dst = arg[1], proto = "icmp", wait = 1 }, function()
+    local busy = eng:now() + 0.2
+    while eng:now() < busy do end
+  end))
+  ev.wait()
+end)
+print(r.status, r.kind, r.rtt, r.error and r.error.name)
+eng:close()
+]])
+    f:close()
+  end)
+
+  teardown(function()
+    if script then os.remove(script) end
+    if peer then peer:stop() end
+    if l then l:destroy() end
+  end)
+
+  it("takes the reply that waited unread, with the RTT the kernel stamped", function()
+    local out, err, code = l:exec("src", { helpers.luajit(), script, l.dst.v4, tostring(PORT) })
+    assert.are.equal(0, code, err)
+    local status, kind, rtt = out:match("^(%S+)\t(%S+)\t(%S+)")
+    assert.are.equal("reply", status, out)
+    assert.are.equal("udp_reply", kind, out)
+    -- the peer's 30 ms, not the 200 ms the loop was away
+    assert.is_true(tonumber(rtt) >= 0.03 and tonumber(rtt) < 0.1, out)
+  end)
+end)

@@ -26,7 +26,8 @@
  *   -n COUNT      accept COUNT connections, then stop accepting; end when
  *                 the last of them is closed
  *   -d SECONDS    reset / close / banner this long after accepting
- *                 (reading and discarding meanwhile)
+ *                 (reading and discarding meanwhile); udp-echo: echo each
+ *                 datagram this long after it came
  * Other modes:
  *   hold-port     make PORT busy: bind (and listen, unless -L) and never
  *                 accept; -u binds a UDP socket instead; -R sets
@@ -122,7 +123,8 @@ struct opts {
   const char *addr;    /* -a */
   long count;          /* -n; 0 = unlimited (servers), 1 (connect) */
   double seconds;      /* -t */
-  double delay;        /* -d: reset/close/banner this long after accept */
+  double delay;        /* -d: reset/close/banner this long after accept;
+                          udp-echo: echo this long after receiving */
   int sport;           /* -s; 0 = kernel's choice */
   int udp, no_listen, reuseaddr, reuseport;
   const char *text;    /* banner TEXT */
@@ -501,6 +503,10 @@ static int run_udp_echo(const struct opts *o) {
     n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *) &from, &fl);
     if (n < 0) continue;            /* e.g. ECONNREFUSED from an earlier reply */
     served++;
+    if (o->delay > 0) {             /* -d: a slow peer (replies that come late) */
+      struct timespec ts = { (time_t) o->delay, (long) ((o->delay - (time_t) o->delay) * 1e9) };
+      while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested) {}
+    }
     if (sendto(fd, buf, (size_t) n, MSG_NOSIGNAL, (struct sockaddr *) &from, fl) < 0)
       report("sendto", NULL, errno);
   }
