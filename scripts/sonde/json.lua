@@ -10,8 +10,8 @@
 
 local M = {}
 
-local type, pairs, next, getmetatable, setmetatable, error, tostring, pcall =
-  type, pairs, next, getmetatable, setmetatable, error, tostring, pcall
+local type, next, getmetatable, setmetatable, error, tostring, pcall =
+  type, next, getmetatable, setmetatable, error, tostring, pcall
 local byte, fmt, gsub = string.byte, string.format, string.gsub
 local sort, concat = table.sort, table.concat
 local floor, huge = math.floor, math.huge
@@ -116,10 +116,16 @@ local function encode(v, out, n)
       out[n] = "]"
       return n
     end
-    -- "type" and "version" first, then the other keys in string order
+    -- "type" and "version" first, then the other keys in string order.
+    -- The keys are walked with next(), not a pairs() loop: LuaJIT 2.1
+    -- before its 2022-04-03 fix (Debian 12's 2.1.0~beta3+git20220320) can
+    -- patch a blacklisted pairs() loop of this recursion (ITERN to ITERC)
+    -- so that it yields keys of another table: a trace's result then
+    -- "had" a table key (LuaJIT issue 827).
     local keys, m = {}, 0
     local has_type, has_version = false, false
-    for k in pairs(v) do
+    local k = next(v)
+    while k ~= nil do
       if type(k) ~= "string" then
         error("sonde.json: object key of type " .. type(k), 0)
       end
@@ -129,6 +135,7 @@ local function encode(v, out, n)
         m = m + 1
         keys[m] = k
       end
+      k = next(v, k)
     end
     if m > 1 then sort(keys) end
     n = n + 1

@@ -18,7 +18,7 @@ local json = require "sonde.json"
 
 local M = { name = "jsonl" }
 
-local concat, type, pairs = table.concat, type, pairs
+local concat, type, next = table.concat, type, next
 local quote, number, keytext = json.quote, json.number, json.keytext
 
 local function value(v)
@@ -75,7 +75,12 @@ local function encode(rec, fields, close)
         m = m + 2
       end
     end
-    for _ in pairs(rec) do n = n - 1 end
+    -- next(), not pairs(): see sonde.json's object keys (LuaJIT issue 827)
+    local k = next(rec)
+    while k ~= nil do
+      n = n - 1
+      k = next(rec, k)
+    end
     if n == 0 and m > 1 then
       out[m + 1] = close
       return concat(out, "", 1, m + 1)
