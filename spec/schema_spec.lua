@@ -66,6 +66,18 @@ helpers.lab_describe("sonde's JSON output against the schema", function()
     end
   end)
 
+  it("validates ping documents with the payload sizes iputils takes (-s 1472, -s 8000)", function()
+    for _, args in ipairs{
+      { "ping", "-c", "1", "-s", "1472", "--format", "json", l.dst.v4 },
+      { "ping", "-c", "1", "-s", "8000", "--format", "json", l.dst.v6 },
+    } do
+      local out, err, code = sonde(args)
+      assert.are.equal(0, code, err)
+      local ok, why = schema.validate(out)
+      assert.is_true(ok, why)
+    end
+  end)
+
   it("validates tcping attempts of every kind", function()
     local peer = l:spawn("dst", { helpers.labpeer(), "echo", "-p", "7000", "-t", "20" })
     peer:wait_for("^ready$", 5)
