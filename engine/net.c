@@ -247,23 +247,6 @@ int sonde__bind_device(sonde__probe_t *p, int fd) {
   return 0;
 }
 
-/*
- * Check the source and interface that a spec names (once per probe):
- * a datagram socket of the family, bound to the device (SO_BINDTODEVICE:
- * ENODEV, EPERM), then either bound to the given source (bind(): Linux
- * says EADDRNOTAVAIL for an address that is not one of this network
- * namespace's) or connected towards dst (the route's source over that
- * device). The check is a real bind(), never a lookup of our own: the
- * kernel's answer is what every later socket of the probe gets, and the
- * raw paths (IP_HDRINCL writes whatever source we give it, and a raw
- * socket's route lookup accepts any source) rely on it to send no forged
- * source. bind() alone is not enough: Linux binds an IPv4 socket to a
- * multicast or broadcast address (a subnet's, or 255.255.255.255) to
- * receive on it, and to any address at all in a namespace that sets
- * net.ipv4.ip_nonlocal_bind or net.ipv6.ip_nonlocal_bind; IP_HDRINCL would
- * then send from it. So the address must also be one an interface holds
- * (own_address).
- */
 /* The last address own_address found on an interface, and when (this
  * thread's: an engine and its checks run on one thread). Addresses come
  * and go, so a finding is kept one second; a run that gives every probe
@@ -305,6 +288,23 @@ static int own_address(const struct sockaddr_storage *ss) {
   return found;
 }
 
+/*
+ * Check the source and interface that a spec names (once per probe):
+ * a datagram socket of the family, bound to the device (SO_BINDTODEVICE:
+ * ENODEV, EPERM), then either bound to the given source (bind(): Linux
+ * says EADDRNOTAVAIL for an address that is not one of this network
+ * namespace's) or connected towards dst (the route's source over that
+ * device). The check is a real bind(), never a lookup of our own: the
+ * kernel's answer is what every later socket of the probe gets, and the
+ * raw paths (IP_HDRINCL writes whatever source we give it, and a raw
+ * socket's route lookup accepts any source) rely on it to send no forged
+ * source. bind() alone is not enough: Linux binds an IPv4 socket to a
+ * multicast or broadcast address (a subnet's, or 255.255.255.255) to
+ * receive on it, and to any address at all in a namespace that sets
+ * net.ipv4.ip_nonlocal_bind or net.ipv6.ip_nonlocal_bind; IP_HDRINCL would
+ * then send from it. So the address must also be one an interface holds
+ * (own_address).
+ */
 static int src_check(const sonde_probe_spec_t *spec, const char **call,
                      unsigned *ifindex, struct sockaddr_storage *out) {
   struct sockaddr_storage ss;
