@@ -385,7 +385,9 @@ eng:close()
   end)
 
   it("takes the reply that waited unread, with the RTT the kernel stamped", function()
-    local out, err, code = l:exec("src", { helpers.luajit(), script, l.dst.v4, tostring(PORT) })
+    -- helpers.luajit() is shell words (make check's ASan preload before it)
+    local out, err, code = l:exec("src", table.concat({ helpers.luajit(), lab.shquote(script),
+      l.dst.v4, tostring(PORT) }, " "))
     assert.are.equal(0, code, err)
     local status, kind, rtt = out:match("^(%S+)\t(%S+)\t(%S+)")
     assert.are.equal("reply", status, out)
