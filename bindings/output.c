@@ -261,6 +261,14 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
+/* The state's hold on privsep's table of outputs (sonde_privsep_state),
+ * let go when the state closes. */
+static int l_state_gc(lua_State *L) {
+  (void)L;
+  sonde_privsep_state(0);
+  return 0;
+}
+
 void sonde__output_init(lua_State *L) {
   static const luaL_Reg methods[] = {{"write", l_write},
                                      {"flush", l_flush},
@@ -268,4 +276,12 @@ void sonde__output_init(lua_State *L) {
                                      {"abort", l_abort},
                                      {NULL, NULL}};
   sonde__lua_metatable(L, OUTPUT_MT, methods, l_gc, NULL);
+  /* a userdata kept in the registry: collected only when the state closes */
+  lua_newuserdata(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_state_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "sonde.output.state");
+  sonde_privsep_state(1);
 }

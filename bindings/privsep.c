@@ -78,7 +78,8 @@ static struct {
   int helper_fd; /* the child's end towards the commit helper, or -1 */
   out_t *outs;
   int nouts;
-} ps = {0, 0, 0, NULL, 0, 0, 0, -1, NULL, 0};
+  int states; /* Lua states that opened sonde.core (sonde_privsep_state) */
+} ps = {0, 0, 0, NULL, 0, 0, 0, -1, NULL, 0, 0};
 
 static volatile pid_t helper_child;
 
@@ -126,6 +127,32 @@ int sonde_privsep_output_owner(uid_t *uid, gid_t *gid) {
   *uid = ps.owner_uid;
   *gid = ps.owner_gid;
   return 1;
+}
+
+/*
+ * A Lua state opened sonde.core (opened 1) or is closing (0). Where main()
+ * configured nothing (the Lua module in another program: luajit, busted)
+ * no one calls sonde_privsep_release, and LuaJIT unloads sonde.core when
+ * the last state closes: the table of outputs goes with the last state,
+ * else its memory stays allocated behind a pointer that is no longer
+ * mapped. An output still pending then is one its state never finished:
+ * its temporary file is removed here, as its own finalizer would (which,
+ * run after this, finds no entry and does nothing).
+ */
+void sonde_privsep_state(int opened) {
+  int i;
+  ps.states += opened ? 1 : -1;
+  if (opened || ps.states > 0 || ps.configured)
+    return;
+  for (i = 0; i < ps.nouts; i++) {
+    if (ps.outs[i].state == OUT_PENDING && ps.outs[i].tmp)
+      (void)unlink(ps.outs[i].tmp);
+    free(ps.outs[i].tmp);
+    free(ps.outs[i].path);
+  }
+  free(ps.outs);
+  ps.outs = NULL;
+  ps.nouts = 0;
 }
 
 int sonde_privsep_add_output(const char *tmp, const char *path) {

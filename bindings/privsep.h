@@ -15,6 +15,9 @@ void sonde_privsep_configure(const char *user);
  * closes the socket to the commit helper (which then ends too). */
 void sonde_privsep_release(void);
 
+/* sonde.core opened in a Lua state (1), or that state closing (0). */
+void sonde_privsep_state(int opened);
+
 /* 1 while a configured drop has not happened (engines are refused). */
 int sonde_privsep_pending(void);
 
