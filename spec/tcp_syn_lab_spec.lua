@@ -232,6 +232,10 @@ end)
 -- the scenario's delays (the SYN's send and its answer's kernel receive
 -- timestamp; one probe at a time (-N 1), the fastest of ten per hop: a
 -- busy machine only adds).
+-- make check's ASan build of the simulator and of sonde adds its own
+-- latency to every reply (2.100 ms seen for a 2 ms hop): the 0.1 ms
+-- figure is asserted on the plain build (make test), a looser one there.
+local SLACK_MS = (os.getenv("SONDE_SANITIZE") or "") ~= "" and 0.5 or 0.1
 for _, case in ipairs{ { fam = 4, scenario = "synrtt", dst = "198.18.210.50" },
                        { fam = 6, scenario = "synrtt6", dst = "2001:db8:210::50" } } do
   helpers.lab_describe(("SYN-mode RTTs across sonde-netsim (IPv%d)"):format(case.fam), function()
@@ -263,7 +267,7 @@ for _, case in ipairs{ { fam = 4, scenario = "synrtt", dst = "198.18.210.50" },
           if p.status == "reply" then best = math.min(best or math.huge, p.rtt * 1000) end
         end
         assert.is_truthy(best, "hop " .. i .. " never answered")
-        assert.is_true(best >= delays[i] - 0.01 and best <= delays[i] + 0.1,
+        assert.is_true(best >= delays[i] - 0.01 and best <= delays[i] + SLACK_MS,
           ("hop %d: fastest RTT %.3f ms for a delay of %d ms"):format(i, best, delays[i]))
         if i == 3 then assert.are.equal("tcp_synack", hop.probes[1].kind) end
       end
