@@ -104,7 +104,8 @@ void sonde_privsep_configure(const char *user) {
 
 int sonde_privsep_pending(void) { return ps.configured && !ps.dropped; }
 
-void sonde_privsep_release(void) {
+/* Frees the table of outputs (the files are left as they are). */
+static void free_outputs(void) {
   int i;
   for (i = 0; i < ps.nouts; i++) {
     free(ps.outs[i].tmp);
@@ -113,6 +114,10 @@ void sonde_privsep_release(void) {
   free(ps.outs);
   ps.outs = NULL;
   ps.nouts = 0;
+}
+
+void sonde_privsep_release(void) {
+  free_outputs();
   free(ps.user);
   ps.user = NULL;
   if (ps.helper_fd != -1) {
@@ -144,15 +149,10 @@ void sonde_privsep_state(int opened) {
   ps.states += opened ? 1 : -1;
   if (opened || ps.states > 0 || ps.configured)
     return;
-  for (i = 0; i < ps.nouts; i++) {
+  for (i = 0; i < ps.nouts; i++)
     if (ps.outs[i].state == OUT_PENDING && ps.outs[i].tmp)
       (void)unlink(ps.outs[i].tmp);
-    free(ps.outs[i].tmp);
-    free(ps.outs[i].path);
-  }
-  free(ps.outs);
-  ps.outs = NULL;
-  ps.nouts = 0;
+  free_outputs();
 }
 
 int sonde_privsep_add_output(const char *tmp, const char *path) {
